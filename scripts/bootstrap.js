@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// The README's commands start here, on a machine that may have nothing installed but Node.js:
+// install npm dependencies when the lockfile changed, compile, make sure the Pulumi toolchain
+// exists (cached outside the repository), then run the requested job. Plain JavaScript with no
+// dependencies, because it runs before `npm ci`.
+"use strict";
+
+const { spawnSync } = require("node:child_process");
+const crypto = require("node:crypto");
+const fs = require("node:fs");
+const path = require("node:path");
+
+const root = path.resolve(__dirname, "..");
+const started = Date.now();
+
+function say(line) {
+    const s = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+    process.stderr.write(`[${s}s] ${line}\n`);
+}
+
+function step(title, file, args, options = {}) {
+    const t0 = Date.now();
+    say(`${title}...`);
+    const r = spawnSync(file, args, { cwd: root, stdio: "inherit", env: options.env ?? process.env });
+    const secs = ((Date.now() - t0) / 1000).toFixed(1);
+    if (r.error) {
+        say(`${title}: could not start ${file}: ${r.error.message}`);
+        process.exit(1);
+    }
+    if (r.status !== 0) {
+        say(`${title}: failed (exit ${r.status}) after ${secs}s`);
+        process.exit(r.status || 1);
+    }
+    say(`${title}: done in ${secs}s`);
+}
+
+function npmDependencies() {
+    const lock = fs.readFileSync(path.join(root, "package-lock.json"));
+    const digest = crypto.createHash("sha256").update(lock).digest("hex");
+    const stamp = path.join(root, "node_modules", ".gitops-stages-lock");
+    if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === digest) {
+        say("npm dependencies: up to date");
+        return;
+    }
+    // The kubernetes SDK's install script only downloads a plugin binary, which the toolchain
+    // builds instead, so install scripts stay off (npm 11's default too).
+    step("npm dependencies (npm ci)", "npm", ["ci", "--no-audit", "--no-fund", "--ignore-scripts"]);
+    fs.writeFileSync(stamp, digest);
+}
+
+function bin(name) {
+    return path.join(root, "node_modules", ".bin", name);
+}
+
+const job = process.argv[2];
+const rest = process.argv.slice(3);
+const jobs = ["test", "demo", "toolchain", "bench"];
+if (!jobs.includes(job)) {
+    process.stderr.write(`usage: node scripts/bootstrap.js <${jobs.join("|")}> [args]\n`);
+    process.exit(2);
+}
+
+npmDependencies();
+// Compiling also type-checks; a type error stops every job here.
+step("compile and typecheck (tsc)", bin("tsc"), ["-p", "tsconfig.json"]);
+const toolchainArgs = job === "toolchain" ? rest : [];
+step("pulumi toolchain", process.execPath, [path.join(root, "dist/src/cli/main.js"), "toolchain", ...toolchainArgs]);
+
+switch (job) {
+    case "toolchain":
+        break;
+    case "test": {
+        step("lint (eslint)", bin("eslint"), ["."]);
+        const specs = rest.length > 0 ? rest : ["dist/test/**/*.test.js"];
+        step("tests (mocha)", bin("mocha"), ["--reporter", path.join(root, "test/support/reporter.js"), ...specs]);
+        break;
+    }
+    case "demo":
+        step("demo", process.execPath, [path.join(root, "dist/src/demo/main.js"), ...rest]);
+        break;
+    case "bench":
+        step("benchmarks", process.execPath, [path.join(root, "dist/bench/main.js"), ...rest]);
+        break;
+}
+say(`${job}: finished`);

@@ -1,0 +1,114 @@
+/**
+ * The `stages` command line. Each verb parses its arguments, calls the core, prints a readable
+ * result (or JSON with --json) and exits with the code decided in `exitCodes`.
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
+
+/** Exit codes, decided in this one place. */
+export const exitCodes = {
+    ok: 0,
+    failure: 1,
+    invalidInput: 2,
+    refused: 3,
+    notFound: 4,
+    conflict: 5,
+} as const;
+
+/** Project root: the folder holding package.json, two levels above dist/src/cli. */
+export const projectRoot = path.resolve(__dirname, "..", "..", "..");
+
+const USAGE = `usage: stages <verb> [options]
+
+verbs:
+  toolchain [--with-github] [--json] [--register]
+      Find or build the Pulumi CLI, Node.js language host and provider plugins, and print each
+      with its version and origin. --register also installs the plugins into $PULUMI_HOME
+      (default ~/.pulumi) so that a plain \`pulumi up\` finds them without downloading.
+      --env prints shell exports that put the toolchain first on PATH.
+`;
+
+async function toolchainVerb(args: string[]): Promise<number> {
+    const known = new Set(["--with-github", "--json", "--register", "--env"]);
+    const unknown = args.filter((a) => !known.has(a));
+    if (unknown.length > 0) {
+        process.stderr.write(`stages toolchain: unknown option ${unknown[0]}\n${USAGE}`);
+        return exitCodes.invalidInput;
+    }
+    const json = args.includes("--json");
+    const tc = await ensureToolchain({
+        projectRoot,
+        withGithub: args.includes("--with-github"),
+        log: json || args.includes("--env") ? () => undefined : undefined,
+    });
+    if (args.includes("--register")) {
+        const home = process.env.PULUMI_HOME ?? path.join(os.homedir(), ".pulumi");
+        registerPlugins(home, tc);
+        if (!json) process.stderr.write(`toolchain: plugins registered in ${home}/plugins\n`);
+    }
+    if (args.includes("--env")) {
+        process.stdout.write(`export PATH="${tc.binDir}:$PATH"\nexport PULUMI_SKIP_UPDATE_CHECK=true\n`);
+        return exitCodes.ok;
+    }
+    if (json) {
+        process.stdout.write(
+            JSON.stringify(
+                {
+                    binDir: tc.binDir,
+                    components: tc.components.map((r) => ({
+                        name: r.component.name,
+                        binary: r.component.binary,
+                        version: r.component.version,
+                        origin: r.origin,
+                        path: r.path,
+                        seconds: r.seconds,
+                    })),
+                },
+                null,
+                2,
+            ) + "\n",
+        );
+    } else {
+        process.stdout.write(`toolchain ready: ${tc.binDir}\n`);
+    }
+    return exitCodes.ok;
+}
+
+/** Runs the CLI with these arguments and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+    const [verb, ...rest] = argv;
+    try {
+        switch (verb) {
+            case "toolchain":
+                return await toolchainVerb(rest);
+            case undefined:
+            case "help":
+            case "--help":
+            case "-h":
+                process.stdout.write(USAGE);
+                return verb === undefined ? exitCodes.invalidInput : exitCodes.ok;
+            default:
+                process.stderr.write(`stages: unknown verb "${verb}"\n${USAGE}`);
+                return exitCodes.invalidInput;
+        }
+    } catch (e) {
+        if (e instanceof ToolchainError) {
+            process.stderr.write(`stages ${verb}: ${e.message}\n`);
+            if (e.detail) process.stderr.write(`${e.detail}\n`);
+            return exitCodes.failure;
+        }
+        throw e;
+    }
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => process.exit(code),
+        (e: unknown) => {
+            process.stderr.write(`stages: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);
+            process.exit(exitCodes.failure);
+        },
+    );
+}

@@ -1,0 +1,301 @@
+/**
+ * What the toolchain is made of and how each part is obtained. Pure data and pure functions:
+ * nothing here touches the disk, the network or a process.
+ */
+
+/** The versions the installed npm SDKs ask for. */
+export interface Pins {
+    /** Version of @pulumi/pulumi; the CLI and language host are built at this version. */
+    readonly pulumi: string;
+    /** Resource plugins: name -> version requested by the npm SDK's package.json. */
+    readonly plugins: Readonly<Record<string, string>>;
+}
+
+/** Where a component comes from when nothing usable is installed. */
+export type Recipe =
+    | {
+          /** A wrapper module we generate that requires `module@version` and builds `mainPackage`. */
+          readonly type: "go-wrapper";
+          readonly module: string;
+          readonly version: string;
+          readonly mainPackage: string;
+          readonly ldflags: readonly string[];
+          /** A generated main package instead of the module's own (see `kubernetesMain`). */
+          readonly generatedMain?: "kubernetes";
+      }
+    | {
+          /** A Go module kept in this repository under `toolchain/<dir>`. */
+          readonly type: "go-local";
+          readonly dir: string;
+          readonly ldflags: readonly string[];
+      }
+    | {
+          /** A wrapper like `go-wrapper`, for a Terraform-bridged provider pinned through its SDK's tag. */
+          readonly type: "go-bridged";
+          readonly sdkModule: string;
+          readonly sdkVersion: string;
+          readonly providerModule: string;
+          readonly mainPackage: string;
+          readonly ldflags: readonly string[];
+      }
+    | {
+          /** A small shell script, as the official distribution ships next to `pulumi`. */
+          readonly type: "shim";
+          readonly script: string;
+      };
+
+/** One executable of the toolchain. */
+export interface Component {
+    /** Short name shown in progress output. */
+    readonly name: string;
+    /** File name of the executable. */
+    readonly binary: string;
+    readonly version: string;
+    /** How the engine uses it: registered as a resource plugin, or found beside the CLI. */
+    readonly role: "cli" | "language" | "shim" | "resource-plugin";
+    /** For resource plugins: the plugin name the engine asks for. */
+    readonly pluginName?: string;
+    readonly recipe: Recipe;
+    /** Built only on request (`--with-github`). */
+    readonly optional: boolean;
+}
+
+/** Options that change which components are wanted. */
+export interface RecipeOptions {
+    /** Also build the GitHub provider plugin. */
+    readonly withGithub: boolean;
+}
+
+/** Bump when a recipe's meaning changes without its data changing, so caches are rebuilt. */
+export const RECIPE_REVISION = 1;
+
+/**
+ * The newest pulumi-kubernetes provider commit the Go module proxy serves to these machines. The
+ * provider module is not tagged (only pseudo-versions exist); this build is registered under the
+ * version the npm SDK requests so the engine never tries to download that version.
+ */
+export const KUBERNETES_PROVIDER_PSEUDO_VERSION = "v4.0.0-20260115033456-f47bc2d6f199";
+
+const VERSION_PKG = "github.com/pulumi/pulumi/sdk/v3/go/common/version.Version";
+
+/** Shell shim that runs @pulumi/pulumi's dynamic-provider host from the program's node_modules. */
+export const DYNAMIC_PROVIDER_SHIM = shim("@pulumi/pulumi/cmd/dynamic-provider", "dynamic providers");
+
+/** Shell shim that runs @pulumi/pulumi's policy-pack host from the policy pack's node_modules. */
+export const POLICY_SHIM = shim("@pulumi/pulumi/cmd/run-policy-pack", "local policy packs");
+
+function shim(module: string, purpose: string): string {
+    return [
+        "#!/bin/sh",
+        `# Runs ${module} (used by the Pulumi engine for ${purpose}).`,
+        "# The engine starts this in the program's directory, so Node resolves the program's own copy.",
+        `entry=$(node -e "process.stdout.write(require.resolve('${module}'))") || {`,
+        `  echo "cannot find ${module}: run npm install in the Pulumi project" >&2`,
+        "  exit 1",
+        "}",
+        'exec node "$entry" "$@"',
+        "",
+    ].join("\n");
+}
+
+/** The components wanted for these pins, in build order (cheapest failure first is not needed: all are required). */
+export function components(pins: Pins, options: RecipeOptions): Component[] {
+    const v = pins.pulumi.replace(/^v/, "");
+    const list: Component[] = [
+        {
+            name: "pulumi",
+            binary: "pulumi",
+            version: v,
+            role: "cli",
+            optional: false,
+            recipe: {
+                type: "go-wrapper",
+                module: "github.com/pulumi/pulumi/pkg/v3",
+                version: `v${v}`,
+                mainPackage: "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+                ldflags: [`-X ${VERSION_PKG}=v${v}`],
+            },
+        },
+        {
+            name: "language-nodejs",
+            binary: "pulumi-language-nodejs",
+            version: v,
+            role: "language",
+            optional: false,
+            recipe: { type: "go-local", dir: "language-nodejs", ldflags: [`-X ${VERSION_PKG}=v${v}`] },
+        },
+        {
+            name: "dynamic-provider-shim",
+            binary: "pulumi-resource-pulumi-nodejs",
+            version: v,
+            role: "shim",
+            optional: false,
+            recipe: { type: "shim", script: DYNAMIC_PROVIDER_SHIM },
+        },
+        {
+            name: "policy-shim",
+            binary: "pulumi-analyzer-policy",
+            version: v,
+            role: "shim",
+            optional: false,
+            recipe: { type: "shim", script: POLICY_SHIM },
+        },
+    ];
+    const k8s = requirePin(pins, "kubernetes");
+    list.push({
+        name: "kubernetes",
+        binary: "pulumi-resource-kubernetes",
+        version: k8s,
+        role: "resource-plugin",
+        pluginName: "kubernetes",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "github.com/pulumi/pulumi-kubernetes/provider/v4",
+            version: KUBERNETES_PROVIDER_PSEUDO_VERSION,
+            mainPackage: ".",
+            ldflags: [`-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=${k8s}`],
+            generatedMain: "kubernetes",
+        },
+    });
+    const random = requirePin(pins, "random");
+    list.push({
+        name: "random",
+        binary: "pulumi-resource-random",
+        version: random,
+        role: "resource-plugin",
+        pluginName: "random",
+        optional: false,
+        recipe: { type: "go-local", dir: "provider-random", ldflags: [`-X main.version=${random}`] },
+    });
+    if (options.withGithub) {
+        const gh = requirePin(pins, "github");
+        list.push({
+            name: "github",
+            binary: "pulumi-resource-github",
+            version: gh,
+            role: "resource-plugin",
+            pluginName: "github",
+            optional: true,
+            recipe: {
+                type: "go-bridged",
+                sdkModule: "github.com/pulumi/pulumi-github/sdk/v6",
+                sdkVersion: `v${gh}`,
+                providerModule: "github.com/pulumi/pulumi-github/provider/v6",
+                mainPackage: "github.com/pulumi/pulumi-github/provider/v6/cmd/pulumi-resource-github",
+                ldflags: [`-X github.com/pulumi/pulumi-github/provider/v6/pkg/version.Version=${gh}`],
+            },
+        });
+    }
+    return list;
+}
+
+function requirePin(pins: Pins, plugin: string): string {
+    const version = pins.plugins[plugin];
+    if (!version) {
+        throw new Error(
+            `no version pinned for the ${plugin} provider: @pulumi/${plugin} is missing from node_modules (run npm ci)`,
+        );
+    }
+    return version.replace(/^v/, "");
+}
+
+/**
+ * A Go pseudo-version for a commit, as `go` itself writes it: `v<major>.0.0-<UTC yyyymmddhhmmss>-<12 hex>`.
+ * Used to address an untagged provider module at the commit its SDK's release tag points to.
+ */
+export function pseudoVersion(major: number, commitTime: Date, commit: string): string {
+    if (!/^[0-9a-f]{12,40}$/.test(commit)) {
+        throw new Error(`not a commit hash: ${commit}`);
+    }
+    const pad = (n: number): string => String(n).padStart(2, "0");
+    const t = commitTime;
+    const stamp = `${t.getUTCFullYear()}${pad(t.getUTCMonth() + 1)}${pad(t.getUTCDate())}${pad(t.getUTCHours())}${pad(
+        t.getUTCMinutes(),
+    )}${pad(t.getUTCSeconds())}`;
+    return `v${major}.0.0-${stamp}-${commit.slice(0, 12)}`;
+}
+
+/**
+ * The replace directives of a module's go.mod that point at other modules (not local folders).
+ * Go ignores a dependency's replaces, so a wrapper must repeat them to build what upstream builds;
+ * local ones (`=> ../sdk`) stand for sibling modules, which the wrapper requires at the same version.
+ */
+export function nonLocalReplaces(goMod: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const lines: string[] = [];
+    let inBlock = false;
+    for (const raw of goMod.split("\n")) {
+        const line = raw.replace(/\/\/.*$/, "").trim();
+        if (inBlock) {
+            if (line === ")") inBlock = false;
+            else if (line) lines.push(line);
+        } else if (/^replace\s*\($/.test(line)) {
+            inBlock = true;
+        } else if (line.startsWith("replace ")) {
+            lines.push(line.slice("replace ".length));
+        }
+    }
+    for (const line of lines) {
+        const m = /^(\S+)(?:\s+\S+)?\s*=>\s*(\S+)(?:\s+(\S+))?$/.exec(line);
+        if (!m) continue;
+        const [, from, to, version] = m;
+        if (to.startsWith(".") || to.startsWith("/") || !version) continue;
+        out[from] = `${to} ${version}`;
+    }
+    return out;
+}
+
+/** `go.mod` text of a wrapper module. */
+export function wrapperGoMod(name: string, goVersion: string, replaces: Readonly<Record<string, string>>): string {
+    const lines = [`module gitops-stages.local/toolchain/${name}`, "", `go ${goVersion}`, ""];
+    for (const [from, to] of Object.entries(replaces).sort(([a], [b]) => a.localeCompare(b))) {
+        lines.push(`replace ${from} => ${to}`);
+    }
+    return lines.join("\n") + "\n";
+}
+
+/**
+ * The kubernetes provider's own main package embeds generated files that its module zip lacks
+ * (`schema-embed.json`, `terraform-mapping-embed.json`); the wrapper carries this equivalent
+ * main package and generates those files from the `schema.json` and `terraform-mapping.json`
+ * that the zip does carry.
+ */
+export const KUBERNETES_MAIN = `// Generated by gitops-stages' toolchain: the upstream main package, with its embedded files
+// generated from the module's schema.json and terraform-mapping.json.
+package main
+
+import (
+	_ "embed"
+
+	"github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/provider"
+	"github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version"
+)
+
+//go:embed schema-embed.json
+var pulumiSchema []byte
+
+//go:embed terraform-mapping-embed.json
+var terraformMapping []byte
+
+func main() {
+	provider.Serve("kubernetes", version.Version, pulumiSchema, terraformMapping)
+}
+`;
+
+/** Parses `pulumi version` output ("v3.248.0") into [major, minor, patch], or undefined. */
+export function parseVersion(text: string): [number, number, number] | undefined {
+    const m = /v?(\d+)\.(\d+)\.(\d+)/.exec(text.trim());
+    return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+/** True when `have` is at least `want` (both "x.y.z", optional leading v). */
+export function versionAtLeast(have: string, want: string): boolean {
+    const a = parseVersion(have);
+    const b = parseVersion(want);
+    if (!a || !b) return false;
+    for (let i = 0; i < 3; i++) {
+        if (a[i] !== b[i]) return a[i] > b[i];
+    }
+    return true;
+}

@@ -1,0 +1,401 @@
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { run, which } from "./exec";
+import {
+    Component,
+    KUBERNETES_MAIN,
+    Pins,
+    RECIPE_REVISION,
+    Recipe,
+    components,
+    nonLocalReplaces,
+    parseVersion,
+    pseudoVersion,
+    versionAtLeast,
+    wrapperGoMod,
+} from "./recipes";
+
+/** Where a resolved component came from. */
+export type Origin = "PATH" | "PULUMI_HOME" | "cache" | "built";
+
+/** A component ready to use. */
+export interface Resolved {
+    readonly component: Component;
+    /** Absolute path of the executable. */
+    readonly path: string;
+    readonly origin: Origin;
+    /** Seconds spent building it now (0 unless origin is "built"). */
+    readonly seconds: number;
+}
+
+/** The resolved toolchain. */
+export interface Toolchain {
+    /** A folder with `bin/` below it, the layout the Automation API's `PulumiCommand.get({ root })` expects. */
+    readonly root: string;
+    /** `<root>/bin`: the CLI, language host and shims; put it first on PATH. Plugins: {@link registerPlugins}. */
+    readonly binDir: string;
+    readonly components: readonly Resolved[];
+    /** Path of the `pulumi` executable. */
+    readonly pulumi: string;
+}
+
+/** Options for {@link ensureToolchain}. */
+export interface EnsureOptions {
+    /** The project root (holds package.json, node_modules and toolchain/). */
+    readonly projectRoot: string;
+    readonly withGithub?: boolean;
+    /** Cache folder; defaults to {@link defaultCacheDir}. */
+    readonly cacheDir?: string;
+    /** Progress lines go here; defaults to standard error. */
+    readonly log?: (line: string) => void;
+    /** Environment to read PULUMI_CLI, PATH and Go from. */
+    readonly env?: NodeJS.ProcessEnv;
+    /** Ignore a Pulumi CLI on PATH (used to test the build path). */
+    readonly ignorePath?: boolean;
+}
+
+/** A toolchain problem the user must fix; the message says what to install or change. */
+export class ToolchainError extends Error {
+    constructor(
+        message: string,
+        /** Output of the failed build step, shown in full. */
+        readonly detail?: string,
+    ) {
+        super(message);
+        this.name = "ToolchainError";
+    }
+}
+
+/** The per-user cache folder: $GITOPS_STAGES_CACHE, else $XDG_CACHE_HOME/gitops-stages, else ~/.cache/gitops-stages. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+    if (env.GITOPS_STAGES_CACHE) return path.resolve(env.GITOPS_STAGES_CACHE);
+    const base = env.XDG_CACHE_HOME ? path.resolve(env.XDG_CACHE_HOME) : path.join(os.homedir(), ".cache");
+    return path.join(base, "gitops-stages");
+}
+
+/** Reads the versions the installed npm SDKs request. */
+export function readPins(projectRoot: string): Pins {
+    const pkg = (name: string): { version: string; pulumi?: { name?: string; version?: string } } | undefined => {
+        const file = path.join(projectRoot, "node_modules", name, "package.json");
+        if (!fs.existsSync(file)) return undefined;
+        return JSON.parse(fs.readFileSync(file, "utf8"));
+    };
+    const sdk = pkg("@pulumi/pulumi");
+    if (!sdk) {
+        throw new ToolchainError(`@pulumi/pulumi is not installed in ${projectRoot}: run npm ci first`);
+    }
+    const plugins: Record<string, string> = {};
+    for (const name of ["kubernetes", "random", "github"]) {
+        const p = pkg(`@pulumi/${name}`);
+        if (p) plugins[p.pulumi?.name ?? name] = p.pulumi?.version ?? p.version;
+    }
+    return { pulumi: sdk.version, plugins };
+}
+
+const pad = (s: string, n: number): string => (s.length >= n ? s : s + " ".repeat(n - s.length));
+
+/** One progress line: name, version, origin and time. */
+export function progressLine(r: Pick<Resolved, "origin" | "seconds" | "path"> & { component: Component }): string {
+    const how = r.origin === "built" ? `built now in ${r.seconds.toFixed(1)}s` : `from ${r.origin}`;
+    return `toolchain: ${pad(r.component.name, 22)} ${pad(r.component.version, 9)} ${pad(how, 22)} ${r.path}`;
+}
+
+/**
+ * Makes every component available: a usable Pulumi CLI the user already has (with its own language
+ * host and plugins) is used; anything missing is taken from the cache or built from Go modules.
+ */
+export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain> {
+    const env = options.env ?? process.env;
+    const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
+    const cacheDir = options.cacheDir ?? defaultCacheDir(env);
+    const pins = readPins(options.projectRoot);
+    const wanted = components(pins, { withGithub: options.withGithub ?? false });
+
+    const existing = options.ignorePath ? undefined : await findInstalledCli(env, pins.pulumi);
+    const installedPlugins = existing ? await installedPluginVersions(existing, env) : new Map<string, string>();
+    const go = await findGo(env);
+
+    const resolved: Resolved[] = [];
+    for (const component of wanted) {
+        const fromInstall = existing ? fromInstalledCli(component, existing, installedPlugins) : undefined;
+        if (fromInstall) {
+            resolved.push(fromInstall);
+            log(progressLine(fromInstall));
+            continue;
+        }
+        const r = await fromCacheOrBuild(component, { cacheDir, go, env, projectRoot: options.projectRoot, log });
+        resolved.push(r);
+        log(progressLine(r));
+    }
+
+    const root = linkRoot(cacheDir, resolved);
+    const binDir = path.join(root, "bin");
+    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi") };
+}
+
+async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Promise<string | undefined> {
+    const candidate = env.PULUMI_CLI ? path.resolve(env.PULUMI_CLI) : which("pulumi", env.PATH);
+    if (!candidate) return undefined;
+    // Our own cache's CLI may be on PATH (e.g. inside `npm test`); it is handled as the cache.
+    if (candidate.startsWith(defaultCacheDir(env) + path.sep)) return undefined;
+    try {
+        const r = await run(candidate, ["version"], { env: { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
+        if (r.code === 0 && versionAtLeast(r.stdout, wantVersion)) return candidate;
+        if (env.PULUMI_CLI) {
+            throw new ToolchainError(
+                `PULUMI_CLI=${candidate} reports version ${r.stdout.trim() || "(none)"}; gitops-stages needs ${wantVersion} or later`,
+            );
+        }
+    } catch (e) {
+        if (e instanceof ToolchainError) throw e;
+    }
+    return undefined;
+}
+
+async function installedPluginVersions(cli: string, env: NodeJS.ProcessEnv): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const r = await run(cli, ["plugin", "ls", "--json"], { env: { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
+    if (r.code !== 0) return out;
+    try {
+        for (const p of JSON.parse(r.stdout) as { name: string; kind: string; version: string; path?: string }[]) {
+            if (p.kind === "resource") out.set(`${p.name}@${p.version.replace(/^v/, "")}`, p.path ?? "");
+        }
+    } catch {
+        // an unreadable list means no usable plugins
+    }
+    return out;
+}
+
+function fromInstalledCli(c: Component, cli: string, plugins: Map<string, string>): Resolved | undefined {
+    const dir = path.dirname(fs.realpathSync(cli));
+    if (c.role === "cli") return { component: c, path: cli, origin: "PATH", seconds: 0 };
+    if (c.role === "language" || c.role === "shim") {
+        const p = path.join(dir, c.binary);
+        return fs.existsSync(p) ? { component: c, path: p, origin: "PATH", seconds: 0 } : undefined;
+    }
+    const installed = plugins.get(`${c.pluginName}@${c.version}`);
+    if (installed !== undefined) {
+        const p = installed && fs.existsSync(path.join(installed, c.binary)) ? path.join(installed, c.binary) : installed;
+        if (p && fs.existsSync(p)) return { component: c, path: p, origin: "PULUMI_HOME", seconds: 0 };
+    }
+    return undefined;
+}
+
+interface GoInfo {
+    readonly bin: string;
+    readonly version: string;
+}
+
+async function findGo(env: NodeJS.ProcessEnv): Promise<GoInfo | undefined> {
+    const bin = which("go", env.PATH);
+    if (!bin) return undefined;
+    const r = await run(bin, ["env", "GOVERSION"], { env });
+    return r.code === 0 ? { bin, version: r.stdout.trim() } : undefined;
+}
+
+interface BuildContext {
+    readonly cacheDir: string;
+    readonly go: GoInfo | undefined;
+    readonly env: NodeJS.ProcessEnv;
+    readonly projectRoot: string;
+    readonly log: (line: string) => void;
+}
+
+/** The cache key of a component: its recipe, the Go version, and for our own sources their content. */
+export function cacheKey(component: Component, goVersion: string, sourceDigest: string): string {
+    const h = createHash("sha256");
+    h.update(JSON.stringify({ revision: RECIPE_REVISION, component, goVersion, sourceDigest }));
+    return h.digest("hex").slice(0, 16);
+}
+
+function digestDir(dir: string): string {
+    const h = createHash("sha256");
+    const walk = (d: string): void => {
+        for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+            const p = path.join(d, entry.name);
+            if (entry.isDirectory()) walk(p);
+            else if (entry.isFile()) {
+                h.update(path.relative(dir, p));
+                h.update(fs.readFileSync(p));
+            }
+        }
+    };
+    walk(dir);
+    return h.digest("hex");
+}
+
+async function fromCacheOrBuild(c: Component, ctx: BuildContext): Promise<Resolved> {
+    const sourceDigest =
+        c.recipe.type === "go-local" ? digestDir(path.join(ctx.projectRoot, "toolchain", c.recipe.dir)) : "";
+    // Shims need no Go; their key does not depend on it.
+    const goVersion = c.recipe.type === "shim" ? "" : (ctx.go?.version ?? "");
+    const dir = path.join(ctx.cacheDir, "toolchain", `${c.binary}-${c.version}-${cacheKey(c, goVersion, sourceDigest)}`);
+    const exe = path.join(dir, c.binary);
+    if (fs.existsSync(path.join(dir, "complete.json")) && fs.existsSync(exe)) {
+        return { component: c, path: exe, origin: "cache", seconds: 0 };
+    }
+    if (c.recipe.type !== "shim" && !ctx.go) {
+        throw new ToolchainError(
+            `cannot provide ${c.binary} ${c.version}: no Pulumi CLI ${c.version} or later was found ` +
+                "(set PULUMI_CLI or put pulumi on PATH) and no Go toolchain is installed to build one. " +
+                "Install the Pulumi CLI (https://www.pulumi.com/docs/install/) or Go 1.25 or later.",
+        );
+    }
+    const started = Date.now();
+    ctx.log(`toolchain: ${pad(c.name, 22)} ${pad(c.version, 9)} building (${describe(c.recipe)})...`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    const staging = `${dir}.partial-${process.pid}`;
+    fs.rmSync(staging, { recursive: true, force: true });
+    fs.mkdirSync(staging, { recursive: true });
+    try {
+        await build(c, path.join(staging, c.binary), ctx);
+        const seconds = (Date.now() - started) / 1000;
+        fs.writeFileSync(
+            path.join(staging, "complete.json"),
+            JSON.stringify({ component: c, goVersion, builtAt: new Date().toISOString(), seconds }, null, 2),
+        );
+        // Rename last: a cache entry is either complete or absent, even if this process is killed.
+        fs.renameSync(staging, dir);
+        return { component: c, path: exe, origin: "built", seconds };
+    } finally {
+        fs.rmSync(staging, { recursive: true, force: true });
+    }
+}
+
+function describe(r: Recipe): string {
+    switch (r.type) {
+        case "go-wrapper":
+            return `go build ${r.module}@${r.version}`;
+        case "go-local":
+            return `go build toolchain/${r.dir}`;
+        case "go-bridged":
+            return `go build ${r.providerModule} at ${r.sdkModule}@${r.sdkVersion}`;
+        case "shim":
+            return "shell shim";
+    }
+}
+
+async function build(c: Component, out: string, ctx: BuildContext): Promise<void> {
+    const r = c.recipe;
+    if (r.type === "shim") {
+        fs.writeFileSync(out, r.script, { mode: 0o755 });
+        return;
+    }
+    const go = ctx.go!;
+    const goEnv: NodeJS.ProcessEnv = { ...ctx.env, GOFLAGS: "-buildvcs=false" };
+    const heartbeat = (ms: number): void =>
+        ctx.log(`toolchain: ${pad(c.name, 22)} ${pad(c.version, 9)} still building (${Math.round(ms / 1000)}s)`);
+    const step = async (args: string[], cwd: string): Promise<string> => {
+        const res = await run(go.bin, args, { cwd, env: goEnv, onHeartbeat: heartbeat, heartbeatMs: 30_000 });
+        if (res.code !== 0) {
+            throw new ToolchainError(
+                `building ${c.binary} ${c.version} failed at \`go ${args.join(" ")}\` (exit ${res.code})`,
+                (res.stdout + res.stderr).trim(),
+            );
+        }
+        return res.stdout;
+    };
+    const ldflags = ["-s", "-w", ...r.ldflags].join(" ");
+    if (r.type === "go-local") {
+        const src = path.join(ctx.projectRoot, "toolchain", r.dir);
+        await step(["build", "-trimpath", "-ldflags", ldflags, "-o", out, "."], src);
+        return;
+    }
+
+    let module: string;
+    let version: string;
+    if (r.type === "go-bridged") {
+        // Provider modules of bridged providers are not tagged: address the commit of the SDK's tag.
+        const info = JSON.parse(await step(["mod", "download", "-json", `${r.sdkModule}@${r.sdkVersion}`], os.tmpdir()));
+        if (!info.Origin?.Hash || !info.Time) {
+            throw new ToolchainError(`the module proxy gave no commit for ${r.sdkModule}@${r.sdkVersion}`);
+        }
+        const major = Number(/\/v(\d+)$/.exec(r.providerModule)?.[1] ?? "1");
+        module = r.providerModule;
+        version = pseudoVersion(major, new Date(info.Time), info.Origin.Hash);
+    } else {
+        module = r.module;
+        version = r.version;
+    }
+    const work = path.join(ctx.cacheDir, "toolchain", "work", c.name);
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.mkdirSync(work, { recursive: true });
+    const modInfo = JSON.parse(await step(["mod", "download", "-json", `${module}@${version}`], work));
+    const replaces = nonLocalReplaces(fs.readFileSync(modInfo.GoMod, "utf8"));
+    const goVersion = /^go(\d+\.\d+(?:\.\d+)?)/.exec(go.version)?.[1] ?? "1.25";
+    fs.writeFileSync(path.join(work, "go.mod"), wrapperGoMod(c.name, goVersion, replaces));
+    const mainPackage = r.mainPackage;
+    if (r.type === "go-wrapper" && r.generatedMain === "kubernetes") {
+        const cmdDir = path.join(modInfo.Dir, "cmd", "pulumi-resource-kubernetes");
+        const schema = JSON.parse(fs.readFileSync(path.join(cmdDir, "schema.json"), "utf8"));
+        schema.version = c.version;
+        fs.writeFileSync(path.join(work, "schema-embed.json"), JSON.stringify(schema));
+        const mapping = JSON.parse(fs.readFileSync(path.join(cmdDir, "terraform-mapping.json"), "utf8"));
+        fs.writeFileSync(path.join(work, "terraform-mapping-embed.json"), JSON.stringify(mapping));
+        fs.writeFileSync(path.join(work, "main.go"), KUBERNETES_MAIN);
+        await step(["get", `${module}@${version}`], work);
+        await step(["mod", "tidy"], work);
+    } else {
+        // Local replaces (`=> ../sdk`) name sibling modules; require them at the same version.
+        const siblings = /github\.com\/pulumi\/pulumi\/pkg\/v3$/.test(module) ? [`github.com/pulumi/pulumi/sdk/v3@${version}`] : [];
+        await step(["get", `${mainPackage}@${version}`, ...siblings], work);
+    }
+    await step(["build", "-trimpath", "-ldflags", ldflags, "-o", out, mainPackage], work);
+}
+
+function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {
+    const h = createHash("sha256");
+    for (const r of resolved) h.update(`${r.component.binary}=${r.path}\n`);
+    const dir = path.join(cacheDir, "toolchain", `root-${h.digest("hex").slice(0, 16)}`);
+    if (!fs.existsSync(path.join(dir, ".complete"))) {
+        const staging = `${dir}.partial-${process.pid}`;
+        fs.rmSync(staging, { recursive: true, force: true });
+        fs.mkdirSync(path.join(staging, "bin"), { recursive: true });
+        // Resource plugins are registered in a Pulumi home under their exact versions instead:
+        // a plugin on PATH would be used whatever version a program asks for.
+        for (const r of resolved) {
+            if (r.component.role !== "resource-plugin") fs.symlinkSync(r.path, path.join(staging, "bin", r.component.binary));
+        }
+        fs.writeFileSync(path.join(staging, ".complete"), "");
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.renameSync(staging, dir);
+    }
+    return dir;
+}
+
+/**
+ * Registers the toolchain's resource plugins in a Pulumi home (plugins/resource-<name>-v<version>/),
+ * under the exact versions the SDKs request, so the engine finds them and never tries a download.
+ * A plugin already installed there is left alone.
+ */
+export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void {
+    for (const r of toolchain.components) {
+        if (r.component.role !== "resource-plugin") continue;
+        const dir = path.join(pulumiHome, "plugins", `resource-${r.component.pluginName}-v${r.component.version}`);
+        const target = path.join(dir, r.component.binary);
+        if (fs.existsSync(target)) continue;
+        fs.mkdirSync(dir, { recursive: true });
+        fs.symlinkSync(r.path, target);
+    }
+}
+
+/** The environment that makes the engine use this toolchain and nothing else. */
+export function toolchainEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+    return {
+        ...base,
+        PATH: `${toolchain.binDir}${path.delimiter}${base.PATH ?? ""}`,
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    };
+}
+
+/** `pulumi version` of a toolchain, parsed; used by callers that print it. */
+export async function cliVersion(toolchain: Toolchain): Promise<string> {
+    const r = await run(toolchain.pulumi, ["version"], { env: toolchainEnv(toolchain) });
+    const v = parseVersion(r.stdout);
+    if (r.code !== 0 || !v) throw new ToolchainError(`${toolchain.pulumi} version failed: ${r.stderr.trim()}`);
+    return v.join(".");
+}

@@ -1,0 +1,92 @@
+/**
+ * A throw-away Pulumi engine environment for integration tests: the real CLI and plugins from the
+ * toolchain, a temporary `file://` backend, a temporary PULUMI_HOME with the plugins registered,
+ * a per-run passphrase, and no automatic plugin downloads. Everything lives under one temporary
+ * folder that {@link withEngine} removes in `finally`.
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { PulumiCommand } from "@pulumi/pulumi/automation";
+
+import { Toolchain, ensureToolchain, registerPlugins, toolchainEnv } from "../../src/toolchain/resolve";
+
+/** Root of this repository (dist/test/support -> repo). */
+export const repoRoot = path.resolve(__dirname, "..", "..", "..");
+
+/** One engine environment. */
+export interface Engine {
+    /** The temporary folder everything below lives in. */
+    readonly dir: string;
+    readonly toolchain: Toolchain;
+    readonly pulumiHome: string;
+    /** `file://` URL of the state backend. */
+    readonly backendUrl: string;
+    /** Folder behind {@link backendUrl}. */
+    readonly stateDir: string;
+    /** The passphrase that encrypts this run's secrets. */
+    readonly passphrase: string;
+    /** Environment for the CLI and the Automation API (`envVars`). */
+    readonly env: Record<string, string>;
+    /** The Automation API's handle on the toolchain's CLI. */
+    readonly command: PulumiCommand;
+}
+
+let toolchainOnce: Promise<Toolchain> | undefined;
+
+/** The toolchain, resolved once per test process (normally a cache hit after the README command). */
+export function testToolchain(): Promise<Toolchain> {
+    toolchainOnce ??= ensureToolchain({ projectRoot: repoRoot, log: (l) => process.stderr.write(`      ${l}\n`) });
+    return toolchainOnce;
+}
+
+/** Creates an engine environment; pair with {@link disposeEngine}, or use {@link withEngine}. */
+export async function createEngine(prefix = "gitops-stages-engine-"): Promise<Engine> {
+    const toolchain = await testToolchain();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    const pulumiHome = path.join(dir, "pulumi-home");
+    const stateDir = path.join(dir, "state");
+    fs.mkdirSync(pulumiHome, { recursive: true });
+    fs.mkdirSync(stateDir, { recursive: true });
+    registerPlugins(pulumiHome, toolchain);
+    const passphrase = randomBytes(18).toString("base64url");
+    const base = { ...process.env };
+    // Render mode refuses a kubeconfig from the environment; tests that want a cluster set their own.
+    delete base.KUBECONFIG;
+    delete base.PULUMI_ACCESS_TOKEN;
+    const env = toolchainEnv(toolchain, {
+        ...base,
+        PULUMI_HOME: pulumiHome,
+        PULUMI_BACKEND_URL: `file://${stateDir}`,
+        PULUMI_CONFIG_PASSPHRASE: passphrase,
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    });
+    const command = await PulumiCommand.get({ root: toolchain.root });
+    return {
+        dir,
+        toolchain,
+        pulumiHome,
+        backendUrl: `file://${stateDir}`,
+        stateDir,
+        passphrase,
+        env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
+        command,
+    };
+}
+
+/** Removes everything an engine environment created. */
+export function disposeEngine(engine: Engine): void {
+    fs.rmSync(engine.dir, { recursive: true, force: true });
+}
+
+/** Runs `fn` in a fresh engine environment and always cleans up. */
+export async function withEngine<T>(fn: (engine: Engine) => Promise<T>): Promise<T> {
+    const engine = await createEngine();
+    try {
+        return await fn(engine);
+    } finally {
+        disposeEngine(engine);
+    }
+}

@@ -1,0 +1,121 @@
+import * as assert from "node:assert/strict";
+
+import {
+    KUBERNETES_PROVIDER_PSEUDO_VERSION,
+    components,
+    nonLocalReplaces,
+    parseVersion,
+    pseudoVersion,
+    versionAtLeast,
+    wrapperGoMod,
+} from "../../src/toolchain/recipes";
+
+const pins = { pulumi: "3.248.0", plugins: { kubernetes: "4.34.2", random: "4.21.2", github: "6.15.0" } };
+
+describe("toolchain recipes", function () {
+    it("build the CLI and language host at the SDK's version and each plugin at its SDK's version", function () {
+        const list = components(pins, { withGithub: false });
+        assert.deepEqual(
+            list.map((c) => [c.binary, c.version, c.role]),
+            [
+                ["pulumi", "3.248.0", "cli"],
+                ["pulumi-language-nodejs", "3.248.0", "language"],
+                ["pulumi-resource-pulumi-nodejs", "3.248.0", "shim"],
+                ["pulumi-analyzer-policy", "3.248.0", "shim"],
+                ["pulumi-resource-kubernetes", "4.34.2", "resource-plugin"],
+                ["pulumi-resource-random", "4.21.2", "resource-plugin"],
+            ],
+        );
+    });
+
+    it("link the CLI's version into the binary, since the Automation API refuses an empty version", function () {
+        const cli = components(pins, { withGithub: false })[0];
+        assert.equal(cli.recipe.type, "go-wrapper");
+        if (cli.recipe.type !== "go-wrapper") return;
+        assert.deepEqual(cli.recipe.ldflags, ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v3.248.0"]);
+        assert.equal(cli.recipe.mainPackage, "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi");
+    });
+
+    it("register the kubernetes build under the SDK's version although it is built from a pinned commit", function () {
+        const k8s = components(pins, { withGithub: false }).find((c) => c.name === "kubernetes");
+        assert.ok(k8s && k8s.recipe.type === "go-wrapper");
+        if (k8s?.recipe.type !== "go-wrapper") return;
+        assert.equal(k8s.recipe.version, KUBERNETES_PROVIDER_PSEUDO_VERSION);
+        assert.ok(k8s.recipe.ldflags[0].endsWith("pkg/version.Version=4.34.2"));
+    });
+
+    it("add the GitHub provider only on request", function () {
+        const names = (withGithub: boolean) => components(pins, { withGithub }).map((c) => c.name);
+        assert.equal(names(false).includes("github"), false);
+        assert.equal(names(true).at(-1), "github");
+    });
+
+    it("name the missing SDK when a plugin has no pin", function () {
+        assert.throws(
+            () => components({ pulumi: "3.248.0", plugins: { kubernetes: "4.34.2" } }, { withGithub: false }),
+            { message: "no version pinned for the random provider: @pulumi/random is missing from node_modules (run npm ci)" },
+        );
+    });
+});
+
+describe("go.mod handling", function () {
+    const goMod = [
+        "module github.com/pulumi/pulumi/pkg/v3",
+        "",
+        "go 1.25.11",
+        "",
+        "replace github.com/pulumi/pulumi/sdk/v3 => ../sdk",
+        "",
+        "replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e",
+        "",
+        "replace (",
+        "\tgithub.com/a/b v1.0.0 => github.com/c/d v1.2.3 // pinned fork",
+        "\tgithub.com/e/f => ./local",
+        ")",
+        "",
+        "require github.com/x/y v1.0.0",
+    ].join("\n");
+
+    it("copy only the replaces that point at other modules", function () {
+        assert.deepEqual(nonLocalReplaces(goMod), {
+            "github.com/atotto/clipboard": "github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e",
+            "github.com/a/b": "github.com/c/d v1.2.3",
+        });
+    });
+
+    it("write a wrapper go.mod with sorted replaces", function () {
+        assert.equal(
+            wrapperGoMod("pulumi", "1.26.8", { "z/z": "y/y v1.0.0", "a/a": "b/b v2.0.0" }),
+            "module gitops-stages.local/toolchain/pulumi\n\ngo 1.26.8\n\nreplace a/a => b/b v2.0.0\nreplace z/z => y/y v1.0.0\n",
+        );
+    });
+
+    it("form pseudo-versions the way go does", function () {
+        assert.equal(
+            pseudoVersion(4, new Date("2026-09-17T11:22:58Z"), "b62f810278b98604d335131499f80e890624b7c3"),
+            "v4.0.0-20260917112258-b62f810278b9",
+        );
+        assert.throws(() => pseudoVersion(4, new Date(), "not-a-hash"), { message: "not a commit hash: not-a-hash" });
+    });
+});
+
+describe("version comparison", function () {
+    const cases: [string, string, boolean][] = [
+        ["v3.248.0", "3.248.0", true],
+        ["v3.249.1\n", "3.248.0", true],
+        ["v3.247.9", "3.248.0", false],
+        ["v4.0.0", "3.248.0", true],
+        ["v3.248.0-dev", "3.248.0", true],
+        ["", "3.248.0", false],
+        ["garbage", "3.248.0", false],
+    ];
+    for (const [have, want, expected] of cases) {
+        it(`${JSON.stringify(have)} ${expected ? "satisfies" : "does not satisfy"} ${want}`, function () {
+            assert.equal(versionAtLeast(have, want), expected);
+        });
+    }
+    it("parse `pulumi version` output", function () {
+        assert.deepEqual(parseVersion("v3.248.0\n"), [3, 248, 0]);
+        assert.equal(parseVersion("unknown"), undefined);
+    });
+});
