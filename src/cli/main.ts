@@ -25,9 +25,10 @@ const USAGE = `usage: stages <verb> [options]
 verbs:
   toolchain [--with-github] [--json] [--register]
       Find or build the Pulumi CLI, Node.js language host and provider plugins, and print each
-      with its version and origin. --register also installs the plugins into $PULUMI_HOME
-      (default ~/.pulumi) so that a plain \`pulumi up\` finds them without downloading.
-      --env prints shell exports that put the toolchain first on PATH.
+      with its version and origin. --register also installs the plugins and the language host
+      into $PULUMI_HOME (default ~/.pulumi) so that a plain \`pulumi up\` finds them without
+      downloading. --env registers them and prints shell exports that put the CLI on PATH:
+      eval "$(npx stages toolchain --env)".
 `;
 
 async function toolchainVerb(args: string[]): Promise<number> {
@@ -43,7 +44,7 @@ async function toolchainVerb(args: string[]): Promise<number> {
         withGithub: args.includes("--with-github"),
         log: json || args.includes("--env") ? () => undefined : undefined,
     });
-    if (args.includes("--register")) {
+    if (args.includes("--register") || args.includes("--env")) {
         const home = process.env.PULUMI_HOME ?? path.join(os.homedir(), ".pulumi");
         registerPlugins(home, tc);
         if (!json) process.stderr.write(`toolchain: plugins registered in ${home}/plugins\n`);

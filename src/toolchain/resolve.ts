@@ -35,7 +35,7 @@ export interface Resolved {
 export interface Toolchain {
     /** A folder with `bin/` below it, the layout the Automation API's `PulumiCommand.get({ root })` expects. */
     readonly root: string;
-    /** `<root>/bin`: the CLI, language host and shims; put it first on PATH. Plugins: {@link registerPlugins}. */
+    /** `<root>/bin`: the CLI and shims; put it first on PATH. Plugins and language host: {@link registerPlugins}. */
     readonly binDir: string;
     readonly components: readonly Resolved[];
     /** Path of the `pulumi` executable. */
@@ -155,13 +155,18 @@ async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Pr
     return undefined;
 }
 
+/** Resource plugins the CLI reports as installed: "name@version" -> path of the plugin executable. */
 async function installedPluginVersions(cli: string, env: NodeJS.ProcessEnv): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     const r = await run(cli, ["plugin", "ls", "--json"], { env: { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
     if (r.code !== 0) return out;
+    const home = env.PULUMI_HOME ? path.resolve(env.PULUMI_HOME) : path.join(os.homedir(), ".pulumi");
     try {
-        for (const p of JSON.parse(r.stdout) as { name: string; kind: string; version: string; path?: string }[]) {
-            if (p.kind === "resource") out.set(`${p.name}@${p.version.replace(/^v/, "")}`, p.path ?? "");
+        for (const p of JSON.parse(r.stdout) as { name: string; kind: string; version: string }[]) {
+            if (p.kind !== "resource") continue;
+            const version = p.version.replace(/^v/, "");
+            const exe = path.join(home, "plugins", `resource-${p.name}-v${version}`, `pulumi-resource-${p.name}`);
+            if (fs.existsSync(exe)) out.set(`${p.name}@${version}`, exe);
         }
     } catch {
         // an unreadable list means no usable plugins
@@ -177,11 +182,7 @@ function fromInstalledCli(c: Component, cli: string, plugins: Map<string, string
         return fs.existsSync(p) ? { component: c, path: p, origin: "PATH", seconds: 0 } : undefined;
     }
     const installed = plugins.get(`${c.pluginName}@${c.version}`);
-    if (installed !== undefined) {
-        const p = installed && fs.existsSync(path.join(installed, c.binary)) ? path.join(installed, c.binary) : installed;
-        if (p && fs.existsSync(p)) return { component: c, path: p, origin: "PULUMI_HOME", seconds: 0 };
-    }
-    return undefined;
+    return installed ? { component: c, path: installed, origin: "PULUMI_HOME", seconds: 0 } : undefined;
 }
 
 interface GoInfo {
@@ -348,16 +349,20 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
 
 function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {
     const h = createHash("sha256");
+    h.update(`layout 2\n`);
     for (const r of resolved) h.update(`${r.component.binary}=${r.path}\n`);
     const dir = path.join(cacheDir, "toolchain", `root-${h.digest("hex").slice(0, 16)}`);
     if (!fs.existsSync(path.join(dir, ".complete"))) {
         const staging = `${dir}.partial-${process.pid}`;
         fs.rmSync(staging, { recursive: true, force: true });
         fs.mkdirSync(path.join(staging, "bin"), { recursive: true });
-        // Resource plugins are registered in a Pulumi home under their exact versions instead:
-        // a plugin on PATH would be used whatever version a program asks for.
+        // Plugins (the language host included) are registered in a Pulumi home under their exact
+        // versions instead: the engine uses a plugin found on PATH whatever version a program asks
+        // for, and warns about it on every run.
         for (const r of resolved) {
-            if (r.component.role !== "resource-plugin") fs.symlinkSync(r.path, path.join(staging, "bin", r.component.binary));
+            if (r.component.role === "cli" || r.component.role === "shim") {
+                fs.symlinkSync(r.path, path.join(staging, "bin", r.component.binary));
+            }
         }
         fs.writeFileSync(path.join(staging, ".complete"), "");
         fs.rmSync(dir, { recursive: true, force: true });
@@ -367,14 +372,17 @@ function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {
 }
 
 /**
- * Registers the toolchain's resource plugins in a Pulumi home (plugins/resource-<name>-v<version>/),
- * under the exact versions the SDKs request, so the engine finds them and never tries a download.
- * A plugin already installed there is left alone.
+ * Registers the toolchain's resource plugins and language host in a Pulumi home
+ * (plugins/<kind>-<name>-v<version>/), under the exact versions the SDKs request, so the engine
+ * finds them and never tries a download. A plugin already installed there is left alone.
  */
 export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void {
     for (const r of toolchain.components) {
-        if (r.component.role !== "resource-plugin") continue;
-        const dir = path.join(pulumiHome, "plugins", `resource-${r.component.pluginName}-v${r.component.version}`);
+        let folder: string;
+        if (r.component.role === "resource-plugin") folder = `resource-${r.component.pluginName}-v${r.component.version}`;
+        else if (r.component.role === "language") folder = `language-nodejs-v${r.component.version}`;
+        else continue;
+        const dir = path.join(pulumiHome, "plugins", folder);
         const target = path.join(dir, r.component.binary);
         if (fs.existsSync(target)) continue;
         fs.mkdirSync(dir, { recursive: true });

@@ -205,15 +205,24 @@ func (h *nodeHost) InstallDependencies(req *pulumirpc.InstallDependenciesRequest
 // resource monitor; its output goes to our standard streams, which the engine shows the user.
 func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
 	info := req.GetInfo()
-	programDir := programDirectory(info)
-	if programDir == "" {
-		programDir = req.GetPwd()
+	h.mu.Lock()
+	engineAddress, rootDirectory := h.engineAddress, h.rootDirectory
+	h.mu.Unlock()
+	if info != nil && info.GetRootDirectory() != "" {
+		rootDirectory = info.GetRootDirectory()
+	}
+	// The engine sends the program's directory as pwd and the entry point relative to it ("."
+	// lets @pulumi/pulumi's cmd/run take package.json's main or the folder's index).
+	pwd := req.GetPwd()
+	if pwd == "" {
+		pwd = programDirectory(info)
+	}
+	if pwd == "" {
+		pwd = rootDirectory
 	}
 	entry := "."
 	if info != nil && info.GetEntryPoint() != "" {
 		entry = info.GetEntryPoint()
-	} else if req.GetProgram() != "" { //nolint:staticcheck // older engines
-		entry = req.GetProgram() //nolint:staticcheck
 	}
 	options := runtimeOptions(info)
 
@@ -221,9 +230,9 @@ func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumir
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: "could not find node on PATH: install Node.js 20 or later"}, nil
 	}
-	runPath, err := resolveModule(ctx, nodeBin, programDir, "@pulumi/pulumi/cmd/run")
+	runPath, err := resolveModule(ctx, nodeBin, pwd, "@pulumi/pulumi/cmd/run")
 	if err != nil {
-		return &pulumirpc.RunResponse{Error: "could not find @pulumi/pulumi in " + programDir +
+		return &pulumirpc.RunResponse{Error: "could not find @pulumi/pulumi from " + pwd +
 			": run `npm install` in the project first"}, nil
 	}
 
@@ -246,19 +255,13 @@ func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumir
 			args = append(args, "--"+flag, value)
 		}
 	}
-	h.mu.Lock()
-	engineAddress, rootDirectory := h.engineAddress, h.rootDirectory
-	h.mu.Unlock()
-	if info != nil && info.GetRootDirectory() != "" {
-		rootDirectory = info.GetRootDirectory()
-	}
 	add("monitor", req.GetMonitorAddress())
 	add("engine", engineAddress)
 	add("organization", req.GetOrganization())
 	add("project", req.GetProject())
 	add("root-directory", rootDirectory)
 	add("stack", req.GetStack())
-	add("pwd", programDir)
+	add("pwd", pwd)
 	if req.GetDryRun() {
 		args = append(args, "--dry-run")
 	}
@@ -275,11 +278,16 @@ func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumir
 		env = append(env, "PULUMI_NODEJS_TYPESCRIPT=true")
 	}
 	if options.tsconfig != "" {
-		env = append(env, "PULUMI_NODEJS_TSCONFIG_PATH="+options.tsconfig)
+		// runtime.options.tsconfig is relative to Pulumi.yaml, not to the program's folder.
+		tsconfig := options.tsconfig
+		if !filepath.IsAbs(tsconfig) && rootDirectory != "" {
+			tsconfig = filepath.Join(rootDirectory, tsconfig)
+		}
+		env = append(env, "PULUMI_NODEJS_TSCONFIG_PATH="+tsconfig)
 	}
 
 	cmd := exec.CommandContext(ctx, nodeBin, args...) // #nosec G204 -- arguments come from the engine
-	cmd.Dir = programDir
+	cmd.Dir = pwd
 	cmd.Env = env
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr

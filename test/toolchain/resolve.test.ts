@@ -1,0 +1,154 @@
+/**
+ * The resolver against the real toolchain cache and real executables; a fake CLI appears only
+ * where the case is about a CLI we cannot have (one too old).
+ */
+import * as assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+
+import { ToolchainError, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
+import { repoRoot, testToolchain } from "../support/engine";
+
+const execFileAsync = promisify(execFile);
+
+function tempDir(prefix: string): string {
+    return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function listTree(dir: string): string[] {
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir, { recursive: true }).map(String).sort();
+}
+
+describe("toolchain resolver", function () {
+    before(async function () {
+        // Makes sure the shared cache is populated, building on a cold machine.
+        await testToolchain();
+    });
+
+    it("reuses the cache: a second resolution builds nothing", async function () {
+        const lines: string[] = [];
+        const tc = await ensureToolchain({ projectRoot: repoRoot, log: (l) => lines.push(l), ignorePath: true });
+        assert.deepEqual(
+            tc.components.filter((c) => c.origin !== "cache").map((c) => `${c.component.name}:${c.origin}`),
+            [],
+        );
+        assert.equal(lines.length, tc.components.length, "one progress line per component");
+        for (const c of tc.components) {
+            assert.ok(fs.existsSync(c.path), `${c.path} missing`);
+            assert.match(lines.find((l) => l.includes(` ${c.component.name} `)) ?? "", /from cache/);
+        }
+    });
+
+    it("says what to install when there is neither a Pulumi CLI nor Go, and leaves no partial cache entry", async function () {
+        const cacheDir = tempDir("gitops-stages-nocache-");
+        try {
+            await assert.rejects(
+                ensureToolchain({ projectRoot: repoRoot, cacheDir, env: { PATH: "/nonexistent", HOME: cacheDir }, log: () => undefined }),
+                (e: unknown) => {
+                    assert.ok(e instanceof ToolchainError);
+                    assert.equal(
+                        e.message,
+                        "cannot provide pulumi 3.248.0: no Pulumi CLI 3.248.0 or later was found (set PULUMI_CLI or put pulumi on PATH) " +
+                            "and no Go toolchain is installed to build one. Install the Pulumi CLI (https://www.pulumi.com/docs/install/) " +
+                            "or Go 1.25 or later.",
+                    );
+                    return true;
+                },
+            );
+            assert.deepEqual(listTree(cacheDir).filter((p) => p.includes(".partial")), []);
+        } finally {
+            fs.rmSync(cacheDir, { recursive: true, force: true });
+        }
+    });
+
+    it("uses a Pulumi CLI found on PATH, and plugins already installed in PULUMI_HOME", async function () {
+        const shared = await testToolchain();
+        const dir = tempDir("gitops-stages-path-cli-");
+        try {
+            const binDir = path.join(dir, "bin");
+            fs.mkdirSync(binDir);
+            const cli = shared.components.find((c) => c.component.role === "cli")!;
+            fs.copyFileSync(cli.path, path.join(binDir, "pulumi"));
+            fs.chmodSync(path.join(binDir, "pulumi"), 0o755);
+            const home = path.join(dir, "home");
+            registerPlugins(home, shared);
+            const tc = await ensureToolchain({
+                projectRoot: repoRoot,
+                env: { ...process.env, PATH: `${binDir}${path.delimiter}${process.env.PATH}`, PULUMI_HOME: home },
+                log: () => undefined,
+            });
+            const origin = Object.fromEntries(tc.components.map((c) => [c.component.name, c.origin]));
+            assert.equal(origin.pulumi, "PATH");
+            assert.equal(origin.kubernetes, "PULUMI_HOME");
+            assert.equal(origin.random, "PULUMI_HOME");
+            // A bare CLI without its language host beside it: ours comes from the cache.
+            assert.equal(origin["language-nodejs"], "cache");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("refuses a PULUMI_CLI that is too old, naming the version it needs", async function () {
+        const dir = tempDir("gitops-stages-old-cli-");
+        try {
+            const fake = path.join(dir, "pulumi");
+            fs.writeFileSync(fake, "#!/bin/sh\necho v3.100.0\n", { mode: 0o755 });
+            await assert.rejects(
+                ensureToolchain({ projectRoot: repoRoot, env: { ...process.env, PULUMI_CLI: fake }, log: () => undefined }),
+                { name: "ToolchainError", message: `PULUMI_CLI=${fake} reports version v3.100.0; gitops-stages needs 3.248.0 or later` },
+            );
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("registers plugins under the exact versions the SDKs request and leaves installed ones alone", async function () {
+        const tc = await testToolchain();
+        const home = tempDir("gitops-stages-home-");
+        try {
+            const preinstalled = path.join(home, "plugins", "resource-random-v4.21.2");
+            fs.mkdirSync(preinstalled, { recursive: true });
+            fs.writeFileSync(path.join(preinstalled, "pulumi-resource-random"), "official");
+            registerPlugins(home, tc);
+            assert.deepEqual(fs.readdirSync(path.join(home, "plugins")).sort(), [
+                "language-nodejs-v3.248.0",
+                "resource-kubernetes-v4.34.2",
+                "resource-random-v4.21.2",
+            ]);
+            assert.equal(fs.readFileSync(path.join(preinstalled, "pulumi-resource-random"), "utf8"), "official");
+            const k8s = path.join(home, "plugins", "resource-kubernetes-v4.34.2", "pulumi-resource-kubernetes");
+            assert.equal(fs.realpathSync(k8s), fs.realpathSync(tc.components.find((c) => c.component.name === "kubernetes")!.path));
+        } finally {
+            fs.rmSync(home, { recursive: true, force: true });
+        }
+    });
+
+    it("`stages toolchain --json` lists every component with its version and origin", async function () {
+        const { stdout } = await execFileAsync(process.execPath, [path.join(repoRoot, "bin", "stages"), "toolchain", "--json"], {
+            env: { ...process.env, PULUMI_CLI: "" },
+        });
+        const out = JSON.parse(stdout) as { components: { name: string; version: string; origin: string; path: string }[] };
+        assert.deepEqual(
+            out.components.map((c) => [c.name, c.version]),
+            [
+                ["pulumi", "3.248.0"],
+                ["language-nodejs", "3.248.0"],
+                ["dynamic-provider-shim", "3.248.0"],
+                ["policy-shim", "3.248.0"],
+                ["kubernetes", "4.34.2"],
+                ["random", "4.21.2"],
+            ],
+        );
+        for (const c of out.components) assert.ok(["PATH", "PULUMI_HOME", "cache", "built"].includes(c.origin), c.origin);
+    });
+
+    it("the built CLI reports the pinned version (the Automation API parses it)", async function () {
+        const tc = await testToolchain();
+        const { stdout } = await execFileAsync(tc.pulumi, ["version"], { env: { ...process.env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
+        assert.equal(stdout.trim(), "v3.248.0");
+    });
+});
