@@ -1,0 +1,350 @@
+/**
+ * Git plumbing over the git CLI: read a branch's files and write one commit to it, without a
+ * working tree and without force. This module imports only Node built-ins because Pulumi's
+ * dynamic-provider host loads it by path (see files-resource.ts).
+ */
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+/** A git failure; `reason` is what the host said, with credentials removed. */
+export class GitError extends Error {
+    constructor(
+        message: string,
+        readonly reason: string,
+    ) {
+        super(`${message}: ${reason}`);
+        this.name = "GitError";
+    }
+}
+
+/** A commit author or committer. */
+export interface Person {
+    readonly name: string;
+    readonly email: string;
+}
+
+/** The change to make, computed from the branch's current files. */
+export interface Change {
+    /** Files to create or replace: repository path -> content. */
+    readonly writes: Readonly<Record<string, string>>;
+    /** Files to remove. */
+    readonly deletes: readonly string[];
+}
+
+/** Read access to the branch head the change is computed on. */
+export interface Head {
+    /** Commit id, or undefined for a branch that does not exist yet. */
+    readonly commit: string | undefined;
+    /** Every file path at the head. */
+    readonly paths: readonly string[];
+    /** Content of a file at the head, or undefined when absent. */
+    read(file: string): Promise<string | undefined>;
+}
+
+/** What to commit. */
+export interface CommitRequest {
+    /** Remote URL or path; may carry credentials, which never appear in errors. */
+    readonly remote: string;
+    readonly branch: string;
+    /** Called on each attempt's head; return undefined for "nothing to do". */
+    readonly compute: (head: Head) => Promise<Change | undefined>;
+    readonly message: string;
+    readonly author: Person;
+    /** Attempts when the branch moves between our read and our push. */
+    readonly maxAttempts?: number;
+    /** Called after a rejected push, before recomputing (tests use it to observe retries). */
+    readonly onRetry?: (attempt: number, reason: string) => void;
+}
+
+/** Result of {@link commitFiles}. */
+export interface CommitResult {
+    /** The new commit, or undefined when the change was empty. */
+    readonly commit: string | undefined;
+    /** The branch head the change was computed on. */
+    readonly parent: string | undefined;
+    readonly attempts: number;
+    /** Paths written and removed by the commit. */
+    readonly changed: readonly string[];
+}
+
+/** Removes user:password@ from URLs in a text. */
+export function redact(text: string): string {
+    return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, "$1***@");
+}
+
+interface RunResult {
+    code: number;
+    stdout: Buffer;
+    stderr: string;
+}
+
+function git(args: readonly string[], opts: { cwd: string; input?: string | Buffer; env?: NodeJS.ProcessEnv }): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+        const child = spawn("git", args, {
+            cwd: opts.cwd,
+            env: {
+                ...process.env,
+                ...opts.env,
+                // Never ask a terminal for credentials: fail with the host's reason instead.
+                GIT_TERMINAL_PROMPT: "0",
+                GIT_CONFIG_NOSYSTEM: "1",
+                LC_ALL: "C",
+            },
+            stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+        });
+        const out: Buffer[] = [];
+        const err: Buffer[] = [];
+        child.stdout?.on("data", (b: Buffer) => out.push(b));
+        child.stderr?.on("data", (b: Buffer) => err.push(b));
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+        if (opts.input !== undefined && child.stdin) {
+            // A git that exits before reading its input reports its own error; ignore the broken pipe.
+            child.stdin.on("error", () => undefined);
+            child.stdin.end(opts.input);
+        }
+    });
+}
+
+async function gitOk(args: readonly string[], what: string, opts: { cwd: string; input?: string | Buffer; env?: NodeJS.ProcessEnv }): Promise<string> {
+    const r = await git(args, opts);
+    if (r.code !== 0) throw new GitError(what, redact(r.stderr.trim() || `git exited ${r.code}`));
+    return r.stdout.toString("utf8");
+}
+
+/** A scratch repository used to talk to one remote; removed by `dispose`. */
+class Scratch {
+    readonly dir: string;
+    readonly env: NodeJS.ProcessEnv;
+
+    constructor() {
+        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-git-"));
+        this.env = { GIT_INDEX_FILE: path.join(this.dir, "index.scratch") };
+    }
+
+    async init(): Promise<void> {
+        await gitOk(["init", "-q", "--bare", "."], "git init", { cwd: this.dir });
+    }
+
+    /** Fetches the branch; returns its commit or undefined when the remote has no such branch. */
+    async fetch(remote: string, branch: string): Promise<string | undefined> {
+        const r = await git(["fetch", "-q", "--no-tags", remote, `+refs/heads/${branch}:refs/remotes/origin/${branch}`], { cwd: this.dir });
+        if (r.code !== 0) {
+            if (/couldn't find remote ref|could not find remote ref/i.test(r.stderr)) return undefined;
+            throw new GitError(`cannot fetch ${branch}`, redact(r.stderr.trim()));
+        }
+        return (await gitOk(["rev-parse", `refs/remotes/origin/${branch}`], "rev-parse", { cwd: this.dir })).trim();
+    }
+
+    head(commit: string | undefined): Promise<Head> {
+        return this.headOf(commit);
+    }
+
+    private async headOf(commit: string | undefined): Promise<Head> {
+        const paths = commit
+            ? (await gitOk(["ls-tree", "-r", "-z", "--name-only", commit], "ls-tree", { cwd: this.dir })).split("\0").filter(Boolean)
+            : [];
+        const present = new Set(paths);
+        return {
+            commit,
+            paths,
+            read: async (file: string) => {
+                if (!commit || !present.has(file)) return undefined;
+                return gitOk(["cat-file", "blob", `${commit}:${file}`], `read ${file}`, { cwd: this.dir });
+            },
+        };
+    }
+
+    /** Builds the tree of `parent` plus `change`; returns the tree id and the paths actually changed. */
+    async tree(parent: string | undefined, change: Change, head: Head): Promise<{ tree: string; changed: string[] }> {
+        fs.rmSync(this.env.GIT_INDEX_FILE!, { force: true });
+        const o = { cwd: this.dir, env: this.env };
+        if (parent) await gitOk(["read-tree", parent], "read-tree", o);
+        else await gitOk(["read-tree", "--empty"], "read-tree", o);
+        const changed: string[] = [];
+        for (const [file, content] of Object.entries(change.writes).sort(([a], [b]) => a.localeCompare(b))) {
+            if ((await head.read(file)) === content) continue;
+            const blob = (await gitOk(["hash-object", "-w", "--stdin"], `store ${file}`, { ...o, input: content })).trim();
+            await gitOk(["update-index", "--add", "--cacheinfo", `100644,${blob},${file}`], `stage ${file}`, o);
+            changed.push(file);
+        }
+        const removals = [...change.deletes].sort().filter((file) => head.paths.includes(file));
+        if (removals.length > 0) {
+            // Mode 0 removes an entry; unlike --force-remove this needs no work tree.
+            const info = removals.map((file) => `0 ${"0".repeat(40)}\t${file}\n`).join("");
+            await gitOk(["update-index", "--index-info"], `remove ${removals.join(", ")}`, { ...o, input: info });
+            changed.push(...removals);
+        }
+        const tree = (await gitOk(["write-tree"], "write-tree", o)).trim();
+        return { tree, changed };
+    }
+
+    async commit(tree: string, parent: string | undefined, message: string, author: Person): Promise<string> {
+        const args = ["commit-tree", tree, ...(parent ? ["-p", parent] : []), "-F", "-"];
+        const env = {
+            GIT_AUTHOR_NAME: author.name,
+            GIT_AUTHOR_EMAIL: author.email,
+            GIT_COMMITTER_NAME: author.name,
+            GIT_COMMITTER_EMAIL: author.email,
+        };
+        return (await gitOk(args, "commit-tree", { cwd: this.dir, env, input: message })).trim();
+    }
+
+    /** Pushes without force. Returns "ok", "moved" (someone else pushed first) or throws the host's reason. */
+    async push(remote: string, commit: string, branch: string): Promise<"ok" | "moved"> {
+        const r = await git(["push", "--porcelain", remote, `${commit}:refs/heads/${branch}`], { cwd: this.dir });
+        if (r.code === 0) return "ok";
+        const text = `${r.stdout.toString("utf8")}\n${r.stderr}`;
+        if (/non-fast-forward|fetch first|\[rejected\].*(stale|behind)|cannot lock ref|incorrect old value/i.test(text)) return "moved";
+        throw new GitError(`push to ${branch} refused`, redact(r.stderr.trim() || text.trim()));
+    }
+
+    dispose(): void {
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/**
+ * Writes one commit to `branch` of `remote`: computes the change on the current head, commits it
+ * as a single commit and pushes without force. If the branch moved meanwhile, fetches the new head
+ * and computes again, so nobody's commit is lost. An empty change makes no commit.
+ */
+export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
+    const max = req.maxAttempts ?? 8;
+    const scratch = new Scratch();
+    try {
+        await scratch.init();
+        for (let attempt = 1; ; attempt++) {
+            const parent = await scratch.fetch(req.remote, req.branch);
+            const head = await scratch.head(parent);
+            const change = await req.compute(head);
+            if (!change) return { commit: undefined, parent, attempts: attempt, changed: [] };
+            const { tree, changed } = await scratch.tree(parent, change, head);
+            if (changed.length === 0) return { commit: undefined, parent, attempts: attempt, changed };
+            const commit = await scratch.commit(tree, parent, req.message, req.author);
+            if ((await scratch.push(req.remote, commit, req.branch)) === "ok") {
+                return { commit, parent, attempts: attempt, changed };
+            }
+            if (attempt >= max) {
+                throw new GitError(`cannot push to ${req.branch}`, `the branch kept moving; gave up after ${attempt} attempts`);
+            }
+            req.onRetry?.(attempt, "branch moved");
+            // Back off a little so concurrent writers do not retry in lockstep.
+            await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 30)));
+        }
+    } finally {
+        scratch.dispose();
+    }
+}
+
+/** Reads files of a branch (for refresh and drift): path -> content, for the given paths only. */
+export async function readFiles(remote: string, branch: string, paths: readonly string[]): Promise<{ commit?: string; files: Record<string, string> }> {
+    const scratch = new Scratch();
+    try {
+        await scratch.init();
+        const commit = await scratch.fetch(remote, branch);
+        const head = await scratch.head(commit);
+        const files: Record<string, string> = {};
+        for (const p of paths) {
+            const c = await head.read(p);
+            if (c !== undefined) files[p] = c;
+        }
+        return { commit, files };
+    } finally {
+        scratch.dispose();
+    }
+}
+
+/** Lists the files of a branch under a folder prefix (or all files). */
+export async function listFiles(remote: string, branch: string, prefix = ""): Promise<string[]> {
+    const scratch = new Scratch();
+    try {
+        await scratch.init();
+        const commit = await scratch.fetch(remote, branch);
+        const head = await scratch.head(commit);
+        return head.paths.filter((p) => p.startsWith(prefix));
+    } finally {
+        scratch.dispose();
+    }
+}
+
+/** Creates a bare repository with the given default branch; a no-op if one exists there. */
+export async function ensureBareRepository(dir: string, defaultBranch: string): Promise<void> {
+    if (fs.existsSync(path.join(dir, "HEAD"))) return;
+    fs.mkdirSync(dir, { recursive: true });
+    await gitOk(["init", "-q", "--bare", `--initial-branch=${defaultBranch}`, "."], `git init ${dir}`, { cwd: dir });
+}
+
+/** Digest of a set of files, independent of their order: sha256 over sorted path/content pairs. */
+export function filesDigest(files: Readonly<Record<string, string>>): string {
+    const h = createHash("sha256");
+    for (const p of Object.keys(files).sort()) {
+        h.update(p);
+        h.update("\0");
+        h.update(files[p]);
+        h.update("\0");
+    }
+    return h.digest("hex");
+}
+
+/** How a {@link computeChange} treats the branch's existing files. */
+export type FilesMode = "seed" | "own";
+
+/**
+ * The change that makes the branch hold `files`:
+ * - "seed": writes only files that are absent; never overwrites or removes (skeletons others edit later);
+ * - "own": writes files that differ and removes every other file under `scope`, except under `keep`.
+ */
+export async function computeChange(
+    head: Head,
+    mode: FilesMode,
+    files: Readonly<Record<string, string>>,
+    scope: readonly string[],
+    keep: readonly string[],
+): Promise<Change | undefined> {
+    const writes: Record<string, string> = {};
+    for (const [p, content] of Object.entries(files)) {
+        const current = await head.read(p);
+        if (mode === "seed" ? current === undefined : current !== content) writes[p] = content;
+    }
+    const deletes =
+        mode === "own"
+            ? head.paths.filter(
+                  (p) => scope.some((s) => p.startsWith(s)) && !keep.some((k) => p.startsWith(k)) && !(p in files),
+              )
+            : [];
+    if (Object.keys(writes).length === 0 && deletes.length === 0) return undefined;
+    return { writes, deletes };
+}
+
+/** What the branch holds of the managed files now: a digest comparable with {@link filesDigest} of the intended files. */
+export async function observedDigest(
+    remote: string,
+    branch: string,
+    mode: FilesMode,
+    files: Readonly<Record<string, string>>,
+    scope: readonly string[],
+    keep: readonly string[],
+): Promise<{ commit?: string; digest: string; differing: string[] }> {
+    const scratch = new Scratch();
+    try {
+        await scratch.init();
+        const commit = await scratch.fetch(remote, branch);
+        const head = await scratch.head(commit);
+        const change = await computeChange(head, mode, files, scope, keep);
+        const differing = change ? [...Object.keys(change.writes), ...change.deletes].sort() : [];
+        const seen: Record<string, string> = {};
+        for (const p of Object.keys(files)) {
+            const c = await head.read(p);
+            if (c !== undefined) seen[p] = c;
+        }
+        // Unexpected extra files under the scope count as a difference too.
+        for (const p of change?.deletes ?? []) seen[p] = (await head.read(p)) ?? "";
+        return { commit, digest: differing.length === 0 ? filesDigest(files) : filesDigest(seen), differing };
+    } finally {
+        scratch.dispose();
+    }
+}
