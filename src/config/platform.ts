@@ -49,6 +49,8 @@ export type GitHost =
           readonly kind: "local";
           /** Folder holding the bare repositories. */
           readonly path: string;
+          /** URL under which Argo CD reaches these repositories (e.g. a git daemon); default file://<path>. */
+          readonly serveUrl?: string;
       }
     | {
           readonly kind: "github";
@@ -56,6 +58,11 @@ export type GitHost =
           readonly owner: string;
           /** API base URL for GitHub Enterprise Server; undefined for github.com. */
           readonly baseUrl?: string;
+          /**
+           * The runner's identity ("user" or "/app-slug"): the only actor allowed to push to the
+           * ops repo's main without a pull request, because every promotion is one direct commit.
+           */
+          readonly runnerActor?: string;
       };
 
 /** One repository's settings. */
@@ -228,21 +235,28 @@ export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx:
         }
     }
 
-    const gh = c.object(k("gitHost"), raw.gitHost, ["kind", "path", "owner", "baseUrl"]);
+    const gh = c.object(k("gitHost"), raw.gitHost, ["kind", "path", "serveUrl", "owner", "baseUrl", "runnerActor"]);
     const hostKind = c.oneOf(k("gitHost.kind"), gh.kind, ["local", "github"], "local");
     let gitHost: GitHost;
     if (hostKind === "github") {
-        if (gh.path !== undefined) c.fail(k("gitHost.path"), gh.path, 'is only used with kind "local"');
+        for (const f of ["path", "serveUrl"]) {
+            if (gh[f] !== undefined) c.fail(k(`gitHost.${f}`), gh[f], 'is only used with kind "local"');
+        }
         gitHost = {
             kind: "github",
             owner: c.string(k("gitHost.owner"), gh.owner, undefined, GITHUB_NAME, GITHUB_NAME_RULE),
             baseUrl: gh.baseUrl === undefined ? undefined : c.url(k("gitHost.baseUrl"), gh.baseUrl),
+            runnerActor:
+                gh.runnerActor === undefined
+                    ? undefined
+                    : c.string(k("gitHost.runnerActor"), gh.runnerActor, undefined, /^\/?[A-Za-z0-9][A-Za-z0-9-]{0,38}$/, 'must be a GitHub user name or "/app-slug"'),
         };
     } else {
-        for (const f of ["owner", "baseUrl"]) {
+        for (const f of ["owner", "baseUrl", "runnerActor"]) {
             if (gh[f] !== undefined) c.fail(k(`gitHost.${f}`), gh[f], 'is only used with kind "github"');
         }
-        gitHost = { kind: "local", path: resolvePath(ctx, c.string(k("gitHost.path"), gh.path, ".gitops-stages/git")) };
+        const serveUrl = gh.serveUrl === undefined ? undefined : c.string(k("gitHost.serveUrl"), gh.serveUrl, undefined, /^(git|https?|ssh|file):\/\/\S+$/, "must be a git://, http(s)://, ssh:// or file:// URL");
+        gitHost = { kind: "local", path: resolvePath(ctx, c.string(k("gitHost.path"), gh.path, ".gitops-stages/git")), serveUrl };
     }
 
     const repos = c.object(k("repositories"), raw.repositories, ["dev", "ops"]);
