@@ -10,6 +10,7 @@ import * as path from "node:path";
 
 import { LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation";
 
+import { prepareProjectCopy } from "../project";
 import { ensureToolchain, registerPlugins, toolchainEnv } from "../toolchain/resolve";
 
 /** Project root (dist/src/demo -> repo). */
@@ -24,21 +25,9 @@ export function demoLayout(root: string) {
         pulumiHome: path.join(base, "pulumi-home"),
         passphraseFile: path.join(base, "passphrase"),
         project: path.join(base, "project"),
+        git: path.join(base, "git"),
+        rendered: path.join(base, "rendered"),
     };
-}
-
-/** A workspace folder that mirrors the project: copies of Pulumi.yaml and stacks/, links to the rest. */
-export function prepareProjectCopy(root: string, into: string): void {
-    fs.mkdirSync(path.join(into, "stacks"), { recursive: true });
-    fs.copyFileSync(path.join(root, "Pulumi.yaml"), path.join(into, "Pulumi.yaml"));
-    for (const f of fs.readdirSync(path.join(root, "stacks"))) {
-        const target = path.join(into, "stacks", f);
-        if (!fs.existsSync(target)) fs.copyFileSync(path.join(root, "stacks", f), target);
-    }
-    for (const name of ["src", "node_modules", "package.json", "tsconfig.json", "tsconfig.pulumi.json"]) {
-        const link = path.join(into, name);
-        if (!fs.existsSync(link)) fs.symlinkSync(path.join(root, name), link);
-    }
 }
 
 function passphrase(file: string): string {
@@ -71,6 +60,11 @@ async function main(): Promise<void> {
         { stackName: "platform", workDir: layout.project },
         { envVars, pulumiCommand, pulumiHome: layout.pulumiHome },
     );
+    // The embedded default, with its folders kept together under .demo/.
+    await stack.setAllConfig({
+        "gitops-stages:gitHost": { value: JSON.stringify({ kind: "local", path: layout.git }) },
+        "gitops-stages:cluster": { value: JSON.stringify({ renderDir: path.join(layout.rendered, "platform") }) },
+    });
     const up = await stack.up({ onOutput: (s) => process.stdout.write(s), message: "demo: bootstrap platform" });
     process.stdout.write(`\n== result: ${up.summary.result}; outputs:\n`);
     for (const [name, out] of Object.entries(up.outputs)) {

@@ -1,7 +1,7 @@
 /**
  * Git plumbing over the git CLI: read a branch's files and write one commit to it, without a
  * working tree and without force. This module imports only Node built-ins because Pulumi's
- * dynamic-provider host loads it by path (see files-resource.ts).
+ * dynamic-provider host loads it by path (see resources.ts).
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";

@@ -1,13 +1,33 @@
 /**
- * The Pulumi program of every gitops-stages stack. Issue-by-issue this grows into the platform,
- * stage and merge-request roles; today it declares the platform's generated Argo CD admin password.
+ * The Pulumi program of every gitops-stages stack. The stack's name decides its role:
+ * `platform` bootstraps the pipeline; stage and merge-request stacks follow in their own modules.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
 
-const admin = new random.RandomPassword("argocd-admin", { length: 32, special: false });
+import { parsePlatformConfig } from "../config/platform";
+import { ValidationError } from "../config/validate";
+import { platform } from "./platform";
+import { projectDir, rawProjectConfig } from "./read-config";
 
-/** The generated Argo CD admin password (secret). */
-export const argocdAdminPassword = pulumi.secret(admin.result);
-/** The stack this program ran as. */
-export const stackName = pulumi.getStack();
+/** Runs the program for the current stack and returns its outputs. */
+async function main(): Promise<Record<string, unknown>> {
+    try {
+        return await run();
+    } catch (e) {
+        // A RunError is shown as its message alone: configuration problems need no stack trace
+        // (and formatting one through source maps takes seconds).
+        if (e instanceof ValidationError) throw new pulumi.RunError(e.message);
+        throw e;
+    }
+}
+
+async function run(): Promise<Record<string, unknown>> {
+    const stack = pulumi.getStack();
+    if (stack === "platform" || stack.startsWith("platform-")) {
+        const cfg = parsePlatformConfig(rawProjectConfig(), { projectDir: projectDir(), stack });
+        return platform(cfg);
+    }
+    throw new pulumi.RunError(`stack "${stack}" has no role yet: name the platform stack "platform" (stage and merge-request stacks come with the runner)`);
+}
+
+export = main;

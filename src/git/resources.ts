@@ -144,3 +144,56 @@ export class GitFiles extends pulumi.dynamic.Resource {
         );
     }
 }
+
+interface BareState {
+    path: string;
+    defaultBranch: string;
+    /** Whether this resource created the folder (only then does delete remove it). */
+    created: boolean;
+}
+
+function makeBareProvider(engine: string): pulumi.dynamic.ResourceProvider {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = (): typeof Engine => require(engine);
+    return {
+        async create(inputs: BareState) {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            const fsm = require("fs") as typeof fs;
+            const existed = fsm.existsSync(`${inputs.path}/HEAD`);
+            await load().ensureBareRepository(inputs.path, inputs.defaultBranch);
+            return { id: inputs.path, outs: { ...inputs, created: !existed } };
+        },
+        async diff(_id: string, olds: BareState, news: BareState) {
+            const replaces = olds.path !== news.path || olds.defaultBranch !== news.defaultBranch ? ["path"] : [];
+            return { changes: replaces.length > 0, replaces };
+        },
+        async read(id: string, props: BareState) {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            const fsm = require("fs") as typeof fs;
+            // A repository removed behind our back disappears from the state on refresh.
+            return fsm.existsSync(`${id}/HEAD`) ? { id, props } : { id: "", props: {} };
+        },
+        async delete(id: string, props: BareState) {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            const fsm = require("fs") as typeof fs;
+            if (props.created) fsm.rmSync(id, { recursive: true, force: true });
+        },
+    };
+}
+
+/** Inputs of {@link LocalBareRepository}. */
+export interface LocalBareRepositoryArgs {
+    /** Folder of the bare repository. */
+    readonly path: pulumi.Input<string>;
+    readonly defaultBranch: pulumi.Input<string>;
+}
+
+/** A bare git repository in a folder (the `local` git host). Destroy removes it if this resource created it. */
+export class LocalBareRepository extends pulumi.dynamic.Resource {
+    /** Folder of the repository (also its clone URL). */
+    declare readonly path: pulumi.Output<string>;
+
+    constructor(name: string, args: LocalBareRepositoryArgs, opts?: pulumi.CustomResourceOptions) {
+        super(makeBareProvider(enginePath()), name, { ...args, created: undefined }, opts, "gitops-stages:git", "LocalBareRepository");
+    }
+}

@@ -1,0 +1,177 @@
+/**
+ * The platform stack: repositories, Argo CD, Sealed Secrets and generated secrets, wired from the
+ * parsed configuration. Everything that can be decided without resources is decided by pure
+ * builders (skeleton files, protection settings, Argo CD specs); this module creates resources.
+ */
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+
+import * as github from "@pulumi/github";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+
+import type { PlatformConfig } from "../config/platform";
+import { GitFiles, LocalBareRepository } from "../git/resources";
+import { ArgoCd, SealedSecrets } from "./argocd";
+import { GithubPipeline } from "./github";
+import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
+import { devSkeleton, opsSkeleton } from "./ops/skeleton";
+import { SshKeyPair } from "./ssh-key";
+
+/** Author of commits the platform stack makes. */
+export const PLATFORM_AUTHOR = { name: "gitops-stages", email: "gitops-stages@noreply.invalid" };
+
+/** A capability that the chosen git host does not have, reported instead of silently dropped. */
+export interface NotApplicable {
+    readonly item: string;
+    readonly reason: string;
+}
+
+/** What the local git host cannot hold, with the reason. */
+export function localHostNotApplicable(): NotApplicable[] {
+    const reason = "the local git host is plain bare repositories: it has no accounts, permissions or CI";
+    return [
+        "branch protection of main",
+        "teams and repository permissions",
+        "GitHub Environments with runner URL and per-stage tokens",
+        "read-only deploy key for Argo CD",
+        "webhook from the ops repository to Argo CD",
+    ].map((item) => ({ item, reason }));
+}
+
+/** Where the bare repositories of the local host live. */
+export function localRepoPaths(cfg: PlatformConfig): { dev: string; ops: string } {
+    if (cfg.gitHost.kind !== "local") throw new Error("local git host only");
+    return {
+        dev: path.join(cfg.gitHost.path, `${cfg.repositories.dev.name}.git`),
+        ops: path.join(cfg.gitHost.path, `${cfg.repositories.ops.name}.git`),
+    };
+}
+
+/** What the platform stack needs from the outside world (replaced in unit tests). */
+export interface PlatformDeps {
+    readonly chartAvailability: typeof chartAvailability;
+    /** Environment to read GITHUB_TOKEN from. */
+    readonly env: NodeJS.ProcessEnv;
+}
+
+/** Declares the platform stack and returns its outputs. */
+export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chartAvailability, env: process.env }): Promise<Record<string, unknown>> {
+    const admin = new random.RandomPassword("argocd-admin", { length: 32, special: false });
+    const webhookSecret = new random.RandomPassword("ops-webhook-secret", { length: 40, special: false });
+    const tokens: Record<string, random.RandomPassword> = {};
+    for (const s of cfg.stages) tokens[s.name] = new random.RandomPassword(`runner-token-${s.name}`, { length: 48, special: false });
+
+    let devRepoUrl: pulumi.Input<string>;
+    let opsRepoUrl: pulumi.Input<string>;
+    let argocdOpsUrl: pulumi.Input<string>;
+    let sshKey: SshKeyPair | undefined;
+    let skeletonCommit: pulumi.Output<string>;
+    let notApplicable: NotApplicable[] = [];
+
+    if (cfg.gitHost.kind === "local") {
+        const paths = localRepoPaths(cfg);
+        const dev = new LocalBareRepository("dev-repo", { path: paths.dev, defaultBranch: "main" });
+        const ops = new LocalBareRepository("ops-repo", { path: paths.ops, defaultBranch: "main" });
+        new GitFiles("dev-skeleton", {
+            remote: dev.path,
+            branch: "main",
+            files: devSkeleton(cfg),
+            mode: "seed",
+            message: "Skeleton of the dev repository\n\nWritten by the gitops-stages platform stack.\n",
+            author: PLATFORM_AUTHOR,
+        });
+        const skeleton = new GitFiles("ops-skeleton", {
+            remote: ops.path,
+            branch: "main",
+            files: opsSkeleton(cfg),
+            mode: "seed",
+            message: "Skeleton of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
+            author: PLATFORM_AUTHOR,
+        });
+        skeletonCommit = skeleton.commit;
+        devRepoUrl = dev.path;
+        opsRepoUrl = ops.path;
+        argocdOpsUrl = cfg.gitHost.serveUrl ?? pulumi.interpolate`file://${ops.path}`;
+        notApplicable = localHostNotApplicable();
+        for (const n of notApplicable) pulumi.log.info(`not applicable with the local git host: ${n.item} (${n.reason})`);
+    } else {
+        const token = new pulumi.Config("github").getSecret("token") ?? (deps.env.GITHUB_TOKEN ? pulumi.secret(deps.env.GITHUB_TOKEN) : undefined);
+        if (!token) {
+            throw new pulumi.RunError("gitops-stages:gitHost.kind is \"github\" but no token is configured: set the secret config github:token or GITHUB_TOKEN");
+        }
+        const provider = new github.Provider("github", { owner: cfg.gitHost.owner, baseUrl: cfg.gitHost.baseUrl, token });
+        sshKey = new SshKeyPair("argocd-deploy-key", { comment: "argocd@gitops-stages" });
+        const gh = new GithubPipeline(
+            "github",
+            {
+                config: cfg,
+                runnerTokens: Object.fromEntries(Object.entries(tokens).map(([s, t]) => [s, t.result])),
+                deployPublicKey: sshKey.publicKey,
+                webhookSecret: webhookSecret.result,
+                skeletons: { dev: devSkeleton(cfg), ops: opsSkeleton(cfg) },
+                pushToken: token,
+                author: PLATFORM_AUTHOR,
+            },
+            { providers: { github: provider } },
+        );
+        devRepoUrl = gh.devRepoUrl;
+        opsRepoUrl = gh.opsRepoUrl;
+        argocdOpsUrl = gh.opsRepoSshUrl;
+        skeletonCommit = pulumi.output("");
+    }
+
+    const render = isRenderMode(cfg.cluster);
+    const provider = clusterProvider("cluster", cfg.cluster);
+    const refs: ChartRef[] = [
+        { name: "argo-cd", source: cfg.argocd.chart, configKey: "gitops-stages:argocd.chart" },
+        { name: "sealed-secrets", source: cfg.sealedSecrets.chart, configKey: "gitops-stages:sealedSecrets.chart" },
+    ];
+    const charts = await Promise.all(
+        refs.map(async (ref) => {
+            const availability = await deps.chartAvailability(ref.source);
+            if (!availability.ok && !render) throw new pulumi.RunError(chartUnavailableMessage(ref, availability.reason));
+            if (!availability.ok) {
+                pulumi.log.warn(
+                    `render mode: would install ${describeChart(ref)}, which cannot be fetched here (${availability.reason}); ` +
+                        `everything gitops-stages authors is rendered. To render the chart too, set ${ref.configKey} to a reachable source.`,
+                );
+            }
+            return { ref, installed: availability.ok, reason: availability.ok ? undefined : availability.reason };
+        }),
+    );
+
+    const argocd = new ArgoCd("argocd", {
+        config: cfg,
+        provider,
+        opsRepoUrl: argocdOpsUrl,
+        opsRepoSshPrivateKey: sshKey?.privateKey,
+        adminPasswordHash: admin.bcryptHash,
+        webhookSecret: webhookSecret.result,
+        installChart: charts[0].installed,
+    });
+    new SealedSecrets("sealed-secrets", { config: cfg, provider, installChart: charts[1].installed });
+
+    const tokenOutputs = Object.fromEntries(Object.entries(tokens).map(([s, t]) => [s, t.result]));
+    return {
+        gitHost: cfg.gitHost.kind,
+        repositories: { dev: devRepoUrl, ops: opsRepoUrl },
+        opsRepoUrlForArgoCd: argocdOpsUrl,
+        opsSkeletonCommit: skeletonCommit,
+        argocdUrl: cfg.argocd.url,
+        argocdAdminPassword: pulumi.secret(admin.result),
+        argocdApplications: argocd.applications,
+        runnerUrl: cfg.runner.url,
+        runnerTokens: pulumi.secret(tokenOutputs),
+        // Hashes let the runner service check tokens without holding them in clear.
+        runnerTokenHashes: pulumi.unsecret(
+            pulumi.all(tokenOutputs).apply((t) =>
+                Object.fromEntries(Object.entries(t).map(([s, v]) => [s, createHash("sha256").update(v).digest("hex")])),
+            ),
+        ),
+        stages: cfg.stages.map((s) => ({ name: s.name, sync: s.sync, owners: s.owners, namespaces: s.namespaces, requireReview: s.requireReview, queue: s.queue })),
+        charts: charts.map((c) => ({ name: c.ref.name, source: describeChart(c.ref), installed: c.installed, reason: c.reason })),
+        renderDir: render ? cfg.cluster.renderDir : undefined,
+        notApplicable,
+    };
+}
