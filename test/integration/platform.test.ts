@@ -21,9 +21,13 @@ function walk(dir: string): string[] {
     return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
 }
 
+/** A parsed manifest: arbitrary YAML, read by the assertions field by field. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Manifest = Record<string, any>;
+
 /** Rendered manifests by "kind/namespace/name". */
-function manifests(renderDir: string): Map<string, Record<string, any>> {
-    const out = new Map<string, Record<string, any>>();
+function manifests(renderDir: string): Map<string, Manifest> {
+    const out = new Map<string, Manifest>();
     for (const f of walk(renderDir).filter((p) => p.endsWith(".yaml"))) {
         for (const doc of YAML.parseAllDocuments(fs.readFileSync(f, "utf8"))) {
             const o = doc.toJS();
