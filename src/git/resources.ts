@@ -139,7 +139,7 @@ export class GitFiles extends pulumi.dynamic.Resource {
                 drifted: undefined,
             },
             { ...opts, additionalSecretOutputs: ["remote"] },
-            "gitops-stages:git",
+            "gitops-stages-git",
             "GitFiles",
         );
     }
@@ -194,6 +194,6 @@ export class LocalBareRepository extends pulumi.dynamic.Resource {
     declare readonly path: pulumi.Output<string>;
 
     constructor(name: string, args: LocalBareRepositoryArgs, opts?: pulumi.CustomResourceOptions) {
-        super(makeBareProvider(enginePath()), name, { ...args, created: undefined }, opts, "gitops-stages:git", "LocalBareRepository");
+        super(makeBareProvider(enginePath()), name, { ...args, created: undefined }, opts, "gitops-stages-git", "LocalBareRepository");
     }
 }

@@ -41,6 +41,6 @@ export class SshKeyPair extends pulumi.dynamic.Resource {
     declare readonly privateKey: pulumi.Output<string>;
 
     constructor(name: string, args: { comment: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider, name, { ...args, publicKey: undefined, privateKey: undefined }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "gitops-stages:ssh", "SshKeyPair");
+        super(provider, name, { ...args, publicKey: undefined, privateKey: undefined }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "gitops-stages-ssh", "SshKeyPair");
     }
 }

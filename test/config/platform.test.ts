@@ -1,0 +1,96 @@
+import * as assert from "node:assert/strict";
+
+import { ARGOCD_CHART, DEFAULT_STAGES, parsePlatformConfig } from "../../src/config/platform";
+import { ValidationError } from "../../src/config/validate";
+
+const ctx = { projectDir: "/srv/project", stack: "platform" };
+
+describe("platform configuration", function () {
+    it("an empty config gives the default pipeline on the embedded defaults", function () {
+        const cfg = parsePlatformConfig({}, ctx);
+        assert.deepEqual(cfg.gitHost, { kind: "local", path: "/srv/project/.gitops-stages/git", serveUrl: undefined });
+        assert.deepEqual(cfg.stages, DEFAULT_STAGES);
+        assert.deepEqual(
+            cfg.stages.map((s) => [s.name, s.sync, s.requireReview, s.queue]),
+            [
+                ["itg", "automatic", false, "coalesce"],
+                ["tst", "manual", false, "fifo"],
+                ["perf", "manual", true, "fifo"],
+                ["prod", "manual", true, "fifo"],
+            ],
+        );
+        assert.deepEqual(cfg.argocd.chart, ARGOCD_CHART);
+        assert.equal(cfg.cluster.kubeconfig, undefined, "no cluster configured means render mode");
+        assert.equal(cfg.cluster.renderDir, "/srv/project/.gitops-stages/rendered/platform");
+        assert.deepEqual([cfg.repositories.dev.name, cfg.repositories.ops.name], ["app-dev", "app-ops"]);
+    });
+
+    it("reads a full GitHub configuration", function () {
+        const cfg = parsePlatformConfig(
+            {
+                gitHost: { kind: "github", owner: "acme", runnerActor: "/acme-gitops" },
+                repositories: { dev: { name: "shop" }, ops: { name: "shop-ops", visibility: "internal" } },
+                stages: [
+                    { name: "itg", owners: ["qa"] },
+                    { name: "prod", owners: ["sre", "release-managers"], requireReview: true, syncWindows: [{ kind: "deny", schedule: "0 18 * * 5", duration: "60h", timeZone: "Europe/Paris" }] },
+                ],
+                argocd: { url: "https://cd.acme.example", chart: { oci: "oci://registry.acme.example/charts/argo-cd", version: "9.1.0" } },
+                cluster: { kubeconfig: "kube/config", context: "prod-eu" },
+            },
+            ctx,
+        );
+        assert.deepEqual(cfg.gitHost, { kind: "github", owner: "acme", baseUrl: undefined, runnerActor: "/acme-gitops" });
+        assert.equal(cfg.stages[0].sync, "automatic");
+        assert.equal(cfg.stages[1].sync, "manual");
+        assert.deepEqual(cfg.stages[1].syncWindows[0], { kind: "deny", schedule: "0 18 * * 5", duration: "60h", timeZone: "Europe/Paris", manualSync: false });
+        assert.deepEqual(cfg.argocd.chart, { kind: "oci", reference: "oci://registry.acme.example/charts/argo-cd", version: "9.1.0" });
+        assert.equal(cfg.cluster.kubeconfig, "/srv/project/kube/config");
+        assert.equal(cfg.repositories.ops.visibility, "internal");
+    });
+
+    // Each bad config, with the exact problem lines it must produce.
+    const bad: [string, Record<string, unknown>, string[]][] = [
+        ["unknown top-level key", { stage: [] }, ["gitops-stages:stage: is not a known setting (known: gitHost, repositories, teams, stages, argocd, sealedSecrets, cluster, runner)"]],
+        ["unknown git host", { gitHost: { kind: "gitlab" } }, ['gitops-stages:gitHost.kind = "gitlab": must be one of "local", "github"']],
+        ["github without owner", { gitHost: { kind: "github" } }, ["gitops-stages:gitHost.owner: is required"]],
+        ["local with an owner", { gitHost: { owner: "acme" } }, ['gitops-stages:gitHost.owner = "acme": is only used with kind "github"']],
+        ["bad repository name", { repositories: { ops: { name: "ops repo" } } }, ['gitops-stages:repositories.ops.name = "ops repo": must be a GitHub name: letters, digits, \'.\', \'_\' and \'-\', at most 100 characters']],
+        ["same name twice", { repositories: { dev: { name: "x" }, ops: { name: "x" } } }, ['gitops-stages:repositories.ops.name = "x": must differ from repositories.dev.name']],
+        ["stage name not a DNS label", { stages: [{ name: "Prod_1" }] }, ['gitops-stages:stages[0].name = "Prod_1": must be a DNS label: lowercase letters, digits and \'-\', starting with a letter, ending with a letter or digit, at most 63 characters']],
+        ["duplicate stage", { stages: [{ name: "itg" }, { name: "itg" }] }, ['gitops-stages:stages[1].name = "itg": must be unique (also stages[0].name)']],
+        ["reserved mr- prefix", { stages: [{ name: "mr-1" }] }, ['gitops-stages:stages[0].name = "mr-1": must not start with "mr-" (reserved for merge-request stacks)']],
+        ["no stages", { stages: [] }, ["gitops-stages:stages = []: must list at least one stage"]],
+        ["stages not a list", { stages: "itg,prod" }, ['gitops-stages:stages = "itg,prod": must be a list']],
+        ["bad sync mode", { stages: [{ name: "itg", sync: "auto" }] }, ['gitops-stages:stages[0].sync = "auto": must be one of "automatic", "manual"']],
+        ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows)"]],
+        ["shared namespace", { stages: [{ name: "a", namespaces: ["apps"] }, { name: "b", namespaces: ["apps"] }] }, ['gitops-stages:stages[1].namespaces[0] = "apps": must belong to one stage only (also used by a)']],
+        ["platform namespace", { stages: [{ name: "a", namespaces: ["argocd"] }] }, ['gitops-stages:stages[0].namespaces[0] = "argocd": must not be a platform namespace (Argo CD or Sealed Secrets)']],
+        ["bad sync window", { stages: [{ name: "a", syncWindows: [{ schedule: "daily", duration: "1 day" }] }] }, ['gitops-stages:stages[0].syncWindows[0].schedule = "daily": must be a cron expression with 5 fields', 'gitops-stages:stages[0].syncWindows[0].duration = "1 day": must be a duration such as "1h" or "30m"']],
+        ["chart with two sources", { argocd: { chart: { path: "charts/argo", repository: "https://x" } } }, ['gitops-stages:argocd.chart = {"path":"charts/argo","repository":"https://x"}: must set exactly one of "repository" (with "name" and "version"), "oci" (with "version") or "path"']],
+        ["chart version not semver", { argocd: { chart: { repository: "https://mirror.example/argo", name: "argo-cd", version: "v9.1" } } }, ['gitops-stages:argocd.chart.version = "v9.1": must be a semantic version such as 1.4.2 or 2.0.0-rc.1 (no leading v)']],
+        ["argocd url not http", { argocd: { url: "ftp://cd" } }, ['gitops-stages:argocd.url = "ftp://cd": must be an http:// or https:// URL']],
+        ["context without kubeconfig", { cluster: { context: "prod" } }, ['gitops-stages:cluster.context = "prod": needs cluster.kubeconfig']],
+        ["wrong types", { cluster: { skipAwait: "yes" }, teams: { developers: 7 } }, ['gitops-stages:teams.developers = 7: must be a string', 'gitops-stages:cluster.skipAwait = "yes": must be true or false']],
+    ];
+    for (const [title, raw, lines] of bad) {
+        it(`refuses ${title}`, function () {
+            assert.throws(
+                () => parsePlatformConfig(raw, ctx),
+                (e: unknown) => {
+                    assert.ok(e instanceof ValidationError);
+                    const got = e.message.split("\n").slice(1).map((l) => l.trim());
+                    assert.deepEqual(got, lines);
+                    assert.equal(e.message.split("\n")[0], `invalid platform configuration (${lines.length} problem${lines.length === 1 ? "" : "s"}):`);
+                    return true;
+                },
+            );
+        });
+    }
+
+    it("reports every problem at once", function () {
+        assert.throws(
+            () => parsePlatformConfig({ gitHost: { kind: "github" }, stages: [{ name: "A" }], argocd: { url: 3 } }, ctx),
+            (e: unknown) => e instanceof ValidationError && e.problems.length === 3,
+        );
+    });
+});

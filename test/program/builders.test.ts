@@ -1,0 +1,94 @@
+/** Pure builders of the platform stack: protection settings, the ops skeleton, Argo CD specs. */
+import * as assert from "node:assert/strict";
+
+import { parsePlatformConfig } from "../../src/config/platform";
+import { application, appProject, rbacPolicy } from "../../src/program/argocd/specs";
+import { branchProtection, scorecardScore, scorecardTiers } from "../../src/program/github/protection";
+import { opsCodeowners, opsSkeleton } from "../../src/program/ops/skeleton";
+
+const cfg = parsePlatformConfig({ gitHost: { kind: "github", owner: "acme", runnerActor: "acme-bot" } }, { projectDir: "/p", stack: "platform" });
+
+describe("branch protection", function () {
+    for (const role of ["dev", "ops"] as const) {
+        it(`${role} main scores 10/10 on the documented Scorecard Branch-Protection tiers`, function () {
+            const p = branchProtection(role, cfg.repositories[role], "acme-bot");
+            assert.deepEqual(scorecardTiers(p).filter((t) => !t.met), []);
+            assert.equal(scorecardScore(p), 10);
+        });
+    }
+
+    it("losing one tier-2 requirement drops the score to tier 1, whatever higher tiers meet", function () {
+        const p = branchProtection("ops", cfg.repositories.ops);
+        const weakened = { ...p, requiredStatusChecks: [{ strict: false, contexts: ["ci"] }] };
+        assert.equal(scorecardScore(weakened), 3);
+    });
+
+    it("only the ops repo lets the runner skip pull requests, and only when a runner identity is configured", function () {
+        assert.deepEqual(branchProtection("ops", cfg.repositories.ops, "acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, ["acme-bot"]);
+        assert.deepEqual(branchProtection("ops", cfg.repositories.ops).requiredPullRequestReviews[0].pullRequestBypassers, []);
+        assert.deepEqual(branchProtection("dev", cfg.repositories.dev, "acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, []);
+    });
+
+    it("linear history on ops only", function () {
+        assert.equal(branchProtection("ops", cfg.repositories.ops).requiredLinearHistory, true);
+        assert.equal(branchProtection("dev", cfg.repositories.dev).requiredLinearHistory, false);
+    });
+});
+
+describe("ops repository skeleton", function () {
+    it("holds the README, CODEOWNERS, releases/ and four files per stage", function () {
+        assert.deepEqual(Object.keys(opsSkeleton(cfg)).sort(), [
+            ".github/CODEOWNERS",
+            "README.md",
+            ...["itg", "perf", "prod", "tst"].flatMap((s) => [
+                `environments/${s}/Chart.yaml`,
+                `environments/${s}/releases.json`,
+                `environments/${s}/secrets/.gitkeep`,
+                `environments/${s}/values.yaml`,
+            ]),
+            "releases/.gitkeep",
+        ]);
+    });
+
+    it("CODEOWNERS: catch-all to platform admins first, then each stage folder to its owners", function () {
+        const lines = opsCodeowners(cfg).split("\n").filter((l) => l && !l.startsWith("#"));
+        assert.equal(lines[0], "* @acme/platform-admins");
+        assert.equal(lines[4], "/environments/prod/ @acme/prod-owners @acme/platform-admins");
+    });
+
+    it("the README documents every stage with its sync mode and owners", function () {
+        const readme = opsSkeleton(cfg)["README.md"];
+        assert.match(readme, /^\| `prod` \| manual \| `prod-owners` \| `prod` \| `perf` runs it \|$/m);
+        assert.match(readme, /^\| `itg` \| automatic \| `itg-owners` \| `itg` \| a published release \|$/m);
+    });
+});
+
+describe("Argo CD specs", function () {
+    const ops = "git@github.com:acme/app-ops.git";
+
+    it("sync windows go to the stage's AppProject", function () {
+        const c = parsePlatformConfig(
+            { stages: [{ name: "prod", syncWindows: [{ kind: "deny", schedule: "0 18 * * 5", duration: "60h" }] }] },
+            { projectDir: "/p", stack: "platform" },
+        );
+        assert.deepEqual(appProject(c, c.stages[0], ops).spec.syncWindows, [
+            { kind: "deny", schedule: "0 18 * * 5", duration: "60h", timeZone: "UTC", manualSync: false, applications: ["*"] },
+        ]);
+    });
+
+    it("Applications delete what they deployed when removed (finalizer)", function () {
+        assert.deepEqual(application(cfg, cfg.stages[3], ops).metadata.finalizers, ["resources-finalizer.argocd.argoproj.io"]);
+    });
+
+    it("the RBAC policy binds each owners team to its stage's role only", function () {
+        const groups = rbacPolicy(cfg).split("\n").filter((l) => l.startsWith("g, "));
+        assert.deepEqual(groups, [
+            "g, acme:itg-owners, role:itg-owners",
+            "g, acme:tst-owners, role:tst-owners",
+            "g, acme:perf-owners, role:perf-owners",
+            "g, acme:prod-owners, role:prod-owners",
+            "g, acme:developers, role:readonly",
+            "g, acme:platform-admins, role:admin",
+        ]);
+    });
+});
