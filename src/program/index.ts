@@ -1,12 +1,16 @@
 /**
  * The Pulumi program of every gitops-stages stack. The stack's name decides its role:
- * `platform` bootstraps the pipeline; stage and merge-request stacks follow in their own modules.
+ * `platform` bootstraps the pipeline, `mr-<n>` is a merge-request environment, and any other
+ * DNS-label name is a long-lived stage (`itg`, `tst`, ...).
  */
 import * as pulumi from "@pulumi/pulumi";
 
 import { parsePlatformConfig } from "../config/platform";
-import { ValidationError } from "../config/validate";
+import { parseMrConfig, parseStageConfig } from "../config/stage";
+import { DNS_LABEL, ValidationError } from "../config/validate";
+import { mrProgram } from "./mr";
 import { platform } from "./platform";
+import { stageProgram } from "./stage";
 import { projectDir, rawProjectConfig } from "./read-config";
 
 /** Runs the program for the current stack and returns its outputs. */
@@ -27,7 +31,9 @@ async function run(): Promise<Record<string, unknown>> {
         const cfg = parsePlatformConfig(rawProjectConfig(), { projectDir: projectDir(), stack });
         return platform(cfg);
     }
-    throw new pulumi.RunError(`stack "${stack}" has no role yet: name the platform stack "platform" (stage and merge-request stacks come with the runner)`);
+    if (/^mr-\d+$/.test(stack)) return mrProgram(parseMrConfig(rawProjectConfig(), stack, projectDir()));
+    if (DNS_LABEL.test(stack)) return stageProgram(stack, parseStageConfig(rawProjectConfig()));
+    throw new pulumi.RunError(`stack "${stack}" has no role: name it "platform", a stage name (a DNS label) or "mr-<number>"`);
 }
 
 export = main;

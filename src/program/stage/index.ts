@@ -1,0 +1,106 @@
+/**
+ * A long-lived stage's stack: the releases that run there, written to `environments/<stage>/` of
+ * the ops repo as one commit per update. The ops repo comes from the platform stack's outputs
+ * (through a stack reference) unless the runner names it in the stack's config.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+import type { StageConfig } from "../../config/stage";
+import { readFiles } from "../../git/engine";
+import { GitFiles } from "../../git/resources";
+import type { BundleJson } from "../../release/bundle";
+import { tokenRemote } from "../github";
+import { opsPaths } from "../ops/skeleton";
+import { PLATFORM_AUTHOR } from "../platform";
+import { FoundRelease, commitMessage, stageFiles } from "./files";
+
+/** Reads, for each release of the stage, its bundle and its values for the stage from the ops repo. */
+export async function findReleases(
+    remote: string,
+    stage: string,
+    releases: StageConfig["releases"],
+): Promise<Record<string, FoundRelease>> {
+    const wanted = Object.entries(releases).flatMap(([app, r]) => [
+        `${opsPaths.release(app, r.version)}bundle.json`,
+        `${opsPaths.release(app, r.version)}values/${stage}.yaml`,
+        `${opsPaths.release(app, r.version)}values/${stage}.yml`,
+    ]);
+    const { files } = await readFiles(remote, "main", wanted);
+    const found: Record<string, FoundRelease> = {};
+    const problems: string[] = [];
+    for (const [app, r] of Object.entries(releases)) {
+        const base = opsPaths.release(app, r.version);
+        const bundle = files[`${base}bundle.json`];
+        if (bundle === undefined) {
+            problems.push(`release ${app}@${r.version} is not published in the ops repo (${base}bundle.json is missing): publish it first`);
+            continue;
+        }
+        const values = files[`${base}values/${stage}.yaml`] ?? files[`${base}values/${stage}.yml`];
+        if (values === undefined) {
+            problems.push(`release ${app}@${r.version} has no values for stage ${stage} (${base}values/${stage}.yaml is missing)`);
+            continue;
+        }
+        found[app] = { bundle: JSON.parse(bundle) as BundleJson, values };
+    }
+    if (problems.length) throw new pulumi.RunError(problems.join("\n"));
+    return found;
+}
+
+/** Declares a stage's stack and returns its outputs. */
+export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+    let readRemote: pulumi.Output<string>;
+    let writeRemote: pulumi.Output<string>;
+    if (cfg.opsRepo) {
+        readRemote = writeRemote = pulumi.output(cfg.opsRepo);
+    } else {
+        const platform = new pulumi.StackReference("platform", { name: cfg.platformStack });
+        const stages = platform.getOutput("stages") as pulumi.Output<{ name: string }[] | undefined>;
+        const ops = (platform.requireOutput("repositories") as pulumi.Output<{ ops: string }>).apply((r) => r.ops);
+        readRemote = pulumi.all([ops, stages]).apply(([url, list]) => {
+            if (list && !list.some((s) => s.name === stage)) {
+                throw new pulumi.RunError(`stage ${stage} is not one of the platform's stages (${list.map((s) => s.name).join(", ")})`);
+            }
+            return url;
+        });
+        const gitHost = platform.getOutput("gitHost") as pulumi.Output<string | undefined>;
+        const token = new pulumi.Config("github").getSecret("token") ?? (env.GITHUB_TOKEN ? pulumi.secret(env.GITHUB_TOKEN) : undefined);
+        writeRemote = pulumi.all([readRemote, gitHost, token]).apply(([url, host, t]) => (host === "github" && t ? tokenRemote(url, t) : url));
+        readRemote = writeRemote;
+    }
+    const found = readRemote.apply((remote) => findReleases(remote, stage, cfg.releases));
+    const files = found.apply((f) => stageFiles(stage, cfg.releases, f));
+    const writer = new GitFiles(`ops-${stage}`, {
+        remote: pulumi.secret(writeRemote),
+        branch: "main",
+        files,
+        mode: "own",
+        scope: [opsPaths.environment(stage)],
+        // Operator-owned sealed secrets are never touched by promotions.
+        keep: [opsPaths.secrets(stage)],
+        message: commitMessage(stage, cfg.change),
+        author: PLATFORM_AUTHOR,
+    });
+    return {
+        stage,
+        // What runs in the stage: app -> version, bundle digest, image, hold and who put it there.
+        releases: found.apply((f) =>
+            Object.fromEntries(
+                Object.entries(cfg.releases).map(([app, r]) => [
+                    app,
+                    {
+                        version: r.version,
+                        digest: f[app].bundle.digest,
+                        image: f[app].bundle.image,
+                        hold: r.hold ?? null,
+                        requestId: r.requestId,
+                        requester: r.requester,
+                        promotedAt: r.promotedAt,
+                    },
+                ]),
+            ),
+        ),
+        lastChange: cfg.change ?? null,
+        opsCommit: writer.commit,
+        drifted: writer.drifted,
+    };
+}

@@ -1,0 +1,101 @@
+/** Release bundles and git servers for tests. */
+import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+
+/** Writes a small but real Helm chart and per-stage values files; returns the bundle folder. */
+export function makeBundleDir(root: string, app: string, opts: { stages?: string[]; replicas?: number; extra?: Record<string, string> } = {}): string {
+    const dir = path.join(root, `${app}-bundle-${Math.random().toString(36).slice(2, 8)}`);
+    fs.mkdirSync(path.join(dir, "chart", "templates"), { recursive: true });
+    fs.mkdirSync(path.join(dir, "values"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "chart", "Chart.yaml"), `apiVersion: v2\nname: ${app}\nversion: 1.0.0\nappVersion: "1.0.0"\n`);
+    fs.writeFileSync(path.join(dir, "chart", "values.yaml"), "replicas: 1\nimage:\n  repository: example.invalid/app\n  tag: latest\n");
+    fs.writeFileSync(
+        path.join(dir, "chart", "templates", "deployment.yaml"),
+        [
+            "apiVersion: apps/v1",
+            "kind: Deployment",
+            "metadata:",
+            "  name: {{ .Chart.Name }}",
+            "  labels:",
+            "    app: {{ .Chart.Name }}",
+            "spec:",
+            "  replicas: {{ .Values.replicas }}",
+            "  selector:",
+            "    matchLabels:",
+            "      app: {{ .Chart.Name }}",
+            "  template:",
+            "    metadata:",
+            "      labels:",
+            "        app: {{ .Chart.Name }}",
+            "    spec:",
+            "      containers:",
+            "        - name: app",
+            '          image: "{{ .Values.image.repository }}{{ if .Values.image.digest }}@{{ .Values.image.digest }}{{ else }}:{{ .Values.image.tag }}{{ end }}"',
+            "",
+        ].join("\n"),
+    );
+    for (const s of opts.stages ?? ["itg", "tst", "perf", "prod", "mr"]) {
+        fs.writeFileSync(path.join(dir, "values", `${s}.yaml`), `replicas: ${opts.replicas ?? 1}\nenv:\n  STAGE: ${s}\n`);
+    }
+    for (const [p, c] of Object.entries(opts.extra ?? {})) {
+        fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+        fs.writeFileSync(path.join(dir, p), c);
+    }
+    return dir;
+}
+
+/** Release metadata for a test bundle. */
+export function releaseMeta(app: string, version: string, commit = "0123456789abcdef0123456789abcdef01234567") {
+    return { app, version, image: `registry.example/${app}@sha256:${"a".repeat(64)}`, source: { commit, ciRunUrl: `https://ci.example/runs/${app}-${version}` } };
+}
+
+/** A free TCP port on loopback. */
+export function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.listen(0, "127.0.0.1", () => {
+            const port = (srv.address() as net.AddressInfo).port;
+            srv.close(() => resolve(port));
+        });
+        srv.on("error", reject);
+    });
+}
+
+/** A `git daemon` serving a folder on loopback, with pushes enabled. */
+export interface GitDaemon {
+    readonly url: (repo: string) => string;
+    stop(): Promise<void>;
+}
+
+/** Starts `git daemon` on a free loopback port and waits until it accepts connections. */
+export async function startGitDaemon(basePath: string): Promise<GitDaemon> {
+    const port = await freePort();
+    const child: ChildProcess = spawn(
+        "git",
+        ["daemon", "--reuseaddr", `--base-path=${basePath}`, "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", `--port=${port}`, basePath],
+        { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+        const ok = await new Promise<boolean>((resolve) => {
+            const s = net.connect(port, "127.0.0.1", () => (s.end(), resolve(true)));
+            s.on("error", () => resolve(false));
+        });
+        if (ok) break;
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`git daemon did not start: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    return {
+        url: (repo) => `git://127.0.0.1:${port}/${repo}`,
+        stop: () =>
+            new Promise<void>((resolve) => {
+                if (child.exitCode !== null) return resolve();
+                child.once("exit", () => resolve());
+                child.kill("SIGTERM");
+            }),
+    };
+}
