@@ -11,6 +11,7 @@ import { DNS_LABEL, ValidationError } from "../config/validate";
 import { mrProgram } from "./mr";
 import { platform } from "./platform";
 import { stageProgram } from "./stage";
+import { userError } from "./errors";
 import { projectDir, rawProjectConfig } from "./read-config";
 
 /** Runs the program for the current stack and returns its outputs. */
@@ -20,7 +21,7 @@ async function main(): Promise<Record<string, unknown>> {
     } catch (e) {
         // A RunError is shown as its message alone: configuration problems need no stack trace
         // (and formatting one through source maps takes seconds).
-        if (e instanceof ValidationError) throw new pulumi.RunError(e.message);
+        if (e instanceof ValidationError) throw userError(e.message);
         throw e;
     }
 }
@@ -33,7 +34,7 @@ async function run(): Promise<Record<string, unknown>> {
     }
     if (/^mr-\d+$/.test(stack)) return mrProgram(parseMrConfig(rawProjectConfig(), stack, projectDir()));
     if (DNS_LABEL.test(stack)) return stageProgram(stack, parseStageConfig(rawProjectConfig()));
-    throw new pulumi.RunError(`stack "${stack}" has no role: name it "platform", a stage name (a DNS label) or "mr-<number>"`);
+    throw userError(`stack "${stack}" has no role: name it "platform", a stage name (a DNS label) or "mr-<number>"`);
 }
 
 export = main;

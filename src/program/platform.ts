@@ -16,6 +16,7 @@ import { ArgoCd, SealedSecrets } from "./argocd";
 import { GithubPipeline } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
 import { devSkeleton, opsSkeleton } from "./ops/skeleton";
+import { userError } from "./errors";
 import { SshKeyPair } from "./ssh-key";
 
 /** Author of commits the platform stack makes. */
@@ -98,7 +99,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
     } else {
         const token = new pulumi.Config("github").getSecret("token") ?? (deps.env.GITHUB_TOKEN ? pulumi.secret(deps.env.GITHUB_TOKEN) : undefined);
         if (!token) {
-            throw new pulumi.RunError("gitops-stages:gitHost.kind is \"github\" but no token is configured: set the secret config github:token or GITHUB_TOKEN");
+            throw userError("gitops-stages:gitHost.kind is \"github\" but no token is configured: set the secret config github:token or GITHUB_TOKEN");
         }
         const provider = new github.Provider("github", { owner: cfg.gitHost.owner, baseUrl: cfg.gitHost.baseUrl, token });
         sshKey = new SshKeyPair("argocd-deploy-key", { comment: "argocd@gitops-stages" });
@@ -130,7 +131,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
     const charts = await Promise.all(
         refs.map(async (ref) => {
             const availability = await deps.chartAvailability(ref.source);
-            if (!availability.ok && !render) throw new pulumi.RunError(chartUnavailableMessage(ref, availability.reason));
+            if (!availability.ok && !render) throw userError(chartUnavailableMessage(ref, availability.reason));
             if (!availability.ok) {
                 pulumi.log.warn(
                     `render mode: would install ${describeChart(ref)}, which cannot be fetched here (${availability.reason}); ` +

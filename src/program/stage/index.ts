@@ -12,6 +12,7 @@ import type { BundleJson } from "../../release/bundle";
 import { tokenRemote } from "../github";
 import { opsPaths } from "../ops/skeleton";
 import { PLATFORM_AUTHOR } from "../platform";
+import { userError } from "../errors";
 import { FoundRelease, commitMessage, stageFiles } from "./files";
 
 /** Reads, for each release of the stage, its bundle and its values for the stage from the ops repo. */
@@ -42,7 +43,7 @@ export async function findReleases(
         }
         found[app] = { bundle: JSON.parse(bundle) as BundleJson, values };
     }
-    if (problems.length) throw new pulumi.RunError(problems.join("\n"));
+    if (problems.length) throw userError(problems.join("\n"));
     return found;
 }
 
@@ -58,7 +59,7 @@ export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.Proces
         const ops = (platform.requireOutput("repositories") as pulumi.Output<{ ops: string }>).apply((r) => r.ops);
         readRemote = pulumi.all([ops, stages]).apply(([url, list]) => {
             if (list && !list.some((s) => s.name === stage)) {
-                throw new pulumi.RunError(`stage ${stage} is not one of the platform's stages (${list.map((s) => s.name).join(", ")})`);
+                throw userError(`stage ${stage} is not one of the platform's stages (${list.map((s) => s.name).join(", ")})`);
             }
             return url;
         });
@@ -67,7 +68,12 @@ export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.Proces
         writeRemote = pulumi.all([readRemote, gitHost, token]).apply(([url, host, t]) => (host === "github" && t ? tokenRemote(url, t) : url));
         readRemote = writeRemote;
     }
-    const found = readRemote.apply((remote) => findReleases(remote, stage, cfg.releases));
+    // Failures reading the ops repo are the user's to fix (remote, credentials, unpublished release).
+    const found = readRemote.apply((remote) =>
+        findReleases(remote, stage, cfg.releases).catch((e: unknown) => {
+            throw e instanceof pulumi.RunError ? e : userError(`cannot read the ops repo: ${e instanceof Error ? e.message : String(e)}`);
+        }),
+    );
     const files = found.apply((f) => stageFiles(stage, cfg.releases, f));
     const writer = new GitFiles(`ops-${stage}`, {
         remote: pulumi.secret(writeRemote),
