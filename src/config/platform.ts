@@ -35,6 +35,10 @@ export interface Stage {
     /** Runner queue policy: "coalesce" answers older waiting requests of an app "superseded". */
     readonly queue: "fifo" | "coalesce";
     readonly syncWindows: readonly SyncWindow[];
+    /** Runner freeze windows: promotions are refused inside a deny window and, if any allow window exists, outside all of them. Rollbacks pass. */
+    readonly freezeWindows: readonly SyncWindow[];
+    /** Whether a promotion into this stage needs an approval recorded by one of its owners (`stages approve`). */
+    readonly requireApproval: boolean;
 }
 
 /** Where a Helm chart comes from. */
@@ -124,7 +128,7 @@ export const DEFAULT_STAGES: readonly Stage[] = [
 ];
 
 function stage(name: string, sync: SyncMode, requireReview: boolean, queue: "fifo" | "coalesce"): Stage {
-    return { name, sync, owners: [`${name}-owners`], namespaces: [name], requireReview, queue, syncWindows: [] };
+    return { name, sync, owners: [`${name}-owners`], namespaces: [name], requireReview, queue, syncWindows: [], freezeWindows: [], requireApproval: false };
 }
 
 const GITHUB_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -201,7 +205,7 @@ function parseSyncWindow(c: Checker, key: string, raw: unknown): SyncWindow {
 }
 
 function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage {
-    const o = c.object(key, raw, ["name", "sync", "owners", "namespaces", "requireReview", "queue", "syncWindows"]);
+    const o = c.object(key, raw, ["name", "sync", "owners", "namespaces", "requireReview", "queue", "syncWindows", "freezeWindows", "requireApproval"]);
     const name = c.string(`${key}.name`, o.name, undefined, DNS_LABEL, DNS_LABEL_RULE);
     // The first stage syncs automatically by default, as itg does in the default pipeline.
     const sync = c.oneOf<SyncMode>(`${key}.sync`, o.sync, ["automatic", "manual"], index === 0 ? "automatic" : "manual");
@@ -217,6 +221,8 @@ function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage
         requireReview: c.boolean(`${key}.requireReview`, o.requireReview, false),
         queue: c.oneOf(`${key}.queue`, o.queue, ["fifo", "coalesce"], sync === "automatic" ? "coalesce" : "fifo"),
         syncWindows: c.array(`${key}.syncWindows`, o.syncWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
+        freezeWindows: c.array(`${key}.freezeWindows`, o.freezeWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
+        requireApproval: c.boolean(`${key}.requireApproval`, o.requireApproval, false),
     };
 }
 

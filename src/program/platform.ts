@@ -170,7 +170,17 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
                 Object.fromEntries(Object.entries(t).map(([s, v]) => [s, createHash("sha256").update(v).digest("hex")])),
             ),
         ),
-        stages: cfg.stages.map((s) => ({ name: s.name, sync: s.sync, owners: s.owners, namespaces: s.namespaces, requireReview: s.requireReview, queue: s.queue })),
+        // The pipeline as the runner needs it (order, owners, queue policy, freeze windows, approvals).
+        stages: cfg.stages.map((s) => ({
+            name: s.name,
+            sync: s.sync,
+            owners: s.owners,
+            namespaces: s.namespaces,
+            requireReview: s.requireReview,
+            requireApproval: s.requireApproval,
+            queue: s.queue,
+            freezeWindows: s.freezeWindows,
+        })),
         charts: charts.map((c) => ({ name: c.ref.name, source: describeChart(c.ref), installed: c.installed, reason: c.reason })),
         renderDir: render ? cfg.cluster.renderDir : undefined,
         notApplicable,

@@ -43,6 +43,8 @@ describe("platform configuration", function () {
         assert.equal(cfg.stages[0].sync, "automatic");
         assert.equal(cfg.stages[1].sync, "manual");
         assert.deepEqual(cfg.stages[1].syncWindows[0], { kind: "deny", schedule: "0 18 * * 5", duration: "60h", timeZone: "Europe/Paris", manualSync: false });
+        assert.deepEqual(cfg.stages[1].freezeWindows, []);
+        assert.equal(cfg.stages[1].requireApproval, false);
         assert.deepEqual(cfg.argocd.chart, { kind: "oci", reference: "oci://registry.acme.example/charts/argo-cd", version: "9.1.0" });
         assert.equal(cfg.cluster.kubeconfig, "/srv/project/kube/config");
         assert.equal(cfg.repositories.ops.visibility, "internal");
@@ -62,7 +64,7 @@ describe("platform configuration", function () {
         ["no stages", { stages: [] }, ["gitops-stages:stages = []: must list at least one stage"]],
         ["stages not a list", { stages: "itg,prod" }, ['gitops-stages:stages = "itg,prod": must be a list']],
         ["bad sync mode", { stages: [{ name: "itg", sync: "auto" }] }, ['gitops-stages:stages[0].sync = "auto": must be one of "automatic", "manual"']],
-        ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows)"]],
+        ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows, freezeWindows, requireApproval)"]],
         ["shared namespace", { stages: [{ name: "a", namespaces: ["apps"] }, { name: "b", namespaces: ["apps"] }] }, ['gitops-stages:stages[1].namespaces[0] = "apps": must belong to one stage only (also used by a)']],
         ["platform namespace", { stages: [{ name: "a", namespaces: ["argocd"] }] }, ['gitops-stages:stages[0].namespaces[0] = "argocd": must not be a platform namespace (Argo CD or Sealed Secrets)']],
         ["bad sync window", { stages: [{ name: "a", syncWindows: [{ schedule: "daily", duration: "1 day" }] }] }, ['gitops-stages:stages[0].syncWindows[0].schedule = "daily": must be a cron expression with 5 fields', 'gitops-stages:stages[0].syncWindows[0].duration = "1 day": must be a duration such as "1h" or "30m"']],

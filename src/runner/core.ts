@@ -1,0 +1,278 @@
+/**
+ * The runner's core: request parsing, policy decisions and planning of stack config. Pure: no
+ * I/O, no clock (callers pass `now`), no Pulumi. Everything here is table-tested.
+ */
+import type { SyncWindow } from "../config/platform";
+import type { StageChange, StageRelease } from "../config/stage";
+import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
+import { windowOpenSince } from "./cron";
+import { RunnerError } from "./errors";
+
+/** A stage as the runner sees it (from the platform stack's `stages` output). */
+export interface PipelineStage {
+    readonly name: string;
+    readonly sync: "automatic" | "manual";
+    readonly owners: readonly string[];
+    readonly queue: "fifo" | "coalesce";
+    readonly requireApproval: boolean;
+    readonly freezeWindows: readonly SyncWindow[];
+}
+
+/** What runs in one stage: app -> release. */
+export type StageReleases = Readonly<Record<string, StageRelease>>;
+
+/** Who is asking, and what they may do. */
+export interface Actor {
+    readonly name: string;
+    /** Teams the actor belongs to (to check stage ownership for approvals). */
+    readonly teams: readonly string[];
+    /** May skip the stage order (recorded in the commit). */
+    readonly canOverrideOrder: boolean;
+}
+
+/** A promotion request, same shape for CLI and HTTP. */
+export interface PromoteRequest {
+    readonly app: string;
+    readonly version: string;
+    readonly to: string;
+    /** Bundle folder, for the first promotion of a version (publishes it). */
+    readonly bundle?: string;
+    /** Release metadata that goes with a bundle. */
+    readonly image?: string;
+    readonly requester: string;
+    readonly source: { readonly commit: string; readonly mr?: number; readonly ciRunUrl?: string };
+    readonly reason?: string;
+    readonly idempotencyKey?: string;
+    readonly dryRun: boolean;
+    readonly overrideOrder: boolean;
+}
+
+/** A rollback request: promote an earlier release and hold the app in the stage. */
+export interface RollbackRequest {
+    readonly app: string;
+    readonly stage: string;
+    /** Version to roll back to; default: the previous version in the stage's history. */
+    readonly to?: string;
+    readonly requester: string;
+    readonly reason?: string;
+    readonly idempotencyKey?: string;
+}
+
+/** A hold or release of a hold. */
+export interface HoldRequest {
+    readonly app: string;
+    readonly stage: string;
+    readonly requester: string;
+    readonly reason?: string;
+}
+
+const COMMIT = /^[0-9a-f]{7,64}$/;
+const KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const KEY_RULE = "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
+
+/** Parses a promotion request; unknown fields are refused. Throws RunnerError(invalid) listing every problem. */
+export function parsePromoteRequest(raw: unknown): PromoteRequest {
+    const c = new Checker();
+    const o = c.object("request", raw, ["app", "version", "to", "bundle", "image", "requester", "source", "reason", "idempotencyKey", "dryRun", "overrideOrder"]);
+    const src = c.object("source", o.source, ["commit", "mr", "ciRunUrl"]);
+    const req: PromoteRequest = {
+        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        version: c.string("version", o.version, undefined, SEMVER, SEMVER_RULE),
+        to: c.string("to", o.to, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        ...(o.bundle !== undefined ? { bundle: c.string("bundle", o.bundle) } : {}),
+        ...(o.image !== undefined ? { image: c.string("image", o.image) } : {}),
+        requester: c.string("requester", o.requester, undefined, /^\S.{0,199}$/, "must be 1 to 200 characters, not starting with a space"),
+        source: {
+            commit: c.string("source.commit", src.commit, undefined, COMMIT, "must be a git commit id (7 to 64 hex characters)"),
+            ...(src.mr !== undefined ? { mr: c.integer("source.mr", src.mr, 0, 1, 10_000_000) } : {}),
+            ...(src.ciRunUrl !== undefined ? { ciRunUrl: c.url("source.ciRunUrl", src.ciRunUrl) } : {}),
+        },
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, /^[^\0]{0,1000}$/, "must be at most 1000 characters") } : {}),
+        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, KEY, KEY_RULE) } : {}),
+        dryRun: c.boolean("dryRun", o.dryRun, false),
+        overrideOrder: c.boolean("overrideOrder", o.overrideOrder, false),
+    };
+    if (req.bundle !== undefined && req.image === undefined) c.fail("image", undefined, "is required with bundle (the release's image reference)");
+    throwInvalid(c, "promotion request");
+    return req;
+}
+
+/** Parses a rollback request. */
+export function parseRollbackRequest(raw: unknown): RollbackRequest {
+    const c = new Checker();
+    const o = c.object("request", raw, ["app", "stage", "to", "requester", "reason", "idempotencyKey"]);
+    const req: RollbackRequest = {
+        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        ...(o.to !== undefined ? { to: c.string("to", o.to, undefined, SEMVER, SEMVER_RULE) } : {}),
+        requester: c.string("requester", o.requester),
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason) } : {}),
+        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, KEY, KEY_RULE) } : {}),
+    };
+    throwInvalid(c, "rollback request");
+    return req;
+}
+
+/** Parses a hold or release request. */
+export function parseHoldRequest(raw: unknown): HoldRequest {
+    const c = new Checker();
+    const o = c.object("request", raw, ["app", "stage", "requester", "reason"]);
+    const req: HoldRequest = {
+        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        requester: c.string("requester", o.requester),
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason) } : {}),
+    };
+    throwInvalid(c, "hold request");
+    return req;
+}
+
+function throwInvalid(c: Checker, subject: string): void {
+    if (c.problems.length) throw new RunnerError("invalid", new ValidationError(subject, c.problems).message);
+}
+
+/** The stage named, or a not-found error listing the stages that exist. */
+export function findStage(stages: readonly PipelineStage[], name: string): { stage: PipelineStage; index: number } {
+    const index = stages.findIndex((s) => s.name === name);
+    if (index < 0) throw new RunnerError("not-found", `unknown stage "${name}" (stages: ${stages.map((s) => s.name).join(", ")})`);
+    return { stage: stages[index], index };
+}
+
+/** Whether the stage is frozen for promotions at `now`, and which window says so. */
+export function freezeAt(stage: PipelineStage, now: Date): string | undefined {
+    const open = (w: SyncWindow) => windowOpenSince(w.schedule, w.duration, w.timeZone, now) !== undefined;
+    const deny = stage.freezeWindows.find((w) => w.kind === "deny" && open(w));
+    if (deny) return `stage ${stage.name} is frozen: deny window "${deny.schedule}" (${deny.duration}, ${deny.timeZone}) is open`;
+    const allows = stage.freezeWindows.filter((w) => w.kind === "allow");
+    if (allows.length > 0 && !allows.some(open)) {
+        return `stage ${stage.name} is frozen: promotions are allowed only inside its allow windows (${allows.map((w) => `"${w.schedule}" for ${w.duration} ${w.timeZone}`).join(", ")})`;
+    }
+    return undefined;
+}
+
+/** An approval recorded by a stage owner. */
+export interface Approval {
+    readonly requestId: string;
+    readonly stage: string;
+    readonly by: string;
+    readonly at: string;
+}
+
+/** Inputs of a promotion decision. */
+export interface PromoteDecisionInput {
+    readonly stages: readonly PipelineStage[];
+    /** What runs in every stage now. */
+    readonly running: Readonly<Record<string, StageReleases>>;
+    readonly request: PromoteRequest;
+    readonly actor: Actor;
+    readonly now: Date;
+    /** The id this request is known by (its idempotency key, or one the runner assigned). */
+    readonly requestId: string;
+    readonly approvals: readonly Approval[];
+    /** Whether the release is already published in the ops repo. */
+    readonly published: boolean;
+}
+
+/** The outcome of a policy check. */
+export type Decision = { readonly action: "update"; readonly overrideOrder: boolean } | { readonly action: "noop"; readonly message: string };
+
+/**
+ * Decides whether a promotion may run. Refusals are RunnerError("refused") with a reason code and
+ * a message naming the rule: stage order, hold, freeze window, approval. Already running that
+ * version is a no-op, not an error.
+ */
+export function decidePromotion(input: PromoteDecisionInput): Decision {
+    const { stages, running, request: r, actor, now } = input;
+    const { stage, index } = findStage(stages, r.to);
+    const current = running[stage.name]?.[r.app];
+    if (current && current.version === r.version) {
+        return { action: "noop", message: `${r.app} ${r.version} already runs in ${stage.name}` };
+    }
+    if (!input.published && !r.bundle) {
+        throw new RunnerError("not-found", `release ${r.app}@${r.version} is not published: promote it to the first stage with its bundle first`);
+    }
+    let overrideOrder = false;
+    if (index > 0) {
+        const prev = stages[index - 1];
+        const prevVersion = running[prev.name]?.[r.app]?.version;
+        if (prevVersion !== r.version) {
+            if (!r.overrideOrder) {
+                throw new RunnerError(
+                    "refused",
+                    `${r.app} ${r.version} cannot go to ${stage.name}: ${prev.name} runs ${prevVersion ? `${r.app} ${prevVersion}` : `no ${r.app}`} (a release moves one stage at a time)`,
+                    "stage-order",
+                );
+            }
+            if (!actor.canOverrideOrder) {
+                throw new RunnerError("forbidden", `${actor.name} may not override the stage order`, "override-not-allowed");
+            }
+            overrideOrder = true;
+        }
+    } else if (r.overrideOrder) {
+        overrideOrder = false;
+    }
+    if (current?.hold) {
+        throw new RunnerError(
+            "refused",
+            `${r.app} is on hold in ${stage.name} since ${current.hold.at} by ${current.hold.by}${current.hold.reason ? ` (${current.hold.reason})` : ""}: release the hold first (stages release)`,
+            "hold",
+        );
+    }
+    const frozen = freezeAt(stage, now);
+    if (frozen) throw new RunnerError("refused", frozen, "freeze");
+    if (stage.requireApproval) {
+        const ok = input.approvals.find((a) => a.requestId === input.requestId && a.stage === stage.name);
+        if (!ok) {
+            throw new RunnerError(
+                "refused",
+                `promotion to ${stage.name} needs an approval by one of ${stage.owners.join(", ")}: stages approve ${input.requestId}`,
+                "approval",
+            );
+        }
+    }
+    return { action: "update", overrideOrder };
+}
+
+/** Who may approve a request for a stage: one of its owners. */
+export function checkApprover(stage: PipelineStage, actor: Actor): void {
+    if (!actor.teams.some((t) => stage.owners.includes(t))) {
+        throw new RunnerError("forbidden", `${actor.name} is not an owner of ${stage.name} (owners: ${stage.owners.join(", ")})`, "not-owner");
+    }
+}
+
+/** The stage config after a promotion (or rollback): only the app's entry changes. */
+export function planPromotion(current: StageReleases, change: StageChange, promotedAt: string, hold?: StageRelease["hold"]): Record<string, StageRelease> {
+    if (!change.version) throw new Error("a promotion needs a version");
+    return {
+        ...current,
+        [change.app]: {
+            version: change.version,
+            requestId: change.requestId,
+            requester: change.requester,
+            promotedAt,
+            ...(change.sourceCommit ? { sourceCommit: change.sourceCommit } : {}),
+            ...(change.ciRunUrl ? { ciRunUrl: change.ciRunUrl } : {}),
+            ...(hold ? { hold } : {}),
+        },
+    };
+}
+
+/** The stage config with a hold set or cleared on an app. */
+export function planHold(current: StageReleases, app: string, stage: string, hold: StageRelease["hold"] | undefined): Record<string, StageRelease> {
+    const entry = current[app];
+    if (!entry) throw new RunnerError("not-found", `${app} does not run in ${stage}`);
+    const { hold: _old, ...rest } = entry;
+    return { ...current, [app]: { ...rest, ...(hold ? { hold } : {}) } };
+}
+
+/** Picks the version to roll back to: the given one, or the one before the current in the stage's history. */
+export function rollbackTarget(app: string, stage: string, currentVersion: string | undefined, history: readonly string[], to?: string): string {
+    if (to) {
+        if (to === currentVersion) throw new RunnerError("refused", `${app} ${to} already runs in ${stage}`, "noop");
+        return to;
+    }
+    // History is newest first: the first version that differs from the current one.
+    const previous = history.find((v) => v !== currentVersion);
+    if (!previous) throw new RunnerError("not-found", `${stage} has no earlier release of ${app} to roll back to`);
+    return previous;
+}

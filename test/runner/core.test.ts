@@ -1,0 +1,282 @@
+/** The runner's core without I/O: requests, policy, planning, freeze windows and queues. */
+import * as assert from "node:assert/strict";
+
+import { parseCron, cronMatches, durationMinutes, windowOpenSince } from "../../src/runner/cron";
+import {
+    Actor,
+    PipelineStage,
+    PromoteDecisionInput,
+    checkApprover,
+    decidePromotion,
+    parsePromoteRequest,
+    planHold,
+    planPromotion,
+    rollbackTarget,
+} from "../../src/runner/core";
+import { RunnerError, exitCode, httpStatus, publicError } from "../../src/runner/errors";
+import { Outcome, StackQueues } from "../../src/runner/queue";
+
+const stage = (name: string, extra: Partial<PipelineStage> = {}): PipelineStage => ({
+    name,
+    sync: name === "itg" ? "automatic" : "manual",
+    owners: [`${name}-owners`],
+    queue: name === "itg" ? "coalesce" : "fifo",
+    requireApproval: false,
+    freezeWindows: [],
+    ...extra,
+});
+const stages = [stage("itg"), stage("tst"), stage("perf"), stage("prod", { requireApproval: true })];
+const rel = (version: string, hold?: { by: string; reason: string; at: string }) => ({ version, requestId: "r-0", requester: "ci", promotedAt: "2026-11-25T10:00:00Z", ...(hold ? { hold } : {}) });
+const ci: Actor = { name: "ci", teams: [], canOverrideOrder: false };
+const ops: Actor = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true };
+const request = (to: string, version = "1.1.0", extra: Record<string, unknown> = {}) =>
+    parsePromoteRequest({ app: "web", version, to, requester: "ci", source: { commit: "abcdef0" }, ...extra });
+
+function input(to: string, over: Partial<PromoteDecisionInput> = {}): PromoteDecisionInput {
+    return {
+        stages,
+        running: { itg: { web: rel("1.1.0") }, tst: { web: rel("1.0.0") }, perf: { web: rel("1.0.0") }, prod: { web: rel("1.0.0") } },
+        request: request(to),
+        actor: ci,
+        now: new Date("2026-11-25T12:00:00Z"),
+        requestId: "r-1",
+        approvals: [],
+        published: true,
+        ...over,
+    };
+}
+
+function refusal(fn: () => unknown): [string, string | undefined, string] {
+    try {
+        fn();
+    } catch (e) {
+        if (e instanceof RunnerError) return [e.kind, e.reason, e.message];
+        throw e;
+    }
+    assert.fail("expected a refusal");
+}
+
+describe("promotion requests", function () {
+    it("accept the documented shape", function () {
+        const r = parsePromoteRequest({ app: "web", version: "1.2.0", to: "itg", requester: "ci", source: { commit: "abcdef0", mr: 12, ciRunUrl: "https://ci.example/1" }, idempotencyKey: "web-1.2.0-itg" });
+        assert.deepEqual(r, { app: "web", version: "1.2.0", to: "itg", requester: "ci", source: { commit: "abcdef0", mr: 12, ciRunUrl: "https://ci.example/1" }, idempotencyKey: "web-1.2.0-itg", dryRun: false, overrideOrder: false });
+    });
+
+    const bad: [string, Record<string, unknown>, string][] = [
+        ["an unknown field", { force: true }, "request.force: is not a known setting"],
+        ["a path in the app name", { app: "../web" }, 'app = "../web": must be a DNS label'],
+        ["a dash-prefixed stage", { to: "-prod" }, 'to = "-prod": must be a DNS label'],
+        ["a v-prefixed version", { version: "v1.0.0" }, 'version = "v1.0.0": must be a semantic version'],
+        ["a bundle without image", { bundle: "/tmp/b" }, "image: is required with bundle"],
+        ["a non-hex commit", { source: { commit: "HEAD" } }, 'source.commit = "HEAD": must be a git commit id'],
+        ["a bad idempotency key", { idempotencyKey: "a b" }, 'idempotencyKey = "a b": must be 1 to 128 letters'],
+    ];
+    for (const [title, over, message] of bad) {
+        it(`refuse ${title} as invalid (exit 2, HTTP 400)`, function () {
+            const [kind, , msg] = refusal(() => parsePromoteRequest({ app: "web", version: "1.0.0", to: "itg", requester: "ci", source: { commit: "abcdef0" }, ...over }));
+            assert.equal(kind, "invalid");
+            assert.ok(msg.includes(message), msg);
+            const e = new RunnerError(kind as "invalid", msg);
+            assert.equal(exitCode(e), 2);
+            assert.equal(httpStatus(e), 400);
+        });
+    }
+});
+
+describe("promotion policy", function () {
+    it("allows the next stage when the previous one runs exactly that release", function () {
+        assert.deepEqual(decidePromotion(input("tst")), { action: "update", overrideOrder: false });
+    });
+
+    it("treats a release that already runs in the stage as a no-op", function () {
+        assert.deepEqual(decidePromotion(input("itg")), { action: "noop", message: "web 1.1.0 already runs in itg" });
+    });
+
+    const refusals: [string, () => unknown, [string, string | undefined, string]][] = [
+        ["skipping a stage", () => decidePromotion(input("perf")), ["refused", "stage-order", "web 1.1.0 cannot go to perf: tst runs web 1.0.0 (a release moves one stage at a time)"]],
+        ["an app the previous stage does not run", () => decidePromotion(input("tst", { request: parsePromoteRequest({ app: "api", version: "1.0.0", to: "tst", requester: "ci", source: { commit: "abcdef0" } }) })), ["refused", "stage-order", "api 1.0.0 cannot go to tst: itg runs no api (a release moves one stage at a time)"]],
+        ["an override by someone without the right", () => decidePromotion(input("perf", { request: request("perf", "1.1.0", { overrideOrder: true }) })), ["forbidden", "override-not-allowed", "ci may not override the stage order"]],
+        ["an unknown stage", () => decidePromotion(input("staging")), ["not-found", undefined, 'unknown stage "staging" (stages: itg, tst, perf, prod)']],
+        ["an unpublished release without bundle", () => decidePromotion(input("itg", { request: request("itg", "9.0.0"), published: false })), ["not-found", undefined, "release web@9.0.0 is not published: promote it to the first stage with its bundle first"]],
+        ["a held app", () => decidePromotion(input("tst", { running: { itg: { web: rel("1.1.0") }, tst: { web: rel("1.0.0", { by: "bob", reason: "incident 42", at: "2026-11-25T09:00:00Z" }) } } })), ["refused", "hold", "web is on hold in tst since 2026-11-25T09:00:00Z by bob (incident 42): release the hold first (stages release)"]],
+        ["a missing approval", () => decidePromotion(input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } } })), ["refused", "approval", "promotion to prod needs an approval by one of prod-owners: stages approve r-1"]],
+    ];
+    for (const [title, fn, expected] of refusals) {
+        it(`refuses ${title}`, function () {
+            assert.deepEqual(refusal(fn), expected);
+        });
+    }
+
+    it("records an override of the stage order by someone who may", function () {
+        assert.deepEqual(decidePromotion(input("perf", { actor: ops, request: request("perf", "1.1.0", { overrideOrder: true }) })), { action: "update", overrideOrder: true });
+    });
+
+    it("lets an approved promotion through", function () {
+        const d = decidePromotion(input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } }, approvals: [{ requestId: "r-1", stage: "prod", by: "alice", at: "2026-11-25T11:00:00Z" }] }));
+        assert.equal(d.action, "update");
+    });
+
+    it("only an owner of the stage may approve", function () {
+        assert.doesNotThrow(() => checkApprover(stages[3], ops));
+        assert.deepEqual(refusal(() => checkApprover(stages[3], ci)), ["forbidden", "not-owner", "ci is not an owner of prod (owners: prod-owners)"]);
+    });
+
+    it("refuses during a deny window, in the window's time zone", function () {
+        const frozen = [stage("itg"), stage("tst", { freezeWindows: [{ kind: "deny", schedule: "0 18 * * 5", duration: "60h", timeZone: "Europe/Paris", manualSync: false }] })];
+        // Saturday 2026-11-28 12:00 UTC is inside Friday 18:00 Paris + 60h.
+        const saturday = new Date("2026-11-28T12:00:00Z");
+        assert.deepEqual(refusal(() => decidePromotion(input("tst", { stages: frozen, now: saturday }))), [
+            "refused",
+            "freeze",
+            'stage tst is frozen: deny window "0 18 * * 5" (60h, Europe/Paris) is open',
+        ]);
+        assert.equal(decidePromotion(input("tst", { stages: frozen, now: new Date("2026-11-26T12:00:00Z") })).action, "update");
+    });
+
+    it("refuses outside every allow window", function () {
+        const office = [stage("itg"), stage("tst", { freezeWindows: [{ kind: "allow", schedule: "0 9 * * 1-5", duration: "8h", timeZone: "UTC", manualSync: false }] })];
+        assert.equal(refusal(() => decidePromotion(input("tst", { stages: office, now: new Date("2026-11-25T20:00:00Z") })))[1], "freeze");
+        assert.equal(decidePromotion(input("tst", { stages: office, now: new Date("2026-11-25T10:00:00Z") })).action, "update");
+    });
+});
+
+describe("planning", function () {
+    it("a promotion changes only the app's entry", function () {
+        const before = { web: rel("1.0.0"), api: rel("2.0.0") };
+        const after = planPromotion(before, { kind: "promote", app: "web", version: "1.1.0", requestId: "r-2", requester: "ci", sourceCommit: "abcdef0" }, "2026-11-25T12:00:00Z");
+        assert.deepEqual(after.api, before.api);
+        assert.deepEqual(after.web, { version: "1.1.0", requestId: "r-2", requester: "ci", promotedAt: "2026-11-25T12:00:00Z", sourceCommit: "abcdef0" });
+    });
+
+    it("holds are set and cleared without touching the release", function () {
+        const held = planHold({ web: rel("1.0.0") }, "web", "tst", { by: "bob", reason: "x", at: "2026-11-25T12:00:00Z" });
+        assert.equal(held.web.hold?.by, "bob");
+        assert.equal(planHold(held, "web", "tst", undefined).web.hold, undefined);
+        assert.deepEqual(refusal(() => planHold({}, "web", "tst", undefined)), ["not-found", undefined, "web does not run in tst"]);
+    });
+
+    it("a rollback goes to the previous version in the stage's history unless told otherwise", function () {
+        assert.equal(rollbackTarget("web", "prod", "1.2.0", ["1.2.0", "1.2.0", "1.1.0", "1.0.0"]), "1.1.0");
+        assert.equal(rollbackTarget("web", "prod", "1.2.0", ["1.2.0", "1.1.0"], "1.0.0"), "1.0.0");
+        assert.deepEqual(refusal(() => rollbackTarget("web", "prod", "1.2.0", ["1.2.0"])), ["not-found", undefined, "prod has no earlier release of web to roll back to"]);
+    });
+});
+
+describe("errors are mapped once", function () {
+    const table: [RunnerError["kind"], number, number][] = [
+        ["invalid", 2, 400],
+        ["unauthorized", 3, 401],
+        ["forbidden", 3, 403],
+        ["not-found", 4, 404],
+        ["refused", 3, 409],
+        ["conflict", 5, 409],
+        ["timeout", 5, 504],
+        ["internal", 1, 500],
+    ];
+    for (const [kind, code, status] of table) {
+        it(`${kind}: exit ${code}, HTTP ${status}`, function () {
+            assert.equal(exitCode(new RunnerError(kind, "x")), code);
+            assert.equal(httpStatus(new RunnerError(kind, "x")), status);
+        });
+    }
+    it("an unexpected error shows only the request id", function () {
+        assert.deepEqual(publicError(new Error("password=hunter2 in /etc/secret"), "req-9"), { kind: "internal", message: "internal error; see the runner's log for request req-9", requestId: "req-9" });
+        assert.equal(exitCode(new Error("x")), 1);
+    });
+});
+
+describe("freeze window evaluation", function () {
+    it("parses cron fields with ranges, lists and steps", function () {
+        const c = parseCron("*/15 9-17 * * 1-5");
+        assert.equal(cronMatches(c, new Date("2026-11-25T09:30:00Z"), "UTC"), true);
+        assert.equal(cronMatches(c, new Date("2026-11-25T09:31:00Z"), "UTC"), false);
+        assert.equal(cronMatches(c, new Date("2026-11-29T10:00:00Z"), "UTC"), false, "Sunday");
+        assert.throws(() => parseCron("61 * * * *"), /invalid cron field "61"/);
+        assert.throws(() => parseCron("* * *"), /must have 5 fields/);
+    });
+    it("measures durations", function () {
+        assert.equal(durationMinutes("1h30m"), 90);
+        assert.throws(() => durationMinutes("1d"), /invalid duration/);
+    });
+    it("finds the start of an open window across midnight and time zones", function () {
+        const since = windowOpenSince("0 22 * * *", "4h", "America/New_York", new Date("2026-11-26T04:30:00Z"));
+        assert.equal(since?.toISOString(), "2026-11-26T03:00:00.000Z");
+        assert.equal(windowOpenSince("0 22 * * *", "4h", "America/New_York", new Date("2026-11-26T08:00:00Z")), undefined);
+    });
+});
+
+describe("stack queues", function () {
+    const deferred = () => {
+        let release!: () => void;
+        const p = new Promise<void>((r) => (release = r));
+        return { p, release };
+    };
+
+    it("runs one job per stack at a time, in order, and different stacks in parallel", async function () {
+        const q = new StackQueues(() => "fifo");
+        const log: string[] = [];
+        const gate = deferred();
+        const job = (stack: string, id: string, wait?: Promise<void>) =>
+            q.submit({ stack, id, run: async () => {
+                log.push(`start ${id}`);
+                if (wait) await wait;
+                log.push(`end ${id}`);
+                return id;
+            } });
+        const a1 = job("tst", "a1", gate.p);
+        const a2 = job("tst", "a2");
+        const b1 = job("prod", "b1");
+        await b1;
+        assert.deepEqual(log, ["start a1", "start b1", "end b1"], "prod must not wait for tst");
+        gate.release();
+        await Promise.all([a1, a2]);
+        assert.deepEqual(log.slice(3), ["end a1", "start a2", "end a2"]);
+    });
+
+    it("on coalescing stacks, waiting jobs for the same app are superseded by the newest", async function () {
+        const q = new StackQueues((s) => (s === "itg" ? "coalesce" : "fifo"));
+        const gate = deferred();
+        const ran: string[] = [];
+        const job = (id: string, app: string, wait?: Promise<void>) => q.submit({ stack: "itg", id, coalesceKey: app, run: async () => { ran.push(id); if (wait) await wait; return id; } });
+        const running = job("r1", "web", gate.p);
+        const older = job("r2", "web");
+        const other = job("r3", "api");
+        const newest = job("r4", "web");
+        gate.release();
+        const outcomes = await Promise.all([running, older, other, newest]);
+        assert.deepEqual(outcomes.map((o: Outcome<string>) => [o.id, o.state, o.state === "superseded" ? o.by : undefined]), [
+            ["r1", "done", undefined],
+            ["r2", "superseded", "r4"],
+            ["r3", "done", undefined],
+            ["r4", "done", undefined],
+        ]);
+        assert.deepEqual(ran, ["r1", "r3", "r4"]);
+    });
+
+    it("FIFO stacks never supersede", async function () {
+        const q = new StackQueues(() => "fifo");
+        const outcomes = await Promise.all(["p1", "p2", "p3"].map((id) => q.submit({ stack: "prod", id, coalesceKey: "web", run: async () => id })));
+        assert.deepEqual(outcomes.map((o) => o.state), ["done", "done", "done"]);
+    });
+
+    it("the same idempotency key twice runs once and answers the same", async function () {
+        const q = new StackQueues(() => "fifo");
+        let runs = 0;
+        const submit = () => q.submit({ stack: "tst", id: "r1", idempotencyKey: "k1", run: async () => ++runs });
+        const [a, b] = await Promise.all([submit(), submit()]);
+        assert.equal(runs, 1);
+        assert.deepEqual(a, b);
+    });
+
+    it("cancelAll aborts the running job's signal and fails waiting ones", async function () {
+        const q = new StackQueues(() => "fifo");
+        let aborted = false;
+        const running = q.submit({ stack: "tst", id: "r1", run: (signal) => new Promise((_, reject) => signal.addEventListener("abort", () => ((aborted = true), reject(signal.reason)))) });
+        const waiting = q.submit({ stack: "tst", id: "r2", run: async () => "never" });
+        q.cancelAll(new RunnerError("conflict", "interrupted by SIGTERM"));
+        const [a, b] = await Promise.all([running, waiting]);
+        assert.equal(aborted, true);
+        assert.equal(a.state, "failed");
+        assert.equal(b.state, "failed");
+    });
+});
