@@ -6,6 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
+import { runnerVerb } from "./verbs";
 
 /** Exit codes, decided in this one place. */
 export const exitCodes = {
@@ -17,12 +18,28 @@ export const exitCodes = {
     conflict: 5,
 } as const;
 
-/** Project root: the folder holding package.json, two levels above dist/src/cli. */
+/** Project root: the folder holding package.json, three levels above dist/src/cli. */
 export const projectRoot = path.resolve(__dirname, "..", "..", "..");
 
-const USAGE = `usage: stages <verb> [options]
 
-verbs:
+const USAGE = `usage: stages <verb> [options]        (every runner verb takes --json and --as <user>)
+
+runner verbs:
+  promote <app>@<version> --to <stage> --commit <sha> [--bundle <dir> --image <ref>]
+          [--requester <who>] [--ci-run <url>] [--mr <n>] [--reason <text>]
+          [--idempotency-key <key>] [--override-order]
+  preview <app>@<version> --to <stage> --commit <sha> ...   the same, as a dry run: nothing written
+  rollback <app> --stage <stage> [--to <version>] [--reason <text>]   and hold the app there
+  hold <app> --stage <stage> [--reason <text>]     release <app> --stage <stage>
+  approve <request-id> --stage <stage>             (an owner of the stage)
+  status [--stage <stage>]                         history <stage>            drift [--stage <stage>]
+  mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]
+  mr destroy <n>                                   mr reap
+
+exit codes: 0 ok, 2 invalid input, 3 refused by policy or not allowed, 4 not found,
+            5 conflict or timeout, 1 anything else, 130/143 cancelled by SIGINT/SIGTERM
+
+other verbs:
   toolchain [--with-github] [--json] [--register]
       Find or build the Pulumi CLI, Node.js language host and provider plugins, and print each
       with its version and origin. --register also installs the plugins and the language host
@@ -84,6 +101,17 @@ export async function main(argv: string[]): Promise<number> {
         switch (verb) {
             case "toolchain":
                 return await toolchainVerb(rest);
+            case "promote":
+            case "preview":
+            case "rollback":
+            case "hold":
+            case "release":
+            case "approve":
+            case "status":
+            case "history":
+            case "drift":
+            case "mr":
+                return await runnerVerb(verb, rest, projectRoot);
             case undefined:
             case "help":
             case "--help":

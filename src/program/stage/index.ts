@@ -93,15 +93,9 @@ export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.Proces
             Object.fromEntries(
                 Object.entries(cfg.releases).map(([app, r]) => [
                     app,
-                    {
-                        version: r.version,
-                        digest: f[app].bundle.digest,
-                        image: f[app].bundle.image,
-                        hold: r.hold ?? null,
-                        requestId: r.requestId,
-                        requester: r.requester,
-                        promotedAt: r.promotedAt,
-                    },
+                    // The full release entry, so the runner can take the stage's state from the
+                    // stack's outputs (the backend), never from a local config file.
+                    { ...r, digest: f[app].bundle.digest, image: f[app].bundle.image },
                 ]),
             ),
         ),

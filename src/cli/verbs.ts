@@ -1,0 +1,243 @@
+/**
+ * The runner's verbs on the command line. Each verb turns flags into the same request object the
+ * HTTP API takes, calls the runner, and prints a readable result or (with --json) the JSON answer.
+ * Engine progress goes to stderr so stdout stays machine-readable.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+
+import { ValidationError } from "../config/validate";
+import { GitError } from "../git/engine";
+import { ReleaseConflictError } from "../release/publish";
+import { RunnerError, exitCode, publicError } from "../runner/errors";
+import { cliActor, createRunner, defaultUser, newRequestId } from "../runner/index";
+
+/** Options every runner verb takes. */
+const COMMON = {
+    json: { type: "boolean" },
+    as: { type: "string" },
+    quiet: { type: "boolean" },
+} as const;
+
+/** Translates known failures into the runner's taxonomy; anything else stays internal. */
+export function classify(e: unknown): unknown {
+    if (e instanceof RunnerError) return e;
+    if (e instanceof ValidationError) return new RunnerError("invalid", e.message);
+    if (e instanceof ReleaseConflictError) return new RunnerError("conflict", e.message, "release-conflict");
+    if (e instanceof GitError) return new RunnerError("conflict", e.message, "git");
+    if (e instanceof TypeError && /parseArgs|Unknown option|Option '/.test(String(e.message))) return new RunnerError("invalid", e.message);
+    if ((e as { code?: string })?.code?.startsWith?.("ERR_PARSE_ARGS")) return new RunnerError("invalid", (e as Error).message);
+    return e;
+}
+
+/** `app@version` split and checked for shape (the request parser checks the parts). */
+function appAtVersion(arg: string | undefined): { app?: string; version?: string } {
+    if (!arg) throw new RunnerError("invalid", "missing <app>@<version>");
+    const at = arg.lastIndexOf("@");
+    if (at <= 0) throw new RunnerError("invalid", `"${arg}" must be <app>@<version>`);
+    return { app: arg.slice(0, at), version: arg.slice(at + 1) };
+}
+
+function table(rows: string[][]): string {
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+    return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") + "\n";
+}
+
+/** Runs a runner verb; returns the exit code. */
+export async function runnerVerb(verb: string, argv: string[], projectRoot: string): Promise<number> {
+    const json = argv.includes("--json");
+    const requestId = newRequestId();
+    let logFile: string | undefined;
+    const out = (text: string) => process.stdout.write(text);
+    try {
+        const { runner, environment, settings } = await createRunner({ projectRoot });
+        logFile = path.join(environment.dataDir, "runner.log");
+        const progress = argv.includes("--quiet") || json ? undefined : (s: string) => process.stderr.write(s);
+        const onSignal = (sig: NodeJS.Signals) => {
+            process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
+            runner.cancel(`interrupted by ${sig}`);
+            const code = sig === "SIGINT" ? 130 : 143;
+            runner.idle().finally(() => {
+                process.stderr.write(`stages: cancelled by ${sig}\n`);
+                process.exit(code);
+            });
+        };
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+
+        const result = await dispatch(verb, argv, runner, settings, progress);
+        if (json) out(JSON.stringify(result, null, 2) + "\n");
+        else out(render(verb, argv, result));
+        return 0;
+    } catch (raw) {
+        const e = classify(raw);
+        const pub = publicError(e, requestId);
+        if (!(e instanceof RunnerError) && logFile) {
+            fs.appendFileSync(logFile, `${new Date().toISOString()} ${requestId} ${verb}: ${e instanceof Error ? e.stack : String(e)}\n`);
+        }
+        if (json) out(JSON.stringify({ error: pub }, null, 2) + "\n");
+        const detail = !(e instanceof RunnerError) && e instanceof Error ? engineErrorLines(e) : "";
+        process.stderr.write(`stages ${verb}: ${pub.message}\n${detail}`);
+        return exitCode(e);
+    }
+}
+
+/** The `error:` lines of a failed engine command, which say what went wrong (without the engine's progress noise). */
+function engineErrorLines(e: Error): string {
+    const lines = String((e as { stderr?: string }).stderr ?? e.message)
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => /^error: /.test(l) && !/update failed|preview failed/.test(l));
+    return [...new Set(lines)].map((l) => `  ${l}\n`).join("");
+}
+
+async function dispatch(
+    verb: string,
+    argv: string[],
+    runner: Awaited<ReturnType<typeof createRunner>>["runner"],
+    settings: Awaited<ReturnType<typeof createRunner>>["settings"],
+    onOutput?: (s: string) => void,
+): Promise<unknown> {
+    const user = () => (values.as as string | undefined) ?? defaultUser();
+    let values: Record<string, unknown> = {};
+    const parse = (options: Record<string, { type: "string" | "boolean" }>, allowPositionals = true) => {
+        const r = parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals, strict: true });
+        values = r.values as Record<string, unknown>;
+        return r;
+    };
+    switch (verb) {
+        case "promote":
+        case "preview": {
+            const { positionals } = parse({
+                to: { type: "string" },
+                bundle: { type: "string" },
+                image: { type: "string" },
+                requester: { type: "string" },
+                commit: { type: "string" },
+                mr: { type: "string" },
+                "ci-run": { type: "string" },
+                reason: { type: "string" },
+                "idempotency-key": { type: "string" },
+                "override-order": { type: "boolean" },
+            });
+            const { app, version } = appAtVersion(positionals[0]);
+            const request = {
+                app,
+                version,
+                to: values.to,
+                ...(values.bundle !== undefined ? { bundle: path.resolve(values.bundle as string) } : {}),
+                ...(values.image !== undefined ? { image: values.image } : {}),
+                requester: values.requester ?? user(),
+                source: { commit: values.commit, ...(values.mr !== undefined ? { mr: Number(values.mr) } : {}), ...(values["ci-run"] !== undefined ? { ciRunUrl: values["ci-run"] } : {}) },
+                ...(values.reason !== undefined ? { reason: values.reason } : {}),
+                ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
+                dryRun: verb === "preview",
+                overrideOrder: values["override-order"] === true,
+            };
+            return runner.promote(request, cliActor(settings, user()), { onOutput });
+        }
+        case "rollback": {
+            const { positionals } = parse({ stage: { type: "string" }, to: { type: "string" }, requester: { type: "string" }, reason: { type: "string" }, "idempotency-key": { type: "string" } });
+            return runner.rollback(
+                {
+                    app: positionals[0],
+                    stage: values.stage,
+                    ...(values.to !== undefined ? { to: values.to } : {}),
+                    requester: values.requester ?? user(),
+                    ...(values.reason !== undefined ? { reason: values.reason } : {}),
+                    ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
+                },
+                { onOutput },
+            );
+        }
+        case "hold":
+        case "release": {
+            const { positionals } = parse({ stage: { type: "string" }, requester: { type: "string" }, reason: { type: "string" } });
+            return runner.hold({ app: positionals[0], stage: values.stage, requester: values.requester ?? user(), ...(values.reason !== undefined ? { reason: values.reason } : {}) }, verb === "hold", { onOutput });
+        }
+        case "approve": {
+            const { positionals } = parse({ stage: { type: "string" } });
+            return runner.approve(positionals[0], values.stage as string, cliActor(settings, user()));
+        }
+        case "status": {
+            parse({ stage: { type: "string" } }, false);
+            return runner.status(values.stage as string | undefined);
+        }
+        case "history": {
+            const { positionals } = parse({});
+            if (!positionals[0]) throw new RunnerError("invalid", "missing <stage>");
+            return runner.history(positionals[0]);
+        }
+        case "drift": {
+            parse({ stage: { type: "string" } }, false);
+            return runner.drift(values.stage as string | undefined);
+        }
+        case "mr": {
+            const [sub, ...rest] = argv;
+            argv = rest;
+            if (sub === "deploy") {
+                parse({ mr: { type: "string" }, app: { type: "string" }, bundle: { type: "string" }, image: { type: "string" }, commit: { type: "string" }, "ttl-hours": { type: "string" }, requester: { type: "string" } }, false);
+                return runner.mrDeploy(
+                    {
+                        mr: values.mr === undefined ? undefined : Number(values.mr),
+                        app: values.app,
+                        bundle: values.bundle === undefined ? undefined : path.resolve(values.bundle as string),
+                        image: values.image,
+                        sourceCommit: values.commit,
+                        ...(values["ttl-hours"] !== undefined ? { ttlHours: Number(values["ttl-hours"]) } : {}),
+                        requester: values.requester ?? user(),
+                    },
+                    { onOutput },
+                );
+            }
+            if (sub === "destroy") {
+                const { positionals } = parse({ requester: { type: "string" } });
+                return runner.mrDestroy(Number(positionals[0]), (values.requester as string) ?? user(), { onOutput });
+            }
+            if (sub === "reap") {
+                parse({ requester: { type: "string" } }, false);
+                return runner.mrReap((values.requester as string) ?? user(), { onOutput });
+            }
+            throw new RunnerError("invalid", `unknown mr verb "${sub ?? ""}" (deploy, destroy, reap)`);
+        }
+    }
+    throw new RunnerError("invalid", `unknown verb "${verb}"`);
+}
+
+function render(verb: string, argv: string[], result: unknown): string {
+    if (verb === "status") {
+        const rows = result as { stage: string; apps: Record<string, { version: string; hold?: { by: string } | null; promotedAt: string; requester: string }> }[];
+        const apps = [...new Set(rows.flatMap((r) => Object.keys(r.apps)))].sort();
+        const lines = [["app", ...rows.map((r) => r.stage)]];
+        for (const app of apps) {
+            lines.push([app, ...rows.map((r) => {
+                const e = r.apps[app];
+                return e ? `${e.version}${e.hold ? " (held)" : ""}` : "-";
+            })]);
+        }
+        const last = rows.flatMap((r) => Object.entries(r.apps).map(([app, e]) => `  ${r.stage}/${app}: ${e.version} by ${e.requester} at ${e.promotedAt}${e.hold ? `, held by ${e.hold.by}` : ""}`));
+        return table(lines) + (last.length ? `\nlast changes:\n${last.join("\n")}\n` : "");
+    }
+    if (verb === "history") {
+        const rows = result as { version?: number; kind: string; result: string; startTime: string; durationMs?: number; change?: { kind: string; app: string; version?: string; requester: string; requestId: string; sourceCommit?: string; ciRunUrl?: string } }[];
+        const lines = [["#", "when", "operation", "result", "change", "requester", "request", "source commit", "CI run", "took"]];
+        for (const [i, h] of rows.entries()) {
+            const c = h.change;
+            lines.push([String(h.version || rows.length - i), h.startTime, h.kind, h.result, c ? `${c.kind} ${c.app}${c.version ? ` ${c.version}` : ""}` : "-", c?.requester ?? "-", c?.requestId ?? "-", c?.sourceCommit?.slice(0, 12) ?? "-", c?.ciRunUrl ?? "-", h.durationMs !== undefined ? `${(h.durationMs / 1000).toFixed(1)}s` : "-"]);
+        }
+        return table(lines);
+    }
+    if (verb === "drift") {
+        const rows = result as { stack: string; changes: Record<string, number>; details: string[] }[];
+        return rows.map((r) => `${r.stack}: ${r.details.length ? `drift\n${r.details.map((d) => `  ${d}`).join("\n")}` : "no drift"}`).join("\n") + "\n";
+    }
+    const r = result as { message?: string; opsCommit?: string; requestId?: string; state?: string; recovered?: string; changes?: Record<string, number> };
+    const lines = [r.message ?? JSON.stringify(result)];
+    if (r.recovered) lines.push(r.recovered);
+    if (r.requestId) lines.push(`request: ${r.requestId}${r.state ? ` (${r.state})` : ""}`);
+    if (r.opsCommit) lines.push(`ops repo commit: ${r.opsCommit}`);
+    if (r.changes && Object.keys(r.changes).length) lines.push(`resources: ${Object.entries(r.changes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    void argv;
+    return lines.join("\n") + "\n";
+}

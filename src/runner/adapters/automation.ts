@@ -1,0 +1,328 @@
+/**
+ * The EnginePort on the Pulumi Automation API. Stacks run the project's program inline, in this
+ * process, from one workspace (a copy of the project in the data folder). Updates of one stack
+ * are serialised across processes by a lock file in the data folder; a lock held by a live
+ * process is waited on with backoff; a lock left by a process that died (kill -9) is removed and
+ * the stack recovered (pending operations cleared by a refresh) before the update, and said so.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import {
+    ConcurrentUpdateError,
+    LocalWorkspace,
+    OutputMap,
+    Stack,
+    StackNotFoundError,
+} from "@pulumi/pulumi/automation";
+
+import type { PipelineStage } from "../core";
+import { RunnerError } from "../errors";
+import type { EnginePort, HistoryEntry, UpdateOptions, UpdateResult } from "../ports";
+import type { RunnerEnvironment } from "./environment";
+
+const NS = "gitops-stages";
+
+/** Options of {@link AutomationEngine}. */
+export interface AutomationOptions {
+    /** How long to wait for a stack locked by another update before giving up. */
+    readonly lockWaitMs: number;
+    readonly log: (line: string) => void;
+}
+
+/** True when a process with this pid runs on this machine. */
+function alive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM";
+    }
+}
+
+interface LockOwner {
+    pid: number;
+    hostname: string;
+    timestamp?: string;
+}
+
+/** Locks of a stack in a `file://` backend that belong to dead processes of this machine. */
+export function staleBackendLocks(backendUrl: string, stack: string): { file: string; owner: LockOwner }[] {
+    if (!backendUrl.startsWith("file://")) return [];
+    const dir = path.join(backendUrl.slice("file://".length), ".pulumi", "locks", "organization", NS, stack);
+    if (!fs.existsSync(dir)) return [];
+    return fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".json"))
+        .flatMap((f) => {
+            try {
+                const owner = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as LockOwner;
+                return owner.hostname === os.hostname() && !alive(owner.pid) ? [{ file: path.join(dir, f), owner }] : [];
+            } catch {
+                return [];
+            }
+        });
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, ms);
+        signal?.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), { once: true });
+    });
+
+/** The Automation API adapter. */
+export class AutomationEngine implements EnginePort {
+    private workspace: Promise<LocalWorkspace> | undefined;
+    private selecting: Promise<unknown> = Promise.resolve();
+
+    constructor(
+        private readonly env: RunnerEnvironment,
+        private readonly opts: AutomationOptions,
+    ) {}
+
+    private ws(): Promise<LocalWorkspace> {
+        this.workspace ??= LocalWorkspace.create({
+            workDir: this.env.workDir,
+            envVars: this.env.envVars,
+            pulumiCommand: this.env.command,
+            pulumiHome: this.env.pulumiHome,
+            // The project's own program, run in this process.
+            program: async () => {
+                // eslint-disable-next-line @typescript-eslint/no-require-imports
+                const { runStack } = require("../../program/run") as typeof import("../../program/run");
+                return runStack();
+            },
+        });
+        return this.workspace;
+    }
+
+    /** Selects (or creates) a stack; selection rewrites shared workspace files, so it is serialised. */
+    private async stack(name: string, create: boolean): Promise<Stack | undefined> {
+        const ws = await this.ws();
+        const run = this.selecting.then(async () => {
+            try {
+                return create ? await Stack.createOrSelect(name, ws) : await Stack.select(name, ws);
+            } catch (e) {
+                if (e instanceof StackNotFoundError || /no stack named/i.test(String(e))) return undefined;
+                throw e;
+            }
+        });
+        this.selecting = run.catch(() => undefined);
+        return run;
+    }
+
+    async listStacks(): Promise<string[]> {
+        const ws = await this.ws();
+        return (await ws.listStacks()).map((s) => s.name);
+    }
+
+    async platformOutputs(): Promise<Record<string, unknown>> {
+        const stack = await this.stack("platform", false);
+        if (!stack) throw new RunnerError("not-found", "the platform stack does not exist: bootstrap it first (pulumi up on stack platform)");
+        return plain(await stack.outputs());
+    }
+
+    async pipeline(): Promise<PipelineStage[]> {
+        const outputs = await this.platformOutputs();
+        const stages = outputs.stages as PipelineStage[] | undefined;
+        if (!stages?.length) throw new RunnerError("not-found", "the platform stack has no stages output: run pulumi up on stack platform");
+        return stages.map((s) => ({ ...s, freezeWindows: s.freezeWindows ?? [], requireApproval: s.requireApproval ?? false }));
+    }
+
+    async readConfig(name: string): Promise<Record<string, unknown> | undefined> {
+        const stack = await this.stack(name, false);
+        if (!stack) return undefined;
+        return plain(await stack.outputs());
+    }
+
+    /** Runs `fn` holding the runner's own lock of the stack (across processes of this data folder). */
+    private async exclusive<T>(name: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+        const dir = path.join(this.env.dataDir, "locks", name);
+        fs.mkdirSync(path.dirname(dir), { recursive: true });
+        const deadline = Date.now() + this.opts.lockWaitMs;
+        let delay = 50;
+        for (;;) {
+            try {
+                fs.mkdirSync(dir);
+                fs.writeFileSync(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, hostname: os.hostname(), at: new Date().toISOString() }));
+                break;
+            } catch (e) {
+                if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+                let owner: LockOwner | undefined;
+                try {
+                    owner = JSON.parse(fs.readFileSync(path.join(dir, "owner.json"), "utf8")) as LockOwner;
+                } catch {
+                    owner = undefined;
+                }
+                if (owner && owner.hostname === os.hostname() && !alive(owner.pid)) {
+                    this.opts.log(`stack ${name}: removing the runner lock of process ${owner.pid}, which is no longer running`);
+                    fs.rmSync(dir, { recursive: true, force: true });
+                    continue;
+                }
+                if (Date.now() > deadline) {
+                    throw new RunnerError("timeout", `stack ${name} stayed busy with another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`);
+                }
+                await sleep(delay, signal);
+                delay = Math.min(delay * 2, 2000);
+            }
+        }
+        try {
+            return await fn();
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    }
+
+    /**
+     * Runs an engine operation; waits while the stack is locked by a live update elsewhere, and
+     * recovers it when the lock belongs to a dead process. Returns what recovery did, if anything.
+     */
+    private async withRecovery<T>(stack: Stack, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<{ value: T; recovered?: string }> {
+        const deadline = Date.now() + this.opts.lockWaitMs;
+        let delay = 200;
+        let recovered: string | undefined;
+        for (;;) {
+            try {
+                return { value: await fn(), recovered };
+            } catch (e) {
+                const locked = e instanceof ConcurrentUpdateError || /currently locked by \d+ lock/i.test(String(e));
+                if (!locked) throw e;
+                const message = await this.recoverIfStale(stack);
+                if (message) {
+                    recovered = message;
+                    continue;
+                }
+                if (Date.now() > deadline) {
+                    throw new RunnerError("timeout", `stack ${stack.name} stayed locked by another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`);
+                }
+                await sleep(delay, signal);
+                delay = Math.min(delay * 2, 5000);
+            }
+        }
+    }
+
+    /** Removes locks of dead processes and clears pending operations; returns what it did, if anything. */
+    private async recoverIfStale(stack: Stack): Promise<string | undefined> {
+        const stale = staleBackendLocks(this.env.backendUrl, stack.name);
+        if (stale.length === 0) return undefined;
+        await stack.cancel();
+        await this.refreshForRecovery(stack);
+        const message =
+            `recovered stack ${stack.name}: removed the lock of process ${stale.map((s) => s.owner.pid).join(", ")} ` +
+            "(no longer running) and cleared pending operations with a refresh";
+        this.opts.log(message);
+        return message;
+    }
+
+    private async refreshForRecovery(stack: Stack): Promise<void> {
+        const ws = stack.workspace as LocalWorkspace;
+        // Render-mode stacks have no cluster to read back: keep what was rendered (see docs/decisions.md).
+        ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE = "true";
+        try {
+            await stack.refresh({ clearPendingCreates: true });
+        } finally {
+            delete ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE;
+        }
+    }
+
+    async update(name: string, config: Record<string, unknown>, opts: UpdateOptions): Promise<UpdateResult> {
+        const started = Date.now();
+        return this.exclusive(name, opts.signal, async () => {
+            const stack = (await this.stack(name, true))!;
+            await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, v]) => [`${NS}:${k}`, { value: JSON.stringify(v) }])));
+            // A stack left inconsistent by a killed update is recovered before anything else.
+            const recoveredFirst = await this.recoverIfStale(stack);
+            if (opts.dryRun) {
+                const { value: p, recovered } = await this.withRecovery(stack, opts.signal, () =>
+                    stack.preview({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, diff: true }),
+                );
+                return { result: "succeeded", changes: numbers(p.changeSummary), outputs: {}, durationMs: Date.now() - started, ...((recoveredFirst ?? recovered) ? { recovered: recoveredFirst ?? recovered } : {}) };
+            }
+            const { value: up, recovered } = await this.withRecovery(stack, opts.signal, () =>
+                stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }),
+            );
+            return {
+                result: up.summary.result === "succeeded" ? "succeeded" : "failed",
+                changes: numbers(up.summary.resourceChanges ?? {}),
+                outputs: plain(up.outputs),
+                durationMs: Date.now() - started,
+                ...((recoveredFirst ?? recovered) ? { recovered: recoveredFirst ?? recovered } : {}),
+            };
+        });
+    }
+
+    async drift(name: string, signal?: AbortSignal): Promise<{ changes: Record<string, number>; details: string[] }> {
+        const stack = await this.stack(name, false);
+        if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
+        const details: string[] = [];
+        const ws = stack.workspace as LocalWorkspace;
+        ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE = "true";
+        try {
+            const { value } = await this.withRecovery(stack, signal, () =>
+                stack.refresh({
+                    previewOnly: true,
+                    signal,
+                    onEvent: (ev) => {
+                        const md = ev.resOutputsEvent?.metadata;
+                        if (!md || md.op === "same") return;
+                        const drifted = (md.new?.outputs as { drifted?: string[] } | undefined)?.drifted;
+                        details.push(`${md.urn.split("::").pop()}: ${md.op}${drifted?.length ? ` (${drifted.join(", ")})` : ""}`);
+                    },
+                }),
+            );
+            const changes = numbers(value.summary.resourceChanges ?? {});
+            return { changes, details };
+        } finally {
+            delete ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE;
+        }
+    }
+
+    async history(name: string): Promise<HistoryEntry[]> {
+        const stack = await this.stack(name, false);
+        if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
+        const entries = await stack.history();
+        return entries.map((h) => ({
+            version: h.version,
+            kind: h.kind,
+            result: h.result,
+            startTime: new Date(h.startTime).toISOString(),
+            endTime: h.endTime ? new Date(h.endTime).toISOString() : undefined,
+            message: h.message,
+            config: Object.fromEntries(
+                Object.entries(h.config ?? {})
+                    .filter(([k, v]) => k.startsWith(`${NS}:`) && !v.secret)
+                    .map(([k, v]) => [k.slice(NS.length + 1), decode(v.value)]),
+            ),
+            changes: numbers(h.resourceChanges ?? {}),
+        }));
+    }
+
+    async destroy(name: string, opts: UpdateOptions): Promise<UpdateResult> {
+        const started = Date.now();
+        return this.exclusive(name, opts.signal, async () => {
+            const stack = await this.stack(name, false);
+            if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
+            const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
+            await (await this.ws()).removeStack(name);
+            return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
+        });
+    }
+}
+
+function decode(v: string): unknown {
+    try {
+        return JSON.parse(v);
+    } catch {
+        return v;
+    }
+}
+
+function numbers(o: Record<string, number | undefined>): Record<string, number> {
+    return Object.fromEntries(Object.entries(o).filter((e): e is [string, number] => typeof e[1] === "number"));
+}
+
+/** Output values without secrets: a secret output is replaced by "[secret]". */
+function plain(outputs: OutputMap): Record<string, unknown> {
+    return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+}

@@ -1,0 +1,65 @@
+/**
+ * The two interfaces the runner's orchestration talks through: the Pulumi engine (stacks, their
+ * config, updates, history) and its durable records. Adapters implement them with the
+ * Automation API and a file or database; tests use fakes.
+ */
+import type { Approval, PipelineStage } from "./core";
+
+/** Result of a stack update (or preview). */
+export interface UpdateResult {
+    readonly result: "succeeded" | "failed" | "skipped";
+    /** Resource operation counts, e.g. { update: 1, same: 4 }. */
+    readonly changes: Record<string, number>;
+    readonly outputs: Record<string, unknown>;
+    /** Set when the adapter had to recover the stack first (stale lock of a dead process, pending operations). */
+    readonly recovered?: string;
+    readonly durationMs: number;
+}
+
+/** One entry of a stack's update history. */
+export interface HistoryEntry {
+    readonly version?: number;
+    readonly kind: string;
+    readonly result: string;
+    readonly startTime: string;
+    readonly endTime?: string;
+    readonly message: string;
+    /** The stack's gitops-stages config at that update (JSON-decoded). */
+    readonly config: Record<string, unknown>;
+    readonly changes: Record<string, number>;
+}
+
+/** Options of an update. */
+export interface UpdateOptions {
+    readonly message: string;
+    readonly dryRun?: boolean;
+    readonly signal?: AbortSignal;
+    readonly onOutput?: (text: string) => void;
+}
+
+/** The Pulumi engine as the runner uses it. */
+export interface EnginePort {
+    /** The pipeline from the platform stack's outputs. */
+    pipeline(): Promise<PipelineStage[]>;
+    /** Outputs of the platform stack. */
+    platformOutputs(): Promise<Record<string, unknown>>;
+    /** A stack's gitops-stages config (keys without namespace, JSON-decoded); undefined when the stack does not exist. */
+    readConfig(stack: string): Promise<Record<string, unknown> | undefined>;
+    /** Sets config (keys without namespace; values JSON-encoded) and runs an update (or a preview with dryRun). */
+    update(stack: string, config: Record<string, unknown>, opts: UpdateOptions): Promise<UpdateResult>;
+    /** Refresh in preview mode: what differs between the state and the world. */
+    drift(stack: string, signal?: AbortSignal): Promise<{ changes: Record<string, number>; details: string[] }>;
+    history(stack: string): Promise<HistoryEntry[]>;
+    /** Destroys a stack's resources and removes the stack. */
+    destroy(stack: string, opts: UpdateOptions): Promise<UpdateResult>;
+    listStacks(): Promise<string[]>;
+}
+
+/** Durable records of the runner. */
+export interface RunnerStore {
+    approvals(): Promise<Approval[]>;
+    addApproval(a: Approval): Promise<void>;
+    /** The stored answer to an idempotency key. */
+    answer(key: string): Promise<unknown | undefined>;
+    saveAnswer(key: string, value: unknown): Promise<void>;
+}

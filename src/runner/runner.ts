@@ -1,0 +1,409 @@
+/**
+ * The runner: turns requests into stack updates. validate -> authorise -> check policy -> queue
+ * for the target stack -> set stack config -> update with a message -> report -> record. It talks
+ * to the engine, the ops repo and its records only through ports, so the same orchestration
+ * serves the CLI and the service.
+ */
+import { Checker, DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
+import type { StageChange, StageRelease } from "../config/stage";
+import { commitMessage } from "../program/stage/files";
+import {
+    Actor,
+    PipelineStage,
+    StageReleases,
+    checkApprover,
+    decidePromotion,
+    findStage,
+    parseHoldRequest,
+    parsePromoteRequest,
+    parseRollbackRequest,
+    planHold,
+    planPromotion,
+    rollbackTarget,
+} from "./core";
+import { RunnerError } from "./errors";
+import type { EnginePort, HistoryEntry, RunnerStore } from "./ports";
+import { StackQueues } from "./queue";
+
+/** The ops repository as the runner uses it. */
+export interface OpsRepoPort {
+    isPublished(app: string, version: string): Promise<boolean>;
+    /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
+    publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
+}
+
+/** What the runner needs around it. */
+export interface RunnerDeps {
+    readonly engine: EnginePort;
+    readonly store: RunnerStore;
+    readonly ops: OpsRepoPort;
+    readonly now: () => Date;
+    readonly newId: () => string;
+    readonly log: (line: string) => void;
+    /** Cluster settings of merge-request environments (render folder when no kubeconfig). */
+    readonly mrCluster: (n: number) => { kubeconfig?: string; context?: string; renderDir: string; skipAwait: boolean };
+}
+
+/** The answer to a promotion, rollback, hold or release. */
+export interface ChangeResult {
+    readonly requestId: string;
+    /** done: the stack was updated; noop: nothing to do; superseded: a newer request for the app replaced it; dry-run: previewed only. */
+    readonly state: "done" | "noop" | "superseded" | "dry-run";
+    readonly kind: StageChange["kind"];
+    readonly stage: string;
+    readonly app: string;
+    readonly version?: string;
+    readonly message: string;
+    readonly opsCommit?: string;
+    readonly publishCommit?: string;
+    readonly changes?: Record<string, number>;
+    readonly durationMs?: number;
+    readonly recovered?: string;
+    readonly supersededBy?: string;
+    readonly overrideOrder?: boolean;
+}
+
+/** Per stage, what runs there. */
+export interface StatusRow {
+    readonly stage: string;
+    readonly apps: Record<string, StageRelease & { digest?: string; image?: string }>;
+    readonly lastChange: StageChange | null;
+}
+
+/** One audit entry of a stage. */
+export interface AuditEntry {
+    readonly version?: number;
+    readonly kind: string;
+    readonly result: string;
+    readonly startTime: string;
+    readonly endTime?: string;
+    readonly durationMs?: number;
+    readonly change?: StageChange;
+    readonly message: string;
+}
+
+/** Options of long operations. */
+export interface RunOptions {
+    readonly onOutput?: (text: string) => void;
+}
+
+/** The runner. */
+export class Runner {
+    private readonly queues: StackQueues;
+    private policies = new Map<string, "fifo" | "coalesce">();
+
+    constructor(private readonly deps: RunnerDeps) {
+        this.queues = new StackQueues((stack) => this.policies.get(stack) ?? "fifo");
+    }
+
+    /** Aborts running updates (they cancel cleanly and release their locks) and fails waiting ones. */
+    cancel(reason: string): void {
+        this.queues.cancelAll(new RunnerError("conflict", reason));
+    }
+
+    /** Resolves when nothing runs or waits. */
+    idle(): Promise<void> {
+        return this.queues.idle();
+    }
+
+    private async pipeline(): Promise<PipelineStage[]> {
+        const stages = await this.deps.engine.pipeline();
+        for (const s of stages) this.policies.set(s.name, s.queue);
+        return stages;
+    }
+
+    /** What runs in a stage, from its stack's outputs (the backend is the source of truth). */
+    private async releasesOf(stage: string): Promise<StageReleases> {
+        const outputs = await this.deps.engine.readConfig(stage);
+        const found = (outputs?.releases as Record<string, Record<string, unknown>> | undefined) ?? {};
+        // Outputs carry derived facts (digest, image) that are not config: keep only the release entry.
+        return Object.fromEntries(
+            Object.entries(found).map(([app, r]) => [
+                app,
+                Object.fromEntries(
+                    ["version", "requestId", "requester", "promotedAt", "sourceCommit", "ciRunUrl", "hold"]
+                        .filter((k) => r[k] !== undefined && r[k] !== null)
+                        .map((k) => [k, r[k]]),
+                ) as unknown as StageRelease,
+            ]),
+        );
+    }
+
+    private async running(stages: readonly PipelineStage[]): Promise<Record<string, StageReleases>> {
+        const entries = await Promise.all(stages.map(async (s) => [s.name, await this.releasesOf(s.name)] as const));
+        return Object.fromEntries(entries);
+    }
+
+    /** Runs a job on a stage's queue and turns its outcome into a result or an error. */
+    private async queued(stage: string, id: string, key: string | undefined, app: string, run: (signal: AbortSignal) => Promise<ChangeResult>): Promise<ChangeResult> {
+        const outcome = await this.queues.submit({ stack: stage, id, idempotencyKey: key, coalesceKey: app, run });
+        if (outcome.state === "done") return outcome.result;
+        if (outcome.state === "superseded") {
+            return { requestId: id, state: "superseded", kind: "promote", stage, app, message: `superseded by request ${outcome.by} for the same app`, supersededBy: outcome.by };
+        }
+        throw outcome.error;
+    }
+
+    private async remembered(key: string | undefined): Promise<ChangeResult | undefined> {
+        return key ? ((await this.deps.store.answer(key)) as ChangeResult | undefined) : undefined;
+    }
+
+    private async remember(key: string | undefined, result: ChangeResult): Promise<ChangeResult> {
+        if (key) await this.deps.store.saveAnswer(key, result);
+        return result;
+    }
+
+    /** Promotes (or with dryRun, previews) a release into a stage. */
+    async promote(raw: unknown, actor: Actor, opts: RunOptions = {}): Promise<ChangeResult> {
+        const req = parsePromoteRequest(raw);
+        const previous = await this.remembered(req.idempotencyKey);
+        if (previous) return previous;
+        const requestId = req.idempotencyKey ?? this.deps.newId();
+        const stages = await this.pipeline();
+        const { index } = findStage(stages, req.to);
+        if (req.bundle && index !== 0) {
+            throw new RunnerError("invalid", `bundle: a release is published with its first promotion, to ${stages[0].name}, not to ${req.to}`);
+        }
+        const check = async () =>
+            decidePromotion({
+                stages,
+                running: await this.running(stages),
+                request: req,
+                actor,
+                now: this.deps.now(),
+                requestId,
+                approvals: await this.deps.store.approvals(),
+                published: await this.deps.ops.isPublished(req.app, req.version),
+            });
+        const first = await check();
+        const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
+        if (first.action === "noop") return this.remember(req.idempotencyKey, { ...base, state: "noop", message: first.message });
+        const change: StageChange = {
+            kind: "promote",
+            app: req.app,
+            version: req.version,
+            requestId,
+            requester: req.requester,
+            ...(req.reason ? { reason: req.reason } : {}),
+            sourceCommit: req.source.commit,
+            ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}),
+            ...(first.overrideOrder ? { overrideOrder: true } : {}),
+        };
+        if (req.dryRun) {
+            const releases = planPromotion(await this.releasesOf(req.to), change, this.deps.now().toISOString());
+            const r = await this.deps.engine.update(req.to, { stage: { releases, change } }, { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
+            return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r.changes };
+        }
+        const result = await this.queued(req.to, requestId, req.idempotencyKey, req.app, async (signal) => {
+            // The stage may have changed while this request waited: decide again on the current state.
+            const decision = await check();
+            if (decision.action === "noop") return { ...base, state: "noop", message: decision.message };
+            let publishCommit: string | undefined;
+            if (req.bundle) {
+                const published = await this.deps.ops.publish(req.bundle, { app: req.app, version: req.version, image: req.image!, source: { commit: req.source.commit, ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}) } }, requestId);
+                publishCommit = published.commit;
+            }
+            const releases = planPromotion(await this.releasesOf(req.to), change, this.deps.now().toISOString());
+            const r = await this.deps.engine.update(req.to, { stage: { releases, change } }, { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput });
+            if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.to} did not succeed`);
+            return {
+                ...base,
+                state: "done",
+                message: `${req.app} ${req.version} promoted to ${req.to}`,
+                opsCommit: r.outputs.opsCommit as string | undefined,
+                ...(publishCommit ? { publishCommit } : {}),
+                changes: r.changes,
+                durationMs: r.durationMs,
+                ...(r.recovered ? { recovered: r.recovered } : {}),
+                ...(change.overrideOrder ? { overrideOrder: true } : {}),
+            };
+        });
+        return this.remember(req.idempotencyKey, result);
+    }
+
+    /** Rolls an app back in a stage and holds it there so automation does not roll it forward again. */
+    async rollback(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult> {
+        const req = parseRollbackRequest(raw);
+        const previous = await this.remembered(req.idempotencyKey);
+        if (previous) return previous;
+        const stages = await this.pipeline();
+        findStage(stages, req.stage);
+        const requestId = req.idempotencyKey ?? this.deps.newId();
+        const result = await this.queued(req.stage, requestId, req.idempotencyKey, req.app, async (signal) => {
+            const current = await this.releasesOf(req.stage);
+            const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
+            const versions = history.flatMap((h) => {
+                const v = (h.config.stage as { releases?: Record<string, { version: string }> } | undefined)?.releases?.[req.app]?.version;
+                return v ? [v] : [];
+            });
+            const to = rollbackTarget(req.app, req.stage, current[req.app]?.version, versions, req.to);
+            if (!(await this.deps.ops.isPublished(req.app, to))) throw new RunnerError("not-found", `release ${req.app}@${to} is not published`);
+            const at = this.deps.now().toISOString();
+            const change: StageChange = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
+            const hold = { by: req.requester, reason: change.reason!, at };
+            const releases = planPromotion(current, change, at, hold);
+            const r = await this.deps.engine.update(req.stage, { stage: { releases, change } }, { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput });
+            if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.stage} did not succeed`);
+            return {
+                requestId,
+                state: "done",
+                kind: "rollback",
+                stage: req.stage,
+                app: req.app,
+                version: to,
+                message: `${req.app} rolled back to ${to} in ${req.stage} and held there (stages release ${req.app} --stage ${req.stage} lifts the hold)`,
+                opsCommit: r.outputs.opsCommit as string | undefined,
+                changes: r.changes,
+                durationMs: r.durationMs,
+                ...(r.recovered ? { recovered: r.recovered } : {}),
+            };
+        });
+        return this.remember(req.idempotencyKey, result);
+    }
+
+    /** Sets (hold) or clears (release) a hold on an app in a stage. */
+    async hold(raw: unknown, set: boolean, opts: RunOptions = {}): Promise<ChangeResult> {
+        const req = parseHoldRequest(raw);
+        findStage(await this.pipeline(), req.stage);
+        const requestId = this.deps.newId();
+        return this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
+            const at = this.deps.now().toISOString();
+            const current = await this.releasesOf(req.stage);
+            if (!set && !current[req.app]?.hold) {
+                return { requestId, state: "noop", kind: "release", stage: req.stage, app: req.app, message: `${req.app} has no hold in ${req.stage}` };
+            }
+            const releases = planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined);
+            const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
+            const r = await this.deps.engine.update(req.stage, { stage: { releases, change } }, { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput });
+            return {
+                requestId,
+                state: "done",
+                kind: change.kind,
+                stage: req.stage,
+                app: req.app,
+                message: set ? `${req.app} is on hold in ${req.stage}` : `hold on ${req.app} in ${req.stage} released`,
+                opsCommit: r.outputs.opsCommit as string | undefined,
+                changes: r.changes,
+                durationMs: r.durationMs,
+            };
+        });
+    }
+
+    /** Records an approval of a request for a stage by one of its owners. */
+    async approve(requestId: string, stageName: string, actor: Actor): Promise<{ requestId: string; stage: string; by: string; at: string }> {
+        const c = new Checker();
+        c.string("requestId", requestId, undefined, /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "must be a request id");
+        c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        if (c.problems.length) throw new RunnerError("invalid", c.problems.map((p) => `${p.key} = ${p.value}: ${p.rule}`).join("\n"));
+        const { stage } = findStage(await this.pipeline(), stageName);
+        checkApprover(stage, actor);
+        const approval = { requestId, stage: stage.name, by: actor.name, at: this.deps.now().toISOString() };
+        await this.deps.store.addApproval(approval);
+        return approval;
+    }
+
+    /** What runs where. */
+    async status(stageName?: string): Promise<StatusRow[]> {
+        const stages = await this.pipeline();
+        const wanted = stageName ? [findStage(stages, stageName).stage] : stages;
+        return Promise.all(
+            wanted.map(async (s) => {
+                const outputs = (await this.deps.engine.readConfig(s.name)) ?? {};
+                return { stage: s.name, apps: (outputs.releases as StatusRow["apps"]) ?? {}, lastChange: (outputs.lastChange as StageChange | null) ?? null };
+            }),
+        );
+    }
+
+    /** The audit trail of a stage: each update with who, what, when, from which commit, and the result. */
+    async history(stageName: string): Promise<AuditEntry[]> {
+        findStage(await this.pipeline(), stageName);
+        const entries: HistoryEntry[] = await this.deps.engine.history(stageName);
+        return entries.map((h) => ({
+            version: h.version,
+            kind: h.kind,
+            result: h.result,
+            startTime: h.startTime,
+            endTime: h.endTime,
+            durationMs: h.endTime ? Date.parse(h.endTime) - Date.parse(h.startTime) : undefined,
+            change: (h.config.stage as { change?: StageChange } | undefined)?.change,
+            message: h.message,
+        }));
+    }
+
+    /** Refreshes in preview mode and reports what differs, per stage (and the platform). */
+    async drift(stageName?: string): Promise<{ stack: string; changes: Record<string, number>; details: string[] }[]> {
+        const stages = await this.pipeline();
+        const names = stageName ? [findStage(stages, stageName).stage.name] : [...stages.map((s) => s.name)];
+        const existing = new Set(await this.deps.engine.listStacks());
+        const out = [];
+        for (const name of names.filter((n) => existing.has(n))) {
+            const d = await this.deps.engine.drift(name);
+            out.push({ stack: name, ...d });
+        }
+        return out;
+    }
+
+    /** Deploys (or updates) a merge-request environment. */
+    async mrDeploy(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult & { expiresAt?: string; namespace?: string }> {
+        const c = new Checker();
+        const o = c.object("request", raw, ["mr", "app", "bundle", "image", "sourceCommit", "ttlHours", "requester"]);
+        const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
+        if (o.mr === undefined) c.fail("mr", undefined, "is required");
+        const app = c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        const bundle = c.string("bundle", o.bundle);
+        const image = c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest");
+        const sourceCommit = c.string("sourceCommit", o.sourceCommit, undefined, /^[0-9a-f]{7,64}$/, "must be a git commit id");
+        const ttlHours = c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90);
+        const requester = c.string("requester", o.requester);
+        if (c.problems.length) throw new RunnerError("invalid", c.problems.map((p) => `${p.key}${p.value === undefined ? "" : ` = ${p.value}`}: ${p.rule}`).join("\n"));
+        const stack = `mr-${mr}`;
+        const requestId = this.deps.newId();
+        return this.queued(stack, requestId, undefined, app, async (signal) => {
+            const createdAt = this.deps.now().toISOString().replace(/\.\d{3}Z$/, "Z");
+            const r = await this.deps.engine.update(
+                stack,
+                { mr: { number: mr, app, bundle, image, sourceCommit, createdAt, ttlHours }, cluster: this.deps.mrCluster(mr) },
+                { message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`, signal, onOutput: opts.onOutput },
+            );
+            return {
+                requestId,
+                state: "done",
+                kind: "promote",
+                stage: stack,
+                app,
+                message: `merge request ${mr} deployed to namespace ${stack} until ${r.outputs.expiresAt}`,
+                changes: r.changes,
+                durationMs: r.durationMs,
+                expiresAt: r.outputs.expiresAt as string,
+                namespace: r.outputs.namespace as string,
+            };
+        });
+    }
+
+    /** Destroys a merge-request environment and its stack. */
+    async mrDestroy(mr: number, requester: string, opts: RunOptions = {}): Promise<ChangeResult> {
+        if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(mr)}: must be a whole number from 1`);
+        const stack = `mr-${mr}`;
+        const requestId = this.deps.newId();
+        return this.queued(stack, requestId, undefined, "destroy", async (signal) => {
+            const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput });
+            return { requestId, state: "done", kind: "remove", stage: stack, app: "", message: `merge request ${mr} destroyed`, changes: r.changes, durationMs: r.durationMs };
+        });
+    }
+
+    /** Destroys every merge-request environment whose expiry has passed. */
+    async mrReap(requester: string, opts: RunOptions = {}): Promise<{ destroyed: string[]; kept: { stack: string; expiresAt: string }[] }> {
+        const now = this.deps.now().getTime();
+        const destroyed: string[] = [];
+        const kept: { stack: string; expiresAt: string }[] = [];
+        for (const stack of (await this.deps.engine.listStacks()).filter((s) => /^mr-\d+$/.test(s))) {
+            const outputs = await this.deps.engine.readConfig(stack);
+            const expiresAt = outputs?.expiresAt as string | undefined;
+            if (expiresAt && Date.parse(expiresAt) <= now) {
+                await this.mrDestroy(Number(stack.slice(3)), requester, opts);
+                destroyed.push(stack);
+            } else kept.push({ stack, expiresAt: expiresAt ?? "unknown" });
+        }
+        return { destroyed, kept };
+    }
+}
