@@ -232,12 +232,15 @@ function render(verb: string, argv: string[], result: unknown): string {
         const rows = result as { stack: string; changes: Record<string, number>; details: string[] }[];
         return rows.map((r) => `${r.stack}: ${r.details.length ? `drift\n${r.details.map((d) => `  ${d}`).join("\n")}` : "no drift"}`).join("\n") + "\n";
     }
-    const r = result as { message?: string; opsCommit?: string; requestId?: string; state?: string; recovered?: string; changes?: Record<string, number> };
+    const r = result as { message?: string; opsCommit?: string; requestId?: string; state?: string; recovered?: string; changes?: Record<string, number>; files?: Record<string, { removed: string[]; added: string[] }> };
     const lines = [r.message ?? JSON.stringify(result)];
     if (r.recovered) lines.push(r.recovered);
     if (r.requestId) lines.push(`request: ${r.requestId}${r.state ? ` (${r.state})` : ""}`);
     if (r.opsCommit) lines.push(`ops repo commit: ${r.opsCommit}`);
     if (r.changes && Object.keys(r.changes).length) lines.push(`resources: ${Object.entries(r.changes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    for (const [file, d] of Object.entries(r.files ?? {})) {
+        lines.push(`--- ${file}`, ...d.removed.map((l) => `- ${l}`), ...d.added.map((l) => `+ ${l}`));
+    }
     void argv;
     return lines.join("\n") + "\n";
 }

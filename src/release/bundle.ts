@@ -12,7 +12,7 @@ import * as path from "node:path";
 import * as YAML from "yaml";
 
 import { Checker, DNS_LABEL, DNS_LABEL_RULE, Problem, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
-import { opsPaths } from "../program/ops/skeleton";
+import { opsPaths } from "../program/ops/paths";
 
 /** Provenance and identity of a release, as CI states it. */
 export interface ReleaseMeta {

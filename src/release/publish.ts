@@ -5,7 +5,7 @@
  */
 import { Person, commitFiles } from "../git/engine";
 import { BundleFiles, BundleJson, buildBundle, bundleRepoFiles, parseReleaseMeta, readBundleDir } from "./bundle";
-import { opsPaths } from "../program/ops/skeleton";
+import { opsPaths } from "../program/ops/paths";
 
 /** A release version already published with other content. */
 export class ReleaseConflictError extends Error {

@@ -28,6 +28,8 @@ import { StackQueues } from "./queue";
 /** The ops repository as the runner uses it. */
 export interface OpsRepoPort {
     isPublished(app: string, version: string): Promise<boolean>;
+    /** The generated files of a stage for these releases next to what the ops repo holds now: path -> [before, after]. */
+    stageFiles(stage: string, releases: StageReleases): Promise<Record<string, [string | undefined, string]>>;
     /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
     publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
 }
@@ -61,6 +63,17 @@ export interface ChangeResult {
     readonly recovered?: string;
     readonly supersededBy?: string;
     readonly overrideOrder?: boolean;
+    /** For previews: the exact change of each ops repo file, as removed and added lines. */
+    readonly files?: Record<string, { removed: string[]; added: string[] }>;
+}
+
+/** Lines removed from and added to a file (a line-set difference, order kept). */
+export function lineChanges(before: string | undefined, after: string): { removed: string[]; added: string[] } {
+    const b = (before ?? "").split("\n");
+    const a = after.split("\n");
+    const inA = new Set(a);
+    const inB = new Set(b);
+    return { removed: b.filter((l) => !inA.has(l)), added: a.filter((l) => !inB.has(l)) };
 }
 
 /** Per stage, what runs there. */
@@ -191,8 +204,15 @@ export class Runner {
         };
         if (req.dryRun) {
             const releases = planPromotion(await this.releasesOf(req.to), change, this.deps.now().toISOString());
+            const files: Record<string, { removed: string[]; added: string[] }> = {};
+            if (await this.deps.ops.isPublished(req.app, req.version)) {
+                for (const [p, [before, after]] of Object.entries(await this.deps.ops.stageFiles(req.to, releases))) {
+                    const d = lineChanges(before, after);
+                    if (d.removed.length || d.added.length) files[p] = d;
+                }
+            }
             const r = await this.deps.engine.update(req.to, { stage: { releases, change } }, { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
-            return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r.changes };
+            return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r.changes, files };
         }
         const result = await this.queued(req.to, requestId, req.idempotencyKey, req.app, async (signal) => {
             // The stage may have changed while this request waited: decide again on the current state.

@@ -3,7 +3,7 @@
  * policy, and the values passed to the Argo CD chart. Pure functions of the configuration.
  */
 import type { PlatformConfig, Stage } from "../../config/platform";
-import { opsPaths } from "../ops/skeleton";
+import { opsPaths } from "../ops/paths";
 
 /** The in-cluster API server, as Argo CD names it. */
 export const IN_CLUSTER = "https://kubernetes.default.svc";

@@ -10,7 +10,7 @@ import * as YAML from "yaml";
 
 import type { StageChange, StageRelease } from "../../config/stage";
 import type { BundleJson } from "../../release/bundle";
-import { opsPaths } from "../ops/skeleton";
+import { opsPaths } from "../ops/paths";
 
 /** A release as the stage program found it in the ops repo. */
 export interface FoundRelease {

@@ -10,7 +10,7 @@ import { readFiles } from "../../git/engine";
 import { GitFiles } from "../../git/resources";
 import type { BundleJson } from "../../release/bundle";
 import { tokenRemote } from "../github";
-import { opsPaths } from "../ops/skeleton";
+import { opsPaths } from "../ops/paths";
 import { PLATFORM_AUTHOR } from "../platform";
 import { userError } from "../errors";
 import { FoundRelease, commitMessage, stageFiles } from "./files";

@@ -3,8 +3,11 @@
  * (a folder for the local git host; HTTPS with a token for GitHub).
  */
 import { readFiles } from "../../git/engine";
+import { findReleases } from "../../program/stage";
+import { stageFiles } from "../../program/stage/files";
+import type { StageReleases } from "../core";
 import { tokenRemote } from "../../program/github";
-import { opsPaths } from "../../program/ops/skeleton";
+import { opsPaths } from "../../program/ops/paths";
 import { PLATFORM_AUTHOR } from "../../program/platform";
 import { publishFromDir } from "../../release/publish";
 import { RunnerError } from "../errors";
@@ -32,6 +35,13 @@ export class GitOpsRepo implements OpsRepoPort {
         const file = `${opsPaths.release(app, version)}bundle.json`;
         const { files } = await readFiles(await this.remote(), "main", [file]);
         return file in files;
+    }
+
+    async stageFiles(stage: string, releases: StageReleases): Promise<Record<string, [string | undefined, string]>> {
+        const remote = await this.remote();
+        const after = stageFiles(stage, releases, await findReleases(remote, stage, releases));
+        const { files: before } = await readFiles(remote, "main", Object.keys(after));
+        return Object.fromEntries(Object.entries(after).map(([p, content]) => [p, [before[p], content]]));
     }
 
     async publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string) {
