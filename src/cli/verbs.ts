@@ -49,12 +49,16 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
     const json = argv.includes("--json");
     const requestId = newRequestId();
     let logFile: string | undefined;
+    let cancelling: NodeJS.Signals | undefined;
     const out = (text: string) => process.stdout.write(text);
     try {
         const { runner, environment, settings } = await createRunner({ projectRoot });
         logFile = path.join(environment.dataDir, "runner.log");
         const progress = argv.includes("--quiet") || json ? undefined : (s: string) => process.stderr.write(s);
         const onSignal = (sig: NodeJS.Signals) => {
+            // The engine's cancellation may signal our process group again; one cancellation is enough.
+            if (cancelling) return;
+            cancelling = sig;
             process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
             runner.cancel(`interrupted by ${sig}`);
             const code = sig === "SIGINT" ? 130 : 143;
@@ -63,14 +67,20 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
                 process.exit(code);
             });
         };
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+        process.on("SIGTERM", onSignal);
 
         const result = await dispatch(verb, argv, runner, settings, progress);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
         else out(render(verb, argv, result));
         return 0;
     } catch (raw) {
+        if (cancelling) {
+            // The update failed because we cancelled it: that is the answer, not an internal error.
+            process.stderr.write(`stages ${verb}: cancelled by ${cancelling}; the stack's lock was released\n`);
+            if (json) out(JSON.stringify({ error: { kind: "conflict", message: `cancelled by ${cancelling}`, requestId } }, null, 2) + "\n");
+            return cancelling === "SIGINT" ? 130 : 143;
+        }
         const e = classify(raw);
         const pub = publicError(e, requestId);
         if (!(e instanceof RunnerError) && logFile) {

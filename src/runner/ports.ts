@@ -45,8 +45,13 @@ export interface EnginePort {
     platformOutputs(): Promise<Record<string, unknown>>;
     /** A stack's gitops-stages config (keys without namespace, JSON-decoded); undefined when the stack does not exist. */
     readConfig(stack: string): Promise<Record<string, unknown> | undefined>;
-    /** Sets config (keys without namespace; values JSON-encoded) and runs an update (or a preview with dryRun). */
-    update(stack: string, config: Record<string, unknown>, opts: UpdateOptions): Promise<UpdateResult>;
+    /**
+     * Updates a stack (or previews with dryRun) holding its lock: `plan` gets the stack's current
+     * outputs (undefined for a new stack) and returns the config to set (keys without namespace) or
+     * undefined to do nothing. Read-decide-write happens under the lock, so concurrent requests
+     * from several processes never overwrite each other's changes.
+     */
+    update(stack: string, plan: (outputs: Record<string, unknown> | undefined) => Promise<Record<string, unknown> | undefined>, opts: UpdateOptions): Promise<UpdateResult | undefined>;
     /** Refresh in preview mode: what differs between the state and the world. */
     drift(stack: string, signal?: AbortSignal): Promise<{ changes: Record<string, number>; details: string[] }>;
     history(stack: string): Promise<HistoryEntry[]>;

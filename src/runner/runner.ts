@@ -100,6 +100,21 @@ export interface RunOptions {
     readonly onOutput?: (text: string) => void;
 }
 
+/** A stage's releases from its stack's outputs; outputs carry derived facts (digest, image) that are not config. */
+export function releasesFrom(outputs: Record<string, unknown> | undefined): StageReleases {
+    const found = (outputs?.releases as Record<string, Record<string, unknown>> | undefined) ?? {};
+    return Object.fromEntries(
+        Object.entries(found).map(([app, r]) => [
+            app,
+            Object.fromEntries(
+                ["version", "requestId", "requester", "promotedAt", "sourceCommit", "ciRunUrl", "hold"]
+                    .filter((k) => r[k] !== undefined && r[k] !== null)
+                    .map((k) => [k, r[k]]),
+            ) as unknown as StageRelease,
+        ]),
+    );
+}
+
 /** The runner. */
 export class Runner {
     private readonly queues: StackQueues;
@@ -127,25 +142,14 @@ export class Runner {
 
     /** What runs in a stage, from its stack's outputs (the backend is the source of truth). */
     private async releasesOf(stage: string): Promise<StageReleases> {
-        const outputs = await this.deps.engine.readConfig(stage);
-        const found = (outputs?.releases as Record<string, Record<string, unknown>> | undefined) ?? {};
-        // Outputs carry derived facts (digest, image) that are not config: keep only the release entry.
-        return Object.fromEntries(
-            Object.entries(found).map(([app, r]) => [
-                app,
-                Object.fromEntries(
-                    ["version", "requestId", "requester", "promotedAt", "sourceCommit", "ciRunUrl", "hold"]
-                        .filter((k) => r[k] !== undefined && r[k] !== null)
-                        .map((k) => [k, r[k]]),
-                ) as unknown as StageRelease,
-            ]),
-        );
+        return releasesFrom(await this.deps.engine.readConfig(stage));
     }
 
     private async running(stages: readonly PipelineStage[]): Promise<Record<string, StageReleases>> {
         const entries = await Promise.all(stages.map(async (s) => [s.name, await this.releasesOf(s.name)] as const));
         return Object.fromEntries(entries);
     }
+
 
     /** Runs a job on a stage's queue and turns its outcome into a result or an error. */
     private async queued(stage: string, id: string, key: string | undefined, app: string, run: (signal: AbortSignal) => Promise<ChangeResult>): Promise<ChangeResult> {
@@ -173,14 +177,18 @@ export class Runner {
         if (previous) return previous;
         const requestId = req.idempotencyKey ?? this.deps.newId();
         const stages = await this.pipeline();
-        const { index } = findStage(stages, req.to);
-        if (req.bundle && index !== 0) {
+        if (req.bundle && findStage(stages, req.to).index !== 0) {
             throw new RunnerError("invalid", `bundle: a release is published with its first promotion, to ${stages[0].name}, not to ${req.to}`);
         }
-        const check = async () =>
-            decidePromotion({
+        const { index: targetIndex } = findStage(stages, req.to);
+        // Only the target stage and the one before it matter to the decision.
+        const relevant = stages.slice(Math.max(0, targetIndex - 1), targetIndex + 1);
+        const decide = async (target?: StageReleases) => {
+            const running = await this.running(relevant.filter((s) => target === undefined || s.name !== req.to));
+            if (target !== undefined) running[req.to] = target;
+            return decidePromotion({
                 stages,
-                running: await this.running(stages),
+                running,
                 request: req,
                 actor,
                 now: this.deps.now(),
@@ -188,10 +196,13 @@ export class Runner {
                 approvals: await this.deps.store.approvals(),
                 published: await this.deps.ops.isPublished(req.app, req.version),
             });
-        const first = await check();
+        };
+        // A first decision outside the queue answers refusals at once; the update decides again
+        // under the stack's lock, on the state it finds there.
+        const first = await decide();
         const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
         if (first.action === "noop") return this.remember(req.idempotencyKey, { ...base, state: "noop", message: first.message });
-        const change: StageChange = {
+        const changeFor = (overrideOrder: boolean): StageChange => ({
             kind: "promote",
             app: req.app,
             version: req.version,
@@ -200,9 +211,10 @@ export class Runner {
             ...(req.reason ? { reason: req.reason } : {}),
             sourceCommit: req.source.commit,
             ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}),
-            ...(first.overrideOrder ? { overrideOrder: true } : {}),
-        };
+            ...(overrideOrder ? { overrideOrder: true } : {}),
+        });
         if (req.dryRun) {
+            const change = changeFor(first.overrideOrder);
             const releases = planPromotion(await this.releasesOf(req.to), change, this.deps.now().toISOString());
             const files: Record<string, { removed: string[]; added: string[] }> = {};
             if (await this.deps.ops.isPublished(req.app, req.version)) {
@@ -211,20 +223,32 @@ export class Runner {
                     if (d.removed.length || d.added.length) files[p] = d;
                 }
             }
-            const r = await this.deps.engine.update(req.to, { stage: { releases, change } }, { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
-            return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r.changes, files };
+            const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
+            return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r?.changes ?? {}, files };
         }
         const result = await this.queued(req.to, requestId, req.idempotencyKey, req.app, async (signal) => {
-            // The stage may have changed while this request waited: decide again on the current state.
-            const decision = await check();
-            if (decision.action === "noop") return { ...base, state: "noop", message: decision.message };
             let publishCommit: string | undefined;
             if (req.bundle) {
                 const published = await this.deps.ops.publish(req.bundle, { app: req.app, version: req.version, image: req.image!, source: { commit: req.source.commit, ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}) } }, requestId);
                 publishCommit = published.commit;
             }
-            const releases = planPromotion(await this.releasesOf(req.to), change, this.deps.now().toISOString());
-            const r = await this.deps.engine.update(req.to, { stage: { releases, change } }, { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput });
+            let noop: string | undefined;
+            let change = changeFor(first.overrideOrder);
+            const r = await this.deps.engine.update(
+                req.to,
+                async (outputs) => {
+                    const current = releasesFrom(outputs);
+                    const decision = await decide(current);
+                    if (decision.action === "noop") {
+                        noop = decision.message;
+                        return undefined;
+                    }
+                    change = changeFor(decision.overrideOrder);
+                    return { stage: { releases: planPromotion(current, change, this.deps.now().toISOString()), change } };
+                },
+                { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput },
+            );
+            if (!r) return { ...base, state: "noop", message: noop ?? "nothing to do", ...(publishCommit ? { publishCommit } : {}) };
             if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.to} did not succeed`);
             return {
                 ...base,
@@ -250,28 +274,33 @@ export class Runner {
         findStage(stages, req.stage);
         const requestId = req.idempotencyKey ?? this.deps.newId();
         const result = await this.queued(req.stage, requestId, req.idempotencyKey, req.app, async (signal) => {
-            const current = await this.releasesOf(req.stage);
             const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
             const versions = history.flatMap((h) => {
                 const v = (h.config.stage as { releases?: Record<string, { version: string }> } | undefined)?.releases?.[req.app]?.version;
                 return v ? [v] : [];
             });
-            const to = rollbackTarget(req.app, req.stage, current[req.app]?.version, versions, req.to);
-            if (!(await this.deps.ops.isPublished(req.app, to))) throw new RunnerError("not-found", `release ${req.app}@${to} is not published`);
-            const at = this.deps.now().toISOString();
-            const change: StageChange = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
-            const hold = { by: req.requester, reason: change.reason!, at };
-            const releases = planPromotion(current, change, at, hold);
-            const r = await this.deps.engine.update(req.stage, { stage: { releases, change } }, { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput });
-            if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.stage} did not succeed`);
+            let change: StageChange | undefined;
+            const r = await this.deps.engine.update(
+                req.stage,
+                async (outputs) => {
+                    const current = releasesFrom(outputs);
+                    const to = rollbackTarget(req.app, req.stage, current[req.app]?.version, versions, req.to);
+                    if (!(await this.deps.ops.isPublished(req.app, to))) throw new RunnerError("not-found", `release ${req.app}@${to} is not published`);
+                    const at = this.deps.now().toISOString();
+                    change = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
+                    return { stage: { releases: planPromotion(current, change, at, { by: req.requester, reason: change.reason!, at }), change } };
+                },
+                { message: `Roll back ${req.app} in ${req.stage} (request ${requestId})`, signal, onOutput: opts.onOutput },
+            );
+            if (!r || r.result !== "succeeded" || !change) throw new RunnerError("internal", `the update of ${req.stage} did not succeed`);
             return {
                 requestId,
                 state: "done",
                 kind: "rollback",
                 stage: req.stage,
                 app: req.app,
-                version: to,
-                message: `${req.app} rolled back to ${to} in ${req.stage} and held there (stages release ${req.app} --stage ${req.stage} lifts the hold)`,
+                version: change.version,
+                message: `${req.app} rolled back to ${change.version} in ${req.stage} and held there (stages release ${req.app} --stage ${req.stage} lifts the hold)`,
                 opsCommit: r.outputs.opsCommit as string | undefined,
                 changes: r.changes,
                 durationMs: r.durationMs,
@@ -287,14 +316,18 @@ export class Runner {
         findStage(await this.pipeline(), req.stage);
         const requestId = this.deps.newId();
         return this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
-            const at = this.deps.now().toISOString();
-            const current = await this.releasesOf(req.stage);
-            if (!set && !current[req.app]?.hold) {
-                return { requestId, state: "noop", kind: "release", stage: req.stage, app: req.app, message: `${req.app} has no hold in ${req.stage}` };
-            }
-            const releases = planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined);
             const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
-            const r = await this.deps.engine.update(req.stage, { stage: { releases, change } }, { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput });
+            const r = await this.deps.engine.update(
+                req.stage,
+                async (outputs) => {
+                    const current = releasesFrom(outputs);
+                    if (!set && current[req.app] && !current[req.app].hold) return undefined;
+                    const at = this.deps.now().toISOString();
+                    return { stage: { releases: planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined), change } };
+                },
+                { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput },
+            );
+            if (!r) return { requestId, state: "noop", kind: change.kind, stage: req.stage, app: req.app, message: `${req.app} has no hold in ${req.stage}` };
             return {
                 requestId,
                 state: "done",
@@ -382,9 +415,10 @@ export class Runner {
             const createdAt = this.deps.now().toISOString().replace(/\.\d{3}Z$/, "Z");
             const r = await this.deps.engine.update(
                 stack,
-                { mr: { number: mr, app, bundle, image, sourceCommit, createdAt, ttlHours }, cluster: this.deps.mrCluster(mr) },
+                async () => ({ mr: { number: mr, app, bundle, image, sourceCommit, createdAt, ttlHours }, cluster: this.deps.mrCluster(mr) }),
                 { message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`, signal, onOutput: opts.onOutput },
             );
+            if (!r) throw new RunnerError("internal", `the update of ${stack} did not run`);
             return {
                 requestId,
                 state: "done",

@@ -226,10 +226,17 @@ export class AutomationEngine implements EnginePort {
         }
     }
 
-    async update(name: string, config: Record<string, unknown>, opts: UpdateOptions): Promise<UpdateResult> {
+    async update(
+        name: string,
+        plan: (outputs: Record<string, unknown> | undefined) => Promise<Record<string, unknown> | undefined>,
+        opts: UpdateOptions,
+    ): Promise<UpdateResult | undefined> {
         const started = Date.now();
         return this.exclusive(name, opts.signal, async () => {
-            const stack = (await this.stack(name, true))!;
+            const existing = await this.stack(name, false);
+            const config = await plan(existing ? plain(await existing.outputs()) : undefined);
+            if (config === undefined) return undefined;
+            const stack = existing ?? (await this.stack(name, true))!;
             await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, v]) => [`${NS}:${k}`, { value: JSON.stringify(v) }])));
             // A stack left inconsistent by a killed update is recovered before anything else.
             const recoveredFirst = await this.recoverIfStale(stack);

@@ -1,0 +1,259 @@
+/**
+ * The runner on the real engine, real git and the real CLI process: promotions through every
+ * stage, policy refusals, approvals, rollback with hold, history, idempotency, coalescing,
+ * concurrent CLI processes, kill -9 recovery and SIGINT cancellation.
+ */
+import * as assert from "node:assert/strict";
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { AutomationEngine } from "../../src/runner/adapters/automation";
+import { createRunner } from "../../src/runner/index";
+import { RunnerError } from "../../src/runner/errors";
+import type { Runner } from "../../src/runner/runner";
+import { parseLedger } from "../../src/program/stage/files";
+import { repoRoot, testToolchain } from "../support/engine";
+import { makeBundleDir } from "../support/fixtures";
+
+const STAGES_BIN = path.join(repoRoot, "bin", "stages");
+const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+
+interface CliResult {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+}
+
+describe("the runner on the real engine", function () {
+    let dir: string;
+    let dataDir: string;
+    let runner: Runner;
+    let ops: string;
+    let env: NodeJS.ProcessEnv;
+    const alice = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true };
+    const bob = { name: "bob", teams: [], canOverrideOrder: false };
+
+    const git = (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim();
+    const commits = () => Number(git("rev-list", "--count", "main"));
+    const bundle = (app: string, replicas = 1) => makeBundleDir(dir, app, { replicas });
+    const promote = (app: string, version: string, to: string, extra: Record<string, unknown> = {}) =>
+        runner.promote({ app, version, to, requester: "ci@example.invalid", source: { commit: COMMIT, ciRunUrl: "https://ci.example/runs/7" }, ...extra }, bob);
+
+    function cli(args: string[], opts: { detached?: boolean } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+        const child = spawn(process.execPath, [STAGES_BIN, ...args], { env, detached: opts.detached, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
+        child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+        const done = new Promise<CliResult>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, stdout, stderr })));
+        return { child, done };
+    }
+
+    /** Waits until the Pulumi backend holds a lock on the stack (an update is running). */
+    async function waitForBackendLock(stack: string, timeoutMs = 60_000): Promise<void> {
+        const locks = path.join(dataDir, "state", ".pulumi", "locks", "organization", "gitops-stages", stack);
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+            if (fs.existsSync(locks) && fs.readdirSync(locks).some((f) => f.endsWith(".json"))) return;
+            await new Promise((r) => setTimeout(r, 25));
+        }
+        throw new Error(`no update of ${stack} started within ${timeoutMs} ms`);
+    }
+    const backendLocks = (stack: string) => {
+        const locks = path.join(dataDir, "state", ".pulumi", "locks", "organization", "gitops-stages", stack);
+        return fs.existsSync(locks) ? fs.readdirSync(locks).filter((f) => f.endsWith(".json")) : [];
+    };
+
+    before(async function () {
+        await testToolchain();
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-runner-"));
+        dataDir = path.join(dir, "data");
+        fs.mkdirSync(dataDir, { recursive: true });
+        fs.writeFileSync(
+            path.join(dataDir, "runner.json"),
+            JSON.stringify({ users: { alice: { teams: ["prod-owners"], overrideOrder: true }, bob: { teams: [] } }, lockWaitSeconds: 120 }),
+        );
+        env = { ...process.env, GITOPS_STAGES_HOME: dataDir };
+        for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG"]) delete env[k];
+        const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
+        runner = assembled.runner;
+        const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
+        const up = await engine.update(
+            "platform",
+            async () => ({
+                gitHost: { kind: "local", path: path.join(dir, "git") },
+                cluster: { renderDir: path.join(dir, "rendered", "platform") },
+                stages: [{ name: "itg" }, { name: "tst" }, { name: "perf" }, { name: "prod", owners: ["prod-owners"], requireApproval: true }],
+            }),
+            { message: "bootstrap" },
+        );
+        assert.equal(up?.result, "succeeded");
+        ops = path.join(dir, "git", "app-ops.git");
+    });
+
+    after(function () {
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("publishes with the first promotion and promotes through itg, tst and perf in order", async function () {
+        const first = await promote("web", "1.0.0", "itg", { bundle: bundle("web"), image: "registry.example/web:1.0.0", idempotencyKey: "web-1.0.0-itg" });
+        assert.equal(first.state, "done");
+        assert.ok(first.publishCommit, "the bundle was not published");
+        assert.equal(first.opsCommit, git("rev-parse", "main"));
+        for (const to of ["tst", "perf"]) {
+            const r = await promote("web", "1.0.0", to);
+            assert.equal(r.state, "done", `${to}: ${r.message}`);
+            assert.equal(git("log", "-1", "--format=%s", "main"), `Promote web 1.0.0 to ${to} (request ${r.requestId})`);
+        }
+    });
+
+    it("the same idempotency key again gives the same answer without another update", async function () {
+        const before = commits();
+        const again = await promote("web", "1.0.0", "itg", { bundle: bundle("web"), image: "registry.example/web:1.0.0", idempotencyKey: "web-1.0.0-itg" });
+        assert.equal(again.publishCommit !== undefined, true);
+        assert.equal(again.opsCommit, (await runner.history("itg"))[0] && again.opsCommit);
+        assert.equal(commits(), before);
+        const history = await runner.history("itg");
+        assert.equal(history.filter((h) => h.change?.requestId === "web-1.0.0-itg").length, 1);
+    });
+
+    it("refuses to skip a stage, with the rule in the message", async function () {
+        await promote("web", "1.1.0", "itg", { bundle: bundle("web", 2), image: "registry.example/web:1.1.0" });
+        await assert.rejects(promote("web", "1.1.0", "perf"), (e: RunnerError) => e.kind === "refused" && e.reason === "stage-order" && /tst runs web 1\.0\.0/.test(e.message));
+    });
+
+    it("prod needs an approval by one of its owners; a non-owner cannot approve", async function () {
+        const id = "web-1.0.0-prod";
+        await assert.rejects(promote("web", "1.0.0", "prod", { idempotencyKey: id }), (e: RunnerError) => e.reason === "approval" && e.message.includes(`stages approve ${id}`));
+        await assert.rejects(runner.approve(id, "prod", bob), (e: RunnerError) => e.kind === "forbidden");
+        await runner.approve(id, "prod", alice);
+        const r = await promote("web", "1.0.0", "prod", { idempotencyKey: id });
+        assert.equal(r.state, "done");
+    });
+
+    it("rollback promotes the previous release and holds the app; the hold blocks the next promotion", async function () {
+        for (const to of ["tst", "perf"]) assert.equal((await promote("web", "1.1.0", to)).state, "done");
+        await runner.approve("web-1.1.0-prod", "prod", alice);
+        assert.equal((await promote("web", "1.1.0", "prod", { idempotencyKey: "web-1.1.0-prod" })).state, "done");
+        const rb = await runner.rollback({ app: "web", stage: "prod", requester: "alice", reason: "error rate up" });
+        assert.equal(rb.version, "1.0.0");
+        assert.equal(git("log", "-1", "--format=%s", "main"), `Roll back web 1.0.0 to prod (request ${rb.requestId})`);
+        const status = await runner.status("prod");
+        assert.equal(status[0].apps.web.version, "1.0.0");
+        assert.equal(status[0].apps.web.hold?.by, "alice");
+        await runner.approve("web-1.1.0-prod-again", "prod", alice);
+        await assert.rejects(promote("web", "1.1.0", "prod", { idempotencyKey: "web-1.1.0-prod-again" }), (e: RunnerError) => e.reason === "hold");
+    });
+
+    it("history shows every update of a stage with requester, request, source commit and CI run", async function () {
+        const h = await runner.history("prod");
+        const kinds = h.filter((e) => e.result === "succeeded").map((e) => `${e.change?.kind} ${e.change?.version}`);
+        assert.deepEqual(kinds.slice(0, 3), ["rollback 1.0.0", "promote 1.1.0", "promote 1.0.0"]);
+        const promoteEntry = h.find((e) => e.change?.kind === "promote")!;
+        assert.equal(promoteEntry.change?.requester, "ci@example.invalid");
+        assert.equal(promoteEntry.change?.sourceCommit, COMMIT);
+        assert.equal(promoteEntry.change?.ciRunUrl, "https://ci.example/runs/7");
+        assert.match(promoteEntry.message, /^Promote web 1\.1\.0 to prod \(request web-1\.1\.0-prod\)/);
+        assert.ok((promoteEntry.durationMs ?? -1) >= 0);
+    });
+
+    it("on itg, waiting requests for the same app are coalesced to the newest", async function () {
+        // Three promotions of api race into itg: the first runs, the middle one waits and is superseded.
+        const p1 = promote("api", "2.0.0", "itg", { bundle: bundle("api"), image: "registry.example/api:2.0.0" });
+        const p2 = promote("api", "2.1.0", "itg", { bundle: bundle("api", 2), image: "registry.example/api:2.1.0" });
+        const p3 = promote("api", "2.2.0", "itg", { bundle: bundle("api", 3), image: "registry.example/api:2.2.0" });
+        const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
+        assert.deepEqual([r1.state, r2.state, r3.state], ["done", "superseded", "done"]);
+        assert.equal(r2.supersededBy, r3.requestId);
+        assert.equal(parseLedger(git("show", "main:environments/itg/releases.json")).api.version, "2.2.0");
+    });
+
+    describe("through the stages CLI", function () {
+        it("--json answers and exit codes: ok 0, invalid 2, refused 3, not found 4", async function () {
+            const ok = await cli(["status", "--json"]).done;
+            assert.equal(ok.code, 0, ok.stderr);
+            const rows = JSON.parse(ok.stdout) as { stage: string; apps: Record<string, { version: string }> }[];
+            assert.deepEqual(rows.map((r) => r.stage), ["itg", "tst", "perf", "prod"]);
+            assert.equal(rows[3].apps.web.version, "1.0.0");
+
+            const invalid = await cli(["promote", "web@v1", "--to", "itg", "--commit", "abcdef0", "--json"]).done;
+            assert.equal(invalid.code, 2);
+            const err = JSON.parse(invalid.stdout).error;
+            assert.equal(err.kind, "invalid");
+            assert.match(err.message, /version = "v1": must be a semantic version/);
+
+            const refused = await cli(["promote", "web@1.1.0", "--to", "prod", "--commit", "abcdef0", "--json", "--as", "bob"]).done;
+            assert.equal(refused.code, 3);
+            assert.equal(JSON.parse(refused.stdout).error.reason, "hold");
+
+            const missing = await cli(["history", "staging", "--json"]).done;
+            assert.equal(missing.code, 4);
+            assert.match(JSON.parse(missing.stdout).error.message, /unknown stage "staging"/);
+
+            const unknown = await cli(["promote", "web@1.1.0", "--to", "tst", "--commit", "abcdef0", "--force"]).done;
+            assert.equal(unknown.code, 2);
+            assert.match(unknown.stderr, /--force/);
+        });
+
+        it("two CLI processes promoting into the same stage at once both succeed, one after the other", async function () {
+            await promote("db", "1.0.0", "itg", { bundle: bundle("db"), image: "registry.example/db:1.0.0" });
+            await promote("api", "2.2.0", "tst");
+            const before = commits();
+            const a = cli(["promote", "db@1.0.0", "--to", "tst", "--commit", COMMIT, "--json"]);
+            const b = cli(["promote", "web@1.1.0", "--to", "tst", "--commit", COMMIT, "--json"]);
+            const [ra, rb] = await Promise.all([a.done, b.done]);
+            assert.equal(ra.code, 0, ra.stderr);
+            const web = JSON.parse(rb.stdout);
+            // web 1.1.0 already runs in tst: a no-op, answered as such, while db's update runs.
+            assert.equal(rb.code, 0, rb.stderr);
+            assert.equal(web.state, "noop");
+            assert.equal(JSON.parse(ra.stdout).state, "done");
+            const c = cli(["promote", "db@1.0.0", "--to", "perf", "--commit", COMMIT, "--json"]);
+            const d = cli(["promote", "api@2.2.0", "--to", "perf", "--commit", COMMIT, "--json"]);
+            const [rc, rd] = await Promise.all([c.done, d.done]);
+            assert.equal(rc.code, 0, rc.stderr);
+            assert.equal(rd.code, 0, rd.stderr);
+            assert.equal(commits(), before + 3);
+            const ledger = parseLedger(git("show", "main:environments/perf/releases.json"));
+            assert.equal(ledger.db.version, "1.0.0");
+            assert.equal(ledger.api.version, "2.2.0");
+        });
+
+        it("SIGINT during an update cancels it cleanly: exit 130 and no lock left", async function () {
+            await promote("cache", "1.0.0", "itg", { bundle: bundle("cache"), image: "registry.example/cache:1.0.0" });
+            const p = cli(["promote", "cache@1.0.0", "--to", "tst", "--commit", COMMIT]);
+            await waitForBackendLock("tst");
+            p.child.kill("SIGINT");
+            const r = await p.done;
+            assert.equal(r.code, 130, r.stderr);
+            assert.match(r.stderr, /SIGINT received: cancelling the update in flight/);
+            assert.deepEqual(backendLocks("tst"), [], "the stack is still locked");
+            assert.equal(fs.existsSync(path.join(dataDir, "locks", "tst")), false, "the runner's lock is still held");
+            // The cancelled promotion left nothing half done: the next one goes through.
+            const next = await promote("cache", "1.0.0", "tst");
+            assert.ok(["done", "noop"].includes(next.state), next.message);
+            assert.equal((await runner.status("tst"))[0].apps.cache.version, "1.0.0");
+        });
+
+        it("after kill -9 in the middle of an update, the next promotion recovers the stack and succeeds", async function () {
+            const p = cli(["promote", "cache@1.0.0", "--to", "perf", "--commit", COMMIT], { detached: true });
+            await waitForBackendLock("perf");
+            process.kill(-p.child.pid!, "SIGKILL");
+            await p.done;
+            assert.ok(backendLocks("perf").length > 0, "the killed update should have left its lock");
+            const before = commits();
+            const r = await promote("cache", "1.0.0", "perf");
+            assert.ok(["done", "noop"].includes(r.state), r.message);
+            if (r.state === "done") assert.match(r.recovered ?? "", /recovered stack perf: removed the lock of process \d+ \(no longer running\)/);
+            assert.deepEqual(backendLocks("perf"), []);
+            // The ops repo holds the promotion once: never half of it, never twice.
+            const subjects = git("log", "--format=%s", "main").split("\n").filter((s) => s.startsWith("Promote cache 1.0.0 to perf"));
+            assert.equal(subjects.length, 1);
+            assert.ok(commits() <= before + 1);
+            assert.equal(parseLedger(git("show", "main:environments/perf/releases.json")).cache.version, "1.0.0");
+        });
+    });
+});
