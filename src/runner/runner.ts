@@ -129,6 +129,16 @@ export class Runner {
         this.queues.cancelAll(new RunnerError("conflict", reason));
     }
 
+    /** Whether a request for this stack is running now. */
+    active(stack: string): boolean {
+        return this.queues.busy().includes(stack);
+    }
+
+    /** Requests waiting (not running) for a stack. */
+    pending(stack: string): number {
+        return this.queues.depth(stack);
+    }
+
     /** Resolves when nothing runs or waits. */
     idle(): Promise<void> {
         return this.queues.idle();

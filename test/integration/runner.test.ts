@@ -161,10 +161,27 @@ describe("the runner on the real engine", function () {
     });
 
     it("on itg, waiting requests for the same app are coalesced to the newest", async function () {
-        // Three promotions of api race into itg: the first runs, the middle one waits and is superseded.
+        // Three promotions of api into itg: the first runs; the second waits behind it and is
+        // superseded by the third, which arrives while the second is still waiting.
+        const waitFor = async (cond: () => boolean) => {
+            for (const deadline = Date.now() + 60_000; !cond(); ) {
+                if (Date.now() > deadline) throw new Error("timed out waiting for the queue");
+                await new Promise((r) => setTimeout(r, 20));
+            }
+        };
+        // Another process holds itg (its runner lock, owned by this live test process), so the
+        // first request stays running (waiting for that lock) while the others queue behind it.
+        const held = path.join(dataDir, "locks", "itg");
+        fs.mkdirSync(held, { recursive: true });
+        fs.writeFileSync(path.join(held, "owner.json"), JSON.stringify({ pid: process.pid, hostname: os.hostname() }));
         const p1 = promote("api", "2.0.0", "itg", { bundle: bundle("api"), image: "registry.example/api:2.0.0" });
+        await waitFor(() => runner.active("itg"));
         const p2 = promote("api", "2.1.0", "itg", { bundle: bundle("api", 2), image: "registry.example/api:2.1.0" });
+        await waitFor(() => runner.pending("itg") === 1);
         const p3 = promote("api", "2.2.0", "itg", { bundle: bundle("api", 3), image: "registry.example/api:2.2.0" });
+        const r2early = await p2;
+        assert.equal(r2early.state, "superseded", "the waiting request must be answered as soon as a newer one arrives");
+        fs.rmSync(held, { recursive: true, force: true });
         const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
         assert.deepEqual([r1.state, r2.state, r3.state], ["done", "superseded", "done"]);
         assert.equal(r2.supersededBy, r3.requestId);
