@@ -13,6 +13,7 @@ import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 
+import { walk } from "../support/files";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
 
 /** A dynamic-provider resource: writes a file and reports its digest (runs through the shim). */
@@ -198,10 +199,3 @@ describe("Node.js language host (integration)", function () {
     });
 });
 
-function walk(dir: string): string[] {
-    if (!fs.existsSync(dir)) return [];
-    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-        const p = path.join(dir, e.name);
-        return e.isDirectory() ? walk(p) : [p];
-    });
-}

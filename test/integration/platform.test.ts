@@ -12,14 +12,11 @@ import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as YAML from "yaml";
 
 import { prepareProjectCopy } from "../../src/project";
+import { walk } from "../support/files";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
 
 const git = (dir: string, ...args: string[]) => execFileSync("git", ["--git-dir", dir, ...args], { encoding: "utf8" }).trim();
 
-function walk(dir: string): string[] {
-    if (!fs.existsSync(dir)) return [];
-    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
-}
 
 /** A parsed manifest: arbitrary YAML, read by the assertions field by field. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -215,6 +215,22 @@ describe("the runner on the real engine", function () {
             assert.match(unknown.stderr, /--force/);
         });
 
+        it("a push the git host refuses is a conflict (exit 5) carrying the host's reason, and nothing is written", async function () {
+            const hook = path.join(ops, "hooks", "pre-receive");
+            fs.writeFileSync(hook, "#!/bin/sh\necho 'GH006: Protected branch update failed for refs/heads/main.' >&2\nexit 1\n", { mode: 0o755 });
+            try {
+                const before = git("rev-parse", "main");
+                const r = await cli(["promote", "queue@1.0.0", "--to", "itg", "--bundle", bundle("queue"), "--image", "registry.example/queue:1.0.0", "--commit", COMMIT, "--json"]).done;
+                assert.equal(r.code, 5, r.stderr);
+                const err = JSON.parse(r.stdout).error;
+                assert.equal(err.kind, "conflict");
+                assert.match(err.message, /GH006: Protected branch update failed/);
+                assert.equal(git("rev-parse", "main"), before);
+            } finally {
+                fs.rmSync(hook);
+            }
+        });
+
         it("two CLI processes promoting into the same stage at once both succeed, one after the other", async function () {
             await promote("db", "1.0.0", "itg", { bundle: bundle("db"), image: "registry.example/db:1.0.0" });
             await promote("api", "2.2.0", "tst");

@@ -15,16 +15,13 @@ import * as YAML from "yaml";
 import { parseLedger } from "../../src/program/stage/files";
 import { prepareProjectCopy } from "../../src/project";
 import { publishFromDir } from "../../src/release/publish";
+import { walk } from "../support/files";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
 import { GitDaemon, makeBundleDir, releaseMeta, startGitDaemon } from "../support/fixtures";
 
 const git = (gitDir: string, ...args: string[]) => execFileSync("git", ["--git-dir", gitDir, ...args], { encoding: "utf8" }).trim();
 const author = { name: "ci", email: "ci@example.invalid" };
 
-function walk(dir: string): string[] {
-    if (!fs.existsSync(dir)) return [];
-    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
-}
 
 describe("stage and merge-request stacks on the real engine", function () {
     let engine: Engine;
