@@ -35,7 +35,7 @@ export interface Resolved {
 export interface Toolchain {
     /** A folder with `bin/` below it, the layout the Automation API's `PulumiCommand.get({ root })` expects. */
     readonly root: string;
-    /** `<root>/bin`: the CLI and shims; put it first on PATH. Plugins and language host: {@link registerPlugins}. */
+    /** `<root>/bin`: the CLI; put it first on PATH. Plugins, shims and language host: {@link registerPlugins}. */
     readonly binDir: string;
     readonly components: readonly Resolved[];
     /** Path of the `pulumi` executable. */
@@ -349,7 +349,7 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
 
 function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {
     const h = createHash("sha256");
-    h.update(`layout 2\n`);
+    h.update(`layout 3\n`);
     for (const r of resolved) h.update(`${r.component.binary}=${r.path}\n`);
     const dir = path.join(cacheDir, "toolchain", `root-${h.digest("hex").slice(0, 16)}`);
     if (!fs.existsSync(path.join(dir, ".complete"))) {
@@ -360,7 +360,7 @@ function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {
         // versions instead: the engine uses a plugin found on PATH whatever version a program asks
         // for, and warns about it on every run.
         for (const r of resolved) {
-            if (r.component.role === "cli" || r.component.role === "shim") {
+            if (r.component.role === "cli") {
                 fs.symlinkSync(r.path, path.join(staging, "bin", r.component.binary));
             }
         }
@@ -381,6 +381,10 @@ export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void 
         let folder: string;
         if (r.component.role === "resource-plugin") folder = `resource-${r.component.pluginName}-v${r.component.version}`;
         else if (r.component.role === "language") folder = `language-nodejs-v${r.component.version}`;
+        // The shims are plugins too: the dynamic-provider host is the `pulumi-nodejs` resource
+        // plugin, the policy host the `policy` analyzer.
+        else if (r.component.binary === "pulumi-resource-pulumi-nodejs") folder = `resource-pulumi-nodejs-v${r.component.version}`;
+        else if (r.component.binary === "pulumi-analyzer-policy") folder = `analyzer-policy-v${r.component.version}`;
         else continue;
         const dir = path.join(pulumiHome, "plugins", folder);
         const target = path.join(dir, r.component.binary);

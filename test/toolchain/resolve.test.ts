@@ -115,10 +115,13 @@ describe("toolchain resolver", function () {
             fs.writeFileSync(path.join(preinstalled, "pulumi-resource-random"), "official");
             registerPlugins(home, tc);
             assert.deepEqual(fs.readdirSync(path.join(home, "plugins")).sort(), [
+                "analyzer-policy-v3.248.0",
                 "language-nodejs-v3.248.0",
                 "resource-kubernetes-v4.34.2",
+                "resource-pulumi-nodejs-v3.248.0",
                 "resource-random-v4.21.2",
             ]);
+            assert.deepEqual(fs.readdirSync(tc.binDir), ["pulumi"], "only the CLI goes on PATH");
             assert.equal(fs.readFileSync(path.join(preinstalled, "pulumi-resource-random"), "utf8"), "official");
             const k8s = path.join(home, "plugins", "resource-kubernetes-v4.34.2", "pulumi-resource-kubernetes");
             assert.equal(fs.realpathSync(k8s), fs.realpathSync(tc.components.find((c) => c.component.name === "kubernetes")!.path));
