@@ -70,7 +70,14 @@ export interface AssembledRunner {
 }
 
 /** Builds the runner for a project and data folder. */
-export async function createRunner(opts: { projectRoot: string; dataDir?: string; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<AssembledRunner> {
+export async function createRunner(opts: {
+    projectRoot: string;
+    dataDir?: string;
+    env?: NodeJS.ProcessEnv;
+    log?: (line: string) => void;
+    /** The clock (for expiry of merge-request environments, freeze windows, timestamps). */
+    now?: () => Date;
+}): Promise<AssembledRunner> {
     const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
@@ -79,7 +86,7 @@ export async function createRunner(opts: { projectRoot: string; dataDir?: string
         engine,
         store: new FileStore(environment.dataDir),
         ops: GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env),
-        now: () => new Date(),
+        now: opts.now ?? (() => new Date()),
         newId: newRequestId,
         log,
         mrCluster: (n) => ({ ...settings.mrCluster, renderDir: path.join(environment.dataDir, "rendered", `mr-${n}`) }),

@@ -188,6 +188,29 @@ describe("the runner on the real engine", function () {
         assert.equal(parseLedger(git("show", "main:environments/itg/releases.json")).api.version, "2.2.0");
     });
 
+    it("merge-request environments: deploy, reap only the expired ones, destroy", async function () {
+        const mrBundle = bundle("web");
+        const a = await runner.mrDeploy({ mr: 3, app: "web", bundle: mrBundle, image: "registry.example/web:mr-3", sourceCommit: "abcdef0", requester: "ci", ttlHours: 1 });
+        const b = await runner.mrDeploy({ mr: 4, app: "web", bundle: mrBundle, image: "registry.example/web:mr-4", sourceCommit: "abcdef1", requester: "ci", ttlHours: 72 });
+        assert.equal(a.namespace, "mr-3");
+        assert.ok(Date.parse(a.expiresAt!) < Date.parse(b.expiresAt!));
+        const rendered = (n: number) => path.join(dataDir, "rendered", `mr-${n}`);
+        assert.ok(fs.readdirSync(rendered(3), { recursive: true }).length > 0, "mr-3 was not rendered");
+        // Two hours later, mr-3 has expired and mr-4 has not.
+        const later = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, now: () => new Date(Date.now() + 2 * 3600_000) });
+        const reaped = await later.runner.mrReap("reaper");
+        assert.deepEqual(reaped.destroyed, ["mr-3"]);
+        assert.deepEqual(reaped.kept.map((k) => k.stack), ["mr-4"]);
+        const stacks = await new AutomationEngine(later.environment, { lockWaitMs: 10_000, log: () => undefined }).listStacks();
+        assert.equal(stacks.includes("mr-3"), false, "the expired stack was not removed");
+        const yaml = (n: number) => (fs.existsSync(rendered(n)) ? fs.readdirSync(rendered(n), { recursive: true }).map(String).filter((f) => f.endsWith(".yaml")) : []);
+        assert.deepEqual(yaml(3), [], "mr-3's manifests were not removed");
+        assert.ok(yaml(4).length > 0);
+        const destroyed = await runner.mrDestroy(4, "ci");
+        assert.equal(destroyed.state, "done");
+        assert.deepEqual(yaml(4), []);
+    });
+
     describe("through the stages CLI", function () {
         it("--json answers and exit codes: ok 0, invalid 2, refused 3, not found 4", async function () {
             const ok = await cli(["status", "--json"]).done;
