@@ -51,8 +51,8 @@ export interface Component {
     /** File name of the executable. */
     readonly binary: string;
     readonly version: string;
-    /** How the engine uses it: registered as a resource plugin, or found beside the CLI. */
-    readonly role: "cli" | "language" | "shim" | "resource-plugin";
+    /** How it is used: the CLI, registered as a plugin, or a tool our code and tests run by path. */
+    readonly role: "cli" | "language" | "shim" | "resource-plugin" | "tool";
     /** For resource plugins: the plugin name the engine asks for. */
     readonly pluginName?: string;
     readonly recipe: Recipe;
@@ -65,6 +65,13 @@ export interface RecipeOptions {
     /** Also build the GitHub provider plugin. */
     readonly withGithub: boolean;
 }
+
+/**
+ * kubeseal from the Sealed Secrets controller's own module, to prove that what we seal is what the
+ * controller unseals. Later releases moved to the module path github.com/bitnami/sealed-secrets,
+ * which the checksum database does not know; v0.27.1 is the newest served under the original path.
+ */
+export const KUBESEAL_VERSION = "v0.27.1";
 
 /** Bump when a recipe's meaning changes without its data changing, so caches are rebuilt. */
 export const RECIPE_REVISION = 1;
@@ -167,6 +174,20 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         pluginName: "random",
         optional: false,
         recipe: { type: "go-local", dir: "provider-random", ldflags: [`-X main.version=${random}`] },
+    });
+    list.push({
+        name: "kubeseal",
+        binary: "kubeseal",
+        version: KUBESEAL_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "github.com/bitnami-labs/sealed-secrets",
+            version: KUBESEAL_VERSION,
+            mainPackage: "github.com/bitnami-labs/sealed-secrets/cmd/kubeseal",
+            ldflags: [],
+        },
     });
     if (options.withGithub) {
         const gh = requirePin(pins, "github");

@@ -24,6 +24,7 @@ describe("toolchain recipes", function () {
                 ["pulumi-analyzer-policy", "3.248.0", "shim"],
                 ["pulumi-resource-kubernetes", "4.34.2", "resource-plugin"],
                 ["pulumi-resource-random", "4.21.2", "resource-plugin"],
+                ["kubeseal", "0.27.1", "tool"],
             ],
         );
     });

@@ -144,6 +144,7 @@ describe("toolchain resolver", function () {
                 ["policy-shim", "3.248.0"],
                 ["kubernetes", "4.34.2"],
                 ["random", "4.21.2"],
+                ["kubeseal", "0.27.1"],
             ],
         );
         for (const c of out.components) assert.ok(["PATH", "PULUMI_HOME", "cache", "built"].includes(c.origin), c.origin);
