@@ -44,6 +44,7 @@ describe("ops repository skeleton", function () {
                 `environments/${s}/Chart.yaml`,
                 `environments/${s}/releases.json`,
                 `environments/${s}/secrets/.gitkeep`,
+                `environments/${s}/templates/sealed-secrets.yaml`,
                 `environments/${s}/values.yaml`,
             ]),
             "releases/.gitkeep",

@@ -5,6 +5,7 @@ export const opsPaths = {
     values: (stage: string): string => `environments/${stage}/values.yaml`,
     ledger: (stage: string): string => `environments/${stage}/releases.json`,
     secrets: (stage: string): string => `environments/${stage}/secrets/`,
+    secretsTemplate: (stage: string): string => `environments/${stage}/templates/sealed-secrets.yaml`,
     release: (app: string, version: string): string => `releases/${app}/${version}/`,
     codeowners: ".github/CODEOWNERS",
     readme: "README.md",

@@ -68,6 +68,7 @@ environments/<stage>/          what the Argo CD Application "<stage>" renders
   Chart.yaml                   generated umbrella chart: one dependency per app at its release
   values.yaml                  generated: each app's values for this stage
   releases.json                generated ledger: app -> version, bundle digest, request id, requester, time
+  templates/sealed-secrets.yaml  generated: deploys every secrets/*.yaml with the stage
   secrets/                     operator-owned SealedSecrets; the runner never writes here
 releases/<app>/<version>/      immutable release bundles, written once
   bundle.json                  app, version, image (digest), source commit, CI run, file digests
