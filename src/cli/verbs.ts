@@ -26,7 +26,6 @@ export function classify(e: unknown): unknown {
     if (e instanceof ValidationError) return new RunnerError("invalid", e.message);
     if (e instanceof ReleaseConflictError) return new RunnerError("conflict", e.message, "release-conflict");
     if (e instanceof GitError) return new RunnerError("conflict", e.message, "git");
-    if (e instanceof TypeError && /parseArgs|Unknown option|Option '/.test(String(e.message))) return new RunnerError("invalid", e.message);
     if ((e as { code?: string })?.code?.startsWith?.("ERR_PARSE_ARGS")) return new RunnerError("invalid", (e as Error).message);
     return e;
 }
@@ -72,7 +71,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
 
         const result = await dispatch(verb, argv, runner, settings, progress);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
-        else out(render(verb, argv, result));
+        else out(render(verb, result));
         return 0;
     } catch (raw) {
         if (cancelling) {
@@ -215,7 +214,7 @@ async function dispatch(
     throw new RunnerError("invalid", `unknown verb "${verb}"`);
 }
 
-function render(verb: string, argv: string[], result: unknown): string {
+function render(verb: string, result: unknown): string {
     if (verb === "status") {
         const rows = result as { stage: string; apps: Record<string, { version: string; hold?: { by: string } | null; promotedAt: string; requester: string }> }[];
         const apps = [...new Set(rows.flatMap((r) => Object.keys(r.apps)))].sort();
@@ -251,6 +250,5 @@ function render(verb: string, argv: string[], result: unknown): string {
     for (const [file, d] of Object.entries(r.files ?? {})) {
         lines.push(`--- ${file}`, ...d.removed.map((l) => `- ${l}`), ...d.added.map((l) => `+ ${l}`));
     }
-    void argv;
     return lines.join("\n") + "\n";
 }

@@ -2,7 +2,7 @@
  * Configuration of stage stacks (`itg`, `tst`, ...) and merge-request stacks (`mr-<n>`): what the
  * runner writes into a stack's config before each update. Pure parsers, one error for every problem.
  */
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "./validate";
+import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "./validate";
 import { NAMESPACE } from "./platform";
 
 /** Who put a hold on an app in a stage, and why. */
@@ -49,7 +49,6 @@ export interface StageConfig {
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-const COMMIT = /^[0-9a-f]{7,64}$/;
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const k = (key: string): string => `${NAMESPACE}:${key}`;
 

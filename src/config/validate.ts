@@ -13,6 +13,11 @@ export interface Problem {
     readonly rule: string;
 }
 
+/** One problem as a line: `key = value: rule` (the value left out when missing). */
+export function formatProblem(p: Problem): string {
+    return `${p.key}${p.value === undefined ? "" : ` = ${p.value}`}: ${p.rule}`;
+}
+
 /** Invalid input: lists every problem, one per line. */
 export class ValidationError extends Error {
     constructor(
@@ -22,7 +27,7 @@ export class ValidationError extends Error {
     ) {
         super(
             `invalid ${subject} (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
-                problems.map((p) => `  ${p.key}${p.value === undefined ? "" : ` = ${p.value}`}: ${p.rule}`).join("\n"),
+                problems.map((p) => `  ${formatProblem(p)}`).join("\n"),
         );
         this.name = "ValidationError";
     }
@@ -44,6 +49,11 @@ export const DNS_LABEL = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** The rule text that goes with {@link DNS_LABEL}. */
 export const DNS_LABEL_RULE =
     "must be a DNS label: lowercase letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters";
+
+/** A git commit id, abbreviated or full. */
+export const COMMIT = /^[0-9a-f]{7,64}$/;
+/** The rule text that goes with {@link COMMIT}. */
+export const COMMIT_RULE = "must be a git commit id (7 to 64 hex characters)";
 
 /** Semantic version 2.0.0, without a leading "v". */
 export const SEMVER =

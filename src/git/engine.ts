@@ -139,11 +139,7 @@ class Scratch {
         return (await gitOk(["rev-parse", `refs/remotes/origin/${branch}`], "rev-parse", { cwd: this.dir })).trim();
     }
 
-    head(commit: string | undefined): Promise<Head> {
-        return this.headOf(commit);
-    }
-
-    private async headOf(commit: string | undefined): Promise<Head> {
+    async head(commit: string | undefined): Promise<Head> {
         const paths = commit
             ? (await gitOk(["ls-tree", "-r", "-z", "--name-only", commit], "ls-tree", { cwd: this.dir })).split("\0").filter(Boolean)
             : [];
@@ -240,35 +236,32 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
     }
 }
 
-/** Reads files of a branch (for refresh and drift): path -> content, for the given paths only. */
-export async function readFiles(remote: string, branch: string, paths: readonly string[]): Promise<{ commit?: string; files: Record<string, string> }> {
+/** Fetches a branch into a scratch repository, runs `fn` on its head, and removes the scratch. */
+async function atHead<T>(remote: string, branch: string, fn: (head: Head) => Promise<T>): Promise<T> {
     const scratch = new Scratch();
     try {
         await scratch.init();
-        const commit = await scratch.fetch(remote, branch);
-        const head = await scratch.head(commit);
-        const files: Record<string, string> = {};
-        for (const p of paths) {
-            const c = await head.read(p);
-            if (c !== undefined) files[p] = c;
-        }
-        return { commit, files };
+        return await fn(await scratch.head(await scratch.fetch(remote, branch)));
     } finally {
         scratch.dispose();
     }
 }
 
+/** Reads files of a branch (for refresh and drift): path -> content, for the given paths only. */
+export function readFiles(remote: string, branch: string, paths: readonly string[]): Promise<{ commit?: string; files: Record<string, string> }> {
+    return atHead(remote, branch, async (head) => {
+        const files: Record<string, string> = {};
+        for (const p of paths) {
+            const c = await head.read(p);
+            if (c !== undefined) files[p] = c;
+        }
+        return { commit: head.commit, files };
+    });
+}
+
 /** Lists the files of a branch under a folder prefix (or all files). */
-export async function listFiles(remote: string, branch: string, prefix = ""): Promise<string[]> {
-    const scratch = new Scratch();
-    try {
-        await scratch.init();
-        const commit = await scratch.fetch(remote, branch);
-        const head = await scratch.head(commit);
-        return head.paths.filter((p) => p.startsWith(prefix));
-    } finally {
-        scratch.dispose();
-    }
+export function listFiles(remote: string, branch: string, prefix = ""): Promise<string[]> {
+    return atHead(remote, branch, async (head) => head.paths.filter((p) => p.startsWith(prefix)));
 }
 
 /** Creates a bare repository with the given default branch; a no-op if one exists there. */
@@ -329,11 +322,7 @@ export async function observedDigest(
     scope: readonly string[],
     keep: readonly string[],
 ): Promise<{ commit?: string; digest: string; differing: string[] }> {
-    const scratch = new Scratch();
-    try {
-        await scratch.init();
-        const commit = await scratch.fetch(remote, branch);
-        const head = await scratch.head(commit);
+    return atHead(remote, branch, async (head) => {
         const change = await computeChange(head, mode, files, scope, keep);
         const differing = change ? [...Object.keys(change.writes), ...change.deletes].sort() : [];
         const seen: Record<string, string> = {};
@@ -343,8 +332,6 @@ export async function observedDigest(
         }
         // Unexpected extra files under the scope count as a difference too.
         for (const p of change?.deletes ?? []) seen[p] = (await head.read(p)) ?? "";
-        return { commit, digest: differing.length === 0 ? filesDigest(files) : filesDigest(seen), differing };
-    } finally {
-        scratch.dispose();
-    }
+        return { commit: head.commit, digest: differing.length === 0 ? filesDigest(files) : filesDigest(seen), differing };
+    });
 }

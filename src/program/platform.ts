@@ -13,7 +13,7 @@ import * as random from "@pulumi/random";
 import type { PlatformConfig } from "../config/platform";
 import { GitFiles, LocalBareRepository } from "../git/resources";
 import { ArgoCd, SealedSecrets } from "./argocd";
-import { GithubPipeline } from "./github";
+import { GithubPipeline, githubToken } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
 import { devSkeleton, opsSkeleton } from "./ops/skeleton";
 import { userError } from "./errors";
@@ -97,7 +97,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         notApplicable = localHostNotApplicable();
         for (const n of notApplicable) pulumi.log.info(`not applicable with the local git host: ${n.item} (${n.reason})`);
     } else {
-        const token = new pulumi.Config("github").getSecret("token") ?? (deps.env.GITHUB_TOKEN ? pulumi.secret(deps.env.GITHUB_TOKEN) : undefined);
+        const token = githubToken(deps.env);
         if (!token) {
             throw userError("gitops-stages:gitHost.kind is \"github\" but no token is configured: set the secret config github:token or GITHUB_TOKEN");
         }

@@ -11,7 +11,7 @@ import * as path from "node:path";
 
 import * as YAML from "yaml";
 
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, Problem, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, Problem, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
 import { opsPaths } from "../program/ops/paths";
 
 /** Provenance and identity of a release, as CI states it. */
@@ -38,7 +38,6 @@ export interface BundleJson extends ReleaseMeta {
 
 /** Image reference: registry/path[:tag][@sha256:<64 hex>], at least a tag or a digest. */
 const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
-const COMMIT = /^[0-9a-f]{7,64}$/;
 
 /** Checks an app name, a version and (optionally) a stage name before any path is built from them. */
 export function checkNames(c: Checker, fields: { app?: unknown; version?: unknown; stage?: unknown }, prefix = ""): void {
@@ -57,7 +56,7 @@ export function parseReleaseMeta(raw: unknown): ReleaseMeta {
         c.fail("image", o.image, "must carry a tag or a digest");
     }
     const s = c.object("source", o.source, ["commit", "ciRunUrl"]);
-    const commit = c.string("source.commit", s.commit, undefined, COMMIT, "must be a git commit id (7 to 64 hex characters)");
+    const commit = c.string("source.commit", s.commit, undefined, COMMIT, COMMIT_RULE);
     const ciRunUrl = s.ciRunUrl === undefined ? undefined : c.url("source.ciRunUrl", s.ciRunUrl);
     c.throwIfAny("release");
     return { app: o.app as string, version: o.version as string, image, source: { commit, ...(ciRunUrl ? { ciRunUrl } : {}) } };

@@ -4,7 +4,7 @@
  */
 import type { SyncWindow } from "../config/platform";
 import type { StageChange, StageRelease } from "../config/stage";
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
 
@@ -66,7 +66,6 @@ export interface HoldRequest {
     readonly reason?: string;
 }
 
-const COMMIT = /^[0-9a-f]{7,64}$/;
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const KEY_RULE = "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
 
@@ -83,7 +82,7 @@ export function parsePromoteRequest(raw: unknown): PromoteRequest {
         ...(o.image !== undefined ? { image: c.string("image", o.image) } : {}),
         requester: c.string("requester", o.requester, undefined, /^\S.{0,199}$/, "must be 1 to 200 characters, not starting with a space"),
         source: {
-            commit: c.string("source.commit", src.commit, undefined, COMMIT, "must be a git commit id (7 to 64 hex characters)"),
+            commit: c.string("source.commit", src.commit, undefined, COMMIT, COMMIT_RULE),
             ...(src.mr !== undefined ? { mr: c.integer("source.mr", src.mr, 0, 1, 10_000_000) } : {}),
             ...(src.ciRunUrl !== undefined ? { ciRunUrl: c.url("source.ciRunUrl", src.ciRunUrl) } : {}),
         },

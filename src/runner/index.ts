@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { Checker } from "../config/validate";
+import { Checker, formatProblem } from "../config/validate";
 import { AutomationEngine } from "./adapters/automation";
 import { RunnerEnvironment, runnerEnvironment } from "./adapters/environment";
 import { FileStore } from "./adapters/file-store";
@@ -47,7 +47,7 @@ export function readSettings(dataDir: string): RunnerSettings {
         },
         lockWaitSeconds: c.integer("lockWaitSeconds", o.lockWaitSeconds, 600, 1, 86_400),
     };
-    if (c.problems.length) throw new RunnerError("invalid", `${file}: ` + c.problems.map((p) => `${p.key}${p.value === undefined ? "" : ` = ${p.value}`}: ${p.rule}`).join("; "));
+    if (c.problems.length) throw new RunnerError("invalid", `${file}: ` + c.problems.map(formatProblem).join("; "));
     return settings;
 }
 

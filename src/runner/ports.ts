@@ -43,8 +43,8 @@ export interface EnginePort {
     pipeline(): Promise<PipelineStage[]>;
     /** Outputs of the platform stack. */
     platformOutputs(): Promise<Record<string, unknown>>;
-    /** A stack's gitops-stages config (keys without namespace, JSON-decoded); undefined when the stack does not exist. */
-    readConfig(stack: string): Promise<Record<string, unknown> | undefined>;
+    /** A stack's outputs (secrets shown as "[secret]"); undefined when the stack does not exist. */
+    stackOutputs(stack: string): Promise<Record<string, unknown> | undefined>;
     /**
      * Updates a stack (or previews with dryRun) holding its lock: `plan` gets the stack's current
      * outputs (undefined for a new stack) and returns the config to set (keys without namespace) or

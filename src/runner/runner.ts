@@ -4,7 +4,7 @@
  * to the engine, the ops repo and its records only through ports, so the same orchestration
  * serves the CLI and the service.
  */
-import { Checker, DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
+import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, formatProblem } from "../config/validate";
 import type { StageChange, StageRelease } from "../config/stage";
 import { commitMessage } from "../program/stage/files";
 import {
@@ -152,7 +152,7 @@ export class Runner {
 
     /** What runs in a stage, from its stack's outputs (the backend is the source of truth). */
     private async releasesOf(stage: string): Promise<StageReleases> {
-        return releasesFrom(await this.deps.engine.readConfig(stage));
+        return releasesFrom(await this.deps.engine.stackOutputs(stage));
     }
 
     private async running(stages: readonly PipelineStage[]): Promise<Record<string, StageReleases>> {
@@ -357,7 +357,7 @@ export class Runner {
         const c = new Checker();
         c.string("requestId", requestId, undefined, /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "must be a request id");
         c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
-        if (c.problems.length) throw new RunnerError("invalid", c.problems.map((p) => `${p.key} = ${p.value}: ${p.rule}`).join("\n"));
+        if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
         const { stage } = findStage(await this.pipeline(), stageName);
         checkApprover(stage, actor);
         const approval = { requestId, stage: stage.name, by: actor.name, at: this.deps.now().toISOString() };
@@ -371,7 +371,7 @@ export class Runner {
         const wanted = stageName ? [findStage(stages, stageName).stage] : stages;
         return Promise.all(
             wanted.map(async (s) => {
-                const outputs = (await this.deps.engine.readConfig(s.name)) ?? {};
+                const outputs = (await this.deps.engine.stackOutputs(s.name)) ?? {};
                 return { stage: s.name, apps: (outputs.releases as StatusRow["apps"]) ?? {}, lastChange: (outputs.lastChange as StageChange | null) ?? null };
             }),
         );
@@ -415,10 +415,10 @@ export class Runner {
         const app = c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
         const bundle = c.string("bundle", o.bundle);
         const image = c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest");
-        const sourceCommit = c.string("sourceCommit", o.sourceCommit, undefined, /^[0-9a-f]{7,64}$/, "must be a git commit id");
+        const sourceCommit = c.string("sourceCommit", o.sourceCommit, undefined, COMMIT, "must be a git commit id");
         const ttlHours = c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90);
         const requester = c.string("requester", o.requester);
-        if (c.problems.length) throw new RunnerError("invalid", c.problems.map((p) => `${p.key}${p.value === undefined ? "" : ` = ${p.value}`}: ${p.rule}`).join("\n"));
+        if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
         const stack = `mr-${mr}`;
         const requestId = this.deps.newId();
         return this.queued(stack, requestId, undefined, app, async (signal) => {
@@ -461,7 +461,7 @@ export class Runner {
         const destroyed: string[] = [];
         const kept: { stack: string; expiresAt: string }[] = [];
         for (const stack of (await this.deps.engine.listStacks()).filter((s) => /^mr-\d+$/.test(s))) {
-            const outputs = await this.deps.engine.readConfig(stack);
+            const outputs = await this.deps.engine.stackOutputs(stack);
             const expiresAt = outputs?.expiresAt as string | undefined;
             if (expiresAt && Date.parse(expiresAt) <= now) {
                 await this.mrDestroy(Number(stack.slice(3)), requester, opts);

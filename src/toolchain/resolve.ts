@@ -12,7 +12,6 @@ import {
     Recipe,
     components,
     nonLocalReplaces,
-    parseVersion,
     pseudoVersion,
     versionAtLeast,
     wrapperGoMod,
@@ -394,20 +393,20 @@ export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void 
     }
 }
 
-/** The environment that makes the engine use this toolchain and nothing else. */
-export function toolchainEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-    return {
+/**
+ * The environment that makes the engine use this toolchain and nothing else: the toolchain's CLI
+ * first on PATH, no update checks, no plugin downloads, and `settings` (Pulumi home, backend,
+ * passphrase) over `base`. An ambient KUBECONFIG is dropped: render mode refuses one, and it must
+ * never turn a render into an apply (clusters come from stack config).
+ */
+export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, settings: Readonly<Record<string, string>>): Record<string, string> {
+    const env: NodeJS.ProcessEnv = {
         ...base,
+        ...settings,
         PATH: `${toolchain.binDir}${path.delimiter}${base.PATH ?? ""}`,
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     };
-}
-
-/** `pulumi version` of a toolchain, parsed; used by callers that print it. */
-export async function cliVersion(toolchain: Toolchain): Promise<string> {
-    const r = await run(toolchain.pulumi, ["version"], { env: toolchainEnv(toolchain) });
-    const v = parseVersion(r.stdout);
-    if (r.code !== 0 || !v) throw new ToolchainError(`${toolchain.pulumi} version failed: ${r.stderr.trim()}`);
-    return v.join(".");
+    delete env.KUBECONFIG;
+    return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }

@@ -67,7 +67,7 @@ describe("real Pulumi engine (integration)", function () {
         };
         stack = await LocalWorkspace.createStack(
             { stackName: "engine-test", projectName: "gitops-stages-engine-test", program },
-            { workDir: engine.dir, envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+            { workDir: engine.dir, ...engine.workspaceOptions },
         );
         // The dynamic provider host resolves @pulumi/pulumi from the program's folder.
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(engine.dir, "node_modules"));
@@ -181,7 +181,7 @@ describe("Node.js language host (integration)", function () {
             fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(project, "node_modules"));
             const stack = await LocalWorkspace.createStack(
                 { stackName: "dev", workDir: project },
-                { envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+                engine.workspaceOptions,
             );
             await stack.setConfig("prefix", { value: "rel-" });
             await stack.setConfig("token", { value: "tok-planted-0123456789", secret: true });

@@ -29,7 +29,7 @@ describe("platform stack on real GitHub (live)", function () {
             prepareProjectCopy(repoRoot, project);
             const stack = await LocalWorkspace.createStack(
                 { stackName: "platform", workDir: project },
-                { envVars: { ...engine.env, GITHUB_TOKEN: process.env.GITHUB_TOKEN! }, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+                { ...engine.workspaceOptions, envVars: { ...engine.env, GITHUB_TOKEN: process.env.GITHUB_TOKEN! } },
             );
             await stack.setAllConfig({
                 "gitops-stages:gitHost": { value: JSON.stringify({ kind: "github", owner: process.env.GITHUB_OWNER }) },

@@ -49,7 +49,7 @@ describe("platform stack on the real engine (embedded default)", function () {
         renderDir = path.join(engine.dir, "rendered");
         stack = await LocalWorkspace.createStack(
             { stackName: "platform", workDir: project },
-            { envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+            engine.workspaceOptions,
         );
         await stack.setAllConfig({
             "gitops-stages:gitHost": { value: JSON.stringify({ kind: "local", path: gitDir }) },
@@ -154,7 +154,7 @@ describe("platform stack on the real engine (embedded default)", function () {
     it("refuses bad config with every problem listed and creates nothing", async function () {
         const bad = await LocalWorkspace.createStack(
             { stackName: "platform-bad", workDir: project },
-            { envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+            engine.workspaceOptions,
         );
         const badGit = path.join(engine.dir, "bad-git");
         await bad.setAllConfig({

@@ -47,7 +47,7 @@ describe("a stage's umbrella chart and its sealed secrets (real engine)", functi
                         new k8s.helm.v4.Chart("prod", { chart: stageDir, namespace: "prod" }, { provider: render, dependsOn: [crd] });
                     },
                 },
-                { workDir: engine.dir, envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome },
+                { workDir: engine.dir, ...engine.workspaceOptions },
             );
             fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(engine.dir, "node_modules"));
             await stack.up();

@@ -29,7 +29,7 @@ describe("stage and merge-request stacks on the real engine", function () {
     let ops: string;
     let itg: Stack;
     let daemon: GitDaemon | undefined;
-    const opts = () => ({ envVars: engine.env, pulumiCommand: engine.command, pulumiHome: engine.pulumiHome });
+    const opts = () => (engine.workspaceOptions);
 
     const release = (_app: string, version: string, requestId: string) => ({
         version,

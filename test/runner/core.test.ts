@@ -194,7 +194,7 @@ describe("freeze window evaluation", function () {
         assert.throws(() => parseCron("61 * * * *"), /invalid cron field "61"/);
         assert.throws(() => parseCron("* * *"), /must have 5 fields/);
     });
-    it("measures durations", function () {
+    it("parses durations", function () {
         assert.equal(durationMinutes("1h30m"), 90);
         assert.throws(() => durationMinutes("1d"), /invalid duration/);
     });

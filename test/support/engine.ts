@@ -11,7 +11,7 @@ import * as path from "node:path";
 
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 
-import { Toolchain, ensureToolchain, registerPlugins, toolchainEnv } from "../../src/toolchain/resolve";
+import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
 
 /** Root of this repository (dist/test/support -> repo). */
 export const repoRoot = path.resolve(__dirname, "..", "..", "..");
@@ -32,6 +32,8 @@ export interface Engine {
     readonly env: Record<string, string>;
     /** The Automation API's handle on the toolchain's CLI. */
     readonly command: PulumiCommand;
+    /** LocalWorkspace options that run the Automation API in this environment. */
+    readonly workspaceOptions: { envVars: Record<string, string>; pulumiCommand: PulumiCommand; pulumiHome: string };
 }
 
 let toolchainOnce: Promise<Toolchain> | undefined;
@@ -52,17 +54,10 @@ export async function createEngine(prefix = "gitops-stages-engine-"): Promise<En
     fs.mkdirSync(stateDir, { recursive: true });
     registerPlugins(pulumiHome, toolchain);
     const passphrase = randomBytes(18).toString("base64url");
+    // Tests never talk to Pulumi Cloud, whatever the machine is logged in to.
     const base = { ...process.env };
-    // Render mode refuses a kubeconfig from the environment; tests that want a cluster set their own.
-    delete base.KUBECONFIG;
     delete base.PULUMI_ACCESS_TOKEN;
-    const env = toolchainEnv(toolchain, {
-        ...base,
-        PULUMI_HOME: pulumiHome,
-        PULUMI_BACKEND_URL: `file://${stateDir}`,
-        PULUMI_CONFIG_PASSPHRASE: passphrase,
-        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    });
+    const env = engineEnv(toolchain, base, { PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: `file://${stateDir}`, PULUMI_CONFIG_PASSPHRASE: passphrase });
     const command = await PulumiCommand.get({ root: toolchain.root });
     return {
         dir,
@@ -71,8 +66,9 @@ export async function createEngine(prefix = "gitops-stages-engine-"): Promise<En
         backendUrl: `file://${stateDir}`,
         stateDir,
         passphrase,
-        env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
+        env,
         command,
+        workspaceOptions: { envVars: env, pulumiCommand: command, pulumiHome },
     };
 }
 

@@ -14,8 +14,14 @@ import { repoRoot, testToolchain } from "../support/engine";
 
 const execFileAsync = promisify(execFile);
 
-function tempDir(prefix: string): string {
-    return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+/** Runs `fn` with a fresh temporary folder and removes it afterwards. */
+async function inTempDir(prefix: string, fn: (dir: string) => Promise<void>): Promise<void> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    try {
+        await fn(dir);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 }
 
 function listTree(dir: string): string[] {
@@ -44,8 +50,7 @@ describe("toolchain resolver", function () {
     });
 
     it("says what to install when there is neither a Pulumi CLI nor Go, and leaves no partial cache entry", async function () {
-        const cacheDir = tempDir("gitops-stages-nocache-");
-        try {
+        await inTempDir("gitops-stages-nocache-", async (cacheDir) => {
             await assert.rejects(
                 ensureToolchain({ projectRoot: repoRoot, cacheDir, env: { PATH: "/nonexistent", HOME: cacheDir }, log: () => undefined }),
                 (e: unknown) => {
@@ -60,15 +65,12 @@ describe("toolchain resolver", function () {
                 },
             );
             assert.deepEqual(listTree(cacheDir).filter((p) => p.includes(".partial")), []);
-        } finally {
-            fs.rmSync(cacheDir, { recursive: true, force: true });
-        }
+        });
     });
 
     it("uses a Pulumi CLI found on PATH, and plugins already installed in PULUMI_HOME", async function () {
         const shared = await testToolchain();
-        const dir = tempDir("gitops-stages-path-cli-");
-        try {
+        await inTempDir("gitops-stages-path-cli-", async (dir) => {
             const binDir = path.join(dir, "bin");
             fs.mkdirSync(binDir);
             const cli = shared.components.find((c) => c.component.role === "cli")!;
@@ -87,29 +89,23 @@ describe("toolchain resolver", function () {
             assert.equal(origin.random, "PULUMI_HOME");
             // A bare CLI without its language host beside it: ours comes from the cache.
             assert.equal(origin["language-nodejs"], "cache");
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
+        });
     });
 
     it("refuses a PULUMI_CLI that is too old, naming the version it needs", async function () {
-        const dir = tempDir("gitops-stages-old-cli-");
-        try {
+        await inTempDir("gitops-stages-old-cli-", async (dir) => {
             const fake = path.join(dir, "pulumi");
             fs.writeFileSync(fake, "#!/bin/sh\necho v3.100.0\n", { mode: 0o755 });
             await assert.rejects(
                 ensureToolchain({ projectRoot: repoRoot, env: { ...process.env, PULUMI_CLI: fake }, log: () => undefined }),
                 { name: "ToolchainError", message: `PULUMI_CLI=${fake} reports version v3.100.0; gitops-stages needs 3.248.0 or later` },
             );
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
+        });
     });
 
     it("registers plugins under the exact versions the SDKs request and leaves installed ones alone", async function () {
         const tc = await testToolchain();
-        const home = tempDir("gitops-stages-home-");
-        try {
+        await inTempDir("gitops-stages-home-", async (home) => {
             const preinstalled = path.join(home, "plugins", "resource-random-v4.21.2");
             fs.mkdirSync(preinstalled, { recursive: true });
             fs.writeFileSync(path.join(preinstalled, "pulumi-resource-random"), "official");
@@ -125,9 +121,7 @@ describe("toolchain resolver", function () {
             assert.equal(fs.readFileSync(path.join(preinstalled, "pulumi-resource-random"), "utf8"), "official");
             const k8s = path.join(home, "plugins", "resource-kubernetes-v4.34.2", "pulumi-resource-kubernetes");
             assert.equal(fs.realpathSync(k8s), fs.realpathSync(tc.components.find((c) => c.component.name === "kubernetes")!.path));
-        } finally {
-            fs.rmSync(home, { recursive: true, force: true });
-        }
+        });
     });
 
     it("`stages toolchain --json` lists every component with its version and origin", async function () {

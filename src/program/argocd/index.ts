@@ -63,7 +63,7 @@ export class ArgoCd extends pulumi.ComponentResource {
             const record = pendingChartRecord(
                 "argo-cd",
                 cfg.argocd.chart,
-                argocdValues(cfg, { adminPasswordHash: REDACTED, webhookSecret: REDACTED, skipAwait: cfg.cluster.skipAwait }),
+                argocdValues(cfg, { adminPasswordHash: REDACTED, webhookSecret: REDACTED }),
                 ns,
             );
             new k8s.core.v1.ConfigMap(`${name}-pending-chart`, record, { ...child, dependsOn: [namespace] });
@@ -71,7 +71,7 @@ export class ArgoCd extends pulumi.ComponentResource {
             const values = pulumi
                 .all([args.adminPasswordHash, args.webhookSecret])
                 .apply(([adminPasswordHash, webhookSecret]) =>
-                    argocdValues(cfg, { adminPasswordHash, webhookSecret, skipAwait: cfg.cluster.skipAwait }),
+                    argocdValues(cfg, { adminPasswordHash, webhookSecret }),
                 );
             dependsOn.push(
                 new k8s.helm.v4.Chart(

@@ -123,8 +123,6 @@ export interface ArgoCdValueInputs {
     readonly adminPasswordHash: string;
     /** Shared secret of the ops repo's webhook. */
     readonly webhookSecret: string;
-    /** Whether to wait for workloads (false on clusters that cannot run pods). */
-    readonly skipAwait: boolean;
 }
 
 /** Values for the Argo CD chart. */

@@ -28,6 +28,11 @@ export interface GithubPipelineArgs {
     readonly author: { name: string; email: string };
 }
 
+/** The GitHub token: the GitHub provider's own `github:token` config (secret), else GITHUB_TOKEN. */
+export function githubToken(env: NodeJS.ProcessEnv): pulumi.Output<string> | undefined {
+    return new pulumi.Config("github").getSecret("token") ?? (env.GITHUB_TOKEN ? pulumi.secret(env.GITHUB_TOKEN) : undefined);
+}
+
 /** `https://x-access-token:<token>@host/owner/repo.git`, the form GitHub accepts for token pushes. */
 export function tokenRemote(httpCloneUrl: string, token: string): string {
     const u = new URL(httpCloneUrl);

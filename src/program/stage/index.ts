@@ -9,7 +9,7 @@ import type { StageConfig } from "../../config/stage";
 import { readFiles } from "../../git/engine";
 import { GitFiles } from "../../git/resources";
 import type { BundleJson } from "../../release/bundle";
-import { tokenRemote } from "../github";
+import { githubToken, tokenRemote } from "../github";
 import { opsPaths } from "../ops/paths";
 import { PLATFORM_AUTHOR } from "../platform";
 import { userError } from "../errors";
@@ -64,7 +64,7 @@ export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.Proces
             return url;
         });
         const gitHost = platform.getOutput("gitHost") as pulumi.Output<string | undefined>;
-        const token = new pulumi.Config("github").getSecret("token") ?? (env.GITHUB_TOKEN ? pulumi.secret(env.GITHUB_TOKEN) : undefined);
+        const token = githubToken(env);
         writeRemote = pulumi.all([readRemote, gitHost, token]).apply(([url, host, t]) => (host === "github" && t ? tokenRemote(url, t) : url));
         readRemote = writeRemote;
     }

@@ -130,7 +130,7 @@ export class AutomationEngine implements EnginePort {
         return stages.map((s) => ({ ...s, freezeWindows: s.freezeWindows ?? [], requireApproval: s.requireApproval ?? false }));
     }
 
-    async readConfig(name: string): Promise<Record<string, unknown> | undefined> {
+    async stackOutputs(name: string): Promise<Record<string, unknown> | undefined> {
         const stack = await this.stack(name, false);
         if (!stack) return undefined;
         return plain(await stack.outputs());

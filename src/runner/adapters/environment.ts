@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 
 import { prepareProjectCopy } from "../../project";
-import { Toolchain, ensureToolchain, registerPlugins, toolchainEnv } from "../../toolchain/resolve";
+import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../toolchain/resolve";
 
 /** Everything an engine adapter needs. */
 export interface RunnerEnvironment {
@@ -62,17 +62,7 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
         if (!fs.existsSync(file)) fs.writeFileSync(file, randomBytes(24).toString("base64url"), { mode: 0o600 });
         extra.PULUMI_CONFIG_PASSPHRASE_FILE = file;
     }
-    const base = { ...env };
-    // An ambient kubeconfig must never turn a render into an apply: clusters come from stack config.
-    delete base.KUBECONFIG;
-    const all = toolchainEnv(toolchain, {
-        ...base,
-        ...extra,
-        PULUMI_HOME: pulumiHome,
-        PULUMI_BACKEND_URL: backendUrl,
-        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    });
-    const envVars = Object.fromEntries(Object.entries(all).filter((e): e is [string, string] => e[1] !== undefined));
+    const envVars = engineEnv(toolchain, env, { ...extra, PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: backendUrl });
     const command = await PulumiCommand.get({ root: toolchain.root });
     return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, envVars, command, toolchain };
 }
