@@ -36,6 +36,15 @@ runner verbs:
   mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]
   mr destroy <n>                                   mr reap
 
+sensitive configuration (needs the secrets right on the stage; values only from files or stdin):
+  secret set <app> --stage <stage> KEY=@file|KEY=- ... [--name <secret>] [--namespace <ns>]
+          [--cert <file>] [--namespace-wide | --cluster-wide] [--replace] [--reason <text>]
+  secret list --stage <stage> [<app>]              keys and scopes only, never values
+  secret rm <app> --stage <stage> [--name <secret> [KEY ...]]
+  secret reseal --stage <stage> [--cert <new.pem> --private-key <old.pem> ...]
+  (the controller is reached through the platform's cluster, or --controller-url <url>)
+  GITOPS_STAGES_TOKEN=<token> makes any verb act with that token's rights instead of the user's
+
 exit codes: 0 ok, 2 invalid input, 3 refused by policy or not allowed, 4 not found,
             5 conflict or timeout, 1 anything else, 130/143 cancelled by SIGINT/SIGTERM
 
@@ -111,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
             case "history":
             case "drift":
             case "mr":
+            case "secret":
                 return await runnerVerb(verb, rest, projectRoot);
             case undefined:
             case "help":

@@ -11,7 +11,7 @@ import { ValidationError } from "../config/validate";
 import { GitError } from "../git/engine";
 import { ReleaseConflictError } from "../release/publish";
 import { RunnerError, exitCode, publicError } from "../runner/errors";
-import { cliActor, createRunner, defaultUser, newRequestId } from "../runner/index";
+import { AssembledRunner, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
 
 /** Options every runner verb takes. */
 const COMMON = {
@@ -51,7 +51,9 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
     let cancelling: NodeJS.Signals | undefined;
     const out = (text: string) => process.stdout.write(text);
     try {
-        const { runner, environment, settings } = await createRunner({ projectRoot });
+        const controllerUrl = flagValue(argv, "--controller-url") ?? process.env.GITOPS_STAGES_CONTROLLER_URL;
+        const assembled = await createRunner({ projectRoot, ...(controllerUrl ? { controllerUrl } : {}) });
+        const { runner, environment } = assembled;
         logFile = path.join(environment.dataDir, "runner.log");
         const progress = argv.includes("--quiet") || json ? undefined : (s: string) => process.stderr.write(s);
         const onSignal = (sig: NodeJS.Signals) => {
@@ -69,7 +71,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
 
-        const result = await dispatch(verb, argv, runner, settings, progress);
+        const result = await dispatch(verb, argv, assembled, progress);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
         else out(render(verb, result));
         return 0;
@@ -101,16 +103,63 @@ function engineErrorLines(e: Error): string {
     return [...new Set(lines)].map((l) => `  ${l}\n`).join("");
 }
 
-async function dispatch(
-    verb: string,
-    argv: string[],
-    runner: Awaited<ReturnType<typeof createRunner>>["runner"],
-    settings: Awaited<ReturnType<typeof createRunner>>["settings"],
-    onOutput?: (s: string) => void,
-): Promise<unknown> {
+/** The value of `--flag value` or `--flag=value` in argv, before the verb's own parsing. */
+function flagValue(argv: readonly string[], flag: string): string | undefined {
+    for (let i = 0; i < argv.length; i++) {
+        if (argv[i] === flag) return argv[i + 1];
+        if (argv[i].startsWith(`${flag}=`)) return argv[i].slice(flag.length + 1);
+    }
+    return undefined;
+}
+
+/**
+ * Reads `KEY=@file` and `KEY=-` (stdin, once) into bytes. Values are never taken from arguments:
+ * they would show in process lists and shell history. Errors name the key, never a value.
+ */
+export function readSecretValues(args: readonly string[], readStdin: () => Buffer, readFile: (f: string) => Buffer = fs.readFileSync): Record<string, Buffer> {
+    const values: Record<string, Buffer> = {};
+    let stdinUsed = false;
+    for (const arg of args) {
+        const eq = arg.indexOf("=");
+        const key = eq > 0 ? arg.slice(0, eq) : "";
+        const source = eq > 0 ? arg.slice(eq + 1) : "";
+        if (!key) throw new RunnerError("invalid", `values: each value must be KEY=@file or KEY=- (stdin), got an argument without "KEY="`);
+        if (key in values) throw new RunnerError("invalid", `values.${key}: given twice`);
+        if (source === "-") {
+            if (stdinUsed) throw new RunnerError("invalid", `values.${key}: only one key can read stdin`);
+            stdinUsed = true;
+            values[key] = readStdin();
+        } else if (source.startsWith("@") && source.length > 1) {
+            try {
+                values[key] = readFile(path.resolve(source.slice(1)));
+            } catch (e) {
+                throw new RunnerError("invalid", `values.${key}: cannot read ${source.slice(1)} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+            }
+        } else {
+            throw new RunnerError("invalid", `values.${key}: values are never taken from the command line (process lists and shell history would show them); use ${key}=@file or ${key}=-`);
+        }
+    }
+    return values;
+}
+
+function readPem(file: string, what: string): string {
+    try {
+        return fs.readFileSync(path.resolve(file), "utf8");
+    } catch (e) {
+        throw new RunnerError("invalid", `${what}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+    }
+}
+
+async function dispatch(verb: string, argv: string[], assembled: AssembledRunner, onOutput?: (s: string) => void): Promise<unknown> {
+    const { runner, settings } = assembled;
     const user = () => (values.as as string | undefined) ?? defaultUser();
+    // A bearer token (as CI holds one) acts with that token's rights instead of the local user's.
+    const principal = async () => {
+        const token = process.env.GITOPS_STAGES_TOKEN;
+        return token ? tokenActor(settings, await assembled.platformOutputs(), token) : cliActor(settings, user());
+    };
     let values: Record<string, unknown> = {};
-    const parse = (options: Record<string, { type: "string" | "boolean" }>, allowPositionals = true) => {
+    const parse = (options: Record<string, { type: "string" | "boolean"; multiple?: boolean }>, allowPositionals = true) => {
         const r = parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals, strict: true });
         values = r.values as Record<string, unknown>;
         return r;
@@ -210,6 +259,54 @@ async function dispatch(
             }
             throw new RunnerError("invalid", `unknown mr verb "${sub ?? ""}" (deploy, destroy, reap)`);
         }
+        case "secret": {
+            const [sub, ...rest] = argv;
+            argv = rest;
+            const common = { stage: { type: "string" }, reason: { type: "string" }, "controller-url": { type: "string" } } as const;
+            if (sub === "set") {
+                const { positionals } = parse({ ...common, name: { type: "string" }, namespace: { type: "string" }, cert: { type: "string" }, "namespace-wide": { type: "boolean" }, "cluster-wide": { type: "boolean" }, replace: { type: "boolean" } });
+                if (values["namespace-wide"] && values["cluster-wide"]) throw new RunnerError("invalid", "scope: choose one of --namespace-wide and --cluster-wide");
+                const [app, ...pairs] = positionals;
+                const secretValues = readSecretValues(pairs, () => fs.readFileSync(0));
+                return assembled.secrets.set(
+                    {
+                        app,
+                        stage: values.stage as string,
+                        ...(values.name !== undefined ? { name: values.name as string } : {}),
+                        ...(values.namespace !== undefined ? { namespace: values.namespace as string } : {}),
+                        scope: values["cluster-wide"] ? "cluster-wide" : values["namespace-wide"] ? "namespace-wide" : "strict",
+                        replace: values.replace === true,
+                        values: secretValues,
+                        ...(values.cert !== undefined ? { certificate: readPem(values.cert as string, "cert") } : {}),
+                        ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
+                    },
+                    await principal(),
+                );
+            }
+            if (sub === "list") {
+                const { positionals } = parse(common);
+                return assembled.secrets.list(values.stage as string, positionals[0], await principal());
+            }
+            if (sub === "rm") {
+                const { positionals } = parse({ ...common, name: { type: "string" } });
+                const [app, ...keys] = positionals;
+                return assembled.secrets.remove({ app, stage: values.stage as string, keys, ...(values.name !== undefined ? { name: values.name as string } : {}), ...(values.reason !== undefined ? { reason: values.reason as string } : {}) }, await principal());
+            }
+            if (sub === "reseal") {
+                parse({ ...common, cert: { type: "string" }, "private-key": { type: "string", multiple: true } }, false);
+                const keys = ((values["private-key"] as string[] | undefined) ?? []).map((f) => readPem(f, "private-key"));
+                return assembled.secrets.reseal(
+                    {
+                        stage: values.stage as string,
+                        ...(values.cert !== undefined ? { certificate: readPem(values.cert as string, "cert") } : {}),
+                        privateKeys: keys,
+                        ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
+                    },
+                    await principal(),
+                );
+            }
+            throw new RunnerError("invalid", `unknown secret verb "${sub ?? ""}" (set, list, rm, reseal)`);
+        }
     }
     throw new RunnerError("invalid", `unknown verb "${verb}"`);
 }
@@ -240,6 +337,11 @@ function render(verb: string, result: unknown): string {
     if (verb === "drift") {
         const rows = result as { stack: string; changes: Record<string, number>; details: string[] }[];
         return rows.map((r) => `${r.stack}: ${r.details.length ? `drift\n${r.details.map((d) => `  ${d}`).join("\n")}` : "no drift"}`).join("\n") + "\n";
+    }
+    if (verb === "secret") {
+        const r = result as { message: string; opsCommit?: string; requestId: string; secrets: { app: string; name: string; namespace: string; scope: string; keys: string[] }[] };
+        const rows = [["app", "secret", "namespace", "scope", "keys"], ...r.secrets.map((s) => [s.app, s.name, s.namespace, s.scope, s.keys.join(",")])];
+        return [r.message, ...(r.opsCommit ? [`ops repo commit: ${r.opsCommit}`] : []), `request: ${r.requestId}`, ""].join("\n") + (r.secrets.length ? table(rows) : "");
     }
     const r = result as { message?: string; opsCommit?: string; requestId?: string; state?: string; recovered?: string; changes?: Record<string, number>; files?: Record<string, { removed: string[]; added: string[] }> };
     const lines = [r.message ?? JSON.stringify(result)];

@@ -12,6 +12,7 @@ import * as path from "node:path";
 
 import { AutomationEngine } from "../runner/adapters/automation";
 import { RunnerError } from "../runner/errors";
+import { DEFAULT_USER_VERBS } from "../runner/rights";
 import { createRunner } from "../runner/index";
 
 /** Project root (dist/src/demo -> repo). */
@@ -62,8 +63,8 @@ async function main(): Promise<void> {
     say(`not applicable with the local git host: ${(outputs.notApplicable as { item: string }[]).map((n) => n.item).join("; ")}`);
 
     const bundles = path.join(base, "bundles");
-    const ci = { name: "ci", teams: [], canOverrideOrder: false };
-    const alice = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true };
+    const ci = { name: "ci", teams: [], canOverrideOrder: false, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
+    const alice = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
     const commit = () => randomBytes(20).toString("hex");
     const show = (r: { message: string; opsCommit?: string; state: string; requestId: string }) =>
         say(`${r.message} [${r.state}, request ${r.requestId}${r.opsCommit ? `, ops commit ${r.opsCommit.slice(0, 12)}` : ""}]`);

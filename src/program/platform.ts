@@ -13,6 +13,7 @@ import * as random from "@pulumi/random";
 import type { PlatformConfig } from "../config/platform";
 import { GitFiles, LocalBareRepository } from "../git/resources";
 import { ArgoCd, SealedSecrets } from "./argocd";
+import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
 import { GithubPipeline, githubToken } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
 import { devSkeleton, opsSkeleton } from "./ops/skeleton";
@@ -183,6 +184,12 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         })),
         charts: charts.map((c) => ({ name: c.ref.name, source: describeChart(c.ref), installed: c.installed, reason: c.reason })),
         renderDir: render ? cfg.cluster.renderDir : undefined,
+        // Where `stages secret` finds the controller's certificate (and its rotate endpoint).
+        sealedSecretsController: {
+            namespace: cfg.sealedSecrets.namespace,
+            name: SEALED_SECRETS_CONTROLLER,
+            ...(render ? {} : { kubeconfig: cfg.cluster.kubeconfig, ...(cfg.cluster.context ? { context: cfg.cluster.context } : {}) }),
+        },
         notApplicable,
     };
 }

@@ -7,12 +7,15 @@ import type { StageChange, StageRelease } from "../config/stage";
 import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
+import type { Principal } from "./rights";
 
 /** A stage as the runner sees it (from the platform stack's `stages` output). */
 export interface PipelineStage {
     readonly name: string;
     readonly sync: "automatic" | "manual";
     readonly owners: readonly string[];
+    /** The stage's namespaces; the first is where Argo CD deploys the stage's apps. */
+    readonly namespaces: readonly string[];
     readonly queue: "fifo" | "coalesce";
     readonly requireApproval: boolean;
     readonly freezeWindows: readonly SyncWindow[];
@@ -22,7 +25,7 @@ export interface PipelineStage {
 export type StageReleases = Readonly<Record<string, StageRelease>>;
 
 /** Who is asking, and what they may do. */
-export interface Actor {
+export interface Actor extends Principal {
     readonly name: string;
     /** Teams the actor belongs to (to check stage ownership for approvals). */
     readonly teams: readonly string[];

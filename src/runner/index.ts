@@ -10,16 +10,22 @@ import * as path from "node:path";
 import { Checker, formatProblem } from "../config/validate";
 import { AutomationEngine } from "./adapters/automation";
 import { RunnerEnvironment, runnerEnvironment } from "./adapters/environment";
+import { KubeClient } from "../kube/client";
+import { DirectController, ProxiedController } from "./adapters/controller";
 import { FileStore } from "./adapters/file-store";
 import { GitOpsRepo } from "./adapters/ops-repo";
 import type { Actor } from "./core";
 import { RunnerError } from "./errors";
+import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
 import { Runner } from "./runner";
+import { Secrets } from "./secrets";
 
 /** Settings of a runner (`<data>/runner.json`). */
 export interface RunnerSettings {
     /** Local users of the CLI: their teams (stage ownership) and whether they may override the stage order. */
-    readonly users: Record<string, { teams: string[]; overrideOrder: boolean }>;
+    readonly users: Record<string, { teams: string[]; overrideOrder: boolean; grants?: Grant[] }>;
+    /** Tokens accepted besides the platform's generated ones, stored as SHA-256 hashes with their rights. */
+    readonly tokens: TokenEntry[];
     /** Cluster of merge-request environments; absent kubeconfig: rendered under `<data>/rendered/mr-<n>`. */
     readonly mrCluster: { kubeconfig?: string; context?: string; skipAwait: boolean };
     /** How long a request waits for a stack locked by another update. */
@@ -31,15 +37,30 @@ export function readSettings(dataDir: string): RunnerSettings {
     const file = path.join(dataDir, "runner.json");
     const raw: unknown = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
     const c = new Checker();
-    const o = c.object("runner.json", raw, ["users", "mrCluster", "lockWaitSeconds"]);
+    const o = c.object("runner.json", raw, ["users", "tokens", "mrCluster", "lockWaitSeconds"]);
     const users: RunnerSettings["users"] = {};
     for (const [name, u] of Object.entries(c.object("users", o.users, Object.keys((o.users as object) ?? {})))) {
-        const uo = c.object(`users.${name}`, u, ["teams", "overrideOrder"]);
-        users[name] = { teams: c.strings(`users.${name}.teams`, uo.teams, []), overrideOrder: c.boolean(`users.${name}.overrideOrder`, uo.overrideOrder, false) };
+        const uo = c.object(`users.${name}`, u, ["teams", "overrideOrder", "rights"]);
+        users[name] = {
+            teams: c.strings(`users.${name}.teams`, uo.teams, []),
+            overrideOrder: c.boolean(`users.${name}.overrideOrder`, uo.overrideOrder, false),
+            ...(uo.rights !== undefined ? { grants: parseGrants(c, `users.${name}.rights`, uo.rights) } : {}),
+        };
+    }
+    const tokens: TokenEntry[] = [];
+    if (o.tokens !== undefined && !Array.isArray(o.tokens)) c.fail("tokens", o.tokens, "must be a list of {name, sha256, rights}");
+    for (const [i, t] of (Array.isArray(o.tokens) ? o.tokens : []).entries()) {
+        const to = c.object(`tokens[${i}]`, t, ["name", "sha256", "rights"]);
+        tokens.push({
+            name: c.string(`tokens[${i}].name`, to.name, undefined, /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, "must be 1 to 64 letters, digits, '.', '_', '@' or '-'"),
+            sha256: c.string(`tokens[${i}].sha256`, to.sha256, undefined, /^[0-9a-f]{64}$/, "must be the token's SHA-256 as 64 lowercase hex digits (never the token itself)"),
+            grants: parseGrants(c, `tokens[${i}].rights`, to.rights),
+        });
     }
     const m = c.object("mrCluster", o.mrCluster, ["kubeconfig", "context", "skipAwait"]);
     const settings: RunnerSettings = {
         users,
+        tokens,
         mrCluster: {
             ...(m.kubeconfig !== undefined ? { kubeconfig: c.string("mrCluster.kubeconfig", m.kubeconfig) } : {}),
             ...(m.context !== undefined ? { context: c.string("mrCluster.context", m.context) } : {}),
@@ -51,10 +72,24 @@ export function readSettings(dataDir: string): RunnerSettings {
     return settings;
 }
 
-/** The actor of a CLI call: the named user with the teams and rights runner.json gives them. */
+/**
+ * The actor of a CLI call: the named user with the teams and rights runner.json gives them. A user
+ * without configured rights may use every verb on every stage except `secrets`.
+ */
 export function cliActor(settings: RunnerSettings, name: string): Actor {
     const u = settings.users[name];
-    return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false };
+    return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false, grants: u?.grants ?? [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
+}
+
+/**
+ * The actor a bearer token stands for: a generated per-stage token of the platform stack (CI rights
+ * on that stage) or a configured one. Unknown tokens are `unauthorized`, with no hint of what exists.
+ */
+export function tokenActor(settings: RunnerSettings, platformOutputs: Record<string, unknown>, token: string): Actor {
+    const hashes = (platformOutputs.runnerTokenHashes ?? {}) as Record<string, string>;
+    const who = tokenPrincipal(token, [...platformTokenEntries(hashes), ...settings.tokens]);
+    if (!who) throw new RunnerError("unauthorized", "the token is not valid");
+    return { ...who, teams: [], canOverrideOrder: false };
 }
 
 /** A request id: time-ordered and unique enough to name in commits and logs. */
@@ -65,6 +100,10 @@ export function newRequestId(): string {
 /** A runner and what it runs on. */
 export interface AssembledRunner {
     readonly runner: Runner;
+    /** The operators' sensitive-configuration workflow. */
+    readonly secrets: Secrets;
+    /** The platform stack's outputs (for token checks). */
+    readonly platformOutputs: () => Promise<Record<string, unknown>>;
     readonly environment: RunnerEnvironment;
     readonly settings: RunnerSettings;
 }
@@ -77,21 +116,35 @@ export async function createRunner(opts: {
     log?: (line: string) => void;
     /** The clock (for expiry of merge-request environments, freeze windows, timestamps). */
     now?: () => Date;
+    /** The Sealed Secrets controller's URL, instead of reaching it through the platform's cluster. */
+    controllerUrl?: string;
 }): Promise<AssembledRunner> {
     const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
     const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log });
+    const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env);
     const runner = new Runner({
         engine,
         store: new FileStore(environment.dataDir),
-        ops: GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env),
+        ops,
         now: opts.now ?? (() => new Date()),
         newId: newRequestId,
         log,
         mrCluster: (n) => ({ ...settings.mrCluster, renderDir: path.join(environment.dataDir, "rendered", `mr-${n}`) }),
     });
-    return { runner, environment, settings };
+    const secrets = new Secrets({
+        pipeline: () => engine.pipeline(),
+        repo: ops,
+        newId: newRequestId,
+        controller: async () => {
+            if (opts.controllerUrl) return new DirectController(opts.controllerUrl);
+            const c = (await engine.platformOutputs()).sealedSecretsController as { namespace: string; name: string; kubeconfig?: string; context?: string } | undefined;
+            if (!c?.kubeconfig) return undefined;
+            return new ProxiedController(KubeClient.fromKubeconfig(c.kubeconfig, c.context), c.namespace, c.name);
+        },
+    });
+    return { runner, secrets, platformOutputs: () => engine.platformOutputs(), environment, settings };
 }
 
 /** The user running the CLI: --as, else $GITOPS_STAGES_USER, else the OS user. */

@@ -22,6 +22,13 @@ export type Recipe =
           readonly ldflags: readonly string[];
           /** A generated main package instead of the module's own (see `kubernetesMain`). */
           readonly generatedMain?: "kubernetes";
+          /** Sibling modules of the same repository, required at the same version (their local replaces). */
+          readonly siblings?: readonly string[];
+          /**
+           * Version that stands in for the module's local replaces (`k8s.io/api => ./staging/...`):
+           * Kubernetes publishes its staging modules as `v0.X.Y` for release `v1.X.Y`.
+           */
+          readonly localReplacesAt?: string;
       }
     | {
           /** A Go module kept in this repository under `toolchain/<dir>`. */
@@ -72,6 +79,12 @@ export interface RecipeOptions {
  * which the checksum database does not know; v0.27.1 is the newest served under the original path.
  */
 export const KUBESEAL_VERSION = "v0.27.1";
+
+/** The Kubernetes API server of the cluster test tier; its staging modules are published as v0.36.3. */
+export const KUBERNETES_VERSION = "v1.36.3";
+
+/** The etcd behind that API server. */
+export const ETCD_VERSION = "v3.6.16";
 
 /** Bump when a recipe's meaning changes without its data changing, so caches are rebuilt. */
 export const RECIPE_REVISION = 1;
@@ -189,6 +202,38 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             ldflags: [],
         },
     });
+    const [, kMinor] = /^v1\.(\d+)\.\d+$/.exec(KUBERNETES_VERSION) ?? [];
+    const versionPkg = "k8s.io/component-base/version";
+    list.push({
+        name: "kube-apiserver",
+        binary: "kube-apiserver",
+        version: KUBERNETES_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "k8s.io/kubernetes",
+            version: KUBERNETES_VERSION,
+            mainPackage: "k8s.io/kubernetes/cmd/kube-apiserver",
+            localReplacesAt: KUBERNETES_VERSION.replace(/^v1\./, "v0."),
+            ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${kMinor}`, `-X ${versionPkg}.gitTreeState=clean`],
+        },
+    });
+    list.push({
+        name: "etcd",
+        binary: "etcd",
+        version: ETCD_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "go.etcd.io/etcd/server/v3",
+            version: ETCD_VERSION,
+            mainPackage: "go.etcd.io/etcd/server/v3",
+            siblings: ["go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/pkg/v3", "go.etcd.io/etcd/client/v3", "go.etcd.io/etcd/pkg/v3"],
+            ldflags: [],
+        },
+    });
     if (options.withGithub) {
         const gh = requirePin(pins, "github");
         list.push({
@@ -240,9 +285,10 @@ export function pseudoVersion(major: number, commitTime: Date, commit: string): 
 /**
  * The replace directives of a module's go.mod that point at other modules (not local folders).
  * Go ignores a dependency's replaces, so a wrapper must repeat them to build what upstream builds;
- * local ones (`=> ../sdk`) stand for sibling modules, which the wrapper requires at the same version.
+ * local ones (`=> ../sdk`) stand for sibling modules, which the wrapper requires at the same version,
+ * or, with `localAt`, are replaced by the published module of that name at that version.
  */
-export function nonLocalReplaces(goMod: string): Record<string, string> {
+export function nonLocalReplaces(goMod: string, localAt?: string): Record<string, string> {
     const out: Record<string, string> = {};
     const lines: string[] = [];
     let inBlock = false;
@@ -261,7 +307,11 @@ export function nonLocalReplaces(goMod: string): Record<string, string> {
         const m = /^(\S+)(?:\s+\S+)?\s*=>\s*(\S+)(?:\s+(\S+))?$/.exec(line);
         if (!m) continue;
         const [, from, to, version] = m;
-        if (to.startsWith(".") || to.startsWith("/") || !version) continue;
+        if (to.startsWith(".") || to.startsWith("/")) {
+            if (localAt) out[from] = `${from} ${localAt}`;
+            continue;
+        }
+        if (!version) continue;
         out[from] = `${to} ${version}`;
     }
     return out;

@@ -324,7 +324,7 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
     fs.rmSync(work, { recursive: true, force: true });
     fs.mkdirSync(work, { recursive: true });
     const modInfo = JSON.parse(await step(["mod", "download", "-json", `${module}@${version}`], work));
-    const replaces = nonLocalReplaces(fs.readFileSync(modInfo.GoMod, "utf8"));
+    const replaces = nonLocalReplaces(fs.readFileSync(modInfo.GoMod, "utf8"), r.type === "go-wrapper" ? r.localReplacesAt : undefined);
     const goVersion = /^go(\d+\.\d+(?:\.\d+)?)/.exec(go.version)?.[1] ?? "1.25";
     fs.writeFileSync(path.join(work, "go.mod"), wrapperGoMod(c.name, goVersion, replaces));
     const mainPackage = r.mainPackage;
@@ -340,7 +340,9 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
         await step(["mod", "tidy"], work);
     } else {
         // Local replaces (`=> ../sdk`) name sibling modules; require them at the same version.
-        const siblings = /github\.com\/pulumi\/pulumi\/pkg\/v3$/.test(module) ? [`github.com/pulumi/pulumi/sdk/v3@${version}`] : [];
+        // The CLI's sibling (its SDK) is implied rather than listed, which keeps its cache key stable.
+        const named = r.type === "go-wrapper" && r.siblings ? r.siblings : /github\.com\/pulumi\/pulumi\/pkg\/v3$/.test(module) ? ["github.com/pulumi/pulumi/sdk/v3"] : [];
+        const siblings = named.map((m) => `${m}@${version}`);
         await step(["get", `${mainPackage}@${version}`, ...siblings], work);
     }
     await step(["build", "-trimpath", "-ldflags", ldflags, "-o", out, mainPackage], work);

@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { createRunner } from "../../src/runner/index";
 import { RunnerError } from "../../src/runner/errors";
+import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
 import type { Runner } from "../../src/runner/runner";
 import { parseLedger } from "../../src/program/stage/files";
 import { repoRoot, testToolchain } from "../support/engine";
@@ -33,8 +34,8 @@ describe("the runner on the real engine", function () {
     let runner: Runner;
     let ops: string;
     let env: NodeJS.ProcessEnv;
-    const alice = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true };
-    const bob = { name: "bob", teams: [], canOverrideOrder: false };
+    const alice = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
+    const bob = { name: "bob", teams: [], canOverrideOrder: false, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
 
     const git = (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim();
     const commits = () => Number(git("rev-list", "--count", "main"));

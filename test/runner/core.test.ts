@@ -15,11 +15,13 @@ import {
 } from "../../src/runner/core";
 import { RunnerError, exitCode, httpStatus, publicError } from "../../src/runner/errors";
 import { Outcome, StackQueues } from "../../src/runner/queue";
+import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
 
 const stage = (name: string, extra: Partial<PipelineStage> = {}): PipelineStage => ({
     name,
     sync: name === "itg" ? "automatic" : "manual",
     owners: [`${name}-owners`],
+    namespaces: [name],
     queue: name === "itg" ? "coalesce" : "fifo",
     requireApproval: false,
     freezeWindows: [],
@@ -27,8 +29,8 @@ const stage = (name: string, extra: Partial<PipelineStage> = {}): PipelineStage 
 });
 const stages = [stage("itg"), stage("tst"), stage("perf"), stage("prod", { requireApproval: true })];
 const rel = (version: string, hold?: { by: string; reason: string; at: string }) => ({ version, requestId: "r-0", requester: "ci", promotedAt: "2026-11-25T10:00:00Z", ...(hold ? { hold } : {}) });
-const ci: Actor = { name: "ci", teams: [], canOverrideOrder: false };
-const ops: Actor = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true };
+const ci: Actor = { name: "ci", teams: [], canOverrideOrder: false, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
+const ops: Actor = { name: "alice", teams: ["prod-owners"], canOverrideOrder: true, grants: [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
 const request = (to: string, version = "1.1.0", extra: Record<string, unknown> = {}) =>
     parsePromoteRequest({ app: "web", version, to, requester: "ci", source: { commit: "abcdef0" }, ...extra });
 

@@ -145,8 +145,11 @@ export function argocdValues(cfg: PlatformConfig, inputs: ArgoCdValueInputs) {
     };
 }
 
-/** Values for the Sealed Secrets chart. */
+/** The Sealed Secrets controller's Service name (kubeseal's default). */
+export const SEALED_SECRETS_CONTROLLER = "sealed-secrets-controller";
+
+/** Values of the Sealed Secrets chart. */
 export function sealedSecretsValues(_cfg: PlatformConfig) {
     // The controller's well-known name, so `kubeseal` and `stages secret` find it without flags.
-    return { fullnameOverride: "sealed-secrets-controller" };
+    return { fullnameOverride: SEALED_SECRETS_CONTROLLER };
 }

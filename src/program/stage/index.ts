@@ -6,7 +6,10 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import type { StageConfig } from "../../config/stage";
-import { readFiles } from "../../git/engine";
+import YAML from "yaml";
+
+import { listFiles, readFiles } from "../../git/engine";
+import { missingSecrets, parseSecretsFile } from "../../secrets/store";
 import { GitFiles } from "../../git/resources";
 import type { BundleJson } from "../../release/bundle";
 import { githubToken, tokenRemote } from "../github";
@@ -26,7 +29,10 @@ export async function findReleases(
         `${opsPaths.release(app, r.version)}values/${stage}.yaml`,
         `${opsPaths.release(app, r.version)}values/${stage}.yml`,
     ]);
-    const { files } = await readFiles(remote, "main", wanted);
+    const secretFiles = (await listFiles(remote, "main", opsPaths.secrets(stage))).filter((f) => /\.ya?ml$/.test(f));
+    const { files } = await readFiles(remote, "main", [...wanted, ...secretFiles]);
+    // The stage's sealed secrets, to check that every secret an app's values name is there.
+    const available = secretFiles.flatMap((f) => (files[f] === undefined ? [] : parseSecretsFile(files[f], f)));
     const found: Record<string, FoundRelease> = {};
     const problems: string[] = [];
     for (const [app, r] of Object.entries(releases)) {
@@ -42,6 +48,7 @@ export async function findReleases(
             continue;
         }
         found[app] = { bundle: JSON.parse(bundle) as BundleJson, values };
+        problems.push(...missingSecrets(app, stage, YAML.parse(values), available));
     }
     if (problems.length) throw userError(problems.join("\n"));
     return found;

@@ -127,7 +127,7 @@ export class AutomationEngine implements EnginePort {
         const outputs = await this.platformOutputs();
         const stages = outputs.stages as PipelineStage[] | undefined;
         if (!stages?.length) throw new RunnerError("not-found", "the platform stack has no stages output: run pulumi up on stack platform");
-        return stages.map((s) => ({ ...s, freezeWindows: s.freezeWindows ?? [], requireApproval: s.requireApproval ?? false }));
+        return stages.map((s) => ({ ...s, namespaces: s.namespaces ?? [s.name], freezeWindows: s.freezeWindows ?? [], requireApproval: s.requireApproval ?? false }));
     }
 
     async stackOutputs(name: string): Promise<Record<string, unknown> | undefined> {

@@ -2,7 +2,7 @@
  * The ops repository as the runner reaches it: its remote comes from the platform stack's outputs
  * (a folder for the local git host; HTTPS with a token for GitHub).
  */
-import { readFiles } from "../../git/engine";
+import { commitFiles, listFiles, readFiles } from "../../git/engine";
 import { findReleases } from "../../program/stage";
 import { stageFiles } from "../../program/stage/files";
 import type { StageReleases } from "../core";
@@ -12,9 +12,10 @@ import { PLATFORM_AUTHOR } from "../../program/platform";
 import { publishFromDir } from "../../release/publish";
 import { RunnerError } from "../errors";
 import type { OpsRepoPort } from "../runner";
+import type { SecretsRepoPort } from "../secrets";
 
 /** An OpsRepoPort on a git remote. */
-export class GitOpsRepo implements OpsRepoPort {
+export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
     constructor(private readonly remote: () => Promise<string>) {}
 
     /** The ops repo named by the platform stack's outputs. */
@@ -42,6 +43,38 @@ export class GitOpsRepo implements OpsRepoPort {
         const after = stageFiles(stage, releases, await findReleases(remote, stage, releases));
         const { files: before } = await readFiles(remote, "main", Object.keys(after));
         return Object.fromEntries(Object.entries(after).map(([p, content]) => [p, [before[p], content]]));
+    }
+
+    async readSecrets(stage: string): Promise<Record<string, string>> {
+        const remote = await this.remote();
+        const paths = await listFiles(remote, "main", opsPaths.secrets(stage));
+        return (await readFiles(remote, "main", paths)).files;
+    }
+
+    async writeSecrets(
+        stage: string,
+        compute: (current: Record<string, string>) => { writes: Record<string, string>; deletes: string[] } | undefined,
+        message: string,
+    ): Promise<{ commit?: string }> {
+        const prefix = opsPaths.secrets(stage);
+        const result = await commitFiles({
+            remote: await this.remote(),
+            branch: "main",
+            message,
+            author: PLATFORM_AUTHOR,
+            compute: async (head) => {
+                const current: Record<string, string> = {};
+                for (const p of head.paths.filter((p) => p.startsWith(prefix))) current[p] = (await head.read(p)) ?? "";
+                const change = compute(current);
+                if (!change) return undefined;
+                // A secrets operation writes inside its stage's secrets folder and nowhere else.
+                for (const p of [...Object.keys(change.writes), ...change.deletes]) {
+                    if (!p.startsWith(prefix) || p.includes("..")) throw new RunnerError("internal", `refusing to write ${p} outside ${prefix}`);
+                }
+                return change;
+            },
+        });
+        return result.commit ? { commit: result.commit } : {};
     }
 
     async publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string) {

@@ -1,0 +1,64 @@
+/**
+ * The Sealed Secrets controller's HTTP endpoints (`/v1/cert.pem`, `/v1/rotate`), reached directly
+ * (a URL, e.g. a port-forward) or, as kubeseal does, through the API server's service proxy.
+ */
+import { KubeClient } from "../../kube/client";
+import { RunnerError } from "../errors";
+import type { ControllerPort } from "../secrets";
+
+/** The controller at a base URL. */
+export class DirectController implements ControllerPort {
+    constructor(private readonly base: string) {}
+
+    private async call(pathname: string, body?: string): Promise<string> {
+        const url = this.base.replace(/\/+$/, "") + pathname;
+        let res: Response;
+        try {
+            res = await fetch(url, body === undefined ? {} : { method: "POST", body, headers: { "content-type": "application/json" } });
+        } catch (e) {
+            throw new RunnerError("timeout", `cannot reach the Sealed Secrets controller at ${this.base}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        const text = await res.text();
+        if (!res.ok) throw new RunnerError("refused", `the Sealed Secrets controller answered ${res.status} to ${pathname}: ${text.trim().slice(0, 300)}`, "controller");
+        return text;
+    }
+
+    certificate(): Promise<string> {
+        return this.call("/v1/cert.pem");
+    }
+
+    rotate(manifest: string): Promise<string> {
+        return this.call("/v1/rotate", manifest);
+    }
+}
+
+/** The controller as a Service of the cluster, through the API server's proxy. */
+export class ProxiedController implements ControllerPort {
+    constructor(
+        private readonly client: KubeClient,
+        private readonly namespace: string,
+        private readonly name: string,
+    ) {}
+
+    private async call(pathname: string, body?: string): Promise<string> {
+        const proxy = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/services/http:${encodeURIComponent(this.name)}:/proxy${pathname}`;
+        try {
+            const answer = await this.client.request(body === undefined ? "GET" : "POST", proxy, body);
+            return typeof answer === "string" ? answer : JSON.stringify(answer);
+        } catch (e) {
+            throw new RunnerError(
+                "refused",
+                `cannot reach the Sealed Secrets controller ${this.namespace}/${this.name} through the cluster: ${e instanceof Error ? e.message : String(e)}`,
+                "controller",
+            );
+        }
+    }
+
+    certificate(): Promise<string> {
+        return this.call("/v1/cert.pem");
+    }
+
+    rotate(manifest: string): Promise<string> {
+        return this.call("/v1/rotate", manifest);
+    }
+}
