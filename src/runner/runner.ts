@@ -30,6 +30,8 @@ export interface OpsRepoPort {
     isPublished(app: string, version: string): Promise<boolean>;
     /** The generated files of a stage for these releases next to what the ops repo holds now: path -> [before, after]. */
     stageFiles(stage: string, releases: StageReleases): Promise<Record<string, [string | undefined, string]>>;
+    /** Checks what the stage program will check (published bundles, values, referenced secrets); throws a refusal. */
+    check(stage: string, releases: StageReleases): Promise<void>;
     /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
     publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
 }
@@ -254,7 +256,10 @@ export class Runner {
                         return undefined;
                     }
                     change = changeFor(decision.overrideOrder);
-                    return { stage: { releases: planPromotion(current, change, this.deps.now().toISOString()), change } };
+                    const releases = planPromotion(current, change, this.deps.now().toISOString());
+                    // Refuse before the engine runs, so the caller gets the reason rather than an engine failure.
+                    await this.deps.ops.check(req.to, releases);
+                    return { stage: { releases, change } };
                 },
                 { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput },
             );

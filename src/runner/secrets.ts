@@ -112,10 +112,12 @@ function trailers(who: Principal, requestId: string, extra: Record<string, strin
 export class Secrets {
     constructor(private readonly deps: SecretsDeps) {}
 
-    private async stage(name: unknown): Promise<PipelineStage> {
+    /** The stage, once the principal is known to hold the right there (checked first: no hint of what exists). */
+    private async stage(name: unknown, who: Principal): Promise<PipelineStage> {
         const c = new Checker();
         c.string("stage", name, undefined, DNS_LABEL, DNS_LABEL_RULE);
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
+        requireRight(who, "secrets", name as string);
         return findStage(await this.deps.pipeline(), name as string).stage;
     }
 
@@ -146,8 +148,7 @@ export class Secrets {
         }
         if (total > MAX_SECRET_BYTES) c.fail("values", `${total} bytes`, "must total at most 1 MiB (the Kubernetes Secret limit)");
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
-        const stage = await this.stage(req.stage);
-        requireRight(who, "secrets", stage.name);
+        const stage = await this.stage(req.stage, who);
         const namespace = req.namespace ?? stage.namespaces[0];
         if (!stage.namespaces.includes(namespace)) {
             throw new RunnerError("invalid", `namespace: "${namespace}" is not a namespace of stage ${stage.name} (${stage.namespaces.join(", ")})`);
@@ -196,8 +197,7 @@ export class Secrets {
 
     /** Names, namespaces, scopes and keys of a stage's sealed secrets (never values). */
     async list(stageName: string, app: string | undefined, who: Principal): Promise<SecretsResult> {
-        const stage = await this.stage(stageName);
-        requireRight(who, "secrets", stage.name);
+        const stage = await this.stage(stageName, who);
         const files = await this.deps.repo.readSecrets(stage.name);
         const secrets = summary(stage.name, files, app);
         return { requestId: this.deps.newId(), stage: stage.name, message: `${secrets.length} sealed secret(s) in ${stage.name}`, secrets };
@@ -211,8 +211,7 @@ export class Secrets {
         for (const k of req.keys) if (!SECRET_KEY.test(k)) c.fail(`keys`, k, SECRET_KEY_RULE);
         if (req.keys.length && req.name === undefined) c.fail("name", undefined, "is required when keys are named (--name <secret>)");
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
-        const stage = await this.stage(req.stage);
-        requireRight(who, "secrets", stage.name);
+        const stage = await this.stage(req.stage, who);
         const requestId = this.deps.newId();
         const file = fileOf(stage.name, req.app);
         const what = req.keys.length ? `${[...req.keys].sort().join(", ")} from secret ${req.name}` : req.name ? `secret ${req.name}` : "every secret";
@@ -246,8 +245,7 @@ export class Secrets {
      * PEM) and the new certificate. Values pass through memory only.
      */
     async reseal(req: { stage: string; certificate?: string; privateKeys?: readonly string[]; reason?: string }, who: Principal): Promise<SecretsResult> {
-        const stage = await this.stage(req.stage);
-        requireRight(who, "secrets", stage.name);
+        const stage = await this.stage(req.stage, who);
         const offline = (req.privateKeys?.length ?? 0) > 0;
         if (offline && req.certificate === undefined) throw new RunnerError("invalid", "certificate: offline resealing with --private-key needs the new certificate (--cert <file>)");
         const controller = offline ? undefined : await this.deps.controller();

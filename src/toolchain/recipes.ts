@@ -219,6 +219,22 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${kMinor}`, `-X ${versionPkg}.gitTreeState=clean`],
         },
     });
+    // Without its namespace and garbage-collector controllers, deleted namespaces never go away.
+    list.push({
+        name: "kube-controller-manager",
+        binary: "kube-controller-manager",
+        version: KUBERNETES_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "k8s.io/kubernetes",
+            version: KUBERNETES_VERSION,
+            mainPackage: "k8s.io/kubernetes/cmd/kube-controller-manager",
+            localReplacesAt: KUBERNETES_VERSION.replace(/^v1\./, "v0."),
+            ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${kMinor}`, `-X ${versionPkg}.gitTreeState=clean`],
+        },
+    });
     list.push({
         name: "etcd",
         binary: "etcd",

@@ -25,6 +25,9 @@ describe("toolchain recipes", function () {
                 ["pulumi-resource-kubernetes", "4.34.2", "resource-plugin"],
                 ["pulumi-resource-random", "4.21.2", "resource-plugin"],
                 ["kubeseal", "0.27.1", "tool"],
+                ["kube-apiserver", "1.36.3", "tool"],
+                ["kube-controller-manager", "1.36.3", "tool"],
+                ["etcd", "3.6.16", "tool"],
             ],
         );
     });
@@ -82,6 +85,12 @@ describe("go.mod handling", function () {
             "github.com/atotto/clipboard": "github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e",
             "github.com/a/b": "github.com/c/d v1.2.3",
         });
+    });
+
+    it("stand published modules in for local replaces when asked (Kubernetes' staging modules)", function () {
+        const kube = "module k8s.io/kubernetes\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/client-go => ./staging/src/k8s.io/client-go\n)\n";
+        assert.deepEqual(nonLocalReplaces(kube, "v0.36.3"), { "k8s.io/api": "k8s.io/api v0.36.3", "k8s.io/client-go": "k8s.io/client-go v0.36.3" });
+        assert.deepEqual(nonLocalReplaces(kube), {});
     });
 
     it("write a wrapper go.mod with sorted replaces", function () {

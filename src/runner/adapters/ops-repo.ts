@@ -2,6 +2,8 @@
  * The ops repository as the runner reaches it: its remote comes from the platform stack's outputs
  * (a folder for the local git host; HTTPS with a token for GitHub).
  */
+import * as pulumi from "@pulumi/pulumi";
+
 import { commitFiles, listFiles, readFiles } from "../../git/engine";
 import { findReleases } from "../../program/stage";
 import { stageFiles } from "../../program/stage/files";
@@ -38,9 +40,23 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
         return file in files;
     }
 
+    async check(stage: string, releases: StageReleases): Promise<void> {
+        await this.found(await this.remote(), stage, releases);
+    }
+
+    /** The releases' bundles and values, checked as the stage program checks them; its refusals become the runner's. */
+    private async found(remote: string, stage: string, releases: StageReleases) {
+        try {
+            return await findReleases(remote, stage, releases);
+        } catch (e) {
+            if (e instanceof pulumi.RunError) throw new RunnerError("refused", e.message, "stage-check");
+            throw e;
+        }
+    }
+
     async stageFiles(stage: string, releases: StageReleases): Promise<Record<string, [string | undefined, string]>> {
         const remote = await this.remote();
-        const after = stageFiles(stage, releases, await findReleases(remote, stage, releases));
+        const after = stageFiles(stage, releases, await this.found(remote, stage, releases));
         const { files: before } = await readFiles(remote, "main", Object.keys(after));
         return Object.fromEntries(Object.entries(after).map(([p, content]) => [p, [before[p], content]]));
     }

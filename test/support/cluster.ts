@@ -1,0 +1,164 @@
+/**
+ * A real Kubernetes control plane for the cluster test tier: etcd, kube-apiserver and the
+ * kube-controller-manager (for namespace deletion and garbage collection), built by the toolchain
+ * and started on free loopback ports with generated certificates. No kubelet runs, so pods never
+ * start: the stacks are configured with skipAwait. Everything is stopped and removed by `stop()`.
+ */
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import YAML from "yaml";
+
+import { KubeClient } from "../../src/kube/client";
+import { testToolchain } from "./engine";
+import { freePort } from "./fixtures";
+
+/** A running control plane. */
+export interface Cluster {
+    readonly dir: string;
+    readonly kubeconfig: string;
+    readonly server: string;
+    readonly client: KubeClient;
+    /** How long start-up took, per part, in milliseconds. */
+    readonly timings: Record<string, number>;
+    stop(): Promise<void>;
+}
+
+function tool(name: string, paths: Record<string, string>): string {
+    const p = paths[name];
+    if (!p || !fs.existsSync(p)) {
+        throw new Error(`the cluster test tier needs ${name}, which the toolchain did not provide: run \`npm run toolchain\` and read its output`);
+    }
+    return p;
+}
+
+function openssl(args: string[], cwd: string): void {
+    try {
+        execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    } catch (e) {
+        throw new Error(`openssl ${args[0]} failed (the cluster tier generates its certificates with openssl): ${String((e as { stderr?: Buffer }).stderr ?? e)}`);
+    }
+}
+
+function certificates(dir: string): void {
+    openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=gitops-stages-test-ca"], dir);
+    const sign = (name: string, subject: string, ext: string) => {
+        fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+        openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject], dir);
+        openssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", `${name}.ext`], dir);
+    };
+    sign("server", "/CN=kube-apiserver", "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n");
+    sign("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n");
+    openssl(["genrsa", "-out", "sa.key", "2048"], dir);
+    openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
+}
+
+function kubeconfigText(server: string, dir: string): string {
+    const b64 = (f: string) => fs.readFileSync(path.join(dir, f)).toString("base64");
+    return YAML.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "test", cluster: { server, "certificate-authority-data": b64("ca.crt") } }],
+        users: [{ name: "admin", user: { "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key") } }],
+        contexts: [{ name: "test", context: { cluster: "test", user: "admin" } }],
+        "current-context": "test",
+    });
+}
+
+async function waitFor(what: string, proc: ChildProcess, log: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (proc.exitCode !== null) break;
+        try {
+            if (await check()) return;
+        } catch {
+            // Not up yet.
+        }
+        await new Promise((r) => setTimeout(r, 200));
+    }
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").slice(-25).join("\n") : "";
+    throw new Error(`${what} did not become ready (${proc.exitCode !== null ? `exited with ${proc.exitCode}` : `within ${timeoutMs / 1000} s`}); last lines of its log:\n${tail}`);
+}
+
+/** Starts etcd, the API server and the controller manager; resolves when the API server is ready. */
+export async function startCluster(): Promise<Cluster> {
+    const tc = await testToolchain();
+    const paths = Object.fromEntries(tc.components.map((c) => [c.component.name, c.path]));
+    const etcdBin = tool("etcd", paths);
+    const apiserverBin = tool("kube-apiserver", paths);
+    const kcmBin = tool("kube-controller-manager", paths);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-cluster-"));
+    const procs: ChildProcess[] = [];
+    const timings: Record<string, number> = {};
+    const stop = async () => {
+        for (const p of [...procs].reverse()) {
+            if (p.exitCode === null && p.signalCode === null) {
+                const exited = new Promise((r) => p.once("exit", r));
+                p.kill("SIGTERM");
+                const timer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+                await exited;
+                clearTimeout(timer);
+            }
+        }
+        fs.rmSync(dir, { recursive: true, force: true });
+    };
+    const start = (name: string, bin: string, args: string[]) => {
+        const log = path.join(dir, `${name}.log`);
+        const fd = fs.openSync(log, "a");
+        const p = spawn(bin, args, { cwd: dir, stdio: ["ignore", fd, fd] });
+        fs.closeSync(fd);
+        procs.push(p);
+        return { p, log };
+    };
+    try {
+        let t = Date.now();
+        certificates(dir);
+        timings.certificates = Date.now() - t;
+
+        t = Date.now();
+        const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+        const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+        const etcd = start("etcd", etcdBin, [
+            "--name", "test", "--data-dir", path.join(dir, "etcd"),
+            "--listen-client-urls", etcdUrl, "--advertise-client-urls", etcdUrl,
+            "--listen-peer-urls", `http://127.0.0.1:${peerPort}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peerPort}`,
+            "--initial-cluster", `test=http://127.0.0.1:${peerPort}`,
+            // A test cluster's data need not survive a power cut; fsync only slows it down.
+            "--unsafe-no-fsync", "--log-level", "warn",
+        ]);
+        await waitFor("etcd", etcd.p, etcd.log, async () => (await fetch(`${etcdUrl}/health`)).ok, 30_000);
+        timings.etcd = Date.now() - t;
+
+        t = Date.now();
+        const server = `https://127.0.0.1:${apiPort}`;
+        const kubeconfig = path.join(dir, "kubeconfig");
+        fs.writeFileSync(kubeconfig, kubeconfigText(server, dir), { mode: 0o600 });
+        const api = start("kube-apiserver", apiserverBin, [
+            "--etcd-servers", etcdUrl,
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", String(apiPort),
+            "--tls-cert-file", "server.crt", "--tls-private-key-file", "server.key", "--client-ca-file", "ca.crt",
+            "--service-account-issuer", "https://kubernetes.default.svc", "--service-account-key-file", "sa.pub",
+            "--service-account-signing-key-file", "sa.key", "--api-audiences", "https://kubernetes.default.svc",
+            "--service-cluster-ip-range", "10.96.0.0/24", "--authorization-mode", "Node,RBAC",
+            "--cert-dir", path.join(dir, "certs"), "--profiling=false", "--v", "1",
+        ]);
+        const client = KubeClient.fromKubeconfig(kubeconfig);
+        await waitFor("kube-apiserver", api.p, api.log, async () => (await client.request("GET", "/readyz")) === "ok", 90_000);
+        timings.apiserver = Date.now() - t;
+
+        t = Date.now();
+        const kcm = start("kube-controller-manager", kcmBin, [
+            "--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+            "--controllers", "namespace,garbagecollector", "--leader-elect=false", "--secure-port", "0",
+            "--use-service-account-credentials=false", "--v", "1",
+        ]);
+        // The controller manager has no readiness endpoint here; it is ready when it runs.
+        await waitFor("kube-controller-manager", kcm.p, kcm.log, async () => fs.readFileSync(kcm.log, "utf8").includes("Started controller") || fs.readFileSync(kcm.log, "utf8").includes("Starting namespace controller"), 60_000);
+        timings.controllerManager = Date.now() - t;
+        return { dir, kubeconfig, server, client, timings, stop };
+    } catch (e) {
+        await stop();
+        throw e;
+    }
+}
