@@ -39,6 +39,12 @@ export interface Stage {
     readonly freezeWindows: readonly SyncWindow[];
     /** Whether a promotion into this stage needs an approval recorded by one of its owners (`stages approve`). */
     readonly requireApproval: boolean;
+    /**
+     * Annotations of the stage's Argo CD Application (e.g. notification subscriptions
+     * `notifications.argoproj.io/subscribe.on-sync-failed.slack: <channel>`). Key syntax is the
+     * API server's to judge: it rejects a malformed key with the field named.
+     */
+    readonly annotations: Readonly<Record<string, string>>;
 }
 
 /** Where a Helm chart comes from. */
@@ -128,7 +134,7 @@ export const DEFAULT_STAGES: readonly Stage[] = [
 ];
 
 function stage(name: string, sync: SyncMode, requireReview: boolean, queue: "fifo" | "coalesce"): Stage {
-    return { name, sync, owners: [`${name}-owners`], namespaces: [name], requireReview, queue, syncWindows: [], freezeWindows: [], requireApproval: false };
+    return { name, sync, owners: [`${name}-owners`], namespaces: [name], requireReview, queue, syncWindows: [], freezeWindows: [], requireApproval: false, annotations: {} };
 }
 
 const GITHUB_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -205,7 +211,7 @@ function parseSyncWindow(c: Checker, key: string, raw: unknown): SyncWindow {
 }
 
 function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage {
-    const o = c.object(key, raw, ["name", "sync", "owners", "namespaces", "requireReview", "queue", "syncWindows", "freezeWindows", "requireApproval"]);
+    const o = c.object(key, raw, ["name", "sync", "owners", "namespaces", "requireReview", "queue", "syncWindows", "freezeWindows", "requireApproval", "annotations"]);
     const name = c.string(`${key}.name`, o.name, undefined, DNS_LABEL, DNS_LABEL_RULE);
     // The first stage syncs automatically by default, as itg does in the default pipeline.
     const sync = c.oneOf<SyncMode>(`${key}.sync`, o.sync, ["automatic", "manual"], index === 0 ? "automatic" : "manual");
@@ -223,7 +229,16 @@ function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage
         syncWindows: c.array(`${key}.syncWindows`, o.syncWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
         freezeWindows: c.array(`${key}.freezeWindows`, o.freezeWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
         requireApproval: c.boolean(`${key}.requireApproval`, o.requireApproval, false),
+        annotations: parseAnnotations(c, `${key}.annotations`, o.annotations),
     };
+}
+
+function parseAnnotations(c: Checker, key: string, raw: unknown): Record<string, string> {
+    if (raw === undefined) return {};
+    const o = c.object(key, raw, Object.keys((raw as object) ?? {}));
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(o)) out[k] = c.string(`${key}.${k}`, v);
+    return out;
 }
 
 /** Names of every top-level key the platform stack reads. */

@@ -44,14 +44,17 @@ export function mrProgram(cfg: MrConfig): Record<string, unknown> {
     const meta = mrMetadata(cfg);
     const provider = clusterProvider("cluster", cfg.cluster);
     const name = `mr-${cfg.number}`;
-    const namespace = new k8s.core.v1.Namespace("namespace", { metadata: { name, ...meta } }, { provider });
+    // The MR environment is wholly ours: an update takes back fields someone edited by hand
+    // (server-side apply would otherwise stop at the other field manager's conflict).
+    const force = { "pulumi.com/patchForce": "true" };
+    const namespace = new k8s.core.v1.Namespace("namespace", { metadata: { name, labels: meta.labels, annotations: { ...meta.annotations, ...force } } }, { provider });
     // Stamp every object of the release with the MR's labels and annotations.
     const stamp: pulumi.ResourceTransform = (args) => {
         if (!args.type.startsWith("kubernetes:") || args.type.startsWith("kubernetes:helm.sh")) return undefined;
         const props = { ...args.props };
         const md = { ...(props.metadata ?? {}) };
         md.labels = { ...(md.labels ?? {}), ...meta.labels };
-        md.annotations = { ...(md.annotations ?? {}), ...meta.annotations };
+        md.annotations = { ...(md.annotations ?? {}), ...meta.annotations, ...force };
         props.metadata = md;
         return { props, opts: args.opts };
     };

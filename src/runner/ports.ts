@@ -33,6 +33,8 @@ export interface HistoryEntry {
 export interface UpdateOptions {
     readonly message: string;
     readonly dryRun?: boolean;
+    /** Refresh the state from the world first, so drift (objects edited behind Pulumi's back) is corrected. */
+    readonly refresh?: boolean;
     readonly signal?: AbortSignal;
     readonly onOutput?: (text: string) => void;
 }

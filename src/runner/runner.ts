@@ -398,11 +398,20 @@ export class Runner {
         }));
     }
 
-    /** Refreshes in preview mode and reports what differs, per stage (and the platform). */
+    /**
+     * Refreshes in preview mode and reports what differs: one stack (a stage, `platform` or `mr-<n>`),
+     * or the platform, every stage and every merge-request environment.
+     */
     async drift(stageName?: string): Promise<{ stack: string; changes: Record<string, number>; details: string[] }[]> {
         const stages = await this.pipeline();
-        const names = stageName ? [findStage(stages, stageName).stage.name] : [...stages.map((s) => s.name)];
-        const existing = new Set(await this.deps.engine.listStacks());
+        const all = await this.deps.engine.listStacks();
+        const existing = new Set(all);
+        let names: string[];
+        if (stageName === "platform" || (stageName !== undefined && /^mr-\d+$/.test(stageName))) {
+            if (!existing.has(stageName)) throw new RunnerError("not-found", `stack ${stageName} does not exist`);
+            names = [stageName];
+        } else if (stageName !== undefined) names = [findStage(stages, stageName).stage.name];
+        else names = ["platform", ...stages.map((s) => s.name), ...all.filter((n) => /^mr-\d+$/.test(n)).sort()];
         const out = [];
         for (const name of names.filter((n) => existing.has(n))) {
             const d = await this.deps.engine.drift(name);
@@ -431,7 +440,13 @@ export class Runner {
             const r = await this.deps.engine.update(
                 stack,
                 async () => ({ mr: { number: mr, app, bundle, image, sourceCommit, createdAt, ttlHours }, cluster: this.deps.mrCluster(mr) }),
-                { message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`, signal, onOutput: opts.onOutput },
+                {
+                    message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`,
+                    signal,
+                    onOutput: opts.onOutput,
+                    // On a live cluster, read the objects back first so a redeploy also undoes hand edits.
+                    refresh: this.deps.mrCluster(mr).kubeconfig !== undefined,
+                },
             );
             if (!r) throw new RunnerError("internal", `the update of ${stack} did not run`);
             return {

@@ -72,6 +72,7 @@ export function application(cfg: PlatformConfig, stage: Stage, opsRepoUrl: strin
             name: stage.name,
             namespace: cfg.argocd.namespace,
             labels: commonLabels("application", stage.name),
+            ...(Object.keys(stage.annotations).length ? { annotations: { ...stage.annotations } } : {}),
             // Deleting the Application deletes what it deployed.
             finalizers: ["resources-finalizer.argocd.argoproj.io"],
         } as Meta,

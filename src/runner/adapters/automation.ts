@@ -247,7 +247,7 @@ export class AutomationEngine implements EnginePort {
                 return { result: "succeeded", changes: numbers(p.changeSummary), outputs: {}, durationMs: Date.now() - started, ...((recoveredFirst ?? recovered) ? { recovered: recoveredFirst ?? recovered } : {}) };
             }
             const { value: up, recovered } = await this.withRecovery(stack, opts.signal, () =>
-                stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }),
+                stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, ...(opts.refresh ? { refresh: true } : {}) }),
             );
             return {
                 result: up.summary.result === "succeeded" ? "succeeded" : "failed",
