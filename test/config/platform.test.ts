@@ -64,7 +64,7 @@ describe("platform configuration", function () {
         ["no stages", { stages: [] }, ["gitops-stages:stages = []: must list at least one stage"]],
         ["stages not a list", { stages: "itg,prod" }, ['gitops-stages:stages = "itg,prod": must be a list']],
         ["bad sync mode", { stages: [{ name: "itg", sync: "auto" }] }, ['gitops-stages:stages[0].sync = "auto": must be one of "automatic", "manual"']],
-        ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows, freezeWindows, requireApproval)"]],
+        ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows, freezeWindows, requireApproval, annotations)"]],
         ["shared namespace", { stages: [{ name: "a", namespaces: ["apps"] }, { name: "b", namespaces: ["apps"] }] }, ['gitops-stages:stages[1].namespaces[0] = "apps": must belong to one stage only (also used by a)']],
         ["platform namespace", { stages: [{ name: "a", namespaces: ["argocd"] }] }, ['gitops-stages:stages[0].namespaces[0] = "argocd": must not be a platform namespace (Argo CD or Sealed Secrets)']],
         ["bad sync window", { stages: [{ name: "a", syncWindows: [{ schedule: "daily", duration: "1 day" }] }] }, ['gitops-stages:stages[0].syncWindows[0].schedule = "daily": must be a cron expression with 5 fields', 'gitops-stages:stages[0].syncWindows[0].duration = "1 day": must be a duration such as "1h" or "30m"']],
