@@ -60,6 +60,28 @@ if (!jobs.includes(job)) {
     process.exit(2);
 }
 
+/**
+ * Debian packages the jobs run: git (the repositories), openssl (the cluster tier's certificates).
+ * Installed with apt-get when missing and we may; otherwise the job stops and names them.
+ */
+function systemPackages() {
+    const wanted = { git: "git", openssl: "openssl" };
+    const onPath = (cmd) => (process.env.PATH || "").split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, cmd)));
+    const missing = Object.entries(wanted).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg);
+    if (missing.length === 0) {
+        say(`system packages: ${Object.values(wanted).join(", ")} present`);
+        return;
+    }
+    if (process.getuid && process.getuid() === 0 && onPath("apt-get")) {
+        step("system packages: apt-get update", "apt-get", ["update"]);
+        step(`system packages: apt-get install ${missing.join(" ")}`, "apt-get", ["install", "-y", "--no-install-recommends", ...missing], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+        return;
+    }
+    say(`missing system packages: ${missing.join(", ")}; install them (e.g. sudo apt-get install ${missing.join(" ")}) and run again`);
+    process.exit(1);
+}
+
+systemPackages();
 npmDependencies();
 // Compiling also type-checks; a type error stops every job here.
 step("compile and typecheck (tsc)", bin("tsc"), ["-p", "tsconfig.json"]);
