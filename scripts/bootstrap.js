@@ -61,15 +61,27 @@ if (!jobs.includes(job)) {
 }
 
 /**
- * Debian packages the jobs run: git (the repositories), openssl (the cluster tier's certificates).
- * Installed with apt-get when missing and we may; otherwise the job stops and names them.
+ * Debian packages the jobs run: git (repositories), openssl (the cluster tier's certificates),
+ * python3, make and g++ (node-gyp builds the SQLite driver); for tests also PostgreSQL (the
+ * service's replica mode) and Chromium (the status page). Installed with apt-get when missing and
+ * we may; otherwise the job stops and names them.
  */
-function systemPackages() {
-    const wanted = { git: "git", openssl: "openssl" };
+function systemPackages(job) {
     const onPath = (cmd) => (process.env.PATH || "").split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, cmd)));
-    const missing = Object.entries(wanted).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg);
+    const wanted = [
+        ["git", () => onPath("git")],
+        ["openssl", () => onPath("openssl")],
+        ["python3", () => onPath("python3")],
+        ["make", () => onPath("make")],
+        ["g++", () => onPath("g++")],
+    ];
+    if (job === "test") {
+        wanted.push(["postgresql", () => fs.existsSync("/usr/lib/postgresql") && fs.readdirSync("/usr/lib/postgresql").some((v) => fs.existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))]);
+        wanted.push(["chromium", () => fs.existsSync("/usr/bin/chromium")]);
+    }
+    const missing = wanted.filter(([, present]) => !present()).map(([pkg]) => pkg);
     if (missing.length === 0) {
-        say(`system packages: ${Object.values(wanted).join(", ")} present`);
+        say(`system packages: ${wanted.map(([pkg]) => pkg).join(", ")} present`);
         return;
     }
     if (process.getuid && process.getuid() === 0 && onPath("apt-get")) {
@@ -81,8 +93,48 @@ function systemPackages() {
     process.exit(1);
 }
 
-systemPackages();
+function cacheRoot() {
+    if (process.env.GITOPS_STAGES_CACHE) return path.resolve(process.env.GITOPS_STAGES_CACHE);
+    if (process.env.XDG_CACHE_HOME) return path.join(process.env.XDG_CACHE_HOME, "gitops-stages");
+    return path.join(require("node:os").homedir(), ".cache", "gitops-stages");
+}
+
+/**
+ * better-sqlite3's native part. Its install script would download a prebuilt binary (unreachable
+ * here) before building, so scripts stay off and we build it with node-gyp against this Node's own
+ * headers, once per driver version and Node ABI, cached outside the repository.
+ */
+function nativeModules() {
+    const pkgDir = path.join(root, "node_modules", "better-sqlite3");
+    const target = path.join(pkgDir, "build", "Release", "better_sqlite3.node");
+    if (fs.existsSync(target)) {
+        say("native module better-sqlite3: present");
+        return;
+    }
+    const version = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8")).version;
+    const key = `better-sqlite3-${version}-abi${process.versions.modules}-${process.platform}-${process.arch}`;
+    const cached = path.join(cacheRoot(), "native", key, "better_sqlite3.node");
+    if (!fs.existsSync(cached)) {
+        const nodedir = path.resolve(process.execPath, "..", "..");
+        if (!fs.existsSync(path.join(nodedir, "include", "node", "node.h"))) {
+            say(`native module better-sqlite3: this Node's headers are missing (${nodedir}/include/node); install Node.js with its headers`);
+            process.exit(1);
+        }
+        step("native module better-sqlite3 (node-gyp, this Node's headers)", process.execPath, [path.join(root, "node_modules", "node-gyp", "bin", "node-gyp.js"), "rebuild", "--release", `--directory=${pkgDir}`, `--nodedir=${nodedir}`]);
+        fs.mkdirSync(path.dirname(cached), { recursive: true });
+        const partial = `${cached}.partial-${process.pid}`;
+        fs.copyFileSync(target, partial);
+        fs.renameSync(partial, cached);
+        return;
+    }
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.copyFileSync(cached, target);
+    say(`native module better-sqlite3: from cache ${cached}`);
+}
+
+systemPackages(job);
 npmDependencies();
+nativeModules();
 // Compiling also type-checks; a type error stops every job here.
 step("compile and typecheck (tsc)", bin("tsc"), ["-p", "tsconfig.json"]);
 const toolchainArgs = job === "toolchain" ? rest : [];

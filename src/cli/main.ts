@@ -6,6 +6,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
+import { ciVerb } from "./ci";
+import { serveVerb } from "./serve";
 import { runnerVerb } from "./verbs";
 
 /** Exit codes, decided in this one place. */
@@ -47,6 +49,16 @@ sensitive configuration (needs the secrets right on the stage; values only from 
 
 exit codes: 0 ok, 2 invalid input, 3 refused by policy or not allowed, 4 not found,
             5 conflict or timeout, 1 anything else, 130/143 cancelled by SIGINT/SIGTERM
+
+service:
+  serve [--port 8080] [--host 127.0.0.1] [--database postgres://...|sqlite:<file>] [--replica <name>]
+        [--concurrency 4] [--rate-per-minute 120]
+      The runner over HTTP (/v1, OpenAPI at /v1/openapi.json, status page at /); JSON logs on stdout.
+  ci promote|preview <app>@<version> --to <stage> --commit <sha> [--bundle <dir> --image <ref>]
+  ci mr-deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha>
+  ci mr-destroy <n>      ci status [--stage <stage>]
+      The client CI calls: GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for
+      the request and exits with the codes above.
 
 other verbs:
   toolchain [--with-github] [--json] [--register]
@@ -110,6 +122,10 @@ export async function main(argv: string[]): Promise<number> {
         switch (verb) {
             case "toolchain":
                 return await toolchainVerb(rest);
+            case "serve":
+                return await serveVerb(rest, projectRoot);
+            case "ci":
+                return await ciVerb(rest);
             case "promote":
             case "preview":
             case "rollback":

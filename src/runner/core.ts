@@ -4,7 +4,7 @@
  */
 import type { SyncWindow } from "../config/platform";
 import type { StageChange, StageRelease } from "../config/stage";
-import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
 import type { Principal } from "./rights";
@@ -71,6 +71,37 @@ export interface HoldRequest {
 
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const KEY_RULE = "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
+
+/** A merge-request deployment. */
+export interface MrDeployRequest {
+    readonly mr: number;
+    readonly app: string;
+    /** Folder of the MR build's bundle (chart and values/mr.yaml). */
+    readonly bundle: string;
+    readonly image: string;
+    readonly sourceCommit: string;
+    readonly ttlHours: number;
+    readonly requester: string;
+}
+
+/** Parses a merge-request deployment; unknown fields are refused. */
+export function parseMrDeployRequest(raw: unknown): MrDeployRequest {
+    const c = new Checker();
+    const o = c.object("request", raw, ["mr", "app", "bundle", "image", "sourceCommit", "ttlHours", "requester"]);
+    const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
+    if (o.mr === undefined) c.fail("mr", undefined, "is required");
+    const req = {
+        mr,
+        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
+        bundle: c.string("bundle", o.bundle),
+        image: c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest"),
+        sourceCommit: c.string("sourceCommit", o.sourceCommit, undefined, COMMIT, "must be a git commit id"),
+        ttlHours: c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90),
+        requester: c.string("requester", o.requester),
+    };
+    if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
+    return req;
+}
 
 /** Parses a promotion request; unknown fields are refused. Throws RunnerError(invalid) listing every problem. */
 export function parsePromoteRequest(raw: unknown): PromoteRequest {

@@ -79,6 +79,8 @@ export interface TokenEntry {
     readonly name: string;
     readonly sha256: string;
     readonly grants: readonly Grant[];
+    /** Teams the token acts for (stage ownership, for approvals). */
+    readonly teams?: readonly string[];
 }
 
 /** The platform stack's generated tokens (stage -> hash): CI rights on their own stage only. */
@@ -90,12 +92,12 @@ export function platformTokenEntries(hashes: Readonly<Record<string, string>>): 
  * The principal a bearer token stands for, or undefined for an unknown token. Every entry is
  * compared in constant time, so timing tells nothing about which hashes exist.
  */
-export function tokenPrincipal(token: string, entries: readonly TokenEntry[]): Principal | undefined {
+export function tokenPrincipal(token: string, entries: readonly TokenEntry[]): (Principal & { teams: readonly string[] }) | undefined {
     const presented = Buffer.from(hashToken(token), "hex");
     let found: TokenEntry | undefined;
     for (const e of entries) {
         const stored = Buffer.from(e.sha256, "hex");
         if (stored.length === presented.length && timingSafeEqual(stored, presented) && !found) found = e;
     }
-    return found ? { name: found.name, grants: found.grants } : undefined;
+    return found ? { name: found.name, grants: found.grants, teams: found.teams ?? [] } : undefined;
 }

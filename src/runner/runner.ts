@@ -4,7 +4,7 @@
  * to the engine, the ops repo and its records only through ports, so the same orchestration
  * serves the CLI and the service.
  */
-import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, formatProblem } from "../config/validate";
+import { Checker, DNS_LABEL, DNS_LABEL_RULE, formatProblem } from "../config/validate";
 import type { StageChange, StageRelease } from "../config/stage";
 import { commitMessage } from "../program/stage/files";
 import {
@@ -14,6 +14,7 @@ import {
     checkApprover,
     decidePromotion,
     findStage,
+    parseMrDeployRequest,
     parseHoldRequest,
     parsePromoteRequest,
     parseRollbackRequest,
@@ -99,6 +100,10 @@ export interface AuditEntry {
 
 /** Options of long operations. */
 export interface RunOptions {
+    /** The request's id when a caller (the service) has already assigned one. */
+    readonly requestId?: string;
+    /** Only check the policy on the current state (refusals throw); change nothing. */
+    readonly checkOnly?: boolean;
     readonly onOutput?: (text: string) => void;
 }
 
@@ -146,6 +151,11 @@ export class Runner {
         return this.queues.idle();
     }
 
+    /** The pipeline's stages (order, queue policy, owners), from the platform stack. */
+    pipelineStages(): Promise<PipelineStage[]> {
+        return this.pipeline();
+    }
+
     private async pipeline(): Promise<PipelineStage[]> {
         const stages = await this.deps.engine.pipeline();
         for (const s of stages) this.policies.set(s.name, s.queue);
@@ -187,7 +197,7 @@ export class Runner {
         const req = parsePromoteRequest(raw);
         const previous = await this.remembered(req.idempotencyKey);
         if (previous) return previous;
-        const requestId = req.idempotencyKey ?? this.deps.newId();
+        const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
         const stages = await this.pipeline();
         if (req.bundle && findStage(stages, req.to).index !== 0) {
             throw new RunnerError("invalid", `bundle: a release is published with its first promotion, to ${stages[0].name}, not to ${req.to}`);
@@ -213,6 +223,7 @@ export class Runner {
         // under the stack's lock, on the state it finds there.
         const first = await decide();
         const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
+        if (opts.checkOnly) return { ...base, state: first.action === "noop" ? "noop" : "dry-run", message: first.action === "noop" ? first.message : "the policy allows it now" };
         if (first.action === "noop") return this.remember(req.idempotencyKey, { ...base, state: "noop", message: first.message });
         const changeFor = (overrideOrder: boolean): StageChange => ({
             kind: "promote",
@@ -287,7 +298,7 @@ export class Runner {
         if (previous) return previous;
         const stages = await this.pipeline();
         findStage(stages, req.stage);
-        const requestId = req.idempotencyKey ?? this.deps.newId();
+        const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
         const result = await this.queued(req.stage, requestId, req.idempotencyKey, req.app, async (signal) => {
             const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
             const versions = history.flatMap((h) => {
@@ -329,7 +340,7 @@ export class Runner {
     async hold(raw: unknown, set: boolean, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parseHoldRequest(raw);
         findStage(await this.pipeline(), req.stage);
-        const requestId = this.deps.newId();
+        const requestId = opts.requestId ?? this.deps.newId();
         return this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
             const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
             const r = await this.deps.engine.update(
@@ -422,19 +433,9 @@ export class Runner {
 
     /** Deploys (or updates) a merge-request environment. */
     async mrDeploy(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult & { expiresAt?: string; namespace?: string }> {
-        const c = new Checker();
-        const o = c.object("request", raw, ["mr", "app", "bundle", "image", "sourceCommit", "ttlHours", "requester"]);
-        const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
-        if (o.mr === undefined) c.fail("mr", undefined, "is required");
-        const app = c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
-        const bundle = c.string("bundle", o.bundle);
-        const image = c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest");
-        const sourceCommit = c.string("sourceCommit", o.sourceCommit, undefined, COMMIT, "must be a git commit id");
-        const ttlHours = c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90);
-        const requester = c.string("requester", o.requester);
-        if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
+        const { mr, app, bundle, image, sourceCommit, ttlHours, requester } = parseMrDeployRequest(raw);
         const stack = `mr-${mr}`;
-        const requestId = this.deps.newId();
+        const requestId = opts.requestId ?? this.deps.newId();
         return this.queued(stack, requestId, undefined, app, async (signal) => {
             const createdAt = this.deps.now().toISOString().replace(/\.\d{3}Z$/, "Z");
             const r = await this.deps.engine.update(
@@ -468,7 +469,7 @@ export class Runner {
     async mrDestroy(mr: number, requester: string, opts: RunOptions = {}): Promise<ChangeResult> {
         if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(mr)}: must be a whole number from 1`);
         const stack = `mr-${mr}`;
-        const requestId = this.deps.newId();
+        const requestId = opts.requestId ?? this.deps.newId();
         return this.queued(stack, requestId, undefined, "destroy", async (signal) => {
             const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput });
             return { requestId, state: "done", kind: "remove", stage: stack, app: "", message: `merge request ${mr} destroyed`, changes: r.changes, durationMs: r.durationMs };

@@ -10,6 +10,7 @@ import * as path from "node:path";
 
 import type { KubeClient } from "../../src/kube/client";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
+import { RunnerError } from "../../src/runner/errors";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { Cluster, startCluster } from "../support/cluster";
 import { repoRoot } from "../support/engine";
@@ -86,6 +87,16 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         assert.equal(again?.result, "succeeded");
         const changed = Object.entries(again!.changes).filter(([op, n]) => op !== "same" && n > 0);
         assert.deepEqual(changed, [], `a second up changed: ${JSON.stringify(again!.changes)}`);
+    });
+
+    it("stages secret reaches the Sealed Secrets controller through the API server's service proxy", async function () {
+        // No kubelet: the controller's Service has no endpoints, and the API server says so. The
+        // answer proves the request went to kube-system/sealed-secrets-controller through the proxy.
+        const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
+        await assert.rejects(
+            assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { K: Buffer.from("v") } }, operator),
+            (e: RunnerError) => e.kind === "refused" && /sealed-secrets-controller/.test(e.message) && /services\/http:sealed-secrets-controller:\/proxy\/v1\/cert\.pem: 503/.test(e.message) && !e.message.includes("v\""),
+        );
     });
 
     it("the API server rejects a malformed Application, and the error names the resource and the field", async function () {

@@ -32,7 +32,15 @@ export async function findReleases(
     const secretFiles = (await listFiles(remote, "main", opsPaths.secrets(stage))).filter((f) => /\.ya?ml$/.test(f));
     const { files } = await readFiles(remote, "main", [...wanted, ...secretFiles]);
     // The stage's sealed secrets, to check that every secret an app's values name is there.
-    const available = secretFiles.flatMap((f) => (files[f] === undefined ? [] : parseSecretsFile(files[f], f)));
+    // A file that is not a SealedSecret manifest is the operators' business (Argo CD will report
+    // it); it only counts as holding no secrets here.
+    const available = secretFiles.flatMap((f) => {
+        try {
+            return files[f] === undefined ? [] : parseSecretsFile(files[f], f);
+        } catch {
+            return [];
+        }
+    });
     const found: Record<string, FoundRelease> = {};
     const problems: string[] = [];
     for (const [app, r] of Object.entries(releases)) {

@@ -1,0 +1,79 @@
+/**
+ * `stages serve`: runs the service until SIGTERM or SIGINT, then shuts down gracefully (running
+ * updates cancelled cleanly and requeued, no stack left locked). Logs are JSON lines on stdout.
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+
+import { createRunner } from "../runner/index";
+import { PostgresStore } from "../service/postgres-store";
+import { Service, pruneBundles } from "../service/server";
+import { SqliteStore } from "../service/sqlite-store";
+import type { RequestStore } from "../service/store";
+
+/** Opens the request store a `--database` value names: `postgres://...`, `sqlite:<file>` or a file path. */
+export async function openStore(database: string | undefined, dataDir: string): Promise<RequestStore> {
+    if (database && /^postgres(ql)?:\/\//.test(database)) return PostgresStore.open(database);
+    const file = database ? database.replace(/^sqlite:/, "") : path.join(dataDir, "service", "requests.db");
+    return new SqliteStore(path.resolve(file));
+}
+
+/** Runs `stages serve`; resolves with the exit code once stopped. */
+export async function serveVerb(argv: string[], projectRoot: string): Promise<number> {
+    const { values } = parseArgs({
+        args: argv,
+        options: {
+            port: { type: "string", default: "8080" },
+            host: { type: "string", default: "127.0.0.1" },
+            database: { type: "string" },
+            replica: { type: "string" },
+            concurrency: { type: "string" },
+            "rate-per-minute": { type: "string" },
+        },
+        strict: true,
+        allowPositionals: false,
+    });
+    const port = Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        process.stderr.write(`stages serve: --port: must be a port number, got ${JSON.stringify(values.port)}\n`);
+        return 2;
+    }
+    const log = (entry: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + "\n");
+    const assembled = await createRunner({ projectRoot, log: (line) => log({ level: "info", msg: line }) });
+    pruneBundles(assembled.environment.dataDir);
+    const store = await openStore(values.database, assembled.environment.dataDir);
+    const service = new Service({
+        assembled,
+        store,
+        // Stable across restarts, so a restarted replica takes back its own interrupted requests at once.
+        replicaId: values.replica ?? os.hostname(),
+        log,
+        limits: {
+            ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
+            ...(values["rate-per-minute"] ? { ratePerMinute: Number(values["rate-per-minute"]) } : {}),
+        },
+    });
+    const { url } = await service.start(port, values.host);
+    log({ level: "info", msg: "listening", url, database: values.database?.startsWith("postgres") ? "postgres" : "sqlite" });
+    return new Promise<number>((resolve) => {
+        let stopping = false;
+        const stop = (sig: NodeJS.Signals) => {
+            if (stopping) return;
+            stopping = true;
+            log({ level: "info", msg: `${sig}: shutting down; running updates are cancelled cleanly and requeued` });
+            service.stop().then(
+                () => {
+                    log({ level: "info", msg: "stopped" });
+                    resolve(0);
+                },
+                (e) => {
+                    log({ level: "error", msg: "shutdown failed", error: e instanceof Error ? e.message : String(e) });
+                    resolve(1);
+                },
+            );
+        };
+        process.on("SIGTERM", stop);
+        process.on("SIGINT", stop);
+    });
+}

@@ -1,0 +1,131 @@
+/**
+ * The service's OpenAPI 3.1 document (served at /v1/openapi.json). Request schemas mirror the
+ * runner's parsers, which stay the authority: they refuse unknown fields and name each problem.
+ */
+
+const str = { type: "string" } as const;
+const semver = { type: "string", pattern: "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$" } as const;
+const label = { type: "string", pattern: "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
+const commit = { type: "string", pattern: "^[0-9a-f]{7,64}$" } as const;
+const bundle = {
+    type: "object",
+    additionalProperties: false,
+    required: ["files"],
+    properties: { files: { type: "object", description: "path -> text: chart/** and values/<stage>.yaml", additionalProperties: str } },
+} as const;
+
+function obj(required: string[], properties: Record<string, unknown>) {
+    return { type: "object", additionalProperties: false, required, properties };
+}
+
+const schemas = {
+    Promote: obj(["app", "version", "to", "requester", "source"], {
+        app: label,
+        version: semver,
+        to: label,
+        bundle,
+        image: { type: "string", description: "image with tag or digest; required with a bundle" },
+        requester: str,
+        source: obj(["commit"], { commit, mr: { type: "integer" }, ciRunUrl: str }),
+        reason: str,
+        idempotencyKey: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$" },
+        overrideOrder: { type: "boolean" },
+    }),
+    Rollback: obj(["app", "stage", "requester"], { app: label, stage: label, to: semver, requester: str, reason: str, idempotencyKey: str }),
+    Hold: obj(["app", "stage", "requester"], { app: label, stage: label, requester: str, reason: str }),
+    Approve: obj(["requestId", "stage"], { requestId: str, stage: label }),
+    Drift: obj([], { stage: str }),
+    MrDeploy: obj(["mr", "app", "bundle", "image", "sourceCommit", "requester"], { mr: { type: "integer", minimum: 1 }, app: label, bundle, image: str, sourceCommit: commit, ttlHours: { type: "integer", minimum: 1 }, requester: str }),
+    MrDestroy: obj(["mr", "requester"], { mr: { type: "integer", minimum: 1 }, requester: str }),
+    MrReap: obj(["requester"], { requester: str }),
+    SecretSet: obj(["app", "stage", "values"], {
+        app: label,
+        stage: label,
+        name: label,
+        namespace: label,
+        scope: { enum: ["strict", "namespace-wide", "cluster-wide"] },
+        replace: { type: "boolean" },
+        values: { type: "object", description: "KEY -> base64 value; never logged, stored or returned", additionalProperties: { type: "string", contentEncoding: "base64" } },
+        certificate: { type: "string", description: "the controller's certificate (PEM) for offline sealing" },
+        reason: str,
+    }),
+    SecretRm: obj(["app", "stage"], { app: label, stage: label, name: label, keys: { type: "array", items: str }, reason: str }),
+    SecretReseal: obj(["stage"], { stage: label, certificate: str, privateKeys: { type: "array", items: str }, reason: str }),
+    Request: obj(["requestId", "verb", "stack", "state", "principal", "createdAt", "attempts"], {
+        requestId: str,
+        verb: str,
+        stack: str,
+        state: { enum: ["queued", "running", "done", "failed", "superseded"] },
+        principal: str,
+        createdAt: str,
+        startedAt: str,
+        finishedAt: str,
+        attempts: { type: "integer" },
+        result: { description: "the runner's answer, as `stages <verb> --json` prints it" },
+        error: { $ref: "#/components/schemas/Error" },
+    }),
+    Error: obj(["kind", "message", "requestId"], { kind: { enum: ["invalid", "unauthorized", "forbidden", "not-found", "refused", "conflict", "timeout", "internal", "rate-limited", "unavailable"] }, message: str, reason: str, requestId: str }),
+};
+
+const errors = {
+    "400": { description: "invalid input: the message names each field and its rule" },
+    "401": { description: "no or unknown bearer token" },
+    "403": { description: "the token lacks the right for this verb on this stage" },
+    "409": { description: "refused by policy (reason: stage-order, hold, freeze, approval, stage-check) or a conflict" },
+    "413": { description: "body larger than the limit" },
+    "429": { description: "rate limit of the token; Retry-After says when" },
+};
+
+function asyncOp(summary: string, schema: keyof typeof schemas, right: string) {
+    return {
+        summary,
+        "x-right": right,
+        requestBody: { required: true, content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } } },
+        responses: {
+            "202": { description: "recorded and queued; follow links.self or links.events", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } },
+            "200": { description: "the same idempotency key again, already finished", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } },
+            ...errors,
+        },
+    };
+}
+
+function syncOp(summary: string, schema: keyof typeof schemas | undefined, right: string) {
+    return {
+        summary,
+        "x-right": right,
+        ...(schema ? { requestBody: { required: true, content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } } } } : {}),
+        responses: { "200": { description: "the runner's answer, as `stages <verb> --json` prints it" }, ...errors },
+    };
+}
+
+/** The document. */
+export function openApiDocument() {
+    return {
+        openapi: "3.1.0",
+        info: { title: "gitops-stages runner service", version: "1", description: "Promotions, rollbacks, holds, approvals, merge-request environments and sealed secrets over HTTP. Every /v1 route but this document needs `Authorization: Bearer <token>`." },
+        components: { schemas, securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+        security: [{ bearer: [] }],
+        paths: {
+            "/v1/promote": { post: asyncOp("Promote a release into a stage (publishing its bundle on the first promotion)", "Promote", "promote") },
+            "/v1/preview": { post: asyncOp("Preview a promotion: the exact file changes; nothing written", "Promote", "preview") },
+            "/v1/rollback": { post: asyncOp("Promote an earlier release and hold the app in the stage", "Rollback", "rollback") },
+            "/v1/hold": { post: asyncOp("Hold an app in a stage", "Hold", "hold") },
+            "/v1/release": { post: asyncOp("Release a hold", "Hold", "hold") },
+            "/v1/approve": { post: syncOp("Approve a promotion into a stage that requires it", "Approve", "approve") },
+            "/v1/status": { get: { ...syncOp("What runs where", undefined, "status"), parameters: [{ name: "stage", in: "query", schema: label }] } },
+            "/v1/history/{stage}": { get: { ...syncOp("A stage's audit trail from the stack's update history", undefined, "history"), parameters: [{ name: "stage", in: "path", required: true, schema: label }] } },
+            "/v1/drift": { post: asyncOp("Refresh in preview mode and report differences", "Drift", "drift") },
+            "/v1/mr/deploy": { post: asyncOp("Deploy or update a merge-request environment", "MrDeploy", "mr") },
+            "/v1/mr/destroy": { post: asyncOp("Destroy a merge-request environment", "MrDestroy", "mr") },
+            "/v1/mr/reap": { post: asyncOp("Destroy every expired merge-request environment", "MrReap", "mr") },
+            "/v1/secrets": { get: { ...syncOp("Names, scopes and keys of a stage's sealed secrets (never values)", undefined, "secrets"), parameters: [{ name: "stage", in: "query", required: true, schema: label }, { name: "app", in: "query", schema: label }] } },
+            "/v1/secrets/set": { post: syncOp("Seal values into a stage's secret (one commit)", "SecretSet", "secrets") },
+            "/v1/secrets/rm": { post: syncOp("Remove keys or secrets (one commit)", "SecretRm", "secrets") },
+            "/v1/secrets/reseal": { post: syncOp("Re-encrypt a stage's secrets for the controller's new key (one commit)", "SecretReseal", "secrets") },
+            "/v1/requests/{id}": { get: { summary: "A request's state and result (its requester only)", parameters: [{ name: "id", in: "path", required: true, schema: str }], responses: { "200": { description: "the request", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } }, "404": { description: "no such request for this token" } } } },
+            "/v1/requests/{id}/events": { get: { summary: "Server-sent events: state changes and engine output until the request finishes (event: end)", parameters: [{ name: "id", in: "path", required: true, schema: str }], responses: { "200": { description: "text/event-stream" } } } },
+            "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "ok" } } } },
+            "/readyz": { get: { summary: "Readiness (503 while starting or shutting down)", security: [], responses: { "200": { description: "ready" }, "503": { description: "not ready" } } } },
+        },
+    };
+}

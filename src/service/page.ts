@@ -1,0 +1,85 @@
+/**
+ * The status page served at `/`: one HTML document with inline script and style, no build step.
+ * It asks for a token (kept in the tab's sessionStorage, sent as a bearer header, never in a URL),
+ * then shows the pipeline as columns of stages and apps as rows, holds and pending approvals, and
+ * each stage's recent history with links to the ops repo commits.
+ */
+export const STATUS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>gitops-stages</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1b1f24; }
+  h1 { font-size: 1.3rem; } h2 { font-size: 1.05rem; margin-top: 1.5rem; }
+  table { border-collapse: collapse; margin: .5rem 0; }
+  th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+  th { background: #f6f8fa; }
+  td.held { background: #fff8c5; } td.empty { color: #8c959f; }
+  .badge { font-size: .75rem; border-radius: .6rem; padding: 0 .4rem; margin-left: .3rem; background: #ddf4ff; }
+  .badge.hold { background: #ffebe9; } .badge.approval { background: #fbefff; }
+  #error { color: #cf222e; } form { margin: 1rem 0; }
+  code { font-size: .85rem; }
+</style>
+</head>
+<body>
+<h1>gitops-stages: what runs where</h1>
+<form id="login"><label>Token <input id="token" type="password" autocomplete="off" size="50"></label> <button type="submit">Show</button></form>
+<p id="error" role="alert"></p>
+<table id="pipeline" aria-label="pipeline"><thead></thead><tbody></tbody></table>
+<div id="history"></div>
+<div id="detail" hidden><h2>Change</h2><pre id="detail-text"></pre></div>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+function esc(s) { return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]); }
+async function api(path) {
+  const token = sessionStorage.getItem("gitops-stages-token");
+  const res = await fetch(path, { headers: { authorization: "Bearer " + token } });
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+  return body;
+}
+async function load() {
+  $("error").textContent = "";
+  try {
+    const rows = await api("/v1/status");
+    const stages = rows.map((r) => r.stage);
+    const apps = [...new Set(rows.flatMap((r) => Object.keys(r.apps)))].sort();
+    $("pipeline").tHead.innerHTML = "<tr><th>app</th>" + stages.map((s) => "<th>" + esc(s) + "</th>").join("") + "</tr>";
+    $("pipeline").tBodies[0].innerHTML = apps.map((app) => "<tr><th>" + esc(app) + "</th>" + rows.map((r) => {
+      const e = r.apps[app];
+      if (!e) return '<td class="empty">-</td>';
+      const hold = e.hold ? '<span class="badge hold" title="' + esc(e.hold.reason) + '">held by ' + esc(e.hold.by) + "</span>" : "";
+      return '<td class="' + (e.hold ? "held" : "") + '" data-stage="' + esc(r.stage) + '" data-app="' + esc(app) + '">' + esc(e.version) + hold + "</td>";
+    }).join("") + "</tr>").join("");
+    const parts = [];
+    for (const stage of stages) {
+      const history = await api("/v1/history/" + encodeURIComponent(stage));
+      const items = history.slice(0, 10).map((h, i) => {
+        const c = h.change;
+        const what = c ? esc(c.kind + " " + c.app + (c.version ? " " + c.version : "")) + " by " + esc(c.requester) : esc(h.kind);
+        const pending = h.result === "failed" && /approval/.test(h.message || "") ? '<span class="badge approval">pending approval</span>' : "";
+        return '<li><a href="#" data-stage="' + esc(stage) + '" data-index="' + i + '">' + esc(h.startTime) + "</a> " + esc(h.result) + ": " + what + pending + "</li>";
+      });
+      parts.push("<section><h2>" + esc(stage) + '</h2><ul class="history" data-stage="' + esc(stage) + '">' + (items.join("") || "<li>no updates yet</li>") + "</ul></section>");
+      window["history_" + stage] = history;
+    }
+    $("history").innerHTML = parts.join("");
+  } catch (e) { $("error").textContent = e.message; }
+}
+$("history").addEventListener("click", (ev) => {
+  const a = ev.target.closest("a[data-stage]");
+  if (!a) return;
+  ev.preventDefault();
+  const h = window["history_" + a.dataset.stage][Number(a.dataset.index)];
+  $("detail").hidden = false;
+  $("detail-text").textContent = h.message;
+});
+$("login").addEventListener("submit", (ev) => { ev.preventDefault(); sessionStorage.setItem("gitops-stages-token", $("token").value); $("token").value = ""; load(); });
+if (sessionStorage.getItem("gitops-stages-token")) load();
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,196 @@
+/**
+ * The request log in PostgreSQL (node-postgres), for several service replicas sharing one queue.
+ * Claims run in a transaction with row locks (`FOR UPDATE SKIP LOCKED`); the unique index over
+ * running requests per stack makes a second claim of a busy stack fail in the database itself,
+ * whatever the replicas do.
+ */
+import { Pool, PoolClient } from "pg";
+
+import { toRecord } from "./sqlite-store";
+import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./store";
+
+const SCHEMA = [
+    `CREATE TABLE IF NOT EXISTS requests (
+        n BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        verb TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        coalesce_key TEXT,
+        body TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        idempotency_key TEXT,
+        state TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        lease_until TEXT
+    )`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS requests_idempotency ON requests(principal, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS requests_running ON requests(stack) WHERE state = 'running'`,
+    `CREATE INDEX IF NOT EXISTS requests_state ON requests(state, n)`,
+    `CREATE TABLE IF NOT EXISTS events (
+        request_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (request_id, seq)
+    )`,
+];
+
+type Row = Record<string, string | number | null>;
+
+/** A PostgreSQL request store. */
+export class PostgresStore implements RequestStore {
+    private constructor(private readonly pool: Pool) {}
+
+    /** Connects and creates the tables (concurrent replicas may race to do so; an advisory lock orders them). */
+    static async open(url: string): Promise<PostgresStore> {
+        const pool = new Pool({ connectionString: url, max: 8 });
+        const c = await pool.connect();
+        try {
+            await c.query("SELECT pg_advisory_lock(727274)");
+            for (const sql of SCHEMA) await c.query(sql);
+            await c.query("SELECT pg_advisory_unlock(727274)");
+        } finally {
+            c.release();
+        }
+        return new PostgresStore(pool);
+    }
+
+    private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+        const c = await this.pool.connect();
+        try {
+            await c.query("BEGIN");
+            const out = await fn(c);
+            await c.query("COMMIT");
+            return out;
+        } catch (e) {
+            await c.query("ROLLBACK").catch(() => undefined);
+            throw e;
+        } finally {
+            c.release();
+        }
+    }
+
+    private async event(c: PoolClient, id: string, type: RequestEvent["type"], data: unknown, now: Date): Promise<void> {
+        // The request's row lock orders its events (output and state changes may be written at once).
+        await c.query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", [id]);
+        await c.query(
+            "INSERT INTO events (request_id, seq, at, type, data) SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM events WHERE request_id = $1",
+            [id, now.toISOString(), type, JSON.stringify(data)],
+        );
+    }
+
+    async create(req: NewRequest, now: Date): Promise<{ record: RequestRecord; created: boolean }> {
+        return this.tx(async (c) => {
+            const inserted = await c.query(
+                `INSERT INTO requests (id, verb, stack, coalesce_key, body, principal, idempotency_key, state, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) ON CONFLICT DO NOTHING RETURNING *`,
+                [req.id, req.verb, req.stack, req.coalesceKey ?? null, JSON.stringify(req.body), req.principal, req.idempotencyKey ?? null, now.toISOString()],
+            );
+            if (inserted.rows.length) {
+                await this.event(c, req.id, "state", { state: "queued" }, now);
+                return { record: toRecord(inserted.rows[0] as Row), created: true };
+            }
+            const existing = await c.query("SELECT * FROM requests WHERE (principal = $1 AND idempotency_key = $2) OR id = $3 LIMIT 1", [req.principal, req.idempotencyKey ?? null, req.id]);
+            return { record: toRecord(existing.rows[0] as Row), created: false };
+        });
+    }
+
+    async get(id: string): Promise<RequestRecord | undefined> {
+        const r = await this.pool.query("SELECT * FROM requests WHERE id = $1", [id]);
+        return r.rows.length ? toRecord(r.rows[0] as Row) : undefined;
+    }
+
+    async claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined> {
+        try {
+            return await this.tx(async (c) => {
+                if (coalescing.size) {
+                    const older = await c.query(
+                        `SELECT r.id, (SELECT n2.id FROM requests n2 WHERE n2.stack = r.stack AND n2.coalesce_key = r.coalesce_key AND n2.state = 'queued' ORDER BY n2.n DESC LIMIT 1) AS newest
+                         FROM requests r WHERE r.state = 'queued' AND r.stack = ANY($1) AND r.coalesce_key IS NOT NULL
+                         AND EXISTS (SELECT 1 FROM requests n WHERE n.stack = r.stack AND n.coalesce_key = r.coalesce_key AND n.state = 'queued' AND n.n > r.n)
+                         FOR UPDATE OF r SKIP LOCKED`,
+                        [[...coalescing]],
+                    );
+                    for (const o of older.rows as { id: string; newest: string }[]) {
+                        const result = { requestId: o.id, state: "superseded", message: `superseded by request ${o.newest} for the same app`, supersededBy: o.newest };
+                        await c.query("UPDATE requests SET state = 'superseded', result = $1, finished_at = $2 WHERE id = $3", [JSON.stringify(result), now.toISOString(), o.id]);
+                        await this.event(c, o.id, "state", { state: "superseded", supersededBy: o.newest }, now);
+                    }
+                }
+                const next = await c.query(
+                    `SELECT * FROM requests WHERE state = 'queued' AND stack NOT IN (SELECT stack FROM requests WHERE state = 'running') ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED`,
+                );
+                if (!next.rows.length) return undefined;
+                const row = next.rows[0] as Row;
+                const updated = await c.query(
+                    "UPDATE requests SET state = 'running', owner = $1, lease_until = $2, started_at = $3, attempts = attempts + 1 WHERE id = $4 RETURNING *",
+                    [owner, leaseUntil.toISOString(), now.toISOString(), row.id],
+                );
+                await this.event(c, row.id as string, "state", { state: "running", attempt: Number(row.attempts) + 1 }, now);
+                return toRecord(updated.rows[0] as Row);
+            });
+        } catch (e) {
+            // Another replica claimed a request of the same stack at the same moment: the running
+            // index refused ours. Nothing was changed; try again on the next round.
+            if ((e as { code?: string }).code === "23505") return undefined;
+            throw e;
+        }
+    }
+
+    async renew(owner: string, leaseUntil: Date): Promise<void> {
+        await this.pool.query("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2", [leaseUntil.toISOString(), owner]);
+    }
+
+    async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }): Promise<void> {
+        await this.tx(async (c) => {
+            await c.query("UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4, owner = NULL, lease_until = NULL WHERE id = $5", [
+                state,
+                outcome.result === undefined ? null : JSON.stringify(outcome.result),
+                outcome.error === undefined ? null : JSON.stringify(outcome.error),
+                now.toISOString(),
+                id,
+            ]);
+            await this.event(c, id, "state", { state }, now);
+        });
+    }
+
+    async requeue(id: string): Promise<void> {
+        await this.tx(async (c) => {
+            await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = $1 AND state = 'running'", [id]);
+            await this.event(c, id, "state", { state: "queued", requeued: true }, new Date());
+        });
+    }
+
+    async recover(owner: string, now: Date): Promise<string[]> {
+        return this.tx(async (c) => {
+            const rows = await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE state = 'running' AND (owner = $1 OR lease_until < $2) RETURNING id", [owner, now.toISOString()]);
+            for (const r of rows.rows as { id: string }[]) await this.event(c, r.id, "state", { state: "queued", recovered: true }, now);
+            return (rows.rows as { id: string }[]).map((r) => r.id);
+        });
+    }
+
+    async appendEvent(id: string, type: RequestEvent["type"], data: unknown, now: Date): Promise<void> {
+        await this.tx((c) => this.event(c, id, type, data, now));
+    }
+
+    async events(id: string, afterSeq: number): Promise<RequestEvent[]> {
+        const r = await this.pool.query("SELECT seq, at, type, data FROM events WHERE request_id = $1 AND seq > $2 ORDER BY seq", [id, afterSeq]);
+        return (r.rows as Row[]).map((x) => ({ seq: Number(x.seq), at: x.at as string, type: x.type as RequestEvent["type"], data: JSON.parse(x.data as string) }));
+    }
+
+    async recent(limit: number): Promise<RequestRecord[]> {
+        const r = await this.pool.query("SELECT * FROM requests ORDER BY n DESC LIMIT $1", [limit]);
+        return (r.rows as Row[]).map(toRecord);
+    }
+
+    async close(): Promise<void> {
+        await this.pool.end();
+    }
+}

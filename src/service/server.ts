@@ -1,0 +1,582 @@
+/**
+ * `stages serve`: the runner over HTTP for many CI jobs. Same core, policy and result shapes as
+ * the CLI. Long operations are recorded in the durable request log before they are acknowledged
+ * (202 with a request id), run by workers that claim them from the log (one update per stack,
+ * across replicas), and can be followed with server-sent events. Bearer tokens carry rights
+ * (verbs on stages); secrets and tokens never reach logs or answers.
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+
+import type { Actor } from "../runner/core";
+import { parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
+import { RunnerError, httpStatus, publicError } from "../runner/errors";
+import { AssembledRunner, tokenActor } from "../runner/index";
+import { Verb, requireRight } from "../runner/rights";
+import type { SealingScope } from "../secrets/seal";
+import { checkBundleFiles, writeBundle } from "./bundle-upload";
+import { openApiDocument } from "./openapi";
+import { STATUS_PAGE } from "./page";
+import type { RequestRecord, RequestStore } from "./store";
+
+/** Limits of the service. */
+export interface Limits {
+    /** Largest request body (bundles travel inline). */
+    readonly bodyBytes: number;
+    /** Sustained requests per minute per token, and the burst above it. */
+    readonly ratePerMinute: number;
+    readonly burst: number;
+    /** Time to receive a request. */
+    readonly requestTimeoutMs: number;
+    /** Requests of different stacks run at once, per replica. */
+    readonly concurrency: number;
+}
+
+/** Defaults: 16 MiB bodies, 120 requests a minute with bursts of 60, 30 s to send a request, 4 stacks at once. */
+export const DEFAULT_LIMITS: Limits = { bodyBytes: 16 * 1024 * 1024, ratePerMinute: 120, burst: 60, requestTimeoutMs: 30_000, concurrency: 4 };
+
+/** What the service runs on. */
+export interface ServiceDeps {
+    readonly assembled: AssembledRunner;
+    readonly store: RequestStore;
+    /** This replica's name in the log (leases of running requests). */
+    readonly replicaId: string;
+    /** One structured log entry (a JSON line). */
+    readonly log: (entry: Record<string, unknown>) => void;
+    readonly limits?: Partial<Limits>;
+    readonly now?: () => Date;
+}
+
+const LEASE_MS = 60_000;
+const FINAL = new Set(["done", "failed", "superseded"]);
+
+/** The body of a queued request: what to run and for whom. */
+interface Work {
+    readonly request: Record<string, unknown>;
+    readonly actor: Actor;
+}
+
+class HttpError extends Error {
+    constructor(
+        readonly status: number,
+        readonly kind: string,
+        message: string,
+        readonly headers: Record<string, string> = {},
+    ) {
+        super(message);
+    }
+}
+
+/** The service. */
+export class Service {
+    private readonly limits: Limits;
+    private readonly now: () => Date;
+    private server?: http.Server;
+    private stopping = false;
+    private ready = false;
+    private readonly running = new Map<string, Promise<void>>();
+    private readonly buckets = new Map<string, { tokens: number; at: number }>();
+    private timers: NodeJS.Timeout[] = [];
+    private tokenCache?: { at: number; outputs: Record<string, unknown> };
+    private pumping = false;
+
+    constructor(private readonly deps: ServiceDeps) {
+        this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
+        this.now = deps.now ?? (() => new Date());
+    }
+
+    /** Starts listening and working; resolves with the bound address. */
+    async start(port: number, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
+        const recovered = await this.deps.store.recover(this.deps.replicaId, this.now());
+        if (recovered.length) this.deps.log({ level: "info", msg: "requeued requests interrupted by a previous stop", requests: recovered });
+        this.server = http.createServer((req, res) => void this.handle(req, res));
+        this.server.requestTimeout = this.limits.requestTimeoutMs;
+        this.server.headersTimeout = Math.min(this.limits.requestTimeoutMs, 20_000);
+        await new Promise<void>((resolve, reject) => {
+            this.server!.once("error", reject);
+            this.server!.listen(port, host, () => resolve());
+        });
+        const bound = (this.server.address() as { port: number }).port;
+        this.timers.push(setInterval(() => void this.pump(), 250));
+        this.timers.push(setInterval(() => void this.deps.store.renew(this.deps.replicaId, new Date(this.now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4));
+        // Requests of a replica that died come back to the queue when its lease runs out.
+        this.timers.push(setInterval(() => void this.deps.store.recover(this.deps.replicaId + "\0none", this.now()).catch(() => undefined), LEASE_MS / 4));
+        this.ready = true;
+        void this.pump();
+        return { url: `http://${host}:${bound}`, port: bound };
+    }
+
+    /**
+     * Stops: no new connections, readiness off, running updates cancelled (the engine rolls them
+     * back cleanly and releases the stack's lock) and put back in the queue for the next start.
+     */
+    async stop(): Promise<void> {
+        this.stopping = true;
+        this.ready = false;
+        for (const t of this.timers) clearInterval(t);
+        const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+        this.server?.closeIdleConnections();
+        if (this.running.size) this.deps.assembled.runner.cancel("the service is shutting down");
+        await Promise.allSettled([...this.running.values()]);
+        await this.deps.assembled.runner.idle();
+        this.server?.closeAllConnections();
+        await closed;
+        await this.deps.store.close();
+    }
+
+    // ---- HTTP -------------------------------------------------------------------------------
+
+    private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+        const started = Date.now();
+        const url = new URL(req.url ?? "/", "http://service");
+        const correlation = `h-${randomBytes(6).toString("hex")}`;
+        let principal: string | undefined;
+        let requestId: string | undefined;
+        const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+            res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers });
+            res.end(JSON.stringify(body, null, 2) + "\n");
+        };
+        try {
+            const route = `${req.method} ${url.pathname}`;
+            if (route === "GET /healthz") return send(200, { status: "ok" });
+            if (route === "GET /readyz") return this.ready && !this.stopping ? send(200, { status: "ready" }) : send(503, { status: "not ready" });
+            if (route === "GET /v1/openapi.json") return send(200, openApiDocument());
+            if (route === "GET /" || route === "GET /index.html") {
+                res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
+                res.end(STATUS_PAGE);
+                return;
+            }
+            if (!url.pathname.startsWith("/v1/")) throw new HttpError(404, "not-found", `no route ${req.method} ${url.pathname}`);
+            if (this.stopping) throw new HttpError(503, "unavailable", "the service is shutting down; retry", { "retry-after": "5" });
+            const actor = await this.authenticate(req);
+            principal = actor.name;
+            this.rateLimit(actor.name);
+            const body = req.method === "POST" ? await this.readJson(req) : undefined;
+            const answer = await this.route(req.method ?? "GET", url, actor, body, res);
+            if (answer === undefined) return; // streamed
+            requestId = (answer.body as { requestId?: string })?.requestId;
+            send(answer.status, answer.body, answer.headers);
+        } catch (e) {
+            if (e instanceof HttpError) {
+                send(e.status, { error: { kind: e.kind, message: e.message, requestId: correlation } }, e.headers);
+            } else {
+                const status = httpStatus(e);
+                if (!(e instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: e instanceof Error ? e.stack : String(e) });
+                send(status, { error: publicError(e, correlation) });
+            }
+        } finally {
+            this.deps.log({ level: "info", msg: "http", requestId: requestId ?? correlation, method: req.method, path: url.pathname, status: res.statusCode, principal, ms: Date.now() - started });
+        }
+    }
+
+    private async platformOutputs(): Promise<Record<string, unknown>> {
+        // Token hashes change only with a platform update; reading the stack per request would cost a second each.
+        if (!this.tokenCache || Date.now() - this.tokenCache.at > 30_000) {
+            this.tokenCache = { at: Date.now(), outputs: await this.deps.assembled.platformOutputs() };
+        }
+        return this.tokenCache.outputs;
+    }
+
+    private async authenticate(req: http.IncomingMessage): Promise<Actor> {
+        const header = req.headers.authorization ?? "";
+        const m = /^Bearer ([A-Za-z0-9._~+/=-]{8,512})$/.exec(header);
+        if (!m) throw new HttpError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)", { "www-authenticate": "Bearer" });
+        try {
+            return tokenActor(this.deps.assembled.settings, await this.platformOutputs(), m[1]);
+        } catch (e) {
+            if (e instanceof RunnerError && e.kind === "unauthorized") throw new HttpError(401, "unauthorized", "the token is not valid", { "www-authenticate": 'Bearer error="invalid_token"' });
+            throw e;
+        }
+    }
+
+    private rateLimit(who: string): void {
+        const now = Date.now();
+        const b = this.buckets.get(who) ?? { tokens: this.limits.burst, at: now };
+        b.tokens = Math.min(this.limits.burst, b.tokens + ((now - b.at) / 60_000) * this.limits.ratePerMinute);
+        b.at = now;
+        this.buckets.set(who, b);
+        if (b.tokens < 1) {
+            const wait = Math.ceil(((1 - b.tokens) * 60) / this.limits.ratePerMinute);
+            throw new HttpError(429, "rate-limited", `too many requests for this token; retry in ${wait} s`, { "retry-after": String(wait) });
+        }
+        b.tokens -= 1;
+    }
+
+    private readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+        const type = String(req.headers["content-type"] ?? "");
+        if (!/^application\/json\b/.test(type)) return Promise.reject(new HttpError(415, "invalid", "body: Content-Type must be application/json"));
+        const declared = Number(req.headers["content-length"] ?? "0");
+        if (declared > this.limits.bodyBytes) {
+            req.resume();
+            return Promise.reject(new HttpError(413, "invalid", `body: larger than the limit of ${this.limits.bodyBytes} bytes`, { connection: "close" }));
+        }
+        return new Promise((resolve, reject) => {
+            const chunks: Buffer[] = [];
+            let size = 0;
+            req.on("data", (c: Buffer) => {
+                size += c.length;
+                if (size > this.limits.bodyBytes) {
+                    reject(new HttpError(413, "invalid", `body: larger than the limit of ${this.limits.bodyBytes} bytes`, { connection: "close" }));
+                    req.destroy();
+                    return;
+                }
+                chunks.push(c);
+            });
+            req.on("end", () => {
+                try {
+                    const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+                    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+                    resolve(parsed as Record<string, unknown>);
+                } catch {
+                    reject(new HttpError(400, "invalid", "body: must be a JSON object"));
+                }
+            });
+            req.on("error", reject);
+        });
+    }
+
+    private async route(method: string, url: URL, actor: Actor, body: Record<string, unknown> | undefined, res: http.ServerResponse): Promise<{ status: number; body: unknown; headers?: Record<string, string> } | undefined> {
+        const p = url.pathname;
+        const runner = this.deps.assembled.runner;
+        const secrets = this.deps.assembled.secrets;
+        const b = body ?? {};
+        const stageParam = url.searchParams.get("stage") ?? undefined;
+        let m: RegExpExecArray | null;
+        if (method === "POST") {
+            switch (p) {
+                case "/v1/promote":
+                case "/v1/preview": {
+                    const dryRun = p === "/v1/preview";
+                    const withBundle = b.bundle !== undefined ? { ...b, bundle: "(uploaded)" } : b;
+                    const req = parsePromoteRequest({ ...withBundle, dryRun });
+                    requireRight(actor, dryRun ? "preview" : "promote", req.to);
+                    // Refusals by policy are answered now (409 with the reason); the worker decides again on the state it finds.
+                    await runner.promote({ ...withBundle, dryRun }, actor, { checkOnly: true });
+                    return this.enqueue(dryRun ? "preview" : "promote", req.to, { ...b, dryRun }, actor, { coalesceKey: dryRun ? undefined : req.app, idempotencyKey: req.idempotencyKey, bundle: b.bundle });
+                }
+                case "/v1/rollback": {
+                    const req = parseRollbackRequest(b);
+                    requireRight(actor, "rollback", req.stage);
+                    return this.enqueue("rollback", req.stage, b, actor, { idempotencyKey: req.idempotencyKey });
+                }
+                case "/v1/hold":
+                case "/v1/release": {
+                    const req = parseHoldRequest(b);
+                    requireRight(actor, "hold", req.stage);
+                    return this.enqueue(p === "/v1/hold" ? "hold" : "release", req.stage, b, actor, {});
+                }
+                case "/v1/mr/deploy": {
+                    const req = parseMrDeployRequest({ ...b, bundle: b.bundle !== undefined ? "(uploaded)" : undefined });
+                    requireRight(actor, "mr");
+                    return this.enqueue("mr-deploy", `mr-${req.mr}`, b, actor, { bundle: b.bundle });
+                }
+                case "/v1/mr/destroy": {
+                    const mr = this.mrNumber(b, ["mr", "requester"]);
+                    requireRight(actor, "mr");
+                    return this.enqueue("mr-destroy", `mr-${mr}`, b, actor, {});
+                }
+                case "/v1/mr/reap": {
+                    this.fields(b, ["requester"]);
+                    requireRight(actor, "mr");
+                    return this.enqueue("mr-reap", "mr-reap", b, actor, {});
+                }
+                case "/v1/drift": {
+                    this.fields(b, ["stage"]);
+                    const stage = b.stage as string | undefined;
+                    requireRight(actor, "drift", stage);
+                    return this.enqueue("drift", `drift:${stage ?? "*"}`, b, actor, {});
+                }
+                case "/v1/approve": {
+                    this.fields(b, ["requestId", "stage"]);
+                    if (typeof b.requestId !== "string" || typeof b.stage !== "string") throw new RunnerError("invalid", "requestId and stage: both are required strings");
+                    requireRight(actor, "approve", b.stage);
+                    return this.recorded("approve", b.stage, b, actor, () => runner.approve(b.requestId as string, b.stage as string, actor));
+                }
+                case "/v1/secrets/set": {
+                    this.fields(b, ["app", "stage", "name", "namespace", "scope", "replace", "values", "certificate", "reason"]);
+                    const values = this.secretValues(b.values);
+                    const scope = (b.scope ?? "strict") as SealingScope;
+                    if (!["strict", "namespace-wide", "cluster-wide"].includes(scope)) throw new RunnerError("invalid", 'scope: must be "strict", "namespace-wide" or "cluster-wide"');
+                    // Recorded without the values: the log keeps key names only.
+                    const redacted = { ...b, values: Object.keys(values) };
+                    return this.recorded("secret-set", `secrets:${String(b.stage)}`, redacted, actor, () =>
+                        secrets.set(
+                            {
+                                app: b.app as string,
+                                stage: b.stage as string,
+                                ...(b.name !== undefined ? { name: b.name as string } : {}),
+                                ...(b.namespace !== undefined ? { namespace: b.namespace as string } : {}),
+                                scope,
+                                replace: b.replace === true,
+                                values,
+                                ...(typeof b.certificate === "string" ? { certificate: b.certificate } : {}),
+                                ...(typeof b.reason === "string" ? { reason: b.reason } : {}),
+                            },
+                            actor,
+                        ),
+                    );
+                }
+                case "/v1/secrets/rm": {
+                    this.fields(b, ["app", "stage", "name", "keys", "reason"]);
+                    const keys = Array.isArray(b.keys) ? (b.keys as unknown[]).map(String) : [];
+                    return this.recorded("secret-rm", `secrets:${String(b.stage)}`, b, actor, () =>
+                        secrets.remove({ app: b.app as string, stage: b.stage as string, keys, ...(b.name !== undefined ? { name: b.name as string } : {}), ...(typeof b.reason === "string" ? { reason: b.reason } : {}) }, actor),
+                    );
+                }
+                case "/v1/secrets/reseal": {
+                    this.fields(b, ["stage", "certificate", "privateKeys", "reason"]);
+                    const redacted = { stage: b.stage, certificate: b.certificate !== undefined, privateKeys: Array.isArray(b.privateKeys) ? b.privateKeys.length : 0 };
+                    return this.recorded("secret-reseal", `secrets:${String(b.stage)}`, redacted, actor, () =>
+                        secrets.reseal(
+                            {
+                                stage: b.stage as string,
+                                ...(typeof b.certificate === "string" ? { certificate: b.certificate } : {}),
+                                privateKeys: Array.isArray(b.privateKeys) ? (b.privateKeys as unknown[]).map(String) : [],
+                            },
+                            actor,
+                        ),
+                    );
+                }
+            }
+        }
+        if (method === "GET") {
+            if (p === "/v1/status") {
+                requireRight(actor, "status", stageParam);
+                return { status: 200, body: await runner.status(stageParam) };
+            }
+            if ((m = /^\/v1\/history\/([a-z0-9-]{1,63})$/.exec(p))) {
+                requireRight(actor, "history", m[1]);
+                return { status: 200, body: await runner.history(m[1]) };
+            }
+            if (p === "/v1/secrets") {
+                if (!stageParam) throw new RunnerError("invalid", "stage: the query parameter is required");
+                return { status: 200, body: await secrets.list(stageParam, url.searchParams.get("app") ?? undefined, actor) };
+            }
+            if ((m = /^\/v1\/requests\/([A-Za-z0-9._:-]{1,128})(\/events)?$/.exec(p))) {
+                const rec = await this.deps.store.get(m[1]);
+                // Only its requester sees a request; others learn nothing, not even that it exists.
+                if (!rec || rec.principal !== actor.name) throw new HttpError(404, "not-found", `no request ${m[1]}`);
+                if (!m[2]) return { status: 200, body: view(rec) };
+                await this.stream(rec.id, res);
+                return undefined;
+            }
+        }
+        throw new HttpError(404, "not-found", `no route ${method} ${p}`);
+    }
+
+    private fields(b: Record<string, unknown>, allowed: readonly string[]): void {
+        const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
+        if (unknown.length) throw new RunnerError("invalid", `request.${unknown[0]}: is not a known field (known: ${allowed.join(", ")})`);
+    }
+
+    private mrNumber(b: Record<string, unknown>, allowed: readonly string[]): number {
+        this.fields(b, allowed);
+        if (!Number.isInteger(b.mr) || (b.mr as number) < 1) throw new RunnerError("invalid", "mr: must be a positive integer");
+        if (typeof b.requester !== "string" || !b.requester) throw new RunnerError("invalid", "requester: is required");
+        return b.mr as number;
+    }
+
+    private secretValues(raw: unknown): Record<string, Buffer> {
+        if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new RunnerError("invalid", "values: must be an object of KEY -> base64 value");
+        const out: Record<string, Buffer> = {};
+        for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+            if (typeof v !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new RunnerError("invalid", `values.${k}: must be base64`);
+            out[k] = Buffer.from(v, "base64");
+        }
+        return out;
+    }
+
+    /** Records a long request (and its uploaded bundle) durably, then answers 202. */
+    private async enqueue(verb: string, stack: string, request: Record<string, unknown>, actor: Actor, opts: { coalesceKey?: string; idempotencyKey?: string; bundle?: unknown }) {
+        const id = opts.idempotencyKey ?? `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+        let body = request;
+        if (opts.bundle !== undefined) {
+            const files = checkBundleFiles((opts.bundle as { files?: unknown })?.files);
+            const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
+            writeBundle(dir, files);
+            body = { ...request, bundle: dir };
+        }
+        const work: Work = { request: body, actor };
+        const { record, created } = await this.deps.store.create({ id, verb, stack, body: work, principal: actor.name, coalesceKey: opts.coalesceKey, idempotencyKey: opts.idempotencyKey }, this.now());
+        if (created) void this.pump();
+        if (!created && FINAL.has(record.state)) return { status: 200, body: view(record) };
+        return { status: 202, body: { ...view(record), links: { self: `/v1/requests/${record.id}`, events: `/v1/requests/${record.id}/events` } } };
+    }
+
+    /** Runs a short request now, and records it (without secret values) with its outcome. */
+    private async recorded(verb: string, stack: string, request: unknown, actor: Actor, run: () => Promise<unknown>) {
+        const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+        // A short request never waits in the queue; its record is written finished.
+        await this.deps.store.create({ id, verb, stack: `${stack}#${id}`, body: { request, actor: { name: actor.name } }, principal: actor.name }, this.now());
+        try {
+            const result = await run();
+            await this.deps.store.finish(id, "done", this.now(), { result });
+            return { status: 200, body: result };
+        } catch (e) {
+            await this.deps.store.finish(id, "failed", this.now(), { error: publicError(e, id) });
+            throw e;
+        }
+    }
+
+    private async stream(id: string, res: http.ServerResponse): Promise<void> {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+        let seq = 0;
+        for (;;) {
+            for (const ev of await this.deps.store.events(id, seq)) {
+                res.write(`id: ${ev.seq}\nevent: ${ev.type}\ndata: ${JSON.stringify({ at: ev.at, ...(typeof ev.data === "object" && ev.data ? ev.data : { text: ev.data }) })}\n\n`);
+                seq = ev.seq;
+            }
+            const rec = await this.deps.store.get(id);
+            if (!rec || FINAL.has(rec.state) || this.stopping || res.destroyed) {
+                if (rec && !res.destroyed) res.write(`event: end\ndata: ${JSON.stringify(view(rec))}\n\n`);
+                res.end();
+                return;
+            }
+            await new Promise((r) => setTimeout(r, 200));
+        }
+    }
+
+    // ---- workers ----------------------------------------------------------------------------
+
+    private async coalescing(): Promise<Set<string>> {
+        try {
+            return new Set((await this.deps.assembled.runner.pipelineStages()).filter((s) => s.queue === "coalesce").map((s) => s.name));
+        } catch {
+            return new Set();
+        }
+    }
+
+    /** Claims queued requests while workers are free. */
+    private async pump(): Promise<void> {
+        if (this.pumping || this.stopping) return;
+        this.pumping = true;
+        try {
+            const coalescing = await this.coalescing();
+            while (!this.stopping && this.running.size < this.limits.concurrency) {
+                const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + LEASE_MS), coalescing);
+                if (!rec) break;
+                const job = this.execute(rec).finally(() => {
+                    this.running.delete(rec.id);
+                    void this.pump();
+                });
+                this.running.set(rec.id, job);
+            }
+        } catch (e) {
+            this.deps.log({ level: "error", msg: "claiming requests failed", error: e instanceof Error ? e.message : String(e) });
+        } finally {
+            this.pumping = false;
+        }
+    }
+
+    private async execute(rec: RequestRecord): Promise<void> {
+        const started = Date.now();
+        const { request, actor } = rec.body as Work;
+        let buffered = "";
+        const flush = () => {
+            if (!buffered) return;
+            const text = buffered;
+            buffered = "";
+            void this.deps.store.appendEvent(rec.id, "output", { text }, this.now()).catch(() => undefined);
+        };
+        const ticker = setInterval(flush, 500);
+        const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t) };
+        this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
+        try {
+            const runner = this.deps.assembled.runner;
+            let result: unknown;
+            switch (rec.verb) {
+                case "promote":
+                case "preview":
+                    result = await runner.promote(request, actor, opts);
+                    break;
+                case "rollback":
+                    result = await runner.rollback(request, opts);
+                    break;
+                case "hold":
+                case "release":
+                    result = await runner.hold(request, rec.verb === "hold", opts);
+                    break;
+                case "mr-deploy":
+                    result = await runner.mrDeploy(request, opts);
+                    break;
+                case "mr-destroy":
+                    result = await runner.mrDestroy(request.mr as number, request.requester as string, opts);
+                    break;
+                case "mr-reap":
+                    result = await runner.mrReap(request.requester as string, opts);
+                    break;
+                case "drift":
+                    result = await runner.drift(request.stage as string | undefined);
+                    break;
+                default:
+                    throw new RunnerError("internal", `unknown verb ${rec.verb}`);
+            }
+            flush();
+            const state = (result as { state?: string }).state === "superseded" ? "superseded" : "done";
+            await this.deps.store.finish(rec.id, state, this.now(), { result });
+            this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state, ms: Date.now() - started });
+        } catch (e) {
+            flush();
+            if (this.stopping) {
+                // Cancelled by the shutdown: the engine rolled back cleanly; run it again after the restart.
+                await this.deps.store.requeue(rec.id);
+                this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
+                return;
+            }
+            if (!(e instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: e instanceof Error ? e.stack : String(e) });
+            await this.deps.store.finish(rec.id, "failed", this.now(), { error: publicError(e, rec.id) });
+            this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
+        } finally {
+            clearInterval(ticker);
+        }
+    }
+}
+
+/** What a caller sees of a request: no actor rights, no internal fields. */
+export function view(rec: RequestRecord) {
+    return {
+        requestId: rec.id,
+        verb: rec.verb,
+        stack: rec.stack,
+        state: rec.state,
+        principal: rec.principal,
+        createdAt: rec.createdAt,
+        ...(rec.startedAt ? { startedAt: rec.startedAt } : {}),
+        ...(rec.finishedAt ? { finishedAt: rec.finishedAt } : {}),
+        attempts: rec.attempts,
+        ...(rec.result !== undefined ? { result: rec.result } : {}),
+        ...(rec.error !== undefined ? { error: rec.error } : {}),
+    };
+}
+
+/** Verbs of the routes, for the OpenAPI document and the rights matrix. */
+export const ROUTE_VERBS: Readonly<Record<string, Verb>> = {
+    "POST /v1/promote": "promote",
+    "POST /v1/preview": "preview",
+    "POST /v1/rollback": "rollback",
+    "POST /v1/hold": "hold",
+    "POST /v1/release": "hold",
+    "POST /v1/approve": "approve",
+    "GET /v1/status": "status",
+    "GET /v1/history/{stage}": "history",
+    "POST /v1/drift": "drift",
+    "POST /v1/mr/deploy": "mr",
+    "POST /v1/mr/destroy": "mr",
+    "POST /v1/mr/reap": "mr",
+    "POST /v1/secrets/set": "secrets",
+    "POST /v1/secrets/rm": "secrets",
+    "POST /v1/secrets/reseal": "secrets",
+    "GET /v1/secrets": "secrets",
+};
+
+/** Removes uploaded bundles of finished requests older than a day (they were published or refused). */
+export function pruneBundles(dataDir: string, now = Date.now()): void {
+    const dir = path.join(dataDir, "service", "bundles");
+    if (!fs.existsSync(dir)) return;
+    for (const name of fs.readdirSync(dir)) {
+        const p = path.join(dir, name);
+        if (now - fs.statSync(p).mtimeMs > 86_400_000) fs.rmSync(p, { recursive: true, force: true });
+    }
+}

@@ -1,0 +1,70 @@
+/**
+ * The service's durable request log and queue. Every request is recorded before it is
+ * acknowledged; workers claim queued requests, and the store itself guarantees that no two
+ * requests of one stack run at once (a unique index over running requests per stack), across
+ * every replica that shares the database. Two implementations: SQLite in a file (one replica) and
+ * PostgreSQL (several replicas).
+ */
+
+/** States of a request. */
+export type RequestState = "queued" | "running" | "done" | "failed" | "superseded";
+
+/** A request as the log holds it. */
+export interface RequestRecord {
+    readonly id: string;
+    readonly verb: string;
+    /** What the request locks: a stack (`tst`, `mr-12`). */
+    readonly stack: string;
+    /** Requests of the same stack with the same coalesce key may be superseded by a newer one. */
+    readonly coalesceKey?: string;
+    /** The request body (already validated; never holds secret values). */
+    readonly body: unknown;
+    readonly principal: string;
+    readonly idempotencyKey?: string;
+    readonly state: RequestState;
+    readonly result?: unknown;
+    readonly error?: unknown;
+    readonly createdAt: string;
+    readonly startedAt?: string;
+    readonly finishedAt?: string;
+    readonly attempts: number;
+    /** Replica that runs it, and until when its lease holds. */
+    readonly owner?: string;
+    readonly leaseUntil?: string;
+}
+
+/** A new request. */
+export type NewRequest = Pick<RequestRecord, "id" | "verb" | "stack" | "body" | "principal"> & { coalesceKey?: string; idempotencyKey?: string };
+
+/** One progress event of a request. */
+export interface RequestEvent {
+    readonly seq: number;
+    readonly at: string;
+    readonly type: "state" | "output";
+    readonly data: unknown;
+}
+
+/** The durable log and queue. */
+export interface RequestStore {
+    /** Records a request as queued, or returns the existing one with the same principal and idempotency key. */
+    create(req: NewRequest, now: Date): Promise<{ record: RequestRecord; created: boolean }>;
+    get(id: string): Promise<RequestRecord | undefined>;
+    /**
+     * Claims the oldest queued request whose stack nothing runs, for `owner` until `leaseUntil`.
+     * On stacks in `coalescing`, older queued requests with the same coalesce key as a newer queued
+     * one are first marked superseded by it.
+     */
+    claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined>;
+    /** Extends the lease of running requests of `owner`. */
+    renew(owner: string, leaseUntil: Date): Promise<void>;
+    finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }): Promise<void>;
+    /** Puts a running request back in the queue (cancelled by a shutdown, or its replica died). */
+    requeue(id: string): Promise<void>;
+    /** Requeues running requests of `owner`, or of any replica whose lease ran out before `now`. */
+    recover(owner: string, now: Date): Promise<string[]>;
+    appendEvent(id: string, type: RequestEvent["type"], data: unknown, now: Date): Promise<void>;
+    events(id: string, afterSeq: number): Promise<RequestEvent[]>;
+    /** The most recent requests, newest first. */
+    recent(limit: number): Promise<RequestRecord[]>;
+    close(): Promise<void>;
+}

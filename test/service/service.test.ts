@@ -1,0 +1,205 @@
+/**
+ * The service over HTTP on loopback, on the real engine and a real ops repo: every endpoint's
+ * answers (success, 400 with field names, 401, 403, 404, 409 with the policy reason, 413, 415,
+ * 429), request records and server-sent events, and 50 concurrent promotions.
+ */
+import * as assert from "node:assert/strict";
+import * as path from "node:path";
+
+import { bundleFiles } from "../../src/cli/ci";
+import { parseLedger } from "../../src/program/stage/files";
+import { Service } from "../../src/service/server";
+import { SqliteStore } from "../../src/service/sqlite-store";
+import { makeBundleDir } from "../support/fixtures";
+import { Pipeline, api, bootstrapPipeline, settle } from "../support/service";
+
+const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+
+describe("the runner service over HTTP", function () {
+    let p: Pipeline;
+    let service: Service;
+    let base: string;
+    const logs: Record<string, unknown>[] = [];
+    const promoteBody = (app: string, version: string, to: string, extra: Record<string, unknown> = {}) => ({ app, version, to, requester: "ci", source: { commit: COMMIT }, ...extra });
+    const upload = (app: string, replicas = 1) => bundleFiles(makeBundleDir(p.dir, app, { replicas }));
+
+    before(async function () {
+        p = await bootstrapPipeline("gitops-stages-service-");
+        const assembled = await p.runner();
+        service = new Service({ assembled, store: new SqliteStore(path.join(p.dataDir, "service", "requests.db")), replicaId: "test", log: (e) => logs.push(e), limits: { bodyBytes: 512 * 1024, ratePerMinute: 100_000, burst: 1_000 } });
+        base = (await service.start(0)).url;
+    });
+
+    after(async function () {
+        await service?.stop();
+        p?.dispose();
+    });
+
+    it("health, readiness and the OpenAPI document need no token", async function () {
+        const anon = api(base);
+        assert.equal((await anon("GET", "/healthz")).status, 200);
+        assert.equal((await anon("GET", "/readyz")).status, 200);
+        const doc = await anon("GET", "/v1/openapi.json");
+        assert.equal(doc.status, 200);
+        assert.equal(doc.body.openapi, "3.1.0");
+        for (const route of ["/v1/promote", "/v1/requests/{id}/events", "/v1/secrets/set", "/v1/mr/deploy"]) assert.ok((doc.body.paths as Record<string, unknown>)[route], route);
+    });
+
+    it("401 without a token or with an unknown one, with no hint of what exists", async function () {
+        const none = await api(base)("GET", "/v1/status");
+        assert.equal(none.status, 401);
+        assert.equal(none.headers.get("www-authenticate"), "Bearer");
+        const wrong = await api(base, "x".repeat(48))("GET", "/v1/status");
+        assert.equal(wrong.status, 401);
+        assert.deepEqual(Object.keys(wrong.body.error as object).sort(), ["kind", "message", "requestId"]);
+        assert.equal((wrong.body.error as { message: string }).message, "the token is not valid");
+    });
+
+    it("400 names the field and the rule; 415 and 413 for the wrong type or size of body", async function () {
+        const ci = api(base, p.ciTokens.itg);
+        const unknown = await ci("POST", "/v1/promote", { ...promoteBody("web", "1.0.0", "itg"), force: true });
+        assert.equal(unknown.status, 400);
+        assert.match((unknown.body.error as { message: string }).message, /force: is not a known/);
+        const bad = await ci("POST", "/v1/promote", promoteBody("web", "v1", "itg"));
+        assert.equal(bad.status, 400);
+        assert.match((bad.body.error as { message: string }).message, /version = "v1": must be a semantic version/);
+        const traversal = await ci("POST", "/v1/promote", { ...promoteBody("web", "1.0.0", "itg"), image: "r/web:1", bundle: { files: { "chart/../../etc/passwd": "x" } } });
+        assert.equal(traversal.status, 400);
+        assert.match((traversal.body.error as { message: string }).message, /bundle\.files\["chart\/\.\.\/\.\.\/etc\/passwd"\]/);
+        assert.equal((await ci("POST", "/v1/promote", "{not json")).status, 400);
+        assert.equal((await ci("POST", "/v1/promote", "x=1", { "content-type": "application/x-www-form-urlencoded" })).status, 415);
+        const huge = await ci("POST", "/v1/promote", { ...promoteBody("web", "1.0.0", "itg"), reason: "x".repeat(600 * 1024) });
+        assert.equal(huge.status, 413);
+        assert.equal(p.git("log", "--format=%s", "main").includes("web"), false, "bad input wrote something");
+    });
+
+    it("403 for a right the token lacks, whatever exists", async function () {
+        const ciItg = api(base, p.ciTokens.itg);
+        for (const [method, route, body] of [
+            ["POST", "/v1/promote", promoteBody("web", "1.0.0", "tst")],
+            ["POST", "/v1/rollback", { app: "web", stage: "itg", requester: "ci" }],
+            ["POST", "/v1/hold", { app: "web", stage: "itg", requester: "ci" }],
+            ["POST", "/v1/approve", { requestId: "x", stage: "prod" }],
+            ["GET", "/v1/secrets?stage=itg", undefined],
+            ["POST", "/v1/promote", promoteBody("web", "1.0.0", "no-such-stage")],
+        ] as const) {
+            const r = await ciItg(method, route, body);
+            assert.equal(r.status, 403, `${method} ${route}: ${JSON.stringify(r.body)}`);
+            assert.equal((r.body.error as { kind: string }).kind, "forbidden");
+        }
+    });
+
+    it("202, the request's record and its events; the result has the CLI's shape; the same idempotency key answers the same request", async function () {
+        const ci = api(base, p.ciTokens.itg);
+        const accepted = await ci("POST", "/v1/promote", promoteBody("web", "1.0.0", "itg", { image: "registry.example/web:1.0.0", bundle: upload("web"), idempotencyKey: "web-1.0.0-itg" }));
+        assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+        const id = accepted.body.requestId as string;
+        assert.equal((accepted.body.links as { events: string }).events, `/v1/requests/${id}/events`);
+        const events = await fetch(`${base}/v1/requests/${id}/events`, { headers: { authorization: `Bearer ${p.ciTokens.itg}` } });
+        assert.equal(events.headers.get("content-type"), "text/event-stream");
+        const stream = await events.text();
+        assert.match(stream, /event: state\ndata: \{"at":"[^"]+","state":"queued"\}/);
+        assert.match(stream, /"state":"running"/);
+        assert.match(stream, /event: end\ndata: /);
+        const final = await settle(ci, id);
+        assert.equal(final.state, "done");
+        const result = final.result as { requestId: string; state: string; opsCommit: string; publishCommit: string; stage: string; app: string; version: string };
+        assert.deepEqual([result.requestId, result.state, result.stage, result.app, result.version], [id, "done", "itg", "web", "1.0.0"]);
+        assert.equal(result.opsCommit, p.git("rev-parse", "main"));
+        const commits = Number(p.git("rev-list", "--count", "main"));
+        const again = await ci("POST", "/v1/promote", promoteBody("web", "1.0.0", "itg", { image: "registry.example/web:1.0.0", bundle: upload("web"), idempotencyKey: "web-1.0.0-itg" }));
+        assert.equal(again.status, 200);
+        assert.equal(again.body.requestId, id);
+        assert.equal(Number(p.git("rev-list", "--count", "main")), commits);
+        // Someone else's request is not found.
+        assert.equal((await api(base, p.ciTokens.tst)("GET", `/v1/requests/${id}`)).status, 404);
+        assert.equal((await ci("GET", "/v1/no-such-route")).status, 404);
+        // Logs carry request ids and never the token.
+        assert.ok(logs.some((l) => l.requestId === id && l.msg === "request finished"));
+        assert.ok(!JSON.stringify(logs).includes(p.ciTokens.itg));
+    });
+
+    it("409 with the policy reason, answered at once: a stage skipped, a hold", async function () {
+        const skip = await api(base, p.ciTokens.perf)("POST", "/v1/promote", promoteBody("web", "1.0.0", "perf"));
+        assert.equal(skip.status, 409);
+        assert.equal((skip.body.error as { reason: string }).reason, "stage-order");
+        const op = api(base, p.operatorToken);
+        const hold = await op("POST", "/v1/hold", { app: "web", stage: "itg", requester: "ops", reason: "incident" });
+        assert.equal(hold.status, 202);
+        assert.equal((await settle(op, hold.body.requestId as string)).state, "done");
+        const held = await api(base, p.ciTokens.itg)("POST", "/v1/promote", promoteBody("web", "1.1.0", "itg", { image: "registry.example/web:1.1.0", bundle: upload("web", 2) }));
+        assert.equal(held.status, 409);
+        assert.equal((held.body.error as { reason: string }).reason, "hold");
+        const release = await op("POST", "/v1/release", { app: "web", stage: "itg", requester: "ops" });
+        assert.equal((await settle(op, release.body.requestId as string)).state, "done");
+        const status = await op("GET", "/v1/status?stage=itg");
+        assert.equal(status.status, 200);
+        assert.equal(((status.body as unknown as { apps: Record<string, { version: string }> }[])[0]).apps.web.version, "1.0.0");
+        const history = await op("GET", "/v1/history/itg");
+        assert.equal(history.status, 200);
+    });
+
+    it("429 when a token exceeds its rate, with Retry-After", async function () {
+        const assembled = await p.runner();
+        const limited = new Service({ assembled, store: new SqliteStore(path.join(p.dir, "limited.db")), replicaId: "limited", log: () => undefined, limits: { ratePerMinute: 60, burst: 3 } });
+        const { url } = await limited.start(0);
+        try {
+            const ci = api(url, p.ciTokens.itg);
+            const answers = [];
+            for (let i = 0; i < 5; i++) answers.push((await ci("GET", "/v1/openapi.json")).status, (await ci("GET", "/v1/requests/none")).status);
+            assert.ok(answers.includes(429), JSON.stringify(answers));
+            const r = await ci("GET", "/v1/requests/none");
+            assert.equal(r.status, 429);
+            assert.ok(Number(r.headers.get("retry-after")) >= 1);
+            assert.equal((r.body.error as { kind: string }).kind, "rate-limited");
+        } finally {
+            await limited.stop();
+        }
+    });
+
+    it("50 concurrent promotions for several apps and stages: all final, the ops repo equals a serial order, one commit per executed update", async function () {
+        const op = api(base, p.operatorToken);
+        // Two apps already in itg, promoted to tst by ten requests each (duplicates become no-ops).
+        for (const app of ["p1", "p2"]) {
+            const r = await op("POST", "/v1/promote", promoteBody(app, "1.0.0", "itg", { image: `registry.example/${app}:1.0.0`, bundle: upload(app) }));
+            assert.equal((await settle(op, r.body.requestId as string)).state, "done");
+        }
+        const before = Number(p.git("rev-list", "--count", "main"));
+        const sends: Promise<{ status: number; body: Record<string, unknown> }>[] = [];
+        const apps = ["c1", "c2", "c3", "c4"];
+        for (let v = 0; v < 10; v++) {
+            for (const app of apps) {
+                sends.push(op("POST", "/v1/promote", promoteBody(app, `1.${v}.0`, "itg", { image: `registry.example/${app}:1.${v}.0`, bundle: upload(app, v + 1) })));
+            }
+        }
+        for (let i = 0; i < 5; i++) for (const app of ["p1", "p2"]) sends.push(op("POST", "/v1/promote", promoteBody(app, "1.0.0", "tst", { reason: `copy ${i}` })));
+        const accepted = await Promise.all(sends);
+        assert.equal(accepted.length, 50);
+        for (const a of accepted) assert.equal(a.status, 202, JSON.stringify(a.body));
+        const finals = await Promise.all(accepted.map((a) => settle(op, a.body.requestId as string, 900_000)));
+        const states = finals.map((f) => f.state);
+        assert.ok(states.every((s) => s === "done" || s === "superseded"), JSON.stringify(states));
+        const superseded = finals.filter((f) => f.state === "superseded");
+        for (const s of superseded) assert.match(String((s.result as { supersededBy: string }).supersededBy), /^r-/);
+        // itg: each app runs the version of its last executed request.
+        const ledger = parseLedger(p.git("show", "main:environments/itg/releases.json"));
+        for (const app of apps) {
+            const executed = finals.filter((f) => f.state === "done" && (f.result as { app: string }).app === app).sort((a, b) => String(a.finishedAt).localeCompare(String(b.finishedAt)));
+            assert.ok(executed.length >= 1, `${app}: nothing executed`);
+            assert.equal(ledger[app].version, (executed[executed.length - 1].result as { version: string }).version, `${app}: not the last executed version`);
+        }
+        const tst = parseLedger(p.git("show", "main:environments/tst/releases.json"));
+        assert.equal(tst.p1.version, "1.0.0");
+        assert.equal(tst.p2.version, "1.0.0");
+        // One promotion commit per executed update, one publish commit per published version, nothing else.
+        const changed = finals.filter((f) => f.state === "done" && (f.result as { state: string }).state === "done");
+        const published = finals.filter((f) => (f.result as { publishCommit?: string })?.publishCommit);
+        const subjects = p.git("log", "--format=%s", `HEAD~${Number(p.git("rev-list", "--count", "main")) - before}..HEAD`).split("\n");
+        assert.equal(subjects.length, changed.length + published.length, subjects.join("\n"));
+        assert.equal(subjects.filter((s) => /^Promote p[12] 1\.0\.0 to tst/.test(s)).length, 2);
+        for (const f of changed) {
+            const r = f.result as { app: string; version: string; stage: string; requestId: string };
+            assert.equal(subjects.filter((s) => s === `Promote ${r.app} ${r.version} to ${r.stage} (request ${r.requestId})`).length, 1, `${r.app} ${r.version}`);
+        }
+    });
+});

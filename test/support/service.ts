@@ -1,0 +1,89 @@
+/** A runner data folder with a bootstrapped platform, and the service on loopback, for service tests. */
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { AutomationEngine } from "../../src/runner/adapters/automation";
+import { AssembledRunner, createRunner } from "../../src/runner/index";
+import { hashToken, VERBS } from "../../src/runner/rights";
+import { testToolchain, repoRoot } from "./engine";
+
+/** A bootstrapped platform in a temporary folder. */
+export interface Pipeline {
+    readonly dir: string;
+    readonly dataDir: string;
+    readonly ops: string;
+    readonly env: NodeJS.ProcessEnv;
+    /** The platform's generated CI tokens, stage -> token. */
+    readonly ciTokens: Record<string, string>;
+    /** A configured operator token with every right on every stage, owner of every stage. */
+    readonly operatorToken: string;
+    git(...args: string[]): string;
+    runner(now?: () => Date): Promise<AssembledRunner>;
+    dispose(): void;
+}
+
+/** Bootstraps the platform (local git host, render mode) with stages itg, tst, perf, prod. */
+export async function bootstrapPipeline(prefix: string, stages: unknown[] = [{ name: "itg" }, { name: "tst" }, { name: "perf" }, { name: "prod", owners: ["prod-owners"], requireApproval: true }]): Promise<Pipeline> {
+    await testToolchain();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    const dataDir = path.join(dir, "data");
+    fs.mkdirSync(dataDir, { recursive: true });
+    const operatorToken = `op-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+    fs.writeFileSync(
+        path.join(dataDir, "runner.json"),
+        JSON.stringify({ tokens: [{ name: "operator", sha256: hashToken(operatorToken), rights: [{ stages: ["*"], verbs: VERBS }], teams: ["prod-owners"] }], lockWaitSeconds: 300 }),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
+    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) delete env[k];
+    const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
+    const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
+    const up = await engine.update("platform", async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages }), { message: "bootstrap" });
+    assert.equal(up?.result, "succeeded");
+    const e = assembled.environment;
+    const ciTokens = JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "runnerTokens", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" })) as Record<string, string>;
+    const ops = path.join(dir, "git", "app-ops.git");
+    return {
+        dir,
+        dataDir,
+        ops,
+        env,
+        ciTokens,
+        operatorToken,
+        git: (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim(),
+        runner: (now?: () => Date) => createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, ...(now ? { now } : {}) }),
+        dispose: () => fs.rmSync(dir, { recursive: true, force: true }),
+    };
+}
+
+/** A client for the service's API. */
+export function api(base: string, token?: string) {
+    return async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}) => {
+        const res = await fetch(base + route, {
+            method,
+            headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+            ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+        });
+        const text = await res.text();
+        let json: Record<string, unknown> = {};
+        try {
+            json = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+            json = { text };
+        }
+        return { status: res.status, body: json, headers: res.headers };
+    };
+}
+
+/** Polls a request until it is final. */
+export async function settle(call: ReturnType<typeof api>, id: string, timeoutMs = 300_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const r = await call("GET", `/v1/requests/${id}`);
+        if (["done", "failed", "superseded"].includes(String(r.body.state))) return r.body;
+        if (Date.now() > deadline) throw new Error(`request ${id} still ${String(r.body.state)} after ${timeoutMs} ms`);
+        await new Promise((res) => setTimeout(res, 200));
+    }
+}
