@@ -12,6 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { ensureToolchain } from "../src/toolchain/resolve";
+import { pipelineBenchmarks } from "./pipeline";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
 
@@ -68,8 +69,12 @@ async function cold(): Promise<void> {
 async function main(): Promise<void> {
     const args = process.argv.slice(2);
     console.log(`machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${new Date().toISOString()}`);
-    await warm(7);
+    // --only toolchain,promotion,scale,throughput (default: all); --runs N (default 5).
+    const only = (args.find((a) => a.startsWith("--only="))?.slice(7) ?? "").split(",").filter(Boolean);
+    const runs = Number(args.find((a) => a.startsWith("--runs="))?.slice(7) ?? 5);
+    if (only.length === 0 || only.includes("toolchain")) await warm(7);
     if (args.includes("--cold")) await cold();
+    await pipelineBenchmarks(only.filter((o) => o !== "toolchain").length || only.length === 0 ? only.filter((o) => o !== "toolchain") : ["none"], runs);
 }
 
 main().catch((e: unknown) => {

@@ -17,6 +17,7 @@ import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
 import { GithubPipeline, githubToken } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
 import { devSkeleton, opsSkeleton } from "./ops/skeleton";
+import { ciClientScript } from "./ops/workflows";
 import { userError } from "./errors";
 import { SshKeyPair } from "./ssh-key";
 
@@ -78,7 +79,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         new GitFiles("dev-skeleton", {
             remote: dev.path,
             branch: "main",
-            files: devSkeleton(cfg),
+            files: devSkeleton(cfg, ciClientScript()),
             mode: "seed",
             message: "Skeleton of the dev repository\n\nWritten by the gitops-stages platform stack.\n",
             author: PLATFORM_AUTHOR,
@@ -111,7 +112,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
                 runnerTokens: Object.fromEntries(Object.entries(tokens).map(([s, t]) => [s, t.result])),
                 deployPublicKey: sshKey.publicKey,
                 webhookSecret: webhookSecret.result,
-                skeletons: { dev: devSkeleton(cfg), ops: opsSkeleton(cfg) },
+                skeletons: { dev: devSkeleton(cfg, ciClientScript()), ops: opsSkeleton(cfg) },
                 pushToken: token,
                 author: PLATFORM_AUTHOR,
             },

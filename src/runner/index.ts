@@ -50,12 +50,13 @@ export function readSettings(dataDir: string): RunnerSettings {
     const tokens: TokenEntry[] = [];
     if (o.tokens !== undefined && !Array.isArray(o.tokens)) c.fail("tokens", o.tokens, "must be a list of {name, sha256, rights}");
     for (const [i, t] of (Array.isArray(o.tokens) ? o.tokens : []).entries()) {
-        const to = c.object(`tokens[${i}]`, t, ["name", "sha256", "rights", "teams"]);
+        const to = c.object(`tokens[${i}]`, t, ["name", "sha256", "rights", "teams", "overrideOrder"]);
         tokens.push({
             name: c.string(`tokens[${i}].name`, to.name, undefined, /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, "must be 1 to 64 letters, digits, '.', '_', '@' or '-'"),
             sha256: c.string(`tokens[${i}].sha256`, to.sha256, undefined, /^[0-9a-f]{64}$/, "must be the token's SHA-256 as 64 lowercase hex digits (never the token itself)"),
             grants: parseGrants(c, `tokens[${i}].rights`, to.rights),
             teams: c.strings(`tokens[${i}].teams`, to.teams, []),
+            overrideOrder: c.boolean(`tokens[${i}].overrideOrder`, to.overrideOrder, false),
         });
     }
     const m = c.object("mrCluster", o.mrCluster, ["kubeconfig", "context", "skipAwait"]);
@@ -90,7 +91,7 @@ export function tokenActor(settings: RunnerSettings, platformOutputs: Record<str
     const hashes = (platformOutputs.runnerTokenHashes ?? {}) as Record<string, string>;
     const who = tokenPrincipal(token, [...platformTokenEntries(hashes), ...settings.tokens]);
     if (!who) throw new RunnerError("unauthorized", "the token is not valid");
-    return { ...who, canOverrideOrder: false };
+    return { name: who.name, grants: who.grants, teams: who.teams, canOverrideOrder: who.overrideOrder };
 }
 
 /** A request id: time-ordered and unique enough to name in commits and logs. */

@@ -81,6 +81,8 @@ export interface TokenEntry {
     readonly grants: readonly Grant[];
     /** Teams the token acts for (stage ownership, for approvals). */
     readonly teams?: readonly string[];
+    /** May skip the stage order (recorded in the commit), like a CLI user with overrideOrder. */
+    readonly overrideOrder?: boolean;
 }
 
 /** The platform stack's generated tokens (stage -> hash): CI rights on their own stage only. */
@@ -92,12 +94,12 @@ export function platformTokenEntries(hashes: Readonly<Record<string, string>>): 
  * The principal a bearer token stands for, or undefined for an unknown token. Every entry is
  * compared in constant time, so timing tells nothing about which hashes exist.
  */
-export function tokenPrincipal(token: string, entries: readonly TokenEntry[]): (Principal & { teams: readonly string[] }) | undefined {
+export function tokenPrincipal(token: string, entries: readonly TokenEntry[]): (Principal & { teams: readonly string[]; overrideOrder: boolean }) | undefined {
     const presented = Buffer.from(hashToken(token), "hex");
     let found: TokenEntry | undefined;
     for (const e of entries) {
         const stored = Buffer.from(e.sha256, "hex");
         if (stored.length === presented.length && timingSafeEqual(stored, presented) && !found) found = e;
     }
-    return found ? { name: found.name, grants: found.grants, teams: found.teams ?? [] } : undefined;
+    return found ? { name: found.name, grants: found.grants, teams: found.teams ?? [], overrideOrder: found.overrideOrder ?? false } : undefined;
 }

@@ -56,7 +56,8 @@ async function load() {
     }).join("") + "</tr>").join("");
     const parts = [];
     for (const stage of stages) {
-      const history = await api("/v1/history/" + encodeURIComponent(stage));
+      let history = [];
+      try { history = await api("/v1/history/" + encodeURIComponent(stage)); } catch (e) { /* a stage never updated has no history yet */ }
       const items = history.slice(0, 10).map((h, i) => {
         const c = h.change;
         const what = c ? esc(c.kind + " " + c.app + (c.version ? " " + c.version : "")) + " by " + esc(c.requester) : esc(h.kind);

@@ -251,6 +251,7 @@ export class Service {
                     const dryRun = p === "/v1/preview";
                     const withBundle = b.bundle !== undefined ? { ...b, bundle: "(uploaded)" } : b;
                     const req = parsePromoteRequest({ ...withBundle, dryRun });
+                    if (b.bundle !== undefined) checkBundleFiles((b.bundle as { files?: unknown })?.files);
                     requireRight(actor, dryRun ? "preview" : "promote", req.to);
                     // Refusals by policy are answered now (409 with the reason); the worker decides again on the state it finds.
                     await runner.promote({ ...withBundle, dryRun }, actor, { checkOnly: true });
@@ -269,6 +270,7 @@ export class Service {
                 }
                 case "/v1/mr/deploy": {
                     const req = parseMrDeployRequest({ ...b, bundle: b.bundle !== undefined ? "(uploaded)" : undefined });
+                    if (b.bundle !== undefined) checkBundleFiles((b.bundle as { files?: unknown })?.files);
                     requireRight(actor, "mr");
                     return this.enqueue("mr-deploy", `mr-${req.mr}`, b, actor, { bundle: b.bundle });
                 }

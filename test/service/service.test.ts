@@ -4,12 +4,18 @@
  * 429), request records and server-sent events, and 50 concurrent promotions.
  */
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { chromium } from "playwright-core";
+
+import { execFile } from "node:child_process";
 
 import { bundleFiles } from "../../src/cli/ci";
+import { ciClientScript } from "../../src/program/ops/workflows";
 import { parseLedger } from "../../src/program/stage/files";
 import { Service } from "../../src/service/server";
 import { SqliteStore } from "../../src/service/sqlite-store";
+import { repoRoot } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 import { Pipeline, api, bootstrapPipeline, settle } from "../support/service";
 
@@ -201,5 +207,56 @@ describe("the runner service over HTTP", function () {
             const r = f.result as { app: string; version: string; stage: string; requestId: string };
             assert.equal(subjects.filter((s) => s === `Promote ${r.app} ${r.version} to ${r.stage} (request ${r.requestId})`).length, 1, `${r.app} ${r.version}`);
         }
+    });
+
+    it("the status page in headless Chromium: load, read the table, follow a history entry (screenshot kept in test-artifacts/)", async function () {
+        const executablePath = "/usr/bin/chromium";
+        assert.ok(fs.existsSync(executablePath), "Chromium is not installed (Debian package chromium): `npm test` installs it");
+        const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+        try {
+            const page = await browser.newPage();
+            await page.goto(base + "/");
+            await page.fill("#token", p.operatorToken);
+            await page.click("button[type=submit]");
+            await page.waitForSelector("#pipeline tbody tr");
+            const header = await page.$$eval("#pipeline thead th", (ths) => ths.map((t) => t.textContent));
+            assert.deepEqual(header, ["app", "itg", "tst", "perf", "prod"]);
+            const rows = await page.$$eval("#pipeline tbody tr", (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+            const web = rows.find((r) => r[0] === "web");
+            assert.deepEqual(web, ["web", "1.0.0", "-", "-", "-"]);
+            const p1 = rows.find((r) => r[0] === "p1");
+            assert.deepEqual(p1?.slice(0, 3), ["p1", "1.0.0", "1.0.0"]);
+            await page.waitForSelector("ul.history[data-stage=tst] a");
+            await page.click("ul.history[data-stage=tst] a");
+            await page.waitForSelector("#detail:not([hidden])");
+            const detail = await page.textContent("#detail-text");
+            assert.match(String(detail), /^Promote p[12] 1\.0\.0 to tst \(request r-/);
+            const artifacts = path.join(repoRoot, "test-artifacts");
+            fs.mkdirSync(artifacts, { recursive: true });
+            await page.screenshot({ path: path.join(artifacts, "status-page.png"), fullPage: true });
+            assert.ok(fs.statSync(path.join(artifacts, "status-page.png")).size > 1000);
+            // The token never appears in the page's address or storage beyond this tab's session.
+            assert.ok(!page.url().includes(p.operatorToken));
+        } finally {
+            await browser.close();
+        }
+    });
+
+    it("the client script CI runs promotes through the real service and exits with the CLI's codes", async function () {
+        const script = path.join(p.dir, "ci.js");
+        fs.writeFileSync(script, ciClientScript());
+        const env = { ...process.env, GITOPS_STAGES_URL: base, GITOPS_STAGES_TOKEN: p.ciTokens.tst };
+        const run = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => execFile(process.execPath, [script, ...args], { env }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, stdout, stderr })));
+        const ok = await run(["promote", "web@1.0.0", "--to", "tst", "--commit", COMMIT]);
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.equal(JSON.parse(ok.stdout).state, "done");
+        assert.equal(parseLedger(p.git("show", "main:environments/tst/releases.json")).web.version, "1.0.0");
+        const missing = await run(["promote", "nothing@9.9.9", "--to", "tst", "--commit", COMMIT]);
+        assert.equal(missing.code, 4, missing.stderr);
+        const itgVersion = parseLedger(p.git("show", "main:environments/itg/releases.json")).c1.version;
+        env.GITOPS_STAGES_TOKEN = p.ciTokens.perf;
+        const refused = await run(["promote", `c1@${itgVersion}`, "--to", "perf", "--commit", COMMIT]);
+        assert.equal(refused.code, 3, refused.stderr);
+        assert.match(refused.stderr, /refused \(stage-order\)/);
     });
 });

@@ -26,7 +26,12 @@ export interface Pipeline {
 }
 
 /** Bootstraps the platform (local git host, render mode) with stages itg, tst, perf, prod. */
-export async function bootstrapPipeline(prefix: string, stages: unknown[] = [{ name: "itg" }, { name: "tst" }, { name: "perf" }, { name: "prod", owners: ["prod-owners"], requireApproval: true }]): Promise<Pipeline> {
+export async function bootstrapPipeline(
+    prefix: string,
+    stages: unknown[] = [{ name: "itg" }, { name: "tst" }, { name: "perf" }, { name: "prod", owners: ["prod-owners"], requireApproval: true }],
+    /** More configured tokens: name, token, rights. */
+    tokens: { name: string; token: string; rights: unknown[] }[] = [],
+): Promise<Pipeline> {
     await testToolchain();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
     const dataDir = path.join(dir, "data");
@@ -34,7 +39,10 @@ export async function bootstrapPipeline(prefix: string, stages: unknown[] = [{ n
     const operatorToken = `op-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
     fs.writeFileSync(
         path.join(dataDir, "runner.json"),
-        JSON.stringify({ tokens: [{ name: "operator", sha256: hashToken(operatorToken), rights: [{ stages: ["*"], verbs: VERBS }], teams: ["prod-owners"] }], lockWaitSeconds: 300 }),
+        JSON.stringify({
+            tokens: [{ name: "operator", sha256: hashToken(operatorToken), rights: [{ stages: ["*"], verbs: VERBS }], teams: ["prod-owners"] }, ...tokens.map((t) => ({ name: t.name, sha256: hashToken(t.token), rights: t.rights }))],
+            lockWaitSeconds: 300,
+        }),
     );
     const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
     for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) delete env[k];
@@ -54,7 +62,8 @@ export async function bootstrapPipeline(prefix: string, stages: unknown[] = [{ n
         operatorToken,
         git: (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim(),
         runner: (now?: () => Date) => createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, ...(now ? { now } : {}) }),
-        dispose: () => fs.rmSync(dir, { recursive: true, force: true }),
+        // Engine processes may still be exiting; retry the removal briefly.
+        dispose: () => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }),
     };
 }
 

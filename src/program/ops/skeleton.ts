@@ -3,6 +3,7 @@
  * each stage's folder to that stage's owners, and one folder per stage that Argo CD can render
  * from the first day (an umbrella chart with no dependencies yet). Pure functions.
  */
+import { CI_PATHS, ciWorkflow } from "./workflows";
 import type { PlatformConfig } from "../../config/platform";
 import { stageFiles } from "../stage/files";
 import { opsPaths } from "./paths";
@@ -104,8 +105,10 @@ export function opsSkeleton(cfg: PlatformConfig): Record<string, string> {
 }
 
 /** Files of the dev repository's skeleton (CI workflows are added by the service issue). */
-export function devSkeleton(cfg: PlatformConfig): Record<string, string> {
+export function devSkeleton(cfg: PlatformConfig, ciClient?: string): Record<string, string> {
     return {
+        // CI calls the runner service through the client the platform ships with the workflow.
+        ...(ciClient ? { [CI_PATHS.workflow]: ciWorkflow(cfg), [CI_PATHS.client]: ciClient } : {}),
         [opsPaths.codeowners]: devCodeowners(cfg),
         "README.md": `# ${cfg.repositories.dev.name}\n\nApplication code, its Helm chart, one non-sensitive values file per stage (\`deploy/values/<stage>.yaml\`) and CI.\nSensitive values never go here: they live in the ops repository as SealedSecrets.\n`,
     };

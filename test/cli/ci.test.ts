@@ -1,0 +1,91 @@
+/** The CI side: the workflow the platform writes into the dev repo, and the `stages ci` client's retries. */
+import * as assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+import YAML from "yaml";
+
+import { parsePlatformConfig } from "../../src/config/platform";
+import { devSkeleton } from "../../src/program/ops/skeleton";
+import { CI_PATHS, ciClientScript, ciWorkflow } from "../../src/program/ops/workflows";
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+        execFile(process.execPath, [file, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    });
+}
+
+describe("CI of the dev repo", function () {
+    it("the workflow: MR deploy and destroy, then one promotion job per stage in order, each in its stage's environment", function () {
+        const cfg = parsePlatformConfig({ stages: [{ name: "itg" }, { name: "tst" }, { name: "perf", requireReview: true }, { name: "prod", requireReview: true }] }, { projectDir: "/srv/project", stack: "platform" });
+        const wf = YAML.parse(ciWorkflow(cfg)) as { on: Record<string, unknown>; jobs: Record<string, { if: string; needs?: string; environment: string; steps: { run?: string }[]; outputs?: Record<string, string> }> };
+        assert.deepEqual(Object.keys(wf.jobs), ["mr-deploy", "mr-destroy", "promote-itg", "promote-tst", "promote-perf", "promote-prod"]);
+        assert.match(wf.jobs["mr-deploy"].if, /pull_request.*!= 'closed'/);
+        assert.match(wf.jobs["mr-destroy"].if, /== 'closed'/);
+        assert.ok(wf.jobs["mr-deploy"].steps.some((s) => /\$CLIENT mr-deploy --mr \$\{\{ github.event.number \}\}/.test(s.run ?? "")));
+        assert.deepEqual(["tst", "perf", "prod"].map((s) => wf.jobs[`promote-${s}`].needs), ["promote-itg", "promote-tst", "promote-perf"]);
+        for (const s of ["itg", "tst", "perf", "prod"]) {
+            assert.equal(wf.jobs[`promote-${s}`].environment, s);
+            assert.ok(wf.jobs[`promote-${s}`].steps.some((st) => new RegExp(`\\$CLIENT promote .* --to ${s} `).test(st.run ?? "")), s);
+        }
+        assert.ok(wf.jobs["promote-itg"].steps.some((s) => /integration-test\.sh itg/.test(s.run ?? "")), "the integration tests run after itg");
+        assert.match(wf.jobs["promote-prod"].outputs!.version, /needs\.promote-perf\.outputs\.version/);
+    });
+
+    it("the dev repo's skeleton carries the workflow and the client script", function () {
+        const cfg = parsePlatformConfig({}, { projectDir: "/srv/project", stack: "platform" });
+        const files = devSkeleton(cfg, ciClientScript());
+        assert.ok(files[CI_PATHS.workflow].includes("name: gitops-stages"));
+        assert.match(files[CI_PATHS.client], /^#!\/usr\/bin\/env node\n/);
+        assert.ok(files[CI_PATHS.client].includes("module.exports.ciVerb(process.argv.slice(2))"));
+    });
+
+    describe("the client script", function () {
+        let dir: string;
+        let script: string;
+        before(function () {
+            dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-ci-"));
+            script = path.join(dir, "ci.js");
+            fs.writeFileSync(script, ciClientScript());
+        });
+        after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+        it("retries 503 and 429 as Retry-After says, then follows the request to its end", async function () {
+            const seen: string[] = [];
+            const server = http.createServer((req, res) => {
+                seen.push(`${req.method} ${req.url} ${req.headers.authorization === "Bearer tok-123456" ? "auth" : "noauth"}`);
+                const n = seen.length;
+                if (n === 1) return res.writeHead(503, { "retry-after": "1" }).end("{}");
+                if (n === 2) return res.writeHead(429, { "retry-after": "1", "content-type": "application/json" }).end('{"error":{"kind":"rate-limited"}}');
+                if (req.method === "POST") return res.writeHead(202, { "content-type": "application/json" }).end('{"requestId":"r-1","state":"queued"}');
+                return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ requestId: "r-1", state: "done", result: { message: "web 1.0.0 promoted to itg" } }));
+            });
+            await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+            const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+            try {
+                const r = await run(script, ["promote", "web@1.0.0", "--to", "itg", "--commit", "abcdef0"], { ...process.env, GITOPS_STAGES_URL: url, GITOPS_STAGES_TOKEN: "tok-123456" });
+                assert.equal(r.code, 0, r.stderr);
+                assert.equal(JSON.parse(r.stdout).state, "done");
+                assert.match(r.stderr, /HTTP 503; retrying in 1 s/);
+                assert.match(r.stderr, /HTTP 429; retrying in 1 s/);
+                assert.deepEqual(seen.slice(0, 4), ["POST /v1/promote auth", "POST /v1/promote auth", "POST /v1/promote auth", "GET /v1/requests/r-1 auth"]);
+                assert.ok(!r.stderr.includes("tok-123456") && !r.stdout.includes("tok-123456"), "the token was printed");
+            } finally {
+                server.close();
+            }
+        });
+
+        it("gives up with exit 5 and says why; a missing setting is exit 2 naming it", async function () {
+            const gone = await run(script, ["status", "--retries", "1"], { ...process.env, GITOPS_STAGES_URL: "http://127.0.0.1:9", GITOPS_STAGES_TOKEN: "tok-123456" });
+            assert.equal(gone.code, 5, gone.stderr);
+            assert.match(gone.stderr, /gave up after 2 attempts/);
+            const env = { ...process.env };
+            delete env.GITOPS_STAGES_TOKEN;
+            const missing = await run(script, ["status"], { ...env, GITOPS_STAGES_URL: "http://127.0.0.1:9" });
+            assert.equal(missing.code, 2);
+            assert.match(missing.stderr, /GITOPS_STAGES_TOKEN is not set/);
+        });
+    });
+});
