@@ -54,7 +54,7 @@ function bin(name) {
 
 const job = process.argv[2];
 const rest = process.argv.slice(3);
-const jobs = ["test", "demo", "toolchain", "bench"];
+const jobs = ["test", "demo", "toolchain", "bench", "reliability"];
 if (!jobs.includes(job)) {
     process.stderr.write(`usage: node scripts/bootstrap.js <${jobs.join("|")}> [args]\n`);
     process.exit(2);
@@ -75,7 +75,7 @@ function systemPackages(job) {
         ["make", () => onPath("make")],
         ["g++", () => onPath("g++")],
     ];
-    if (job === "test") {
+    if (job === "test" || job === "reliability") {
         wanted.push(["postgresql", () => fs.existsSync("/usr/lib/postgresql") && fs.readdirSync("/usr/lib/postgresql").some((v) => fs.existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))]);
         wanted.push(["chromium", () => fs.existsSync("/usr/bin/chromium")]);
     }
@@ -149,6 +149,12 @@ switch (job) {
         step("tests (mocha)", bin("mocha"), ["--reporter", path.join(root, "test/support/reporter.js"), ...specs]);
         break;
     }
+    case "reliability":
+        // The reliability suites at full size (npm test runs them at CI size).
+        step("reliability suites (mocha, full size)", bin("mocha"), ["--reporter", path.join(root, "test/support/reporter.js"), "dist/test/reliability/*.test.js"], {
+            env: { ...process.env, FUZZ_RUNS: process.env.FUZZ_RUNS || "10000", CRASH_TRIALS: process.env.CRASH_TRIALS || "100" },
+        });
+        break;
     case "demo":
         step("demo", process.execPath, [path.join(root, "dist/src/demo/main.js"), ...rest]);
         break;

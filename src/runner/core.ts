@@ -290,6 +290,22 @@ export function planPromotion(current: StageReleases, change: StageChange, promo
     };
 }
 
+/**
+ * A re-run of a request whose commit already landed (the process was killed after the push,
+ * before the engine saved its state) must compute the same files, or it would commit the same
+ * promotion twice with new timestamps. Takes the landed timestamps from the ops repo's ledger
+ * where the ledger shows this very change: the same request and version, or the same hold.
+ */
+export function adoptLanded(planned: Record<string, StageRelease>, landed: Readonly<Record<string, Record<string, unknown>>>, app: string): Record<string, StageRelease> {
+    const mine = planned[app];
+    const theirs = landed[app] as (Partial<StageRelease> & { hold?: StageRelease["hold"] }) | undefined;
+    if (!mine || !theirs) return planned;
+    let next: StageRelease = mine;
+    if (theirs.requestId === mine.requestId && theirs.version === mine.version && typeof theirs.promotedAt === "string") next = { ...next, promotedAt: theirs.promotedAt };
+    if (mine.hold && theirs.hold && theirs.hold.by === mine.hold.by && theirs.hold.reason === mine.hold.reason && theirs.version === mine.version) next = { ...next, hold: { ...mine.hold, at: theirs.hold.at } };
+    return next === mine ? planned : { ...planned, [app]: next };
+}
+
 /** The stage config with a hold set or cleared on an app. */
 export function planHold(current: StageReleases, app: string, stage: string, hold: StageRelease["hold"] | undefined): Record<string, StageRelease> {
     const entry = current[app];

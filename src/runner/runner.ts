@@ -13,6 +13,7 @@ import {
     StageReleases,
     checkApprover,
     decidePromotion,
+    adoptLanded,
     findStage,
     parseMrDeployRequest,
     parseHoldRequest,
@@ -33,6 +34,8 @@ export interface OpsRepoPort {
     stageFiles(stage: string, releases: StageReleases): Promise<Record<string, [string | undefined, string]>>;
     /** Checks what the stage program will check (published bundles, values, referenced secrets); throws a refusal. */
     check(stage: string, releases: StageReleases): Promise<void>;
+    /** The stage's ledger at the head of main: app -> entry. */
+    ledger(stage: string): Promise<Record<string, Record<string, unknown>>>;
     /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
     publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
 }
@@ -267,7 +270,7 @@ export class Runner {
                         return undefined;
                     }
                     change = changeFor(decision.overrideOrder);
-                    const releases = planPromotion(current, change, this.deps.now().toISOString());
+                    const releases = adoptLanded(planPromotion(current, change, this.deps.now().toISOString()), await this.deps.ops.ledger(req.to), req.app);
                     // Refuse before the engine runs, so the caller gets the reason rather than an engine failure.
                     await this.deps.ops.check(req.to, releases);
                     return { stage: { releases, change } };
@@ -314,7 +317,7 @@ export class Runner {
                     if (!(await this.deps.ops.isPublished(req.app, to))) throw new RunnerError("not-found", `release ${req.app}@${to} is not published`);
                     const at = this.deps.now().toISOString();
                     change = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
-                    return { stage: { releases: planPromotion(current, change, at, { by: req.requester, reason: change.reason!, at }), change } };
+                    return { stage: { releases: adoptLanded(planPromotion(current, change, at, { by: req.requester, reason: change.reason!, at }), await this.deps.ops.ledger(req.stage), req.app), change } };
                 },
                 { message: `Roll back ${req.app} in ${req.stage} (request ${requestId})`, signal, onOutput: opts.onOutput },
             );
@@ -349,7 +352,7 @@ export class Runner {
                     const current = releasesFrom(outputs);
                     if (!set && current[req.app] && !current[req.app].hold) return undefined;
                     const at = this.deps.now().toISOString();
-                    return { stage: { releases: planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined), change } };
+                    return { stage: { releases: adoptLanded(planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined), await this.deps.ops.ledger(req.stage), req.app), change } };
                 },
                 { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput },
             );

@@ -16,7 +16,9 @@ import { RunnerError } from "../../src/runner/errors";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { CI_VERBS, hashToken } from "../../src/runner/rights";
 import { repoRoot, testToolchain } from "../support/engine";
+import { walk } from "../support/files";
 import { makeBundleDir } from "../support/fixtures";
+import { plant } from "../support/planted";
 
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
@@ -35,11 +37,11 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
     let assembled: AssembledRunner;
     let kubeseal: string;
     let ciToken: string;
-    const operatorToken = randomBytes(24).toString("hex");
-    const scopedCiToken = randomBytes(24).toString("hex");
+    const operatorToken = plant(randomBytes(24).toString("hex"));
+    const scopedCiToken = plant(randomBytes(24).toString("hex"));
     // Values planted to prove they never leak: into the repo, output, errors or the runner's log.
-    const dbPassword = `db-${randomBytes(12).toString("hex")}`;
-    const apiKey = `key-${randomBytes(12).toString("hex")}`;
+    const dbPassword = plant(`db-${randomBytes(12).toString("hex")}`);
+    const apiKey = plant(`key-${randomBytes(12).toString("hex")}`);
     const outputs: string[] = [];
 
     const git = (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim();
@@ -109,7 +111,7 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
         // The platform's generated CI token for tst, as CI would hold it.
         const e = assembled.environment;
         const tokens = JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "runnerTokens", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" }));
-        ciToken = tokens.tst;
+        ciToken = plant(tokens.tst as string);
         assert.match(ciToken, /^[A-Za-z0-9]{48}$/);
         first = keypair("controller-1");
         second = keypair("controller-2");
@@ -262,5 +264,12 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
             assert.ok(!outputs.some((o) => o.includes(value)), "a planted value is in command output");
         }
         await assert.rejects(assembled.secrets.list("tst", undefined, { name: "nobody", grants: [] }), (e: RunnerError) => e.kind === "forbidden" && !e.message.includes("web"));
+        // The unencrypted parts of Pulumi's state: the generated CI tokens are secrets there, never plaintext.
+        const passphrase = fs.readFileSync(path.join(dataDir, "passphrase"), "utf8");
+        plant(passphrase);
+        for (const f of walk(path.join(dataDir, "state"))) {
+            const text = fs.readFileSync(f, "utf8");
+            for (const value of [ciToken, passphrase, dbPassword, apiKey]) assert.ok(!text.includes(value), `a planted value is in plaintext in ${path.relative(dataDir, f)}`);
+        }
     });
 });

@@ -6,6 +6,7 @@ import {
     Actor,
     PipelineStage,
     PromoteDecisionInput,
+    adoptLanded,
     checkApprover,
     decidePromotion,
     parsePromoteRequest,
@@ -161,6 +162,26 @@ describe("planning", function () {
         assert.equal(rollbackTarget("web", "prod", "1.2.0", ["1.2.0", "1.2.0", "1.1.0", "1.0.0"]), "1.1.0");
         assert.equal(rollbackTarget("web", "prod", "1.2.0", ["1.2.0", "1.1.0"], "1.0.0"), "1.0.0");
         assert.deepEqual(refusal(() => rollbackTarget("web", "prod", "1.2.0", ["1.2.0"])), ["not-found", undefined, "prod has no earlier release of web to roll back to"]);
+    });
+});
+
+describe("re-running a request whose commit landed", function () {
+    const planned = { web: { version: "1.1.0", requestId: "r-7", requester: "ci", promotedAt: "2026-11-25T12:00:09Z" }, api: { version: "2.0.0", requestId: "r-1", requester: "ci", promotedAt: "2026-11-25T11:00:00Z" } };
+    it("takes the landed timestamp when the ledger shows the same request and version", function () {
+        const landed = { web: { version: "1.1.0", requestId: "r-7", promotedAt: "2026-11-25T12:00:01Z" } };
+        assert.equal(adoptLanded(planned, landed, "web").web.promotedAt, "2026-11-25T12:00:01Z");
+        assert.equal(adoptLanded(planned, landed, "web").api, planned.api);
+    });
+    it("leaves a new request alone", function () {
+        assert.equal(adoptLanded(planned, { web: { version: "1.1.0", requestId: "r-6", promotedAt: "2026-11-25T12:00:01Z" } }, "web"), planned);
+        assert.equal(adoptLanded(planned, { web: { version: "1.0.0", requestId: "r-7", promotedAt: "2026-11-25T12:00:01Z" } }, "web"), planned);
+        assert.equal(adoptLanded(planned, {}, "web"), planned);
+    });
+    it("takes the landed time of the same hold", function () {
+        const held = { web: { ...planned.web, hold: { by: "ops", reason: "incident", at: "2026-11-25T12:05:00Z" } } };
+        const landed = { web: { ...planned.web, hold: { by: "ops", reason: "incident", at: "2026-11-25T12:04:00Z" } } };
+        assert.equal(adoptLanded(held, landed, "web").web.hold?.at, "2026-11-25T12:04:00Z");
+        assert.equal(adoptLanded(held, { web: { ...landed.web, hold: { by: "ops", reason: "other", at: "x" } } }, "web").web.hold?.at, "2026-11-25T12:05:00Z");
     });
 });
 

@@ -1,6 +1,7 @@
 /** A runner data folder with a bootstrapped platform, and the service on loopback, for service tests. */
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -9,6 +10,7 @@ import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { hashToken, VERBS } from "../../src/runner/rights";
 import { testToolchain, repoRoot } from "./engine";
+import { plant } from "./planted";
 
 /** A bootstrapped platform in a temporary folder. */
 export interface Pipeline {
@@ -36,7 +38,7 @@ export async function bootstrapPipeline(
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
     const dataDir = path.join(dir, "data");
     fs.mkdirSync(dataDir, { recursive: true });
-    const operatorToken = `op-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+    const operatorToken = plant(`op-${randomBytes(16).toString("hex")}`);
     fs.writeFileSync(
         path.join(dataDir, "runner.json"),
         JSON.stringify({
@@ -52,6 +54,8 @@ export async function bootstrapPipeline(
     assert.equal(up?.result, "succeeded");
     const e = assembled.environment;
     const ciTokens = JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "runnerTokens", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" })) as Record<string, string>;
+    for (const t of Object.values(ciTokens)) plant(t);
+    for (const t of tokens) plant(t.token);
     const ops = path.join(dir, "git", "app-ops.git");
     return {
         dir,

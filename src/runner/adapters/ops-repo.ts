@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { commitFiles, listFiles, readFiles } from "../../git/engine";
 import { findReleases } from "../../program/stage";
-import { stageFiles } from "../../program/stage/files";
+import { parseLedger, stageFiles } from "../../program/stage/files";
 import type { StageReleases } from "../core";
 import { tokenRemote } from "../../program/github";
 import { opsPaths } from "../../program/ops/paths";
@@ -38,6 +38,12 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
         const file = `${opsPaths.release(app, version)}bundle.json`;
         const { files } = await readFiles(await this.remote(), "main", [file]);
         return file in files;
+    }
+
+    async ledger(stage: string): Promise<Record<string, Record<string, unknown>>> {
+        const file = `${opsPaths.environment(stage)}releases.json`;
+        const { files } = await readFiles(await this.remote(), "main", [file]);
+        return files[file] === undefined ? {} : parseLedger(files[file]);
     }
 
     async check(stage: string, releases: StageReleases): Promise<void> {
