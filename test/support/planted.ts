@@ -4,7 +4,6 @@
  * in anything the run printed.
  */
 declare global {
-    // eslint-disable-next-line no-var
     var __gitopsStagesPlanted: string[] | undefined;
 }
 
