@@ -8,6 +8,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
+import YAML from "yaml";
 
 import {
     ConcurrentUpdateError,
@@ -75,6 +77,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export class AutomationEngine implements EnginePort {
     private workspace: Promise<LocalWorkspace> | undefined;
     private selecting: Promise<unknown> = Promise.resolve();
+    private readonly selected = new Map<string, Stack>();
 
     constructor(
         private readonly env: RunnerEnvironment,
@@ -99,6 +102,10 @@ export class AutomationEngine implements EnginePort {
 
     /** Selects (or creates) a stack; selection rewrites shared workspace files, so it is serialised. */
     private async stack(name: string, create: boolean): Promise<Stack | undefined> {
+        // Selecting costs a CLI run; every command names its stack (--stack), so one selection per
+        // process is enough.
+        const known = this.selected.get(name);
+        if (known) return known;
         const ws = await this.ws();
         const run = this.selecting.then(async () => {
             try {
@@ -109,7 +116,30 @@ export class AutomationEngine implements EnginePort {
             }
         });
         this.selecting = run.catch(() => undefined);
-        return run;
+        const stack = await run;
+        if (stack) this.selected.set(name, stack);
+        return stack;
+    }
+
+    /** A stack's outputs (secrets as "[secret]"), from the backend's checkpoint when it is a folder, else from the CLI. */
+    private async outputsOf(name: string, stack?: Stack): Promise<Record<string, unknown> | undefined> {
+        const fromFile = checkpointOutputs(this.env.backendUrl, name);
+        if (fromFile !== undefined) return fromFile;
+        const s = stack ?? (await this.stack(name, false));
+        return s ? plain(await s.outputs()) : undefined;
+    }
+
+    /**
+     * Writes the stack's config into its settings file (stacks/Pulumi.<stack>.yaml) directly: the
+     * values are plain JSON strings, and the CLI's `config set-all` would cost a process start.
+     */
+    private writeConfig(name: string, config: Record<string, unknown>): void {
+        const file = path.join(this.env.workDir, "stacks", `Pulumi.${name}.yaml`);
+        const doc = fs.existsSync(file) ? YAML.parseDocument(fs.readFileSync(file, "utf8")) : new YAML.Document({});
+        for (const [k, v] of Object.entries(config)) doc.setIn(["config", `${NS}:${k}`], JSON.stringify(v));
+        const partial = `${file}.partial-${process.pid}`;
+        fs.writeFileSync(partial, doc.toString({ lineWidth: 0 }));
+        fs.renameSync(partial, file);
     }
 
     async listStacks(): Promise<string[]> {
@@ -118,9 +148,9 @@ export class AutomationEngine implements EnginePort {
     }
 
     async platformOutputs(): Promise<Record<string, unknown>> {
-        const stack = await this.stack("platform", false);
-        if (!stack) throw new RunnerError("not-found", "the platform stack does not exist: bootstrap it first (pulumi up on stack platform)");
-        return plain(await stack.outputs());
+        const outputs = await this.outputsOf("platform");
+        if (!outputs) throw new RunnerError("not-found", "the platform stack does not exist: bootstrap it first (pulumi up on stack platform)");
+        return outputs;
     }
 
     async pipeline(): Promise<PipelineStage[]> {
@@ -131,9 +161,7 @@ export class AutomationEngine implements EnginePort {
     }
 
     async stackOutputs(name: string): Promise<Record<string, unknown> | undefined> {
-        const stack = await this.stack(name, false);
-        if (!stack) return undefined;
-        return plain(await stack.outputs());
+        return this.outputsOf(name);
     }
 
     /** Runs `fn` holding the runner's own lock of the stack (across processes of this data folder). */
@@ -234,10 +262,10 @@ export class AutomationEngine implements EnginePort {
         const started = Date.now();
         return this.exclusive(name, opts.signal, async () => {
             const existing = await this.stack(name, false);
-            const config = await plan(existing ? plain(await existing.outputs()) : undefined);
+            const config = await plan(existing ? await this.outputsOf(name, existing) : undefined);
             if (config === undefined) return undefined;
             const stack = existing ?? (await this.stack(name, true))!;
-            await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, v]) => [`${NS}:${k}`, { value: JSON.stringify(v) }])));
+            this.writeConfig(name, config);
             // A stack left inconsistent by a killed update is recovered before anything else.
             const recoveredFirst = await this.recoverIfStale(stack);
             if (opts.dryRun) {
@@ -312,6 +340,7 @@ export class AutomationEngine implements EnginePort {
             if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
             const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
             await (await this.ws()).removeStack(name);
+            this.selected.delete(name);
             return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
         });
     }
@@ -332,4 +361,35 @@ function numbers(o: Record<string, number | undefined>): Record<string, number> 
 /** Output values without secrets: a secret output is replaced by "[secret]". */
 function plain(outputs: OutputMap): Record<string, unknown> {
     return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+}
+
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+function masked(v: unknown): unknown {
+    if (Array.isArray(v)) return v.map(masked);
+    if (v && typeof v === "object") {
+        if ((v as Record<string, unknown>)[SECRET_SIG] !== undefined) return "[secret]";
+        return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, masked(x)]));
+    }
+    return v;
+}
+
+/**
+ * A stack's outputs read from a `file://` backend's checkpoint (secrets masked as "[secret]"), or
+ * undefined when that is not possible (another backend, no such file): then the CLI answers. The
+ * backend writes checkpoints whole (to a temporary file, then renamed), so a read never sees half.
+ */
+export function checkpointOutputs(backendUrl: string, stack: string): Record<string, unknown> | undefined {
+    if (!backendUrl.startsWith("file://")) return undefined;
+    const root = path.join(backendUrl.slice("file://".length), ".pulumi", "stacks");
+    for (const base of [path.join(root, "gitops-stages", stack), path.join(root, stack)]) {
+        for (const [file, gz] of [[`${base}.json`, false], [`${base}.json.gz`, true]] as const) {
+            if (!fs.existsSync(file)) continue;
+            const raw = fs.readFileSync(file);
+            const doc = JSON.parse((gz ? zlib.gunzipSync(raw) : raw).toString("utf8")) as { checkpoint?: { latest?: { resources?: { type: string; outputs?: Record<string, unknown> }[] } } };
+            const root = doc.checkpoint?.latest?.resources?.find((r) => r.type === "pulumi:pulumi:Stack");
+            return masked(root?.outputs ?? {}) as Record<string, unknown>;
+        }
+    }
+    return undefined;
 }
