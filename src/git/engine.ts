@@ -42,6 +42,8 @@ export interface Head {
     readonly paths: readonly string[];
     /** Content of a file at the head, or undefined when absent. */
     read(file: string): Promise<string | undefined>;
+    /** Contents of several files at once (absent ones left out). */
+    readMany(files: readonly string[]): Promise<Record<string, string>>;
 }
 
 /** What to commit. */
@@ -115,14 +117,26 @@ async function gitOk(args: readonly string[], what: string, opts: { cwd: string;
     return r.stdout.toString("utf8");
 }
 
+/** The folder of a bare repository on this machine that `remote` names, or undefined for a URL. */
+export function localRepository(remote: string): string | undefined {
+    const p = remote.startsWith("file://") ? remote.slice("file://".length) : remote;
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(p) || /^[^/]+@[^/]+:/.test(p)) return undefined;
+    return path.isAbsolute(p) && fs.existsSync(path.join(p, "HEAD")) && fs.existsSync(path.join(p, "objects")) ? p : undefined;
+}
+
 /** A scratch repository used to talk to one remote; removed by `dispose`. */
 class Scratch {
     readonly dir: string;
     readonly env: NodeJS.ProcessEnv;
 
-    constructor() {
-        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-git-"));
+    constructor(dir?: string) {
+        this.dir = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-git-"));
         this.env = { GIT_INDEX_FILE: path.join(this.dir, "index.scratch") };
+    }
+
+    /** A read-only view of an existing repository (never init, written or disposed). */
+    static view(dir: string): Scratch {
+        return new Scratch(dir);
     }
 
     async init(): Promise<void> {
@@ -131,7 +145,9 @@ class Scratch {
 
     /** Fetches the branch; returns its commit or undefined when the remote has no such branch. */
     async fetch(remote: string, branch: string): Promise<string | undefined> {
-        const r = await git(["fetch", "-q", "--no-tags", remote, `+refs/heads/${branch}:refs/remotes/origin/${branch}`], { cwd: this.dir });
+        // Only the branch's tip is needed to read or to commit on top of it: a shallow fetch keeps
+        // the cost independent of the repository's history.
+        const r = await git(["fetch", "-q", "--no-tags", "--depth=1", remote, `+refs/heads/${branch}:refs/remotes/origin/${branch}`], { cwd: this.dir });
         if (r.code !== 0) {
             if (/couldn't find remote ref|could not find remote ref/i.test(r.stderr)) return undefined;
             throw new GitError(`cannot fetch ${branch}`, redact(r.stderr.trim()));
@@ -150,6 +166,23 @@ class Scratch {
             read: async (file: string) => {
                 if (!commit || !present.has(file)) return undefined;
                 return gitOk(["cat-file", "blob", `${commit}:${file}`], `read ${file}`, { cwd: this.dir });
+            },
+            readMany: async (files: readonly string[]) => {
+                const wanted = commit ? files.filter((f) => present.has(f)) : [];
+                if (!wanted.length) return {};
+                // One process for every file: `cat-file --batch` answers "<id> <type> <size>\n<content>\n" per line asked.
+                const out = (await git(["cat-file", "--batch"], { cwd: this.dir, input: wanted.map((f) => `${commit}:${f}\n`).join("") })).stdout;
+                const result: Record<string, string> = {};
+                let at = 0;
+                for (const f of wanted) {
+                    const eol = out.indexOf(10, at);
+                    const header = out.subarray(at, eol).toString("utf8").split(" ");
+                    if (header[1] === "missing" || header.length < 3) throw new GitError(`read ${f}`, "missing from the fetched commit");
+                    const size = Number(header[2]);
+                    result[f] = out.subarray(eol + 1, eol + 1 + size).toString("utf8");
+                    at = eol + 1 + size + 1;
+                }
+                return result;
             },
         };
     }
@@ -238,6 +271,14 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
 
 /** Fetches a branch into a scratch repository, runs `fn` on its head, and removes the scratch. */
 async function atHead<T>(remote: string, branch: string, fn: (head: Head) => Promise<T>): Promise<T> {
+    const local = localRepository(remote);
+    if (local) {
+        // A repository on this machine is read in place: git's readers are safe next to a pusher,
+        // and nothing is copied, whatever the repository's size.
+        const view = Scratch.view(local);
+        const r = await git(["rev-parse", "--verify", "-q", `refs/heads/${branch}`], { cwd: local });
+        return fn(await view.head(r.code === 0 ? r.stdout.toString("utf8").trim() : undefined));
+    }
     const scratch = new Scratch();
     try {
         await scratch.init();
@@ -249,14 +290,7 @@ async function atHead<T>(remote: string, branch: string, fn: (head: Head) => Pro
 
 /** Reads files of a branch (for refresh and drift): path -> content, for the given paths only. */
 export function readFiles(remote: string, branch: string, paths: readonly string[]): Promise<{ commit?: string; files: Record<string, string> }> {
-    return atHead(remote, branch, async (head) => {
-        const files: Record<string, string> = {};
-        for (const p of paths) {
-            const c = await head.read(p);
-            if (c !== undefined) files[p] = c;
-        }
-        return { commit: head.commit, files };
-    });
+    return atHead(remote, branch, async (head) => ({ commit: head.commit, files: await head.readMany(paths) }));
 }
 
 /** Lists the files of a branch under a folder prefix (or all files). */

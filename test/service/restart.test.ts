@@ -72,6 +72,7 @@ describe("the service process: restarts lose nothing and duplicate nothing", fun
         const took = Date.now() - t0;
         assert.equal(code, 0, output);
         assert.ok(took < 10_000, `shutdown took ${took} ms`);
+        process.stderr.write(`      SIGTERM to exit with the update cancelled: ${took} ms\n`);
         assert.deepEqual(locks("itg"), [], "the stack is still locked");
         assert.match(output, /request requeued by shutdown/);
         url = await startServe();
