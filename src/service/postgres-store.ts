@@ -51,6 +51,9 @@ export class PostgresStore implements RequestStore {
     /** Connects and creates the tables (concurrent replicas may race to do so; an advisory lock orders them). */
     static async open(url: string): Promise<PostgresStore> {
         const pool = new Pool({ connectionString: url, max: 8 });
+        // An idle connection the server closes (restart, failover) must not crash the service:
+        // the pool replaces it on the next query, which reports any lasting failure.
+        pool.on("error", () => undefined);
         const c = await pool.connect();
         try {
             await c.query("SELECT pg_advisory_lock(727274)");

@@ -4,16 +4,18 @@
  * Pulumi's outputs. No kubelet runs, so the stacks are configured with skipAwait.
  */
 import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
+import YAML from "yaml";
 
 import type { KubeClient } from "../../src/kube/client";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
-import { RunnerError } from "../../src/runner/errors";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { Cluster, startCluster } from "../support/cluster";
-import { repoRoot } from "../support/engine";
+import { repoRoot, testToolchain } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 
 type Obj = { metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string }; spec?: Record<string, unknown> };
@@ -89,14 +91,54 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         assert.deepEqual(changed, [], `a second up changed: ${JSON.stringify(again!.changes)}`);
     });
 
-    it("stages secret reaches the Sealed Secrets controller through the API server's service proxy", async function () {
-        // No kubelet: the controller's Service has no endpoints, and the API server says so. The
-        // answer proves the request went to kube-system/sealed-secrets-controller through the proxy.
-        const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
-        await assert.rejects(
-            assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { K: Buffer.from("v") } }, operator),
-            (e: RunnerError) => e.kind === "refused" && /sealed-secrets-controller/.test(e.message) && /services\/http:sealed-secrets-controller:\/proxy\/v1\/cert\.pem: 503/.test(e.message) && !e.message.includes("v\""),
-        );
+    it("stages secret fetches the controller's certificate through the API server's service proxy and seals with it", async function () {
+        // No kubelet runs the controller here, so a stand-in serves its certificate endpoint on this
+        // host's address, and the Service's endpoints point at it; the API server's proxy, our
+        // client and the sealing are the real ones, and kubeseal checks the result.
+        const host = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+        assert.ok(host, "the cluster tier needs a non-loopback IPv4 address for the controller's endpoint");
+        const key = path.join(dir, "controller.key");
+        const cert = path.join(dir, "controller.crt");
+        execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=sealed-secret"], { stdio: "ignore" });
+        const served: string[] = [];
+        const server = http.createServer((req, res) => {
+            served.push(`${req.method} ${req.url}`);
+            if (req.url === "/v1/cert.pem") res.writeHead(200, { "content-type": "application/x-pem-file" }).end(fs.readFileSync(cert));
+            else res.writeHead(404).end();
+        });
+        await new Promise<void>((r) => server.listen(0, host, r));
+        const port = (server.address() as { port: number }).port;
+        try {
+            // The API server proxies only to addresses backed by a Pod with that IP: a Pod object
+            // (never scheduled) whose status carries this host's address stands for the controller.
+            const ns = "/api/v1/namespaces/kube-system";
+            if (!(await client.get(`${ns}/serviceaccounts/default`))) await client.request("POST", `${ns}/serviceaccounts`, { metadata: { name: "default" } });
+            await client.request("POST", `${ns}/pods`, {
+                metadata: { name: "sealed-secrets-controller-0", labels: { "app.kubernetes.io/name": "sealed-secrets" } },
+                spec: { automountServiceAccountToken: false, containers: [{ name: "controller", image: "registry.example/sealed-secrets-controller:stand-in" }] },
+            });
+            await client.request("PATCH", `${ns}/pods/sealed-secrets-controller-0/status`, { status: { podIP: host, podIPs: [{ ip: host }] } }, "application/merge-patch+json");
+            const targetRef = { kind: "Pod", name: "sealed-secrets-controller-0", namespace: "kube-system" };
+            await client.request("POST", `${ns}/endpoints`, { metadata: { name: "sealed-secrets-controller" }, subsets: [{ addresses: [{ ip: host, targetRef }], ports: [{ name: "http", port }] }] });
+            await client.request("POST", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", {
+                metadata: { name: "sealed-secrets-controller-test", labels: { "kubernetes.io/service-name": "sealed-secrets-controller" } },
+                addressType: "IPv4",
+                endpoints: [{ addresses: [host], conditions: { ready: true }, targetRef }],
+                ports: [{ name: "http", port, protocol: "TCP" }],
+            });
+            const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
+            const r = await assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { PASSWORD: Buffer.from("through-the-proxy") } }, operator);
+            assert.ok(r.opsCommit, "nothing was committed");
+            assert.ok(served.includes("GET /v1/cert.pem"), `the proxy did not reach the endpoint: ${served.join(", ")}`);
+            const ops = path.join(dir, "git", "app-ops.git");
+            const manifest = execFileSync("git", ["--git-dir", ops, "show", "main:environments/tst/secrets/web.yaml"], { encoding: "utf8" });
+            const kubeseal = (await testToolchain()).components.find((c) => c.component.name === "kubeseal")!.path;
+            const doc = YAML.parseAllDocuments(manifest).map((d) => d.toJS())[0];
+            const out = JSON.parse(execFileSync(kubeseal, ["--recovery-unseal", "--recovery-private-key", key, "--format", "json"], { input: JSON.stringify(doc), encoding: "utf8" }));
+            assert.equal(Buffer.from(out.data.PASSWORD, "base64").toString("utf8"), "through-the-proxy");
+        } finally {
+            server.close();
+        }
     });
 
     it("the API server rejects a malformed Application, and the error names the resource and the field", async function () {

@@ -74,12 +74,16 @@ describe("the service process: restarts lose nothing and duplicate nothing", fun
         assert.ok(took < 10_000, `shutdown took ${took} ms`);
         process.stderr.write(`      SIGTERM to exit with the update cancelled: ${took} ms\n`);
         assert.deepEqual(locks("itg"), [], "the stack is still locked");
-        assert.match(output, /request requeued by shutdown/);
+        // The update in flight either finished before the cancellation reached it, or was cancelled
+        // and requeued; both are clean. Either way the request is done after the restart, once.
+        const requeued = /request requeued by shutdown/.test(output);
+        assert.ok(requeued || /"msg":"request finished".*"state":"done"/.test(output), output);
         url = await startServe();
         op = api(url, p.operatorToken);
         const final = await settle(op, accepted.body.requestId as string);
         assert.equal(final.state, "done", JSON.stringify(final));
-        assert.equal(final.attempts, 2);
+        assert.equal(final.attempts, requeued ? 2 : 1);
+        assert.equal(p.git("log", "--format=%s", "main").split("\n").filter((l) => l.startsWith("Promote t1 1.0.0 to itg")).length, 1);
         assert.equal(parseLedger(p.git("show", "main:environments/itg/releases.json")).t1.version, "1.0.0");
         child!.kill("SIGTERM");
         await new Promise((r) => child!.once("exit", r));

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { chromium } from "playwright-core";
 
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 
 import { bundleFiles } from "../../src/cli/ci";
 import { ciClientScript } from "../../src/program/ops/workflows";
@@ -17,6 +17,7 @@ import { Service } from "../../src/service/server";
 import { SqliteStore } from "../../src/service/sqlite-store";
 import { repoRoot } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
+import { plant } from "../support/planted";
 import { Pipeline, api, bootstrapPipeline, settle } from "../support/service";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
@@ -163,7 +164,7 @@ describe("the runner service over HTTP", function () {
         }
     });
 
-    it("50 concurrent promotions for several apps and stages: all final, the ops repo equals a serial order, one commit per executed update", async function () {
+    it("100 concurrent promotions for several apps and stages: all final, the ops repo equals a serial order, one commit per executed update", async function () {
         const op = api(base, p.operatorToken);
         // Two apps already in itg, promoted to tst by ten requests each (duplicates become no-ops).
         for (const app of ["p1", "p2"]) {
@@ -173,14 +174,14 @@ describe("the runner service over HTTP", function () {
         const before = Number(p.git("rev-list", "--count", "main"));
         const sends: Promise<{ status: number; body: Record<string, unknown> }>[] = [];
         const apps = ["c1", "c2", "c3", "c4"];
-        for (let v = 0; v < 10; v++) {
+        for (let v = 0; v < 20; v++) {
             for (const app of apps) {
                 sends.push(op("POST", "/v1/promote", promoteBody(app, `1.${v}.0`, "itg", { image: `registry.example/${app}:1.${v}.0`, bundle: upload(app, v + 1) })));
             }
         }
-        for (let i = 0; i < 5; i++) for (const app of ["p1", "p2"]) sends.push(op("POST", "/v1/promote", promoteBody(app, "1.0.0", "tst", { reason: `copy ${i}` })));
+        for (let i = 0; i < 10; i++) for (const app of ["p1", "p2"]) sends.push(op("POST", "/v1/promote", promoteBody(app, "1.0.0", "tst", { reason: `copy ${i}` })));
         const accepted = await Promise.all(sends);
-        assert.equal(accepted.length, 50);
+        assert.equal(accepted.length, 100);
         for (const a of accepted) assert.equal(a.status, 202, JSON.stringify(a.body));
         const finals = await Promise.all(accepted.map((a) => settle(op, a.body.requestId as string, 900_000)));
         const states = finals.map((f) => f.state);
@@ -207,6 +208,27 @@ describe("the runner service over HTTP", function () {
             const r = f.result as { app: string; version: string; stage: string; requestId: string };
             assert.equal(subjects.filter((s) => s === `Promote ${r.app} ${r.version} to ${r.stage} (request ${r.requestId})`).length, 1, `${r.app} ${r.version}`);
         }
+    });
+
+    it("secrets over HTTP: values as base64 in, key names out, one commit; CI tokens refused", async function () {
+        const key = path.join(p.dir, "controller.key");
+        const cert = path.join(p.dir, "controller.crt");
+        execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=controller"], { stdio: "ignore" });
+        const value = plant(`pw-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+        const body = { app: "web", stage: "tst", values: { PASSWORD: Buffer.from(value).toString("base64") }, certificate: fs.readFileSync(cert, "utf8") };
+        const denied = await api(base, p.ciTokens.tst)("POST", "/v1/secrets/set", body);
+        assert.equal(denied.status, 403);
+        const before = Number(p.git("rev-list", "--count", "main"));
+        const r = await api(base, p.operatorToken)("POST", "/v1/secrets/set", body);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.deepEqual((r.body.secrets as { name: string; keys: string[] }[]).map((x) => [x.name, x.keys]), [["web", ["PASSWORD"]]]);
+        assert.equal(Number(p.git("rev-list", "--count", "main")), before + 1);
+        assert.ok(!JSON.stringify(r.body).includes(value) && !JSON.stringify(r.body).includes(body.values.PASSWORD));
+        assert.ok(!p.git("log", "--all", "-p").includes(value));
+        assert.ok(!JSON.stringify(logs).includes(body.values.PASSWORD), "the value reached the service's log");
+        const bad = await api(base, p.operatorToken)("POST", "/v1/secrets/set", { ...body, values: { PASSWORD: "not base64!" } });
+        assert.equal(bad.status, 400);
+        assert.match((bad.body.error as { message: string }).message, /values\.PASSWORD: must be base64/);
     });
 
     it("the status page in headless Chromium: load, read the table, follow a history entry (screenshot kept in test-artifacts/)", async function () {

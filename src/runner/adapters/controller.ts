@@ -41,7 +41,7 @@ export class ProxiedController implements ControllerPort {
     ) {}
 
     private async call(pathname: string, body?: string): Promise<string> {
-        const proxy = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/services/http:${encodeURIComponent(this.name)}:/proxy${pathname}`;
+        const proxy = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/services/http:${encodeURIComponent(this.name)}:http/proxy${pathname}`;
         try {
             const answer = await this.client.request(body === undefined ? "GET" : "POST", proxy, body);
             return typeof answer === "string" ? answer : JSON.stringify(answer);
