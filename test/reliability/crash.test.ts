@@ -31,6 +31,7 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
     let p: Pipeline;
     const recoveries: number[] = [];
     const kills: number[] = [];
+    let interrupted = 0;
 
     before(async function () {
         p = await bootstrapPipeline("gitops-stages-crash-", [{ name: "itg" }, { name: "tst" }]);
@@ -40,7 +41,7 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
     after(function () {
         if (recoveries.length) {
             const sorted = [...recoveries].sort((a, b) => a - b);
-            process.stderr.write(`      crash suite: ${kills.length} kills (delays ${kills.map((k) => (k / 1000).toFixed(1)).join(", ")} s); recovery promotion median ${(sorted[Math.floor(sorted.length / 2)] / 1000).toFixed(1)} s, max ${(sorted[sorted.length - 1] / 1000).toFixed(1)} s\n`);
+            process.stderr.write(`      crash suite: ${kills.length} kills, ${interrupted} of them during the promotion (delays ${kills.map((k) => (k / 1000).toFixed(1)).join(", ")} s); recovery promotion median ${(sorted[Math.floor(sorted.length / 2)] / 1000).toFixed(1)} s, max ${(sorted[sorted.length - 1] / 1000).toFixed(1)} s\n`);
         }
         p?.dispose();
     });
@@ -98,12 +99,14 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
             const version = `1.${trial}.0`;
             const key = `crash-${trial}`;
             const bundle = makeBundleDir(p.dir, app, { replicas: trial });
-            const delay = 300 + Math.floor(random() * 7000);
+            // A promotion takes about 2 s here: kill anywhere from its start to a little past its end.
+            const delay = 100 + Math.floor(random() * 2600);
             kills.push(delay);
             if (!viaService) {
                 const args = ["promote", `${app}@${version}`, "--to", "itg", "--bundle", bundle, "--image", `registry.example/${app}:${version}`, "--commit", COMMIT, "--idempotency-key", key, "--quiet"];
                 const child = spawnCli(args);
                 await new Promise((r) => setTimeout(r, delay));
+                if (child.exitCode === null) interrupted++;
                 child.kill("SIGKILL");
                 await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
                 const t0 = Date.now();
@@ -133,6 +136,8 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
                 const accepted = await api(first.url, p.operatorToken)("POST", "/v1/promote", body);
                 assert.ok([200, 202].includes(accepted.status), JSON.stringify(accepted.body));
                 await new Promise((r) => setTimeout(r, delay));
+                const rec = await api(first.url, p.operatorToken)("GET", `/v1/requests/${accepted.body.requestId as string}`);
+                if (rec.body.state !== "done") interrupted++;
                 first.c.kill("SIGKILL");
                 await new Promise((r) => (first.c.exitCode !== null ? r(undefined) : first.c.once("exit", r)));
                 const t0 = Date.now();
