@@ -123,7 +123,7 @@ async function main(): Promise<void> {
         say(`${h.startTime} ${h.kind} ${h.result}: ${c ? `${c.kind} ${c.app} ${c.version ?? ""} by ${c.requester} (request ${c.requestId}${c.sourceCommit ? `, commit ${c.sourceCommit.slice(0, 12)}` : ""})` : "-"}`);
     }
 
-    step("drift: refresh every stage in preview mode");
+    step("drift: refresh every stack (platform, stages, MR environments) in preview mode");
     for (const d of await runner.drift()) say(`${d.stack}: ${d.details.length ? d.details.join("; ") : "no drift"}`);
 
     step("the ops repository's history");
