@@ -13,21 +13,9 @@ import * as path from "node:path";
 
 import { ensureToolchain } from "../src/toolchain/resolve";
 import { pipelineBenchmarks } from "./pipeline";
+import { median, time as timeIt } from "./stats";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
-
-/** Median of a list of numbers. */
-export function median(values: readonly number[]): number {
-    const s = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-async function timeIt(fn: () => Promise<unknown> | unknown): Promise<number> {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-}
 
 async function warm(runs: number): Promise<void> {
     const tc = await ensureToolchain({ projectRoot, log: () => undefined });

@@ -18,22 +18,10 @@ import type { Actor } from "../src/runner/core";
 import { AssembledRunner, createRunner } from "../src/runner/index";
 import { VERBS, hashToken } from "../src/runner/rights";
 import { makeBundleDir } from "../test/support/fixtures";
+import { median, time } from "./stats";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
-
-/** Median. */
-function median(values: readonly number[]): number {
-    const s = [...values].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-async function time(fn: () => Promise<unknown> | unknown): Promise<number> {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-}
 
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 

@@ -6,41 +6,9 @@
  */
 import { Pool, PoolClient } from "pg";
 
-import { toRecord } from "./sqlite-store";
+import { schema, toRecord } from "./sqlite-store";
 import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./store";
 
-const SCHEMA = [
-    `CREATE TABLE IF NOT EXISTS requests (
-        n BIGSERIAL PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        verb TEXT NOT NULL,
-        stack TEXT NOT NULL,
-        coalesce_key TEXT,
-        body TEXT NOT NULL,
-        principal TEXT NOT NULL,
-        idempotency_key TEXT,
-        state TEXT NOT NULL,
-        result TEXT,
-        error TEXT,
-        created_at TEXT NOT NULL,
-        started_at TEXT,
-        finished_at TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        owner TEXT,
-        lease_until TEXT
-    )`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS requests_idempotency ON requests(principal, idempotency_key) WHERE idempotency_key IS NOT NULL`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS requests_running ON requests(stack) WHERE state = 'running'`,
-    `CREATE INDEX IF NOT EXISTS requests_state ON requests(state, n)`,
-    `CREATE TABLE IF NOT EXISTS events (
-        request_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        at TEXT NOT NULL,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (request_id, seq)
-    )`,
-];
 
 type Row = Record<string, string | number | null>;
 
@@ -57,7 +25,7 @@ export class PostgresStore implements RequestStore {
         const c = await pool.connect();
         try {
             await c.query("SELECT pg_advisory_lock(727274)");
-            for (const sql of SCHEMA) await c.query(sql);
+            for (const sql of schema("BIGSERIAL PRIMARY KEY")) await c.query(sql);
             await c.query("SELECT pg_advisory_unlock(727274)");
         } finally {
             c.release();

@@ -8,10 +8,14 @@ import * as path from "node:path";
 
 import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./store";
 
-/** Tables and indexes; the running index is what keeps two updates of one stack apart. */
-export const SCHEMA = [
+/**
+ * Tables and indexes, for SQLite or PostgreSQL (only the ordering column's type differs); the
+ * running index is what keeps two updates of one stack apart.
+ */
+export function schema(ordering: "INTEGER PRIMARY KEY AUTOINCREMENT" | "BIGSERIAL PRIMARY KEY"): string[] {
+    return [
     `CREATE TABLE IF NOT EXISTS requests (
-        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        n ${ordering},
         id TEXT NOT NULL UNIQUE,
         verb TEXT NOT NULL,
         stack TEXT NOT NULL,
@@ -40,7 +44,8 @@ export const SCHEMA = [
         data TEXT NOT NULL,
         PRIMARY KEY (request_id, seq)
     )`,
-];
+    ];
+}
 
 type Row = Record<string, string | number | null>;
 
@@ -80,7 +85,7 @@ export class SqliteStore implements RequestStore {
         this.db.pragma("synchronous = FULL");
         // Another process (a second CLI-started service, a test) may hold the write lock briefly.
         this.db.pragma("busy_timeout = 10000");
-        for (const sql of SCHEMA) this.db.exec(sql);
+        for (const sql of schema("INTEGER PRIMARY KEY AUTOINCREMENT")) this.db.exec(sql);
     }
 
     async create(req: NewRequest, now: Date): Promise<{ record: RequestRecord; created: boolean }> {

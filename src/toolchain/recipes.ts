@@ -202,39 +202,8 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             ldflags: [],
         },
     });
-    const [, kMinor] = /^v1\.(\d+)\.\d+$/.exec(KUBERNETES_VERSION) ?? [];
-    const versionPkg = "k8s.io/component-base/version";
-    list.push({
-        name: "kube-apiserver",
-        binary: "kube-apiserver",
-        version: KUBERNETES_VERSION.slice(1),
-        role: "tool",
-        optional: false,
-        recipe: {
-            type: "go-wrapper",
-            module: "k8s.io/kubernetes",
-            version: KUBERNETES_VERSION,
-            mainPackage: "k8s.io/kubernetes/cmd/kube-apiserver",
-            localReplacesAt: KUBERNETES_VERSION.replace(/^v1\./, "v0."),
-            ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${kMinor}`, `-X ${versionPkg}.gitTreeState=clean`],
-        },
-    });
-    // Without its namespace and garbage-collector controllers, deleted namespaces never go away.
-    list.push({
-        name: "kube-controller-manager",
-        binary: "kube-controller-manager",
-        version: KUBERNETES_VERSION.slice(1),
-        role: "tool",
-        optional: false,
-        recipe: {
-            type: "go-wrapper",
-            module: "k8s.io/kubernetes",
-            version: KUBERNETES_VERSION,
-            mainPackage: "k8s.io/kubernetes/cmd/kube-controller-manager",
-            localReplacesAt: KUBERNETES_VERSION.replace(/^v1\./, "v0."),
-            ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${kMinor}`, `-X ${versionPkg}.gitTreeState=clean`],
-        },
-    });
+    // The API server and the controller manager come from the same module build.
+    for (const binary of ["kube-apiserver", "kube-controller-manager"]) list.push(kubernetesComponent(binary));
     list.push({
         name: "etcd",
         binary: "etcd",
@@ -270,6 +239,27 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         });
     }
     return list;
+}
+
+/** A command of `k8s.io/kubernetes` at KUBERNETES_VERSION, its staging modules at their published v0.X.Y. */
+function kubernetesComponent(binary: string): Component {
+    const [, minor] = /^v1\.(\d+)\.\d+$/.exec(KUBERNETES_VERSION) ?? [];
+    const versionPkg = "k8s.io/component-base/version";
+    return {
+        name: binary,
+        binary,
+        version: KUBERNETES_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "k8s.io/kubernetes",
+            version: KUBERNETES_VERSION,
+            mainPackage: `k8s.io/kubernetes/cmd/${binary}`,
+            localReplacesAt: KUBERNETES_VERSION.replace(/^v1\./, "v0."),
+            ldflags: [`-X ${versionPkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${versionPkg}.gitMajor=1`, `-X ${versionPkg}.gitMinor=${minor}`, `-X ${versionPkg}.gitTreeState=clean`],
+        },
+    };
 }
 
 function requirePin(pins: Pins, plugin: string): string {

@@ -28,6 +28,15 @@ export function ciClientScript(): string {
     ].join("\n");
 }
 
+/** Every job: the stage's runner URL and token from its GitHub Environment, then a checkout. */
+const JOB_START = [
+    "    env:",
+    "      GITOPS_STAGES_URL: ${{ vars.GITOPS_STAGES_RUNNER_URL }}",
+    "      GITOPS_STAGES_TOKEN: ${{ secrets.GITOPS_STAGES_RUNNER_TOKEN }}",
+    "    steps:",
+    "      - uses: actions/checkout@v4",
+];
+
 /** The workflow: MR environments, then publish and promote through the stages in order. */
 export function ciWorkflow(cfg: PlatformConfig): string {
     const stages = cfg.stages.map((s) => s.name);
@@ -50,11 +59,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
         "    if: github.event_name == 'pull_request' && github.event.action != 'closed'",
         "    runs-on: ubuntu-latest",
         `    environment: ${first}`,
-        "    env:",
-        "      GITOPS_STAGES_URL: ${{ vars.GITOPS_STAGES_RUNNER_URL }}",
-        "      GITOPS_STAGES_TOKEN: ${{ secrets.GITOPS_STAGES_RUNNER_TOKEN }}",
-        "    steps:",
-        "      - uses: actions/checkout@v4",
+        ...JOB_START,
         "      - name: Build the image and the release bundle (chart/ and values/) into build/bundle",
         "        run: ./ci/build.sh \"mr-${{ github.event.number }}\"",
         "      - run: $CLIENT mr-deploy --mr ${{ github.event.number }} --app $APP --bundle build/bundle --image \"$(cat build/image)\" --commit ${{ github.sha }}",
@@ -62,11 +67,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
         "    if: github.event_name == 'pull_request' && github.event.action == 'closed'",
         "    runs-on: ubuntu-latest",
         `    environment: ${first}`,
-        "    env:",
-        "      GITOPS_STAGES_URL: ${{ vars.GITOPS_STAGES_RUNNER_URL }}",
-        "      GITOPS_STAGES_TOKEN: ${{ secrets.GITOPS_STAGES_RUNNER_TOKEN }}",
-        "    steps:",
-        "      - uses: actions/checkout@v4",
+        ...JOB_START,
         "      - run: $CLIENT mr-destroy ${{ github.event.number }}",
     ];
     let previous: string | undefined;
@@ -82,11 +83,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
             `    environment: ${stage}`,
             "    outputs:",
             `      version: ${version}`,
-            "    env:",
-            "      GITOPS_STAGES_URL: ${{ vars.GITOPS_STAGES_RUNNER_URL }}",
-            "      GITOPS_STAGES_TOKEN: ${{ secrets.GITOPS_STAGES_RUNNER_TOKEN }}",
-            "    steps:",
-            "      - uses: actions/checkout@v4",
+            ...JOB_START,
         );
         if (i === 0) {
             lines.push(
