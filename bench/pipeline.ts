@@ -15,6 +15,7 @@ import { PLATFORM_AUTHOR } from "../src/program/platform";
 import { buildBundle, bundleRepoFiles, readBundleDir } from "../src/release/bundle";
 import { AutomationEngine } from "../src/runner/adapters/automation";
 import type { Actor } from "../src/runner/core";
+import { selfContainedEnv } from "../src/runner/adapters/environment";
 import { AssembledRunner, createRunner } from "../src/runner/index";
 import { VERBS, hashToken } from "../src/runner/rights";
 import { makeBundleDir } from "../test/support/fixtures";
@@ -43,8 +44,7 @@ async function world(stages: unknown[]): Promise<World> {
     fs.mkdirSync(dataDir, { recursive: true });
     const operatorToken = `bench-${Date.now().toString(36)}-operator-token`;
     fs.writeFileSync(path.join(dataDir, "runner.json"), JSON.stringify({ tokens: [{ name: "operator", sha256: hashToken(operatorToken), rights: [{ stages: ["*"], verbs: VERBS }], overrideOrder: true }], lockWaitSeconds: 3600 }));
-    const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "KUBECONFIG"]) delete env[k];
+    const env = selfContainedEnv(dataDir);
     const assembled = await createRunner({ projectRoot, dataDir, env, log: () => undefined });
     const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 3_600_000, log: () => undefined });
     await engine.update("platform", async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages }), { message: "bootstrap" });

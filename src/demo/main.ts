@@ -12,6 +12,7 @@ import * as path from "node:path";
 
 import { AutomationEngine } from "../runner/adapters/automation";
 import { RunnerError } from "../runner/errors";
+import { selfContainedEnv } from "../runner/adapters/environment";
 import { DEFAULT_USER_VERBS } from "../runner/rights";
 import { createRunner } from "../runner/index";
 
@@ -37,8 +38,7 @@ async function main(): Promise<void> {
     // Only users named here may approve prod or override the stage order.
     fs.writeFileSync(path.join(base, "runner.json"), JSON.stringify({ users: { alice: { teams: ["prod-owners"], overrideOrder: true } } }, null, 2));
 
-    const env = { ...process.env };
-    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "KUBECONFIG"]) delete env[k];
+    const env = selfContainedEnv(base);
     step("toolchain and runner environment");
     const { runner, environment } = await createRunner({ projectRoot, dataDir: base, env, log: (l) => say(`   ${l}`) });
     say(`state: ${environment.backendUrl}   workspace: ${environment.workDir}`);

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 
+import { Checker, formatProblem } from "../config/validate";
 import type { Actor } from "../runner/core";
 import { parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
 import { RunnerError, httpStatus, publicError } from "../runner/errors";
@@ -20,6 +21,10 @@ import { checkBundleFiles, writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
 import { STATUS_PAGE } from "./page";
 import type { RequestRecord, RequestStore } from "./store";
+
+function invalidIfAny(c: Checker): void {
+    if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
+}
 
 /** Limits of the service. */
 export interface Limits {
@@ -251,11 +256,11 @@ export class Service {
                     const dryRun = p === "/v1/preview";
                     const withBundle = b.bundle !== undefined ? { ...b, bundle: "(uploaded)" } : b;
                     const req = parsePromoteRequest({ ...withBundle, dryRun });
-                    if (b.bundle !== undefined) checkBundleFiles((b.bundle as { files?: unknown })?.files);
+                    const files = b.bundle !== undefined ? checkBundleFiles((b.bundle as { files?: unknown })?.files) : undefined;
                     requireRight(actor, dryRun ? "preview" : "promote", req.to);
                     // Refusals by policy are answered now (409 with the reason); the worker decides again on the state it finds.
                     await runner.promote({ ...withBundle, dryRun }, actor, { checkOnly: true });
-                    return this.enqueue(dryRun ? "preview" : "promote", req.to, { ...b, dryRun }, actor, { coalesceKey: dryRun ? undefined : req.app, idempotencyKey: req.idempotencyKey, bundle: b.bundle });
+                    return this.enqueue(dryRun ? "preview" : "promote", req.to, { ...b, dryRun }, actor, { coalesceKey: dryRun ? undefined : req.app, idempotencyKey: req.idempotencyKey, files });
                 }
                 case "/v1/rollback": {
                     const req = parseRollbackRequest(b);
@@ -270,9 +275,9 @@ export class Service {
                 }
                 case "/v1/mr/deploy": {
                     const req = parseMrDeployRequest({ ...b, bundle: b.bundle !== undefined ? "(uploaded)" : undefined });
-                    if (b.bundle !== undefined) checkBundleFiles((b.bundle as { files?: unknown })?.files);
+                    const files = b.bundle !== undefined ? checkBundleFiles((b.bundle as { files?: unknown })?.files) : undefined;
                     requireRight(actor, "mr");
-                    return this.enqueue("mr-deploy", `mr-${req.mr}`, b, actor, { bundle: b.bundle });
+                    return this.enqueue("mr-deploy", `mr-${req.mr}`, b, actor, { files });
                 }
                 case "/v1/mr/destroy": {
                     const mr = this.mrNumber(b, ["mr", "requester"]);
@@ -368,16 +373,21 @@ export class Service {
         throw new HttpError(404, "not-found", `no route ${method} ${p}`);
     }
 
+    /** Refuses unknown fields, with the runner's own checker (the parsers' wording). */
     private fields(b: Record<string, unknown>, allowed: readonly string[]): void {
-        const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
-        if (unknown.length) throw new RunnerError("invalid", `request.${unknown[0]}: is not a known field (known: ${allowed.join(", ")})`);
+        const c = new Checker();
+        c.object("request", b, allowed);
+        invalidIfAny(c);
     }
 
     private mrNumber(b: Record<string, unknown>, allowed: readonly string[]): number {
-        this.fields(b, allowed);
-        if (!Number.isInteger(b.mr) || (b.mr as number) < 1) throw new RunnerError("invalid", "mr: must be a positive integer");
-        if (typeof b.requester !== "string" || !b.requester) throw new RunnerError("invalid", "requester: is required");
-        return b.mr as number;
+        const c = new Checker();
+        const o = c.object("request", b, allowed);
+        const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
+        if (o.mr === undefined) c.fail("mr", undefined, "is required");
+        c.string("requester", o.requester);
+        invalidIfAny(c);
+        return mr;
     }
 
     private secretValues(raw: unknown): Record<string, Buffer> {
@@ -391,13 +401,12 @@ export class Service {
     }
 
     /** Records a long request (and its uploaded bundle) durably, then answers 202. */
-    private async enqueue(verb: string, stack: string, request: Record<string, unknown>, actor: Actor, opts: { coalesceKey?: string; idempotencyKey?: string; bundle?: unknown }) {
+    private async enqueue(verb: string, stack: string, request: Record<string, unknown>, actor: Actor, opts: { coalesceKey?: string; idempotencyKey?: string; files?: Record<string, string> }) {
         const id = opts.idempotencyKey ?? `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
         let body = request;
-        if (opts.bundle !== undefined) {
-            const files = checkBundleFiles((opts.bundle as { files?: unknown })?.files);
+        if (opts.files !== undefined) {
             const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
-            writeBundle(dir, files);
+            writeBundle(dir, opts.files);
             body = { ...request, bundle: dir };
         }
         const work: Work = { request: body, actor };

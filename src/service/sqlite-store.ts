@@ -14,36 +14,36 @@ import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./st
  */
 export function schema(ordering: "INTEGER PRIMARY KEY AUTOINCREMENT" | "BIGSERIAL PRIMARY KEY"): string[] {
     return [
-    `CREATE TABLE IF NOT EXISTS requests (
-        n ${ordering},
-        id TEXT NOT NULL UNIQUE,
-        verb TEXT NOT NULL,
-        stack TEXT NOT NULL,
-        coalesce_key TEXT,
-        body TEXT NOT NULL,
-        principal TEXT NOT NULL,
-        idempotency_key TEXT,
-        state TEXT NOT NULL,
-        result TEXT,
-        error TEXT,
-        created_at TEXT NOT NULL,
-        started_at TEXT,
-        finished_at TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        owner TEXT,
-        lease_until TEXT
-    )`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS requests_idempotency ON requests(principal, idempotency_key) WHERE idempotency_key IS NOT NULL`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS requests_running ON requests(stack) WHERE state = 'running'`,
-    `CREATE INDEX IF NOT EXISTS requests_state ON requests(state, n)`,
-    `CREATE TABLE IF NOT EXISTS events (
-        request_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        at TEXT NOT NULL,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (request_id, seq)
-    )`,
+        `CREATE TABLE IF NOT EXISTS requests (
+            n ${ordering},
+            id TEXT NOT NULL UNIQUE,
+            verb TEXT NOT NULL,
+            stack TEXT NOT NULL,
+            coalesce_key TEXT,
+            body TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            idempotency_key TEXT,
+            state TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            owner TEXT,
+            lease_until TEXT
+        )`,
+        `CREATE UNIQUE INDEX IF NOT EXISTS requests_idempotency ON requests(principal, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+        `CREATE UNIQUE INDEX IF NOT EXISTS requests_running ON requests(stack) WHERE state = 'running'`,
+        `CREATE INDEX IF NOT EXISTS requests_state ON requests(state, n)`,
+        `CREATE TABLE IF NOT EXISTS events (
+            request_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (request_id, seq)
+        )`,
     ];
 }
 

@@ -14,6 +14,7 @@ import YAML from "yaml";
 import type { KubeClient } from "../../src/kube/client";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
+import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { Cluster, startCluster } from "../support/cluster";
 import { repoRoot, testToolchain } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
@@ -54,8 +55,7 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         dataDir = path.join(dir, "data");
         fs.mkdirSync(dataDir, { recursive: true });
         fs.writeFileSync(path.join(dataDir, "runner.json"), JSON.stringify({ mrCluster: { kubeconfig: cluster.kubeconfig, skipAwait: true } }));
-        const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-        for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG"]) delete env[k];
+        const env = selfContainedEnv(dataDir);
         assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
         engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
     });
@@ -192,8 +192,7 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         const bundle = makeBundleDir(dir, "web");
         await assembled.runner.mrDeploy({ mr: 6, app: "web", bundle, image: "registry.example/web:mr-6", sourceCommit: "abcdef1", requester: "ci", ttlHours: 1 });
         await assembled.runner.mrDeploy({ mr: 7, app: "web", bundle, image: "registry.example/web:mr-7", sourceCommit: "abcdef2", requester: "ci", ttlHours: 72 });
-        const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-        delete env.KUBECONFIG;
+        const env = selfContainedEnv(dataDir);
         const later = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, now: () => new Date(Date.now() + 2 * 3600_000) });
         const reaped = await later.runner.mrReap("reaper");
         assert.deepEqual(reaped.destroyed, ["mr-6"]);

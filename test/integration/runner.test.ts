@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { createRunner } from "../../src/runner/index";
 import { RunnerError } from "../../src/runner/errors";
+import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
 import type { Runner } from "../../src/runner/runner";
 import { parseLedger } from "../../src/program/stage/files";
@@ -77,8 +78,7 @@ describe("the runner on the real engine", function () {
             path.join(dataDir, "runner.json"),
             JSON.stringify({ users: { alice: { teams: ["prod-owners"], overrideOrder: true }, bob: { teams: [] } }, lockWaitSeconds: 120 }),
         );
-        env = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-        for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG"]) delete env[k];
+        env = selfContainedEnv(dataDir);
         const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
         runner = assembled.runner;
         const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });

@@ -7,18 +7,17 @@ import * as assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
 
-import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { RunnerError } from "../../src/runner/errors";
-import { AssembledRunner, createRunner } from "../../src/runner/index";
-import { CI_VERBS, hashToken } from "../../src/runner/rights";
+import type { AssembledRunner } from "../../src/runner/index";
+import { CI_VERBS } from "../../src/runner/rights";
 import { repoRoot, testToolchain } from "../support/engine";
 import { walk } from "../support/files";
 import { makeBundleDir } from "../support/fixtures";
 import { plant } from "../support/planted";
+import { Pipeline, bootstrapPipeline } from "../support/service";
 
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
@@ -35,6 +34,7 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
     let ops: string;
     let env: NodeJS.ProcessEnv;
     let assembled: AssembledRunner;
+    let pipeline: Pipeline;
     let kubeseal: string;
     let ciToken: string;
     const operatorToken = plant(randomBytes(24).toString("hex"));
@@ -84,34 +84,19 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
     before(async function () {
         const tc = await testToolchain();
         kubeseal = tc.components.find((c) => c.component.name === "kubeseal")!.path;
-        dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-secrets-"));
-        dataDir = path.join(dir, "data");
-        fs.mkdirSync(dataDir, { recursive: true });
-        fs.writeFileSync(
-            path.join(dataDir, "runner.json"),
-            JSON.stringify({
-                users: { olivia: { teams: ["tst-owners"], rights: [{ stages: ["tst"], verbs: ["secrets", "status"] }] }, dev: { teams: [] } },
-                tokens: [
-                    { name: "operator-tst", sha256: hashToken(operatorToken), rights: [{ stages: ["tst"], verbs: ["secrets"] }] },
-                    { name: "ci-extra", sha256: hashToken(scopedCiToken), rights: [{ stages: ["*"], verbs: CI_VERBS }] },
-                ],
-            }),
+        pipeline = await bootstrapPipeline(
+            "gitops-stages-secrets-",
+            [{ name: "itg" }, { name: "tst" }],
+            [
+                { name: "operator-tst", token: operatorToken, rights: [{ stages: ["tst"], verbs: ["secrets"] }] },
+                { name: "ci-extra", token: scopedCiToken, rights: [{ stages: ["*"], verbs: CI_VERBS }] },
+            ],
+            { olivia: { teams: ["tst-owners"], rights: [{ stages: ["tst"], verbs: ["secrets", "status"] }] }, dev: { teams: [] } },
         );
-        env = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-        for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) delete env[k];
-        assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
-        const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
-        const up = await engine.update(
-            "platform",
-            async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages: [{ name: "itg" }, { name: "tst" }] }),
-            { message: "bootstrap" },
-        );
-        assert.equal(up?.result, "succeeded");
-        ops = path.join(dir, "git", "app-ops.git");
+        ({ dir, dataDir, ops, env } = pipeline);
+        assembled = await pipeline.runner();
         // The platform's generated CI token for tst, as CI would hold it.
-        const e = assembled.environment;
-        const tokens = JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "runnerTokens", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" }));
-        ciToken = plant(tokens.tst as string);
+        ciToken = pipeline.ciTokens.tst;
         assert.match(ciToken, /^[A-Za-z0-9]{48}$/);
         first = keypair("controller-1");
         second = keypair("controller-2");
@@ -119,7 +104,7 @@ describe("sensitive configuration: stages secret on a real ops repo", function (
     });
 
     after(function () {
-        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+        pipeline?.dispose();
     });
 
     it("secret set seals values from a file and stdin into one commit that only the controller's key opens", async function () {

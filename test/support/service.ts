@@ -8,6 +8,7 @@ import * as path from "node:path";
 
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
+import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { hashToken, VERBS } from "../../src/runner/rights";
 import { testToolchain, repoRoot } from "./engine";
 import { plant } from "./planted";
@@ -33,6 +34,8 @@ export async function bootstrapPipeline(
     stages: unknown[] = [{ name: "itg" }, { name: "tst" }, { name: "perf" }, { name: "prod", owners: ["prod-owners"], requireApproval: true }],
     /** More configured tokens: name, token, rights. */
     tokens: { name: string; token: string; rights: unknown[] }[] = [],
+    /** CLI users of runner.json. */
+    users: Record<string, unknown> = {},
 ): Promise<Pipeline> {
     await testToolchain();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -42,12 +45,12 @@ export async function bootstrapPipeline(
     fs.writeFileSync(
         path.join(dataDir, "runner.json"),
         JSON.stringify({
+            users,
             tokens: [{ name: "operator", sha256: hashToken(operatorToken), rights: [{ stages: ["*"], verbs: VERBS }], teams: ["prod-owners"] }, ...tokens.map((t) => ({ name: t.name, sha256: hashToken(t.token), rights: t.rights }))],
             lockWaitSeconds: 300,
         }),
     );
-    const env: NodeJS.ProcessEnv = { ...process.env, GITOPS_STAGES_HOME: dataDir };
-    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) delete env[k];
+    const env = selfContainedEnv(dataDir);
     const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
     const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
     const up = await engine.update("platform", async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages }), { message: "bootstrap" });

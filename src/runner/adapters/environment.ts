@@ -34,6 +34,18 @@ export interface EnvironmentOptions {
     readonly log?: (line: string) => void;
 }
 
+/**
+ * An environment for a runner with its own data folder and nothing ambient: no backend,
+ * passphrase, Pulumi home, cluster or runner identity inherited from the caller's shell.
+ */
+export function selfContainedEnv(dataDir: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...base, GITOPS_STAGES_HOME: dataDir };
+    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) {
+        delete env[k];
+    }
+    return env;
+}
+
 /** The data folder in use. */
 export function dataDirFrom(projectRoot: string, env: NodeJS.ProcessEnv = process.env): string {
     return path.resolve(env.GITOPS_STAGES_HOME ?? path.join(projectRoot, ".gitops-stages", "runner"));
