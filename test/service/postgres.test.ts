@@ -31,7 +31,10 @@ describe("PostgreSQL mode: two replicas share the queue", function () {
                 log: (e) => {
                     if (e.msg === "request started") started.push(String(e.requestId));
                 },
-                limits: { ratePerMinute: 100_000, burst: 1_000 },
+                // One update at a time per replica: with three stacks holding work, a replica at
+                // its limit must leave the rest to the other, so both provably take from the queue
+                // (with the default of four, the first replica to wake may claim every stack).
+                limits: { ratePerMinute: 100_000, burst: 1_000, concurrency: 1 },
             });
             replicas.push({ service, url: (await service.start(0)).url, started });
         }
