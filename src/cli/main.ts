@@ -34,7 +34,8 @@ runner verbs:
   rollback <app> --stage <stage> [--to <version>] [--reason <text>]   and hold the app there
   hold <app> --stage <stage> [--reason <text>]     release <app> --stage <stage>
   approve <request-id> --stage <stage>             (an owner of the stage)
-  status [--stage <stage>]                         history <stage>            drift [--stage <stage>]
+  status [--stage <stage>]                         drift [--stage <stage>]
+  history <stage> [--commit <sha>]                 the audit trail, or one ops repo commit of it
   mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]
   mr destroy <n>                                   mr reap
 

@@ -8,9 +8,10 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 import { ValidationError } from "../config/validate";
-import { GitError } from "../git/engine";
+import { CommitDetails, GitError } from "../git/engine";
 import { ReleaseConflictError } from "../release/publish";
 import { RunnerError, exitCode, publicError } from "../runner/errors";
+import type { AuditEntry } from "../runner/runner";
 import { AssembledRunner, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
 
 /** Options every runner verb takes. */
@@ -223,8 +224,9 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
             return runner.status(values.stage as string | undefined);
         }
         case "history": {
-            const { positionals } = parse({});
+            const { positionals } = parse({ commit: { type: "string" } });
             if (!positionals[0]) throw new RunnerError("invalid", "missing <stage>");
+            if (values.commit !== undefined) return runner.stageCommit(positionals[0], values.commit as string);
             return runner.history(positionals[0]);
         }
         case "drift": {
@@ -325,12 +327,18 @@ function render(verb: string, result: unknown): string {
         const last = rows.flatMap((r) => Object.entries(r.apps).map(([app, e]) => `  ${r.stage}/${app}: ${e.version} by ${e.requester} at ${e.promotedAt}${e.hold ? `, held by ${e.hold.by}` : ""}`));
         return table(lines) + (last.length ? `\nlast changes:\n${last.join("\n")}\n` : "");
     }
+    if (verb === "history" && !Array.isArray(result)) {
+        const c = result as CommitDetails;
+        const head = [`commit ${c.commit}`, `Author: ${c.author}`, `Date:   ${c.date}`, "", ...c.message.trimEnd().split("\n").map((l) => `    ${l}`), ""];
+        const files = c.files.map((f) => `${f.status}\t${f.path}`);
+        return [...head, ...files, "", c.patch.trimEnd(), ...(c.truncated ? ["(patch cut at the size limit)"] : []), ""].join("\n");
+    }
     if (verb === "history") {
-        const rows = result as { version?: number; kind: string; result: string; startTime: string; durationMs?: number; change?: { kind: string; app: string; version?: string; requester: string; requestId: string; sourceCommit?: string; ciRunUrl?: string } }[];
-        const lines = [["#", "when", "operation", "result", "change", "requester", "request", "source commit", "CI run", "took"]];
+        const rows = result as AuditEntry[];
+        const lines = [["#", "when", "operation", "result", "change", "requester", "request", "ops commit", "source commit", "CI run", "took"]];
         for (const [i, h] of rows.entries()) {
             const c = h.change;
-            lines.push([String(h.version || rows.length - i), h.startTime, h.kind, h.result, c ? `${c.kind} ${c.app}${c.version ? ` ${c.version}` : ""}` : "-", c?.requester ?? "-", c?.requestId ?? "-", c?.sourceCommit?.slice(0, 12) ?? "-", c?.ciRunUrl ?? "-", h.durationMs !== undefined ? `${(h.durationMs / 1000).toFixed(1)}s` : "-"]);
+            lines.push([String(h.version || rows.length - i), h.startTime, h.kind, h.result, c ? `${c.kind} ${c.app}${c.version ? ` ${c.version}` : ""}` : "-", c?.requester ?? "-", c?.requestId ?? "-", h.opsCommit?.slice(0, 12) ?? "-", c?.sourceCommit?.slice(0, 12) ?? "-", c?.ciRunUrl ?? "-", h.durationMs !== undefined ? `${(h.durationMs / 1000).toFixed(1)}s` : "-"]);
         }
         return table(lines);
     }

@@ -2,7 +2,7 @@
  * Configuration of stage stacks (`itg`, `tst`, ...) and merge-request stacks (`mr-<n>`): what the
  * runner writes into a stack's config before each update. Pure parsers, one error for every problem.
  */
-import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "./validate";
+import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, SEMVER, SEMVER_RULE } from "./validate";
 import { NAMESPACE } from "./platform";
 
 /** Who put a hold on an app in a stage, and why. */
@@ -49,7 +49,6 @@ export interface StageConfig {
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const k = (key: string): string => `${NAMESPACE}:${key}`;
 
 function parseRelease(c: Checker, key: string, raw: unknown): StageRelease {
@@ -57,7 +56,7 @@ function parseRelease(c: Checker, key: string, raw: unknown): StageRelease {
     const hold = o.hold === undefined || o.hold === null ? undefined : c.object(`${key}.hold`, o.hold, ["by", "reason", "at"]);
     return {
         version: c.string(`${key}.version`, o.version, undefined, SEMVER, SEMVER_RULE),
-        requestId: c.string(`${key}.requestId`, o.requestId, undefined, REQUEST_ID, "must be a request id (letters, digits, '.', '_', ':', '-')"),
+        requestId: c.string(`${key}.requestId`, o.requestId, undefined, REQUEST_ID, REQUEST_ID_RULE),
         requester: c.string(`${key}.requester`, o.requester),
         promotedAt: c.string(`${key}.promotedAt`, o.promotedAt, undefined, ISO_TIME, "must be an ISO time in UTC such as 2026-01-31T12:00:00Z"),
         ...(o.sourceCommit !== undefined ? { sourceCommit: c.string(`${key}.sourceCommit`, o.sourceCommit, undefined, COMMIT, "must be a git commit id") } : {}),
@@ -95,7 +94,7 @@ export function parseStageConfig(raw: Readonly<Record<string, unknown>>): StageC
             kind: c.oneOf(k("stage.change.kind"), ch.kind, ["promote", "rollback", "hold", "release", "remove"], "promote"),
             app: c.string(k("stage.change.app"), ch.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
             ...(ch.version !== undefined ? { version: c.string(k("stage.change.version"), ch.version, undefined, SEMVER, SEMVER_RULE) } : {}),
-            requestId: c.string(k("stage.change.requestId"), ch.requestId, undefined, REQUEST_ID, "must be a request id"),
+            requestId: c.string(k("stage.change.requestId"), ch.requestId, undefined, REQUEST_ID, REQUEST_ID_RULE),
             requester: c.string(k("stage.change.requester"), ch.requester),
             ...(ch.reason !== undefined ? { reason: c.string(k("stage.change.reason"), ch.reason) } : {}),
             ...(ch.sourceCommit !== undefined ? { sourceCommit: c.string(k("stage.change.sourceCommit"), ch.sourceCommit, undefined, COMMIT, "must be a git commit id") } : {}),

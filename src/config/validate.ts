@@ -50,6 +50,11 @@ export const DNS_LABEL = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 export const DNS_LABEL_RULE =
     "must be a DNS label: lowercase letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters";
 
+/** A request id or idempotency key: what may name a request in a URL, a commit trailer and the request log. */
+export const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** The rule text that goes with {@link REQUEST_ID}. */
+export const REQUEST_ID_RULE = "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
+
 /** A git commit id, abbreviated or full. */
 export const COMMIT = /^[0-9a-f]{7,64}$/;
 /** The rule text that goes with {@link COMMIT}. */

@@ -144,10 +144,10 @@ class Scratch {
     }
 
     /** Fetches the branch; returns its commit or undefined when the remote has no such branch. */
-    async fetch(remote: string, branch: string): Promise<string | undefined> {
+    async fetch(remote: string, branch: string, depth = 1): Promise<string | undefined> {
         // Only the branch's tip is needed to read or to commit on top of it: a shallow fetch keeps
         // the cost independent of the repository's history.
-        const r = await git(["fetch", "-q", "--no-tags", "--depth=1", remote, `+refs/heads/${branch}:refs/remotes/origin/${branch}`], { cwd: this.dir });
+        const r = await git(["fetch", "-q", "--no-tags", `--depth=${depth}`, remote, `+refs/heads/${branch}:refs/remotes/origin/${branch}`], { cwd: this.dir });
         if (r.code !== 0) {
             if (/couldn't find remote ref|could not find remote ref/i.test(r.stderr)) return undefined;
             throw new GitError(`cannot fetch ${branch}`, redact(r.stderr.trim()));
@@ -269,23 +269,104 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
     }
 }
 
-/** Fetches a branch into a scratch repository, runs `fn` on its head, and removes the scratch. */
-async function atHead<T>(remote: string, branch: string, fn: (head: Head) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` in a repository holding the branch's last `depth` commits: a repository on this
+ * machine in place (git's readers are safe next to a pusher, and nothing is copied, whatever the
+ * repository's size), anything else fetched shallowly into a scratch that is removed afterwards.
+ */
+async function inRepository<T>(remote: string, branch: string, depth: number, fn: (dir: string, commit: string | undefined) => Promise<T>): Promise<T> {
     const local = localRepository(remote);
     if (local) {
-        // A repository on this machine is read in place: git's readers are safe next to a pusher,
-        // and nothing is copied, whatever the repository's size.
-        const view = Scratch.view(local);
         const r = await git(["rev-parse", "--verify", "-q", `refs/heads/${branch}`], { cwd: local });
-        return fn(await view.head(r.code === 0 ? r.stdout.toString("utf8").trim() : undefined));
+        return fn(local, r.code === 0 ? r.stdout.toString("utf8").trim() : undefined);
     }
     const scratch = new Scratch();
     try {
         await scratch.init();
-        return await fn(await scratch.head(await scratch.fetch(remote, branch)));
+        return await fn(scratch.dir, await scratch.fetch(remote, branch, depth));
     } finally {
         scratch.dispose();
     }
+}
+
+/** Runs `fn` on the head of a branch. */
+function atHead<T>(remote: string, branch: string, fn: (head: Head) => Promise<T>): Promise<T> {
+    return inRepository(remote, branch, 1, async (dir, commit) => fn(await Scratch.view(dir).head(commit)));
+}
+
+/** A commit as history views list it. */
+export interface CommitInfo {
+    readonly commit: string;
+    readonly author: string;
+    /** Author date, ISO 8601. */
+    readonly date: string;
+    readonly subject: string;
+    /** The message's trailers (Requester, Request-Id, ...); the last of a repeated key wins. */
+    readonly trailers: Readonly<Record<string, string>>;
+}
+
+/** A commit with what it changed. */
+export interface CommitDetails extends CommitInfo {
+    readonly message: string;
+    /** Each changed path with git's status letter (A added, M modified, D deleted). */
+    readonly files: readonly { readonly status: string; readonly path: string }[];
+    /** The patch, cut at the size limit (then `truncated` is true). */
+    readonly patch: string;
+    readonly truncated: boolean;
+}
+
+const FIELD = "\x1f";
+const RECORD = "\x1e";
+const INFO_FORMAT = `--format=%H${"%x1f"}%an${"%x1f"}%aI${"%x1f"}%s${"%x1f"}%(trailers:only,unfold)${"%x1f"}%B%x1e`;
+
+function parseCommits(out: string): (CommitInfo & { message: string })[] {
+    return out
+        .split(RECORD)
+        .map((r) => r.replace(/^\n/, ""))
+        .filter((r) => r.includes(FIELD))
+        .map((r) => {
+            const [commit, author, date, subject, trailerText, message] = r.split(FIELD);
+            const trailers: Record<string, string> = {};
+            for (const line of trailerText.split("\n")) {
+                const m = /^([A-Za-z0-9-]+): (.*)$/.exec(line);
+                if (m) trailers[m[1]] = m[2];
+            }
+            return { commit, author, date, subject, trailers, message };
+        });
+}
+
+/** The newest `limit` commits of a branch that touch `prefix`, newest first (from its last `depth` commits). */
+export function recentCommits(remote: string, branch: string, prefix: string, limit: number, depth = 500): Promise<CommitInfo[]> {
+    return inRepository(remote, branch, depth, async (dir, head) => {
+        if (!head) return [];
+        const out = await gitOk(["log", `-n${limit}`, INFO_FORMAT, head, "--", prefix], "git log", { cwd: dir });
+        return parseCommits(out).map(({ message: _message, ...info }) => info);
+    });
+}
+
+/**
+ * One commit of a branch that touches `prefix`: message, changed paths and patch (limited to
+ * `prefix`, cut at `maxPatchBytes`). Undefined when the commit is not in the branch's last `depth`
+ * commits or does not touch `prefix`, so a caller allowed to see one folder sees nothing else.
+ */
+export function commitDetails(remote: string, branch: string, commit: string, prefix: string, opts: { depth?: number; maxPatchBytes?: number } = {}): Promise<CommitDetails | undefined> {
+    if (!/^[0-9a-f]{7,64}$/.test(commit)) throw new GitError("read commit", `not a commit id: ${JSON.stringify(commit)}`);
+    return inRepository(remote, branch, opts.depth ?? 500, async (dir, head) => {
+        if (!head) return undefined;
+        const full = await git(["rev-parse", "--verify", "-q", `${commit}^{commit}`], { cwd: dir });
+        if (full.code !== 0) return undefined;
+        const id = full.stdout.toString("utf8").trim();
+        if ((await git(["merge-base", "--is-ancestor", id, head], { cwd: dir })).code !== 0) return undefined;
+        const [info] = parseCommits(await gitOk(["show", "-s", INFO_FORMAT, id], "git show", { cwd: dir }));
+        const status = await gitOk(["diff-tree", "--root", "--no-commit-id", "-r", "--name-status", "-z", id, "--", prefix], "git diff-tree", { cwd: dir });
+        const parts = status.split("\0").filter(Boolean);
+        const files: { status: string; path: string }[] = [];
+        for (let i = 0; i + 1 < parts.length; i += 2) files.push({ status: parts[i], path: parts[i + 1] });
+        if (!files.length) return undefined;
+        const max = opts.maxPatchBytes ?? 256 * 1024;
+        const patch = (await git(["diff-tree", "--root", "--no-commit-id", "-p", id, "--", prefix], { cwd: dir })).stdout;
+        return { ...info, files, patch: patch.subarray(0, max).toString("utf8"), truncated: patch.length > max };
+    });
 }
 
 /** Reads files of a branch (for refresh and drift): path -> content, for the given paths only. */

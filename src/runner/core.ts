@@ -4,7 +4,7 @@
  */
 import type { SyncWindow } from "../config/platform";
 import type { StageChange, StageRelease } from "../config/stage";
-import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, ValidationError } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, REQUEST_ID, REQUEST_ID_RULE, ValidationError } from "../config/validate";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
 import type { Principal } from "./rights";
@@ -69,8 +69,8 @@ export interface HoldRequest {
     readonly reason?: string;
 }
 
-const KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-const KEY_RULE = "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
+const KEY = REQUEST_ID;
+const KEY_RULE = REQUEST_ID_RULE;
 
 /** A merge-request deployment. */
 export interface MrDeployRequest {

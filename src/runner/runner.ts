@@ -4,7 +4,8 @@
  * to the engine, the ops repo and its records only through ports, so the same orchestration
  * serves the CLI and the service.
  */
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, formatProblem } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
+import type { CommitDetails, CommitInfo } from "../git/engine";
 import type { StageChange, StageRelease } from "../config/stage";
 import { commitMessage } from "../program/stage/files";
 import {
@@ -36,6 +37,10 @@ export interface OpsRepoPort {
     check(stage: string, releases: StageReleases): Promise<void>;
     /** The stage's ledger at the head of main: app -> entry. */
     ledger(stage: string): Promise<Record<string, Record<string, unknown>>>;
+    /** The stage's newest commits on main (newest first), for the audit trail's links. */
+    stageCommits(stage: string, limit: number): Promise<(CommitInfo & { url?: string })[]>;
+    /** One commit that touched the stage's folder, with its changes limited to that folder; undefined otherwise. */
+    stageCommit(stage: string, commit: string): Promise<CommitDetails | undefined>;
     /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
     publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
 }
@@ -99,7 +104,14 @@ export interface AuditEntry {
     readonly durationMs?: number;
     readonly change?: StageChange;
     readonly message: string;
+    /** The ops repo commit the update wrote (found by its Request-Id trailer), when it wrote one. */
+    readonly opsCommit?: string;
+    /** That commit's web page, when the ops repo's host has one (GitHub). */
+    readonly opsCommitUrl?: string;
 }
+
+/** How many of a stage's newest ops repo commits the audit trail looks through for its links. */
+export const HISTORY_COMMITS = 200;
 
 /** Options of long operations. */
 export interface RunOptions {
@@ -374,10 +386,12 @@ export class Runner {
     /** Records an approval of a request for a stage by one of its owners. */
     async approve(requestId: string, stageName: string, actor: Actor): Promise<{ requestId: string; stage: string; by: string; at: string }> {
         const c = new Checker();
-        c.string("requestId", requestId, undefined, /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "must be a request id");
+        c.string("requestId", requestId, undefined, REQUEST_ID, REQUEST_ID_RULE);
         c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
         const { stage } = findStage(await this.pipeline(), stageName);
+        // An approval nobody will ever consult would only mislead the audit trail.
+        if (!stage.requireApproval) throw new RunnerError("refused", `stage ${stage.name} needs no approval (its requireApproval is not set)`, "no-approval");
         checkApprover(stage, actor);
         const approval = { requestId, stage: stage.name, by: actor.name, at: this.deps.now().toISOString() };
         await this.deps.store.addApproval(approval);
@@ -399,17 +413,37 @@ export class Runner {
     /** The audit trail of a stage: each update with who, what, when, from which commit, and the result. */
     async history(stageName: string): Promise<AuditEntry[]> {
         findStage(await this.pipeline(), stageName);
-        const entries: HistoryEntry[] = await this.deps.engine.history(stageName);
-        return entries.map((h) => ({
-            version: h.version,
-            kind: h.kind,
-            result: h.result,
-            startTime: h.startTime,
-            endTime: h.endTime,
-            durationMs: h.endTime ? Date.parse(h.endTime) - Date.parse(h.startTime) : undefined,
-            change: (h.config.stage as { change?: StageChange } | undefined)?.change,
-            message: h.message,
-        }));
+        const [entries, commits] = await Promise.all([this.deps.engine.history(stageName), this.deps.ops.stageCommits(stageName, HISTORY_COMMITS)]);
+        // Each update's commit carries its request id as a trailer: the link from the audit trail to the ops repo.
+        const byRequest = new Map<string, CommitInfo & { url?: string }>();
+        for (const c of [...commits].reverse()) if (c.trailers["Request-Id"]) byRequest.set(c.trailers["Request-Id"], c);
+        return entries.map((h: HistoryEntry) => {
+            const change = (h.config.stage as { change?: StageChange } | undefined)?.change;
+            const opsCommit = change && h.kind === "update" ? byRequest.get(change.requestId) : undefined;
+            return {
+                version: h.version,
+                kind: h.kind,
+                result: h.result,
+                startTime: h.startTime,
+                endTime: h.endTime,
+                durationMs: h.endTime ? Date.parse(h.endTime) - Date.parse(h.startTime) : undefined,
+                change,
+                message: h.message,
+                ...(opsCommit ? { opsCommit: opsCommit.commit, ...(opsCommit.url ? { opsCommitUrl: opsCommit.url } : {}) } : {}),
+            };
+        });
+    }
+
+    /** One ops repo commit of a stage's folder: message, changed files and patch. */
+    async stageCommit(stageName: string, commit: string): Promise<CommitDetails> {
+        const c = new Checker();
+        c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        c.string("commit", commit, undefined, COMMIT, COMMIT_RULE);
+        if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
+        findStage(await this.pipeline(), stageName);
+        const found = await this.deps.ops.stageCommit(stageName, commit);
+        if (!found) throw new RunnerError("not-found", `no commit ${commit} of stage ${stageName} in the ops repo's recent history`);
+        return found;
     }
 
     /**

@@ -3,10 +3,13 @@
  * runner's parsers, which stay the authority: they refuse unknown fields and name each problem.
  */
 
+import { COMMIT, DNS_LABEL, REQUEST_ID, SEMVER } from "../config/validate";
+
+// Patterns are the parsers' own, so the document cannot drift from what is enforced.
 const str = { type: "string" } as const;
-const semver = { type: "string", pattern: "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$" } as const;
-const label = { type: "string", pattern: "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
-const commit = { type: "string", pattern: "^[0-9a-f]{7,64}$" } as const;
+const semver = { type: "string", pattern: SEMVER.source } as const;
+const label = { type: "string", pattern: DNS_LABEL.source } as const;
+const commit = { type: "string", pattern: COMMIT.source } as const;
 const bundle = {
     type: "object",
     additionalProperties: false,
@@ -28,7 +31,7 @@ const schemas = {
         requester: str,
         source: obj(["commit"], { commit, mr: { type: "integer" }, ciRunUrl: str }),
         reason: str,
-        idempotencyKey: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$" },
+        idempotencyKey: { type: "string", pattern: REQUEST_ID.source },
         overrideOrder: { type: "boolean" },
     }),
     Rollback: obj(["app", "stage", "requester"], { app: label, stage: label, to: semver, requester: str, reason: str, idempotencyKey: str }),
@@ -71,10 +74,15 @@ const errors = {
     "400": { description: "invalid input: the message names each field and its rule" },
     "401": { description: "no or unknown bearer token" },
     "403": { description: "the token lacks the right for this verb on this stage" },
+    "404": { description: "no such stage, app, secret or merge-request environment" },
     "409": { description: "refused by policy (reason: stage-order, hold, freeze, approval, stage-check) or a conflict" },
     "413": { description: "body larger than the limit" },
     "429": { description: "rate limit of the token; Retry-After says when" },
 };
+
+const requestId = { name: "id", in: "path", required: true, schema: { type: "string", pattern: REQUEST_ID.source } };
+// A request is its requester's alone: anyone else gets the 404 of a request that does not exist.
+const requestErrors = { "400": errors["400"], "401": errors["401"], "404": { description: "no such request for this token" }, "429": errors["429"] };
 
 function asyncOp(summary: string, schema: keyof typeof schemas, right: string) {
     return {
@@ -114,6 +122,15 @@ export function openApiDocument() {
             "/v1/approve": { post: syncOp("Approve a promotion into a stage that requires it", "Approve", "approve") },
             "/v1/status": { get: { ...syncOp("What runs where", undefined, "status"), parameters: [{ name: "stage", in: "query", schema: label }] } },
             "/v1/history/{stage}": { get: { ...syncOp("A stage's audit trail from the stack's update history", undefined, "history"), parameters: [{ name: "stage", in: "path", required: true, schema: label }] } },
+            "/v1/history/{stage}/commits/{commit}": {
+                get: {
+                    ...syncOp("One ops repo commit of the stage's folder (linked from the history): message, changed files, patch", undefined, "history"),
+                    parameters: [
+                        { name: "stage", in: "path", required: true, schema: label },
+                        { name: "commit", in: "path", required: true, schema: commit },
+                    ],
+                },
+            },
             "/v1/drift": { post: asyncOp("Refresh in preview mode and report differences", "Drift", "drift") },
             "/v1/mr/deploy": { post: asyncOp("Deploy or update a merge-request environment", "MrDeploy", "mr") },
             "/v1/mr/destroy": { post: asyncOp("Destroy a merge-request environment", "MrDestroy", "mr") },
@@ -122,8 +139,8 @@ export function openApiDocument() {
             "/v1/secrets/set": { post: syncOp("Seal values into a stage's secret (one commit)", "SecretSet", "secrets") },
             "/v1/secrets/rm": { post: syncOp("Remove keys or secrets (one commit)", "SecretRm", "secrets") },
             "/v1/secrets/reseal": { post: syncOp("Re-encrypt a stage's secrets for the controller's new key (one commit)", "SecretReseal", "secrets") },
-            "/v1/requests/{id}": { get: { summary: "A request's state and result (its requester only)", parameters: [{ name: "id", in: "path", required: true, schema: str }], responses: { "200": { description: "the request", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } }, "404": { description: "no such request for this token" } } } },
-            "/v1/requests/{id}/events": { get: { summary: "Server-sent events: state changes and engine output until the request finishes (event: end)", parameters: [{ name: "id", in: "path", required: true, schema: str }], responses: { "200": { description: "text/event-stream" } } } },
+            "/v1/requests/{id}": { get: { summary: "A request's state and result (its requester only)", parameters: [requestId], responses: { "200": { description: "the request", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } }, ...requestErrors } } },
+            "/v1/requests/{id}/events": { get: { summary: "Server-sent events: state changes and engine output until the request finishes (event: end)", parameters: [requestId], responses: { "200": { description: "text/event-stream" }, ...requestErrors } } },
             "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "ok" } } } },
             "/readyz": { get: { summary: "Readiness (503 while starting or shutting down)", security: [], responses: { "200": { description: "ready" }, "503": { description: "not ready" } } } },
         },

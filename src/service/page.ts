@@ -2,7 +2,8 @@
  * The status page served at `/`: one HTML document with inline script and style, no build step.
  * It asks for a token (kept in the tab's sessionStorage, sent as a bearer header, never in a URL),
  * then shows the pipeline as columns of stages and apps as rows, holds and pending approvals, and
- * each stage's recent history with links to the ops repo commits.
+ * each stage's recent history, each update linked to the ops repo commit it wrote (shown in the
+ * page from `/v1/history/<stage>/commits/<sha>`, and on the host's web page when it has one).
  */
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -20,7 +21,8 @@ export const STATUS_PAGE = `<!doctype html>
   .badge { font-size: .75rem; border-radius: .6rem; padding: 0 .4rem; margin-left: .3rem; background: #ddf4ff; }
   .badge.hold { background: #ffebe9; } .badge.approval { background: #fbefff; }
   #error { color: #cf222e; } form { margin: 1rem 0; }
-  code { font-size: .85rem; }
+  code { font-size: .85rem; } code.commit { color: #57606a; margin-left: .3rem; }
+  #detail-text { background: #f6f8fa; padding: .6rem; overflow-x: auto; max-height: 40rem; }
 </style>
 </head>
 <body>
@@ -29,7 +31,7 @@ export const STATUS_PAGE = `<!doctype html>
 <p id="error" role="alert"></p>
 <table id="pipeline" aria-label="pipeline"><thead></thead><tbody></tbody></table>
 <div id="history"></div>
-<div id="detail" hidden><h2>Change</h2><pre id="detail-text"></pre></div>
+<div id="detail" hidden><h2 id="detail-title">Change</h2><p id="detail-links"></p><pre id="detail-text"></pre></div>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -62,7 +64,8 @@ async function load() {
         const c = h.change;
         const what = c ? esc(c.kind + " " + c.app + (c.version ? " " + c.version : "")) + " by " + esc(c.requester) : esc(h.kind);
         const pending = h.result === "failed" && /approval/.test(h.message || "") ? '<span class="badge approval">pending approval</span>' : "";
-        return '<li><a href="#" data-stage="' + esc(stage) + '" data-index="' + i + '">' + esc(h.startTime) + "</a> " + esc(h.result) + ": " + what + pending + "</li>";
+        const commit = h.opsCommit ? ' <code class="commit">' + esc(h.opsCommit.slice(0, 12)) + "</code>" : "";
+        return '<li><a href="#' + esc(stage) + "/" + esc(h.opsCommit || "update-" + i) + '" data-stage="' + esc(stage) + '" data-index="' + i + '">' + esc(h.startTime) + "</a> " + esc(h.result) + ": " + what + commit + pending + "</li>";
       });
       parts.push("<section><h2>" + esc(stage) + '</h2><ul class="history" data-stage="' + esc(stage) + '">' + (items.join("") || "<li>no updates yet</li>") + "</ul></section>");
       window["history_" + stage] = history;
@@ -70,13 +73,27 @@ async function load() {
     $("history").innerHTML = parts.join("");
   } catch (e) { $("error").textContent = e.message; }
 }
-$("history").addEventListener("click", (ev) => {
+$("history").addEventListener("click", async (ev) => {
   const a = ev.target.closest("a[data-stage]");
   if (!a) return;
   ev.preventDefault();
-  const h = window["history_" + a.dataset.stage][Number(a.dataset.index)];
+  const stage = a.dataset.stage;
+  const h = window["history_" + stage][Number(a.dataset.index)];
   $("detail").hidden = false;
-  $("detail-text").textContent = h.message;
+  $("detail-links").innerHTML = h.opsCommitUrl ? '<a href="' + esc(h.opsCommitUrl) + '" rel="noopener">view the commit on the ops repo host</a>' : "";
+  if (!h.opsCommit) {
+    // An update that wrote no commit (a no-op, a failure): its update message is all there is.
+    $("detail-title").textContent = "Update";
+    $("detail-text").textContent = h.message;
+    return;
+  }
+  $("detail-title").textContent = "Ops repo commit " + h.opsCommit;
+  $("detail-text").textContent = "loading...";
+  try {
+    const c = await api("/v1/history/" + encodeURIComponent(stage) + "/commits/" + encodeURIComponent(h.opsCommit));
+    $("detail-text").textContent = ["commit " + c.commit, "Author: " + c.author, "Date:   " + c.date, "", c.message.trimEnd(), "",
+      ...c.files.map((f) => f.status + "\\t" + f.path), "", c.patch + (c.truncated ? "\\n(patch cut at the size limit)" : "")].join("\\n");
+  } catch (e) { $("detail-text").textContent = e.message; }
 });
 $("login").addEventListener("submit", (ev) => { ev.preventDefault(); sessionStorage.setItem("gitops-stages-token", $("token").value); $("token").value = ""; load(); });
 if (sessionStorage.getItem("gitops-stages-token")) load();

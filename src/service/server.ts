@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 
-import { Checker, formatProblem } from "../config/validate";
+import { Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
 import type { Actor } from "../runner/core";
 import { parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
 import { RunnerError, httpStatus, publicError } from "../runner/errors";
@@ -92,24 +92,45 @@ export class Service {
         this.now = deps.now ?? (() => new Date());
     }
 
-    /** Starts listening and working; resolves with the bound address. */
-    async start(port: number, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
+    /**
+     * Starts working without listening: requeues what a previous stop interrupted, then claims
+     * requests from the log. `handler` answers HTTP requests from then on (tests drive it in
+     * process, the way `inject` does; `start` puts it behind a socket).
+     */
+    async open(): Promise<void> {
+        if (this.ready) return;
         const recovered = await this.deps.store.recover(this.deps.replicaId, this.now());
         if (recovered.length) this.deps.log({ level: "info", msg: "requeued requests interrupted by a previous stop", requests: recovered });
-        this.server = http.createServer((req, res) => void this.handle(req, res));
-        this.server.requestTimeout = this.limits.requestTimeoutMs;
-        this.server.headersTimeout = Math.min(this.limits.requestTimeoutMs, 20_000);
-        await new Promise<void>((resolve, reject) => {
-            this.server!.once("error", reject);
-            this.server!.listen(port, host, () => resolve());
-        });
-        const bound = (this.server.address() as { port: number }).port;
         this.timers.push(setInterval(() => void this.pump(), 250));
         this.timers.push(setInterval(() => void this.deps.store.renew(this.deps.replicaId, new Date(this.now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4));
         // Requests of a replica that died come back to the queue when its lease runs out.
         this.timers.push(setInterval(() => void this.deps.store.recover(this.deps.replicaId + "\0none", this.now()).catch(() => undefined), LEASE_MS / 4));
         this.ready = true;
         void this.pump();
+    }
+
+    /** The HTTP request listener: every route, authentication, limits and logging. */
+    readonly handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void this.handle(req, res);
+
+    /** Starts working and listening; resolves with the bound address. */
+    async start(port: number, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
+        // Recovery first, so no request accepted on the socket is claimed before the interrupted ones are requeued.
+        await this.open();
+        this.server = http.createServer(this.handler);
+        this.server.requestTimeout = this.limits.requestTimeoutMs;
+        this.server.headersTimeout = Math.min(this.limits.requestTimeoutMs, 20_000);
+        try {
+            await new Promise<void>((resolve, reject) => {
+                this.server!.once("error", reject);
+                this.server!.listen(port, host, () => resolve());
+            });
+        } catch (e) {
+            for (const t of this.timers) clearInterval(t);
+            this.timers = [];
+            this.ready = false;
+            throw e;
+        }
+        const bound = (this.server.address() as { port: number }).port;
         return { url: `http://${host}:${bound}`, port: bound };
     }
 
@@ -248,12 +269,15 @@ export class Service {
         const secrets = this.deps.assembled.secrets;
         const b = body ?? {};
         const stageParam = url.searchParams.get("stage") ?? undefined;
+        if (stageParam !== undefined) this.label("stage", stageParam);
         let m: RegExpExecArray | null;
         if (method === "POST") {
             switch (p) {
                 case "/v1/promote":
                 case "/v1/preview": {
                     const dryRun = p === "/v1/preview";
+                    // The route says whether it previews; a body saying otherwise would be silently overruled.
+                    if ("dryRun" in b) throw new RunnerError("invalid", `request.dryRun: is not a known setting (${dryRun ? "this route only previews" : "POST /v1/preview previews"})`);
                     const withBundle = b.bundle !== undefined ? { ...b, bundle: "(uploaded)" } : b;
                     const req = parsePromoteRequest({ ...withBundle, dryRun });
                     const files = b.bundle !== undefined ? checkBundleFiles((b.bundle as { files?: unknown })?.files) : undefined;
@@ -333,7 +357,11 @@ export class Service {
                     );
                 }
                 case "/v1/secrets/reseal": {
-                    this.fields(b, ["stage", "certificate", "privateKeys", "reason"]);
+                    const c = new Checker();
+                    const o = c.object("request", b, ["stage", "certificate", "privateKeys", "reason"]);
+                    if (o.certificate !== undefined) c.string("certificate", o.certificate);
+                    if (o.privateKeys !== undefined) c.strings("privateKeys", o.privateKeys, []);
+                    invalidIfAny(c);
                     const redacted = { stage: b.stage, certificate: b.certificate !== undefined, privateKeys: Array.isArray(b.privateKeys) ? b.privateKeys.length : 0 };
                     return this.recorded("secret-reseal", `secrets:${String(b.stage)}`, redacted, actor, () =>
                         secrets.reseal(
@@ -353,15 +381,21 @@ export class Service {
                 requireRight(actor, "status", stageParam);
                 return { status: 200, body: await runner.status(stageParam) };
             }
-            if ((m = /^\/v1\/history\/([a-z0-9-]{1,63})$/.exec(p))) {
-                requireRight(actor, "history", m[1]);
-                return { status: 200, body: await runner.history(m[1]) };
+            if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
+                const stage = decodeURIComponent(m[1]);
+                this.label("stage", stage);
+                requireRight(actor, "history", stage);
+                if (m[2] !== undefined) return { status: 200, body: await runner.stageCommit(stage, decodeURIComponent(m[2])) };
+                return { status: 200, body: await runner.history(stage) };
             }
             if (p === "/v1/secrets") {
                 if (!stageParam) throw new RunnerError("invalid", "stage: the query parameter is required");
                 return { status: 200, body: await secrets.list(stageParam, url.searchParams.get("app") ?? undefined, actor) };
             }
-            if ((m = /^\/v1\/requests\/([A-Za-z0-9._:-]{1,128})(\/events)?$/.exec(p))) {
+            if ((m = /^\/v1\/requests\/([^/]+)(\/events)?$/.exec(p))) {
+                const c = new Checker();
+                c.string("id", decodeURIComponent(m[1]), undefined, REQUEST_ID, REQUEST_ID_RULE);
+                invalidIfAny(c);
                 const rec = await this.deps.store.get(m[1]);
                 // Only its requester sees a request; others learn nothing, not even that it exists.
                 if (!rec || rec.principal !== actor.name) throw new HttpError(404, "not-found", `no request ${m[1]}`);
@@ -371,6 +405,13 @@ export class Service {
             }
         }
         throw new HttpError(404, "not-found", `no route ${method} ${p}`);
+    }
+
+    /** Refuses a path or query value that is not a DNS label, naming the parameter. */
+    private label(key: string, value: string): void {
+        const c = new Checker();
+        c.string(key, value, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        invalidIfAny(c);
     }
 
     /** Refuses unknown fields, with the runner's own checker (the parsers' wording). */

@@ -159,6 +159,33 @@ describe("the runner on the real engine", function () {
         assert.equal(promoteEntry.change?.ciRunUrl, "https://ci.example/runs/7");
         assert.match(promoteEntry.message, /^Promote web 1\.1\.0 to prod \(request web-1\.1\.0-prod\)/);
         assert.ok((promoteEntry.durationMs ?? -1) >= 0);
+        // Each update links to the ops repo commit it wrote: the one whose Request-Id trailer is the update's request.
+        for (const e of h.filter((x) => x.result === "succeeded" && x.change)) {
+            const written = git("log", "--format=%H", "--fixed-strings", `--grep=Request-Id: ${e.change!.requestId}`, "main", "--", "environments/prod/");
+            assert.equal(e.opsCommit, written.split("\n")[0], `${e.change!.kind} ${e.change!.requestId}`);
+            assert.equal(e.opsCommitUrl, undefined, "the local git host has no web pages");
+        }
+    });
+
+    it("one ops repo commit of a stage: message, files and patch of that stage only; other stages' commits are not found", async function () {
+        const h = await runner.history("prod");
+        const entry = h.find((e) => e.change?.kind === "promote" && e.change.version === "1.1.0")!;
+        const c = await runner.stageCommit("prod", entry.opsCommit!.slice(0, 12));
+        assert.equal(c.commit, entry.opsCommit);
+        assert.equal(c.trailers["Request-Id"], entry.change!.requestId);
+        assert.match(c.subject, /^Promote web 1\.1\.0 to prod/);
+        assert.ok(c.files.some((f) => f.status === "M" && f.path === "environments/prod/releases.json"), JSON.stringify(c.files));
+        assert.ok(c.files.every((f) => f.path.startsWith("environments/prod/")));
+        assert.match(c.patch, /^\+.*"version": ?"1\.1\.0"/m);
+        const itgCommit = git("log", "-1", "--format=%H", "main", "--", "environments/itg/");
+        await assert.rejects(runner.stageCommit("prod", itgCommit), (e: RunnerError) => e.kind === "not-found" && /no commit/.test(e.message));
+        await assert.rejects(runner.stageCommit("prod", "HEAD~1"), (e: RunnerError) => e.kind === "invalid" && /commit = "HEAD~1": must be a git commit id/.test(e.message));
+        const shown = await cli(["history", "prod", "--commit", entry.opsCommit!]).done;
+        assert.equal(shown.code, 0, shown.stderr);
+        assert.match(shown.stdout, new RegExp(`^commit ${entry.opsCommit}\nAuthor: `));
+        assert.match(shown.stdout, /\nM\tenvironments\/prod\/releases\.json\n/);
+        const listed = await cli(["history", "prod"]).done;
+        assert.match(listed.stdout, new RegExp(`\\b${entry.opsCommit!.slice(0, 12)}\\b`));
     });
 
     it("on itg, waiting requests for the same app are coalesced to the newest", async function () {

@@ -249,10 +249,18 @@ describe("the runner service over HTTP", function () {
             const p1 = rows.find((r) => r[0] === "p1");
             assert.deepEqual(p1?.slice(0, 3), ["p1", "1.0.0", "1.0.0"]);
             await page.waitForSelector("ul.history[data-stage=tst] a");
+            // The entry shows the commit it wrote; following it shows that commit from the ops repo.
+            const shortSha = await page.textContent("ul.history[data-stage=tst] li code.commit");
             await page.click("ul.history[data-stage=tst] a");
-            await page.waitForSelector("#detail:not([hidden])");
-            const detail = await page.textContent("#detail-text");
-            assert.match(String(detail), /^Promote p[12] 1\.0\.0 to tst \(request r-/);
+            await page.locator("#detail-text", { hasText: /^commit [0-9a-f]{40}\n/ }).waitFor();
+            const detail = String(await page.textContent("#detail-text"));
+            const sha = /^commit ([0-9a-f]{40})/.exec(detail)![1];
+            assert.equal(sha.slice(0, 12), shortSha);
+            assert.match(p.git("log", "-1", "--format=%s", sha), /^Promote p[12] 1\.0\.0 to tst \(request r-/);
+            assert.match(detail, /\nPromote p[12] 1\.0\.0 to tst \(request r-/);
+            assert.match(detail, /\nM\tenvironments\/tst\/releases\.json\n/);
+            assert.match(detail, /^\+.*"1\.0\.0"/m);
+            assert.equal(await page.textContent("#detail-title"), `Ops repo commit ${sha}`);
             const artifacts = path.join(repoRoot, "test-artifacts");
             fs.mkdirSync(artifacts, { recursive: true });
             await page.screenshot({ path: path.join(artifacts, "status-page.png"), fullPage: true });

@@ -6,10 +6,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import inject from "light-my-request";
+
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { hashToken, VERBS } from "../../src/runner/rights";
+import type { Service } from "../../src/service/server";
 import { testToolchain, repoRoot } from "./engine";
 import { plant } from "./planted";
 
@@ -90,6 +93,30 @@ export function api(base: string, token?: string) {
             json = { text };
         }
         return { status: res.status, body: json, headers: res.headers };
+    };
+}
+
+/**
+ * The same client driving the service's request listener in process, without a socket (the way
+ * `inject` does in HTTP frameworks): every route, check and log line runs as over the network.
+ */
+export function injectApi(service: Service, token?: string): ReturnType<typeof api> {
+    return async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}) => {
+        const res = await inject(service.handler, {
+            method: method as "GET" | "POST",
+            url: route,
+            headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+            ...(body !== undefined ? { payload: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+        });
+        let json: Record<string, unknown> = {};
+        try {
+            json = JSON.parse(res.payload) as Record<string, unknown>;
+        } catch {
+            json = { text: res.payload };
+        }
+        const out = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(", ") : String(v));
+        return { status: res.statusCode, body: json, headers: out };
     };
 }
 

@@ -4,7 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 
-import { commitFiles, listFiles, readFiles } from "../../git/engine";
+import { CommitDetails, CommitInfo, commitDetails, commitFiles, listFiles, readFiles, recentCommits } from "../../git/engine";
 import { findReleases } from "../../program/stage";
 import { parseLedger, stageFiles } from "../../program/stage/files";
 import type { StageReleases } from "../core";
@@ -16,9 +16,24 @@ import { RunnerError } from "../errors";
 import type { OpsRepoPort } from "../runner";
 import type { SecretsRepoPort } from "../secrets";
 
+/** A GitHub clone URL's web page: `https://github.com/o/r.git` -> `https://github.com/o/r` (no credentials, ever). */
+export function webPage(cloneUrl: string): string | undefined {
+    try {
+        const u = new URL(cloneUrl);
+        if (u.protocol !== "https:") return undefined;
+        return `${u.origin}${u.pathname.replace(/\.git$/, "").replace(/\/$/, "")}`;
+    } catch {
+        return undefined;
+    }
+}
+
 /** An OpsRepoPort on a git remote. */
 export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
-    constructor(private readonly remote: () => Promise<string>) {}
+    constructor(
+        private readonly remote: () => Promise<string>,
+        /** The repository's web page, when its host has one (GitHub); commit links go below it. */
+        private readonly web: () => Promise<string | undefined> = async () => undefined,
+    ) {}
 
     /** The ops repo named by the platform stack's outputs. */
     static fromPlatform(outputs: () => Promise<Record<string, unknown>>, env: NodeJS.ProcessEnv = process.env): GitOpsRepo {
@@ -31,6 +46,10 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
                 return tokenRemote(ops, env.GITHUB_TOKEN);
             }
             return ops;
+        }, async () => {
+            const o = await outputs();
+            const ops = (o.repositories as { ops?: string } | undefined)?.ops;
+            return o.gitHost === "github" && ops ? webPage(ops) : undefined;
         });
     }
 
@@ -44,6 +63,15 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
         const file = `${opsPaths.environment(stage)}releases.json`;
         const { files } = await readFiles(await this.remote(), "main", [file]);
         return files[file] === undefined ? {} : parseLedger(files[file]);
+    }
+
+    async stageCommits(stage: string, limit: number): Promise<(CommitInfo & { url?: string })[]> {
+        const [commits, web] = await Promise.all([recentCommits(await this.remote(), "main", opsPaths.environment(stage), limit), this.web()]);
+        return web ? commits.map((c) => ({ ...c, url: `${web}/commit/${c.commit}` })) : commits;
+    }
+
+    async stageCommit(stage: string, commit: string): Promise<CommitDetails | undefined> {
+        return commitDetails(await this.remote(), "main", commit, opsPaths.environment(stage));
     }
 
     async check(stage: string, releases: StageReleases): Promise<void> {
