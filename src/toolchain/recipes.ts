@@ -29,6 +29,8 @@ export type Recipe =
            * Kubernetes publishes its staging modules as `v0.X.Y` for release `v1.X.Y`.
            */
           readonly localReplacesAt?: string;
+          /** Source changes to a copy of the module, which then replaces it (see `SourcePatch`). */
+          readonly patch?: SourcePatch;
       }
     | {
           /** A Go module kept in this repository under `toolchain/<dir>`. */
@@ -50,6 +52,46 @@ export type Recipe =
           readonly type: "shim";
           readonly script: string;
       };
+
+/**
+ * Changes to a module's source for a build: each edit's `from` must occur exactly once in its file
+ * (so an upstream change fails the build loudly instead of building something else), and `add`
+ * puts new files into the copy. Paths are relative to the module's root.
+ */
+export interface SourcePatch {
+    readonly edits: readonly { readonly file: string; readonly from: string; readonly to: string }[];
+    readonly add: Readonly<Record<string, string>>;
+}
+
+/**
+ * The Sealed Secrets controller takes its API server only from inside a Pod (`rest.InClusterConfig`,
+ * fixed paths under /var/run/secrets). The cluster tier runs it as a process next to the test API
+ * server, so this build reads `KUBECONFIG` when it is set, and behaves as upstream otherwise.
+ */
+export const CONTROLLER_KUBECONFIG_PATCH: SourcePatch = {
+    edits: [{ file: "pkg/controller/main.go", from: "config, err := rest.InClusterConfig()", to: "config, err := restConfig(rest.InClusterConfig)" }],
+    add: {
+        "pkg/controller/zz_gitops_stages_kubeconfig.go": [
+            "package controller",
+            "",
+            "import (",
+            '\t"os"',
+            "",
+            '\t"k8s.io/client-go/rest"',
+            '\t"k8s.io/client-go/tools/clientcmd"',
+            ")",
+            "",
+            "// restConfig reads KUBECONFIG when it is set (the controller runs outside a cluster), else asks inCluster.",
+            "func restConfig(inCluster func() (*rest.Config, error)) (*rest.Config, error) {",
+            '\tif p := os.Getenv("KUBECONFIG"); p != "" {',
+            '\t\treturn clientcmd.BuildConfigFromFlags("", p)',
+            "\t}",
+            "\treturn inCluster()",
+            "}",
+            "",
+        ].join("\n"),
+    },
+};
 
 /** One executable of the toolchain. */
 export interface Component {
@@ -200,6 +242,21 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             version: KUBESEAL_VERSION,
             mainPackage: "github.com/bitnami-labs/sealed-secrets/cmd/kubeseal",
             ldflags: [],
+        },
+    });
+    list.push({
+        name: "sealed-secrets-controller",
+        binary: "sealed-secrets-controller",
+        version: KUBESEAL_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "github.com/bitnami-labs/sealed-secrets",
+            version: KUBESEAL_VERSION,
+            mainPackage: "github.com/bitnami-labs/sealed-secrets/cmd/controller",
+            ldflags: [],
+            patch: CONTROLLER_KUBECONFIG_PATCH,
         },
     });
     // The API server and the controller manager come from the same module build.

@@ -15,6 +15,7 @@ import {
     pseudoVersion,
     versionAtLeast,
     wrapperGoMod,
+    type SourcePatch,
 } from "./recipes";
 
 /** Where a resolved component came from. */
@@ -345,7 +346,37 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
         const siblings = named.map((m) => `${m}@${version}`);
         await step(["get", `${mainPackage}@${version}`, ...siblings], work);
     }
+    if (r.type === "go-wrapper" && r.patch) {
+        applyPatch(c, r.patch, modInfo.Dir, path.join(work, "src"));
+        await step(["mod", "edit", `-replace=${module}=./src`], work);
+    }
     await step(["build", "-trimpath", "-ldflags", ldflags, "-o", out, mainPackage], work);
+}
+
+/** Copies a module's source and applies a patch to the copy; an edit that does not match exactly once fails the build. */
+export function applyPatch(c: Component, patch: SourcePatch, moduleDir: string, into: string): void {
+    fs.rmSync(into, { recursive: true, force: true });
+    fs.cpSync(moduleDir, into, { recursive: true });
+    // The module cache is read-only; the copy must be writable to edit it (and to remove it later).
+    const writable = (d: string): void => {
+        fs.chmodSync(d, 0o755);
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+            const p = path.join(d, e.name);
+            if (e.isDirectory()) writable(p);
+            else fs.chmodSync(p, 0o644);
+        }
+    };
+    writable(into);
+    for (const e of patch.edits) {
+        const file = path.join(into, e.file);
+        const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+        const count = text.split(e.from).length - 1;
+        if (count !== 1) {
+            throw new ToolchainError(`patching ${c.binary} ${c.version} failed: ${e.file} contains ${JSON.stringify(e.from)} ${count} times (expected once); the recipe no longer fits this source`);
+        }
+        fs.writeFileSync(file, text.replace(e.from, e.to));
+    }
+    for (const [rel, content] of Object.entries(patch.add)) fs.writeFileSync(path.join(into, rel), content);
 }
 
 function linkRoot(cacheDir: string, resolved: readonly Resolved[]): string {

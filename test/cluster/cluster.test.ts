@@ -6,7 +6,6 @@
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
@@ -91,54 +90,94 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         assert.deepEqual(changed, [], `a second up changed: ${JSON.stringify(again!.changes)}`);
     });
 
-    it("stages secret fetches the controller's certificate through the API server's service proxy and seals with it", async function () {
-        // No kubelet runs the controller here, so a stand-in serves its certificate endpoint on this
-        // host's address, and the Service's endpoints point at it; the API server's proxy, our
-        // client and the sealing are the real ones, and kubeseal checks the result.
+    it("the real Sealed Secrets controller: stages secret gets its certificate through the API server's proxy, the controller unseals what we sealed, and reseals online after a key rotation", async function () {
+        // No kubelet runs Pods here, so the controller runs as a process on this host's address,
+        // and a Pod object whose status carries that address backs the Service's endpoints: the API
+        // server's proxy, our client, our sealing and the controller are all the real ones.
         const host = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
         assert.ok(host, "the cluster tier needs a non-loopback IPv4 address for the controller's endpoint");
-        const key = path.join(dir, "controller.key");
-        const cert = path.join(dir, "controller.crt");
-        execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=sealed-secret"], { stdio: "ignore" });
-        const served: string[] = [];
-        const server = http.createServer((req, res) => {
-            served.push(`${req.method} ${req.url}`);
-            if (req.url === "/v1/cert.pem") res.writeHead(200, { "content-type": "application/x-pem-file" }).end(fs.readFileSync(cert));
-            else res.writeHead(404).end();
+        const controller = await cluster.startSealedSecretsController(host);
+        process.stderr.write(`      sealed-secrets-controller up in ${cluster.timings.sealedSecretsController} ms\n`);
+        const port = controller.port;
+        const ns = "/api/v1/namespaces/kube-system";
+        if (!(await client.get(`${ns}/serviceaccounts/default`))) await client.request("POST", `${ns}/serviceaccounts`, { metadata: { name: "default" } });
+        await client.request("POST", `${ns}/pods`, {
+            metadata: { name: "sealed-secrets-controller-0", labels: { "app.kubernetes.io/name": "sealed-secrets" } },
+            spec: { automountServiceAccountToken: false, containers: [{ name: "controller", image: "registry.example/sealed-secrets-controller:process" }] },
         });
-        await new Promise<void>((r) => server.listen(0, host, r));
-        const port = (server.address() as { port: number }).port;
-        try {
-            // The API server proxies only to addresses backed by a Pod with that IP: a Pod object
-            // (never scheduled) whose status carries this host's address stands for the controller.
-            const ns = "/api/v1/namespaces/kube-system";
-            if (!(await client.get(`${ns}/serviceaccounts/default`))) await client.request("POST", `${ns}/serviceaccounts`, { metadata: { name: "default" } });
-            await client.request("POST", `${ns}/pods`, {
-                metadata: { name: "sealed-secrets-controller-0", labels: { "app.kubernetes.io/name": "sealed-secrets" } },
-                spec: { automountServiceAccountToken: false, containers: [{ name: "controller", image: "registry.example/sealed-secrets-controller:stand-in" }] },
+        await client.request("PATCH", `${ns}/pods/sealed-secrets-controller-0/status`, { status: { podIP: host, podIPs: [{ ip: host }] } }, "application/merge-patch+json");
+        const targetRef = { kind: "Pod", name: "sealed-secrets-controller-0", namespace: "kube-system" };
+        await client.request("POST", `${ns}/endpoints`, { metadata: { name: "sealed-secrets-controller" }, subsets: [{ addresses: [{ ip: host, targetRef }], ports: [{ name: "http", port }] }] });
+        await client.request("POST", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", {
+            metadata: { name: "sealed-secrets-controller-test", labels: { "kubernetes.io/service-name": "sealed-secrets-controller" } },
+            addressType: "IPv4",
+            endpoints: [{ addresses: [host], conditions: { ready: true }, targetRef }],
+            ports: [{ name: "http", port, protocol: "TCP" }],
+        });
+
+        const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
+        const r = await assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { PASSWORD: Buffer.from("through-the-proxy") } }, operator);
+        assert.ok(r.opsCommit, "nothing was committed");
+        const ops = path.join(dir, "git", "app-ops.git");
+        const committed = () => YAML.parseAllDocuments(execFileSync("git", ["--git-dir", ops, "show", "main:environments/tst/secrets/web.yaml"], { encoding: "utf8" })).map((d) => d.toJS() as { metadata: { name: string; namespace: string }; spec: { encryptedData: Record<string, string> } })[0];
+        const sealed = committed();
+        // The controller is the only holder of the sealing key: its unsealing below proves the certificate came from it.
+
+        // What Argo CD would do: apply the committed SealedSecret. The controller unseals it into a Secret.
+        const target = sealed.metadata.namespace;
+        if (!(await client.get(`/api/v1/namespaces/${target}`))) await client.request("POST", "/api/v1/namespaces", { metadata: { name: target } });
+        const apply = async (doc: typeof sealed) => {
+            const at = `/apis/bitnami.com/v1alpha1/namespaces/${target}/sealedsecrets`;
+            const existing = await client.get<{ metadata: { resourceVersion: string } }>(`${at}/${doc.metadata.name}`);
+            if (existing) await client.request("PUT", `${at}/${doc.metadata.name}`, { apiVersion: "bitnami.com/v1alpha1", kind: "SealedSecret", ...doc, metadata: { ...doc.metadata, resourceVersion: existing.metadata.resourceVersion } });
+            else await client.request("POST", at, { apiVersion: "bitnami.com/v1alpha1", kind: "SealedSecret", ...doc });
+        };
+        // The controller reports each generation it processed; Synced=True means it unsealed that one.
+        const synced = async () => {
+            let last = "";
+            await until(`the controller syncing ${sealed.metadata.name} (last status: ${last})`, async () => {
+                const o = await client.get<{ metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: { type: string; status: string }[] } }>(`/apis/bitnami.com/v1alpha1/namespaces/${target}/sealedsecrets/${sealed.metadata.name}`);
+                last = JSON.stringify(o?.status ?? {});
+                return o?.status?.observedGeneration === o?.metadata.generation && !!o?.status?.conditions?.some((c) => c.type === "Synced" && c.status === "True");
             });
-            await client.request("PATCH", `${ns}/pods/sealed-secrets-controller-0/status`, { status: { podIP: host, podIPs: [{ ip: host }] } }, "application/merge-patch+json");
-            const targetRef = { kind: "Pod", name: "sealed-secrets-controller-0", namespace: "kube-system" };
-            await client.request("POST", `${ns}/endpoints`, { metadata: { name: "sealed-secrets-controller" }, subsets: [{ addresses: [{ ip: host, targetRef }], ports: [{ name: "http", port }] }] });
-            await client.request("POST", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", {
-                metadata: { name: "sealed-secrets-controller-test", labels: { "kubernetes.io/service-name": "sealed-secrets-controller" } },
-                addressType: "IPv4",
-                endpoints: [{ addresses: [host], conditions: { ready: true }, targetRef }],
-                ports: [{ name: "http", port, protocol: "TCP" }],
+        };
+        const unsealed = async (value: string) => {
+            let seen = "";
+            await until(`the controller unsealing ${sealed.metadata.name} (last: ${seen})`, async () => {
+                const secret = await client.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${target}/secrets/${sealed.metadata.name}`);
+                seen = secret?.data?.PASSWORD ? Buffer.from(secret.data.PASSWORD, "base64").toString("utf8") : "";
+                return seen === value;
             });
-            const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
-            const r = await assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { PASSWORD: Buffer.from("through-the-proxy") } }, operator);
-            assert.ok(r.opsCommit, "nothing was committed");
-            assert.ok(served.includes("GET /v1/cert.pem"), `the proxy did not reach the endpoint: ${served.join(", ")}`);
-            const ops = path.join(dir, "git", "app-ops.git");
-            const manifest = execFileSync("git", ["--git-dir", ops, "show", "main:environments/tst/secrets/web.yaml"], { encoding: "utf8" });
-            const kubeseal = (await testToolchain()).components.find((c) => c.component.name === "kubeseal")!.path;
-            const doc = YAML.parseAllDocuments(manifest).map((d) => d.toJS())[0];
-            const out = JSON.parse(execFileSync(kubeseal, ["--recovery-unseal", "--recovery-private-key", key, "--format", "json"], { input: JSON.stringify(doc), encoding: "utf8" }));
-            assert.equal(Buffer.from(out.data.PASSWORD, "base64").toString("utf8"), "through-the-proxy");
-        } finally {
-            server.close();
-        }
+        };
+        await apply(sealed);
+        await synced();
+        await unsealed("through-the-proxy");
+
+        // Key rotation, then an online reseal through the controller's /v1/rotate: one commit, new
+        // ciphertext that only the new key opens, and the controller still unseals it.
+        const [oldKey] = await controller.privateKeys();
+        await controller.newKey();
+        const newKey = (await controller.privateKeys()).find((k) => k !== oldKey)!;
+        const before = execFileSync("git", ["--git-dir", ops, "rev-list", "--count", "main"], { encoding: "utf8" }).trim();
+        const resealed = await assembled.secrets.reseal({ stage: "tst" }, operator);
+        assert.ok(resealed.opsCommit, "the reseal committed nothing");
+        assert.equal(execFileSync("git", ["--git-dir", ops, "rev-list", "--count", "main"], { encoding: "utf8" }).trim(), String(Number(before) + 1));
+        assert.match(execFileSync("git", ["--git-dir", ops, "log", "-1", "--format=%B", "main"], { encoding: "utf8" }), /Method: the controller's rotate endpoint/);
+        const after = committed();
+        assert.notEqual(after.spec.encryptedData.PASSWORD, sealed.spec.encryptedData.PASSWORD);
+        const kubeseal = (await testToolchain()).components.find((c) => c.component.name === "kubeseal")!.path;
+        const recover = (keyPem: string) => {
+            const keyFile = path.join(dir, `key-${Math.random().toString(36).slice(2)}.pem`);
+            fs.writeFileSync(keyFile, keyPem, { mode: 0o600 });
+            return execFileSync(kubeseal, ["--recovery-unseal", "--recovery-private-key", keyFile, "--format", "json"], { input: JSON.stringify({ apiVersion: "bitnami.com/v1alpha1", kind: "SealedSecret", ...after }), encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+        };
+        assert.equal(Buffer.from(JSON.parse(recover(newKey)).data.PASSWORD, "base64").toString("utf8"), "through-the-proxy");
+        assert.throws(() => recover(oldKey), "the old key still opens the resealed value");
+        // The Secret goes, the resealed SealedSecret comes: the controller must open the new ciphertext to bring it back.
+        await client.request("DELETE", `/api/v1/namespaces/${target}/secrets/${sealed.metadata.name}`);
+        await apply(after);
+        await synced();
+        await unsealed("through-the-proxy");
     });
 
     it("the API server rejects a malformed Application, and the error names the resource and the field", async function () {

@@ -22,7 +22,23 @@ export interface Cluster {
     readonly client: KubeClient;
     /** How long start-up took, per part, in milliseconds. */
     readonly timings: Record<string, number>;
+    /**
+     * Starts the real Sealed Secrets controller as a process on `host` (its CRD must be installed):
+     * it keeps its keys in kube-system as in a cluster, unseals SealedSecrets into Secrets, and
+     * serves /v1/cert.pem and /v1/rotate. Stopped with the cluster.
+     */
+    startSealedSecretsController(host: string): Promise<SealedSecretsController>;
     stop(): Promise<void>;
+}
+
+/** The Sealed Secrets controller of the test cluster. */
+export interface SealedSecretsController {
+    readonly port: number;
+    readonly log: string;
+    /** Makes the controller generate a new sealing key (SIGUSR1, as upstream documents) and waits until it is active. */
+    newKey(): Promise<void>;
+    /** The PEM private keys the controller holds now. */
+    privateKeys(): Promise<string[]>;
 }
 
 function tool(name: string, paths: Record<string, string>): string {
@@ -88,6 +104,7 @@ export async function startCluster(): Promise<Cluster> {
     const etcdBin = tool("etcd", paths);
     const apiserverBin = tool("kube-apiserver", paths);
     const kcmBin = tool("kube-controller-manager", paths);
+    const controllerBin = tool("sealed-secrets-controller", paths);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-cluster-"));
     const procs: ChildProcess[] = [];
     const timings: Record<string, number> = {};
@@ -103,10 +120,10 @@ export async function startCluster(): Promise<Cluster> {
         }
         fs.rmSync(dir, { recursive: true, force: true });
     };
-    const start = (name: string, bin: string, args: string[]) => {
+    const start = (name: string, bin: string, args: string[], env: NodeJS.ProcessEnv = process.env) => {
         const log = path.join(dir, `${name}.log`);
         const fd = fs.openSync(log, "a");
-        const p = spawn(bin, args, { cwd: dir, stdio: ["ignore", fd, fd] });
+        const p = spawn(bin, args, { cwd: dir, stdio: ["ignore", fd, fd], env });
         fs.closeSync(fd);
         procs.push(p);
         return { p, log };
@@ -156,7 +173,33 @@ export async function startCluster(): Promise<Cluster> {
         // The controller manager has no readiness endpoint here; it is ready when it runs.
         await waitFor("kube-controller-manager", kcm.p, kcm.log, async () => fs.readFileSync(kcm.log, "utf8").includes("Started controller") || fs.readFileSync(kcm.log, "utf8").includes("Starting namespace controller"), 60_000);
         timings.controllerManager = Date.now() - t;
-        return { dir, kubeconfig, server, client, timings, stop };
+
+        const keysPath = "/api/v1/namespaces/kube-system/secrets?labelSelector=" + encodeURIComponent("sealedsecrets.bitnami.com/sealed-secrets-key=active");
+        const privateKeys = async () =>
+            ((await client.request("GET", keysPath)) as { items: { data: Record<string, string> }[] }).items.map((s) => Buffer.from(s.data["tls.key"], "base64").toString("utf8"));
+        const startSealedSecretsController = async (host: string): Promise<SealedSecretsController> => {
+            const t0 = Date.now();
+            const [port, metricsPort] = [await freePort(), await freePort()];
+            const env = { ...process.env, KUBECONFIG: kubeconfig, POD_NAMESPACE: "kube-system" };
+            const c = start("sealed-secrets-controller", controllerBin, [
+                "--listen-addr", `${host}:${port}`, "--listen-metrics-addr", `127.0.0.1:${metricsPort}`,
+                // Rotation only when a test asks for it.
+                "--key-renew-period", "0", "--log-info-stdout",
+            ], env);
+            await waitFor("sealed-secrets-controller", c.p, c.log, async () => (await fetch(`http://${host}:${port}/healthz`)).ok && (await privateKeys()).length > 0, 60_000);
+            timings.sealedSecretsController = Date.now() - t0;
+            return {
+                port,
+                log: c.log,
+                privateKeys,
+                newKey: async () => {
+                    const before = (await privateKeys()).length;
+                    c.p.kill("SIGUSR1");
+                    await waitFor("a new sealing key", c.p, c.log, async () => (await privateKeys()).length > before, 60_000);
+                },
+            };
+        };
+        return { dir, kubeconfig, server, client, timings, startSealedSecretsController, stop };
     } catch (e) {
         await stop();
         throw e;

@@ -1,4 +1,9 @@
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { applyPatch } from "../../src/toolchain/resolve";
 
 import {
     KUBERNETES_PROVIDER_PSEUDO_VERSION,
@@ -25,6 +30,7 @@ describe("toolchain recipes", function () {
                 ["pulumi-resource-kubernetes", "4.34.2", "resource-plugin"],
                 ["pulumi-resource-random", "4.21.2", "resource-plugin"],
                 ["kubeseal", "0.27.1", "tool"],
+                ["sealed-secrets-controller", "0.27.1", "tool"],
                 ["kube-apiserver", "1.36.3", "tool"],
                 ["kube-controller-manager", "1.36.3", "tool"],
                 ["etcd", "3.6.16", "tool"],
@@ -98,6 +104,29 @@ describe("go.mod handling", function () {
             wrapperGoMod("pulumi", "1.26.8", { "z/z": "y/y v1.0.0", "a/a": "b/b v2.0.0" }),
             "module gitops-stages.local/toolchain/pulumi\n\ngo 1.26.8\n\nreplace a/a => b/b v2.0.0\nreplace z/z => y/y v1.0.0\n",
         );
+    });
+
+    it("patch a copy of a module, never the module cache, and fail when an edit no longer fits the source", function () {
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-patch-"));
+        try {
+            const mod = path.join(tmp, "mod");
+            fs.mkdirSync(path.join(mod, "pkg/controller"), { recursive: true });
+            fs.writeFileSync(path.join(mod, "pkg/controller/main.go"), "package controller\n\nfunc Main() {\n\tconfig, err := rest.InClusterConfig()\n}\n");
+            fs.chmodSync(path.join(mod, "pkg/controller/main.go"), 0o444);
+            const c = components(pins, { withGithub: false }).find((x) => x.name === "sealed-secrets-controller")!;
+            assert.ok(c.recipe.type === "go-wrapper" && c.recipe.patch);
+            const patch = c.recipe.patch;
+            applyPatch(c, patch, mod, path.join(tmp, "src"));
+            assert.match(fs.readFileSync(path.join(tmp, "src/pkg/controller/main.go"), "utf8"), /config, err := restConfig\(rest\.InClusterConfig\)/);
+            assert.match(fs.readFileSync(path.join(tmp, "src/pkg/controller/zz_gitops_stages_kubeconfig.go"), "utf8"), /os\.Getenv\("KUBECONFIG"\)/);
+            assert.match(fs.readFileSync(path.join(mod, "pkg/controller/main.go"), "utf8"), /rest\.InClusterConfig\(\)/, "the original changed");
+            // Upstream moved on: the edit matches nowhere, and the build says so instead of building something else.
+            fs.chmodSync(path.join(mod, "pkg/controller/main.go"), 0o644);
+            fs.writeFileSync(path.join(mod, "pkg/controller/main.go"), "package controller\n");
+            assert.throws(() => applyPatch(c, patch, mod, path.join(tmp, "src")), /pkg\/controller\/main\.go contains "config, err := rest\.InClusterConfig\(\)" 0 times \(expected once\)/);
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+        }
     });
 
     it("form pseudo-versions the way go does", function () {

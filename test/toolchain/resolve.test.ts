@@ -139,6 +139,7 @@ describe("toolchain resolver", function () {
                 ["kubernetes", "4.34.2"],
                 ["random", "4.21.2"],
                 ["kubeseal", "0.27.1"],
+                ["sealed-secrets-controller", "0.27.1"],
                 ["kube-apiserver", "1.36.3"],
                 ["kube-controller-manager", "1.36.3"],
                 ["etcd", "3.6.16"],

@@ -6,6 +6,23 @@ import { KubeClient } from "../../kube/client";
 import { RunnerError } from "../errors";
 import type { ControllerPort } from "../secrets";
 
+/**
+ * The controller's /v1/rotate answer as a manifest: the controller marshals the resealed object
+ * without its type (no `apiVersion` or `kind`), which only ever is a SealedSecret.
+ */
+export function rotated(answer: string): string {
+    let o: unknown;
+    try {
+        o = JSON.parse(answer);
+    } catch {
+        throw new RunnerError("refused", `the Sealed Secrets controller's rotate answer is not JSON: ${answer.trim().slice(0, 200)}`, "controller");
+    }
+    if (typeof o !== "object" || o === null || Array.isArray(o)) throw new RunnerError("refused", "the Sealed Secrets controller's rotate answer is not an object", "controller");
+    const r = o as Record<string, unknown>;
+    if ((r.kind ?? "SealedSecret") !== "SealedSecret") throw new RunnerError("refused", `the Sealed Secrets controller's rotate answer is a ${String(r.kind)}, not a SealedSecret`, "controller");
+    return JSON.stringify({ ...r, apiVersion: r.apiVersion ?? "bitnami.com/v1alpha1", kind: "SealedSecret" });
+}
+
 /** The controller at a base URL. */
 export class DirectController implements ControllerPort {
     constructor(private readonly base: string) {}
@@ -27,8 +44,8 @@ export class DirectController implements ControllerPort {
         return this.call("/v1/cert.pem");
     }
 
-    rotate(manifest: string): Promise<string> {
-        return this.call("/v1/rotate", manifest);
+    async rotate(manifest: string): Promise<string> {
+        return rotated(await this.call("/v1/rotate", manifest));
     }
 }
 
@@ -58,7 +75,7 @@ export class ProxiedController implements ControllerPort {
         return this.call("/v1/cert.pem");
     }
 
-    rotate(manifest: string): Promise<string> {
-        return this.call("/v1/rotate", manifest);
+    async rotate(manifest: string): Promise<string> {
+        return rotated(await this.call("/v1/rotate", manifest));
     }
 }
