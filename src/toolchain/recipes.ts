@@ -230,35 +230,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         optional: false,
         recipe: { type: "go-local", dir: "provider-random", ldflags: [`-X main.version=${random}`] },
     });
-    list.push({
-        name: "kubeseal",
-        binary: "kubeseal",
-        version: KUBESEAL_VERSION.slice(1),
-        role: "tool",
-        optional: false,
-        recipe: {
-            type: "go-wrapper",
-            module: "github.com/bitnami-labs/sealed-secrets",
-            version: KUBESEAL_VERSION,
-            mainPackage: "github.com/bitnami-labs/sealed-secrets/cmd/kubeseal",
-            ldflags: [],
-        },
-    });
-    list.push({
-        name: "sealed-secrets-controller",
-        binary: "sealed-secrets-controller",
-        version: KUBESEAL_VERSION.slice(1),
-        role: "tool",
-        optional: false,
-        recipe: {
-            type: "go-wrapper",
-            module: "github.com/bitnami-labs/sealed-secrets",
-            version: KUBESEAL_VERSION,
-            mainPackage: "github.com/bitnami-labs/sealed-secrets/cmd/controller",
-            ldflags: [],
-            patch: CONTROLLER_KUBECONFIG_PATCH,
-        },
-    });
+    list.push(sealedSecretsComponent("kubeseal", "kubeseal"), sealedSecretsComponent("sealed-secrets-controller", "controller", CONTROLLER_KUBECONFIG_PATCH));
     // The API server and the controller manager come from the same module build.
     for (const binary of ["kube-apiserver", "kube-controller-manager"]) list.push(kubernetesComponent(binary));
     list.push({
@@ -296,6 +268,25 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         });
     }
     return list;
+}
+
+/** A command of the Sealed Secrets module at KUBESEAL_VERSION. */
+function sealedSecretsComponent(binary: string, command: string, patch?: SourcePatch): Component {
+    return {
+        name: binary,
+        binary,
+        version: KUBESEAL_VERSION.slice(1),
+        role: "tool",
+        optional: false,
+        recipe: {
+            type: "go-wrapper",
+            module: "github.com/bitnami-labs/sealed-secrets",
+            version: KUBESEAL_VERSION,
+            mainPackage: `github.com/bitnami-labs/sealed-secrets/cmd/${command}`,
+            ldflags: [],
+            ...(patch ? { patch } : {}),
+        },
+    };
 }
 
 /** A command of `k8s.io/kubernetes` at KUBERNETES_VERSION, its staging modules at their published v0.X.Y. */
