@@ -54,11 +54,14 @@ describe("the runner on the real engine", function () {
         return { child, done };
     }
 
-    /** Waits until the Pulumi backend holds a lock on the stack (an update is running). */
-    async function waitForBackendLock(stack: string, timeoutMs = 60_000): Promise<void> {
+    /** Waits until the Pulumi backend holds a lock on the stack (an update is running); fails at once, with its output, if `p` ends first. */
+    async function waitForBackendLock(stack: string, p?: { child: ChildProcess; done: Promise<CliResult> }, timeoutMs = 60_000): Promise<void> {
         const locks = path.join(dataDir, "state", ".pulumi", "locks", "organization", "gitops-stages", stack);
         const deadline = Date.now() + timeoutMs;
+        let ended: CliResult | undefined;
+        void p?.done.then((r) => (ended = r));
         while (Date.now() < deadline) {
+            if (ended) throw new Error(`the CLI ended (exit ${ended.code}) before an update of ${stack} started:\n${ended.stderr}`);
             if (fs.existsSync(locks) && fs.readdirSync(locks).some((f) => f.endsWith(".json"))) return;
             await new Promise((r) => setTimeout(r, 25));
         }
@@ -309,7 +312,7 @@ describe("the runner on the real engine", function () {
         it("SIGINT during an update cancels it cleanly: exit 130 and no lock left", async function () {
             await promote("cache", "1.0.0", "itg", { bundle: bundle("cache"), image: "registry.example/cache:1.0.0" });
             const p = cli(["promote", "cache@1.0.0", "--to", "tst", "--commit", COMMIT]);
-            await waitForBackendLock("tst");
+            await waitForBackendLock("tst", p);
             p.child.kill("SIGINT");
             const r = await p.done;
             assert.equal(r.code, 130, r.stderr);
@@ -324,7 +327,7 @@ describe("the runner on the real engine", function () {
 
         it("after kill -9 in the middle of an update, the next promotion recovers the stack and succeeds", async function () {
             const p = cli(["promote", "cache@1.0.0", "--to", "perf", "--commit", COMMIT], { detached: true });
-            await waitForBackendLock("perf");
+            await waitForBackendLock("perf", p);
             process.kill(-p.child.pid!, "SIGKILL");
             await p.done;
             assert.ok(backendLocks("perf").length > 0, "the killed update should have left its lock");
