@@ -55,7 +55,12 @@ export interface CommitRequest {
     readonly compute: (head: Head) => Promise<Change | undefined>;
     readonly message: string;
     readonly author: Person;
-    /** Attempts when the branch moves between our read and our push. */
+    /**
+     * How long to keep trying when the branch moves between our read and our push (default 60 s);
+     * each retry recomputes on the new head, after a growing, jittered pause.
+     */
+    readonly retryForMs?: number;
+    /** At most this many attempts, whatever the time (default: no limit but the time). */
     readonly maxAttempts?: number;
     /** Called after a rejected push, before recomputing (tests use it to observe retries). */
     readonly onRetry?: (attempt: number, reason: string) => void;
@@ -194,11 +199,26 @@ class Scratch {
         if (parent) await gitOk(["read-tree", parent], "read-tree", o);
         else await gitOk(["read-tree", "--empty"], "read-tree", o);
         const changed: string[] = [];
-        for (const [file, content] of Object.entries(change.writes).sort(([a], [b]) => a.localeCompare(b))) {
-            if ((await head.read(file)) === content) continue;
-            const blob = (await gitOk(["hash-object", "-w", "--stdin"], `store ${file}`, { ...o, input: content })).trim();
-            await gitOk(["update-index", "--add", "--cacheinfo", `100644,${blob},${file}`], `stage ${file}`, o);
-            changed.push(file);
+        // Few processes per attempt, whatever the number of files: the time between our read and
+        // our push is the window in which another writer makes us start again.
+        const writes = Object.entries(change.writes).sort(([a], [b]) => a.localeCompare(b));
+        const current = await head.readMany(writes.map(([file]) => file));
+        const wanted = writes.filter(([file, content]) => current[file] !== content);
+        if (wanted.length > 0) {
+            const staged = path.join(this.dir, "staged-blobs");
+            fs.rmSync(staged, { recursive: true, force: true });
+            fs.mkdirSync(staged);
+            const paths = wanted.map(([, content], i) => {
+                const p = path.join(staged, String(i));
+                fs.writeFileSync(p, content);
+                return p;
+            });
+            const blobs = (await gitOk(["hash-object", "-w", "--no-filters", "--stdin-paths"], `store ${wanted.length} file(s)`, { ...o, input: paths.join("\n") + "\n" })).trim().split("\n");
+            fs.rmSync(staged, { recursive: true, force: true });
+            if (blobs.length !== wanted.length) throw new GitError("store files", `git stored ${blobs.length} of ${wanted.length} files`);
+            const info = wanted.map(([file], i) => `100644 ${blobs[i]}\t${file}\0`).join("");
+            await gitOk(["update-index", "-z", "--add", "--index-info"], `stage ${wanted.map(([f]) => f).join(", ")}`, { ...o, input: info });
+            changed.push(...wanted.map(([file]) => file));
         }
         const removals = [...change.deletes].sort().filter((file) => head.paths.includes(file));
         if (removals.length > 0) {
@@ -242,7 +262,9 @@ class Scratch {
  * and computes again, so nobody's commit is lost. An empty change makes no commit.
  */
 export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
-    const max = req.maxAttempts ?? 8;
+    const max = req.maxAttempts ?? Number.POSITIVE_INFINITY;
+    const started = Date.now();
+    const deadline = started + (req.retryForMs ?? 60_000);
     const scratch = new Scratch();
     try {
         await scratch.init();
@@ -257,12 +279,14 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
             if ((await scratch.push(req.remote, commit, req.branch)) === "ok") {
                 return { commit, parent, attempts: attempt, changed };
             }
-            if (attempt >= max) {
-                throw new GitError(`cannot push to ${req.branch}`, `the branch kept moving; gave up after ${attempt} attempts`);
+            // Back off with jitter, growing to a second: concurrent writers stop retrying in lockstep,
+            // and a pause that is random against a busy pusher's rhythm finds its gaps.
+            const pause = Math.min(1000, 25 * 2 ** Math.min(attempt - 1, 6)) * (0.5 + Math.random());
+            if (attempt >= max || Date.now() + pause > deadline) {
+                throw new GitError(`cannot push to ${req.branch}`, `the branch kept moving; gave up after ${attempt} attempts in ${((Date.now() - started) / 1000).toFixed(1)} s`);
             }
             req.onRetry?.(attempt, "branch moved");
-            // Back off a little so concurrent writers do not retry in lockstep.
-            await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 30)));
+            await new Promise((r) => setTimeout(r, pause));
         }
     } finally {
         scratch.dispose();

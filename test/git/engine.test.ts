@@ -115,6 +115,37 @@ describe("git engine (real repositories)", function () {
         assert.equal(git(remote, "show", "main:environments/itg/values.yaml"), "ours");
     });
 
+    it("stores many files in one attempt, and gives up on a branch that never stops moving only when its time is up, naming attempts and time", async function () {
+        thirdPartyPushInit(remote);
+        const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`environments/itg/f${String(i).padStart(2, "0")}.yaml`, `n: ${i}\n`]));
+        const first = await commitFiles({ remote, branch: "main", message: "many", author, compute: own(many) });
+        assert.equal(first.changed.length, 40);
+        for (const [file, content] of Object.entries(many)) assert.equal(git(remote, "show", `main:${file}`) + "\n", content);
+        // Every attempt loses the race: a third party pushes between our read and our push.
+        let n = 0;
+        await assert.rejects(
+            commitFiles({
+                remote,
+                branch: "main",
+                message: "never lands",
+                author,
+                retryForMs: 1500,
+                compute: async (head) => {
+                    thirdPartyPush(remote, "NOTES.md", `note ${n++}\n`);
+                    return computeChange(head, "own", { "environments/itg/values.yaml": "ours\n" }, ["environments/itg/"], []);
+                },
+            }),
+            (e: GitError) => /the branch kept moving; gave up after (\d+) attempts in \d+\.\d s/.test(e.message),
+        );
+        // It kept trying for its time (not a fixed count of quick retries), then stopped.
+        assert.ok(n >= 3, `only ${n} attempts`);
+        assert.equal(git(remote, "log", "--format=%s", "main").split("\n").filter((s) => s === "never lands").length, 0);
+        await assert.rejects(
+            commitFiles({ remote, branch: "main", message: "capped", author, maxAttempts: 2, compute: async (head) => (thirdPartyPush(remote, "NOTES.md", `x ${n++}\n`), computeChange(head, "own", { "environments/itg/values.yaml": "x\n" }, ["environments/itg/"], [])) }),
+            /gave up after 2 attempts/,
+        );
+    });
+
     it("reports a hand edit as drift and an untouched branch as in sync", async function () {
         const files = { "environments/itg/values.yaml": "a: 1\n" };
         await commitFiles({ remote, branch: "main", message: "one", author, compute: own(files) });
