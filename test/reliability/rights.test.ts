@@ -23,6 +23,7 @@ const ROUTES: { verb: string; call: (stage: string) => [string, string, unknown?
     { verb: "approve", call: (s) => ["POST", "/v1/approve", { requestId: "r-none", stage: s }] },
     { verb: "status", call: (s) => ["GET", `/v1/status?stage=${s}`] },
     { verb: "history", call: (s) => ["GET", `/v1/history/${s}`] },
+    { verb: "history", call: (s) => ["GET", `/v1/history/${s}/commits/0123456`] },
     { verb: "drift", call: (s) => ["POST", "/v1/drift", { stage: s }] },
     { verb: "secrets", call: (s) => ["GET", `/v1/secrets?stage=${s}`] },
     { verb: "secrets", call: (s) => ["POST", "/v1/secrets/rm", { app: "none", stage: s }] },
