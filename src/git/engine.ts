@@ -9,6 +9,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { COMMIT } from "../config/validate";
+
 /** A git failure; `reason` is what the host said, with credentials removed. */
 export class GitError extends Error {
     constructor(
@@ -374,7 +376,7 @@ export function recentCommits(remote: string, branch: string, prefix: string, li
  * commits or does not touch `prefix`, so a caller allowed to see one folder sees nothing else.
  */
 export function commitDetails(remote: string, branch: string, commit: string, prefix: string, opts: { depth?: number; maxPatchBytes?: number } = {}): Promise<CommitDetails | undefined> {
-    if (!/^[0-9a-f]{7,64}$/.test(commit)) throw new GitError("read commit", `not a commit id: ${JSON.stringify(commit)}`);
+    if (!COMMIT.test(commit)) throw new GitError("read commit", `not a commit id: ${JSON.stringify(commit)}`);
     return inRepository(remote, branch, opts.depth ?? 500, async (dir, head) => {
         if (!head) return undefined;
         const full = await git(["rev-parse", "--verify", "-q", `${commit}^{commit}`], { cwd: dir });

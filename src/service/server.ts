@@ -359,19 +359,12 @@ export class Service {
                 case "/v1/secrets/reseal": {
                     const c = new Checker();
                     const o = c.object("request", b, ["stage", "certificate", "privateKeys", "reason"]);
-                    if (o.certificate !== undefined) c.string("certificate", o.certificate);
-                    if (o.privateKeys !== undefined) c.strings("privateKeys", o.privateKeys, []);
+                    const certificate = o.certificate !== undefined ? c.string("certificate", o.certificate) : undefined;
+                    const privateKeys = c.strings("privateKeys", o.privateKeys, []);
                     invalidIfAny(c);
-                    const redacted = { stage: b.stage, certificate: b.certificate !== undefined, privateKeys: Array.isArray(b.privateKeys) ? b.privateKeys.length : 0 };
+                    const redacted = { stage: b.stage, certificate: certificate !== undefined, privateKeys: privateKeys.length };
                     return this.recorded("secret-reseal", `secrets:${String(b.stage)}`, redacted, actor, () =>
-                        secrets.reseal(
-                            {
-                                stage: b.stage as string,
-                                ...(typeof b.certificate === "string" ? { certificate: b.certificate } : {}),
-                                privateKeys: Array.isArray(b.privateKeys) ? (b.privateKeys as unknown[]).map(String) : [],
-                            },
-                            actor,
-                        ),
+                        secrets.reseal({ stage: b.stage as string, ...(certificate !== undefined ? { certificate } : {}), privateKeys }, actor),
                     );
                 }
             }

@@ -29,11 +29,8 @@ export function webPage(cloneUrl: string): string | undefined {
 
 /** An OpsRepoPort on a git remote. */
 export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
-    constructor(
-        private readonly remote: () => Promise<string>,
-        /** The repository's web page, when its host has one (GitHub); commit links go below it. */
-        private readonly web: () => Promise<string | undefined> = async () => undefined,
-    ) {}
+    /** `locate` names the remote and, when its host has one (GitHub), the repository's web page. */
+    constructor(private readonly locate: () => Promise<{ remote: string; web?: string }>) {}
 
     /** The ops repo named by the platform stack's outputs. */
     static fromPlatform(outputs: () => Promise<Record<string, unknown>>, env: NodeJS.ProcessEnv = process.env): GitOpsRepo {
@@ -43,14 +40,14 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
             if (!ops) throw new RunnerError("not-found", "the platform stack has no ops repository output: run pulumi up on stack platform");
             if (o.gitHost === "github") {
                 if (!env.GITHUB_TOKEN) throw new RunnerError("invalid", "GITHUB_TOKEN is required to write to the GitHub ops repository");
-                return tokenRemote(ops, env.GITHUB_TOKEN);
+                return { remote: tokenRemote(ops, env.GITHUB_TOKEN), web: webPage(ops) };
             }
-            return ops;
-        }, async () => {
-            const o = await outputs();
-            const ops = (o.repositories as { ops?: string } | undefined)?.ops;
-            return o.gitHost === "github" && ops ? webPage(ops) : undefined;
+            return { remote: ops };
         });
+    }
+
+    private async remote(): Promise<string> {
+        return (await this.locate()).remote;
     }
 
     async isPublished(app: string, version: string): Promise<boolean> {
@@ -66,7 +63,8 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
     }
 
     async stageCommits(stage: string, limit: number): Promise<(CommitInfo & { url?: string })[]> {
-        const [commits, web] = await Promise.all([recentCommits(await this.remote(), "main", opsPaths.environment(stage), limit), this.web()]);
+        const { remote, web } = await this.locate();
+        const commits = await recentCommits(remote, "main", opsPaths.environment(stage), limit);
         return web ? commits.map((c) => ({ ...c, url: `${web}/commit/${c.commit}` })) : commits;
     }
 
