@@ -361,10 +361,11 @@ export class Service {
                     const o = c.object("request", b, ["stage", "certificate", "privateKeys", "reason"]);
                     const certificate = o.certificate !== undefined ? c.string("certificate", o.certificate) : undefined;
                     const privateKeys = c.strings("privateKeys", o.privateKeys, []);
+                    const reason = o.reason !== undefined ? c.string("reason", o.reason) : undefined;
                     invalidIfAny(c);
                     const redacted = { stage: b.stage, certificate: certificate !== undefined, privateKeys: privateKeys.length };
                     return this.recorded("secret-reseal", `secrets:${String(b.stage)}`, redacted, actor, () =>
-                        secrets.reseal({ stage: b.stage as string, ...(certificate !== undefined ? { certificate } : {}), privateKeys }, actor),
+                        secrets.reseal({ stage: b.stage as string, ...(certificate !== undefined ? { certificate } : {}), privateKeys, ...(reason !== undefined ? { reason } : {}) }, actor),
                     );
                 }
             }

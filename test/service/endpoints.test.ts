@@ -221,8 +221,9 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
         await expect("GET /v1/secrets", anonymous, "GET", "/v1/secrets?stage=tst", undefined, 401);
         await expect("GET /v1/secrets", outsider, "GET", "/v1/secrets?stage=tst", undefined, 403);
 
-        const resealed = await expect("POST /v1/secrets/reseal", op, "POST", "/v1/secrets/reseal", { stage: "tst", certificate: fs.readFileSync(newCert, "utf8"), privateKeys: [fs.readFileSync(key, "utf8")] }, 200);
+        const resealed = await expect("POST /v1/secrets/reseal", op, "POST", "/v1/secrets/reseal", { stage: "tst", certificate: fs.readFileSync(newCert, "utf8"), privateKeys: [fs.readFileSync(key, "utf8")], reason: "controller key rotated" }, 200);
         assert.ok(!JSON.stringify(resealed.body).includes(value));
+        assert.match(p.git("log", "-1", "--format=%B", "main"), /\ncontroller key rotated\n/, "the reason did not reach the commit");
         await expect("POST /v1/secrets/reseal", op, "POST", "/v1/secrets/reseal", { stage: "tst", privateKeys: "one" }, 400, /privateKeys/);
         await expect("POST /v1/secrets/reseal", anonymous, "POST", "/v1/secrets/reseal", { stage: "tst" }, 401);
         await expect("POST /v1/secrets/reseal", outsider, "POST", "/v1/secrets/reseal", { stage: "tst" }, 403);
