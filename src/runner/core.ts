@@ -69,9 +69,6 @@ export interface HoldRequest {
     readonly reason?: string;
 }
 
-const KEY = REQUEST_ID;
-const KEY_RULE = REQUEST_ID_RULE;
-
 /** A merge-request deployment. */
 export interface MrDeployRequest {
     readonly mr: number;
@@ -121,7 +118,7 @@ export function parsePromoteRequest(raw: unknown): PromoteRequest {
             ...(src.ciRunUrl !== undefined ? { ciRunUrl: c.url("source.ciRunUrl", src.ciRunUrl) } : {}),
         },
         ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, /^[^\0]{0,1000}$/, "must be at most 1000 characters") } : {}),
-        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, KEY, KEY_RULE) } : {}),
+        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
         dryRun: c.boolean("dryRun", o.dryRun, false),
         overrideOrder: c.boolean("overrideOrder", o.overrideOrder, false),
     };
@@ -140,7 +137,7 @@ export function parseRollbackRequest(raw: unknown): RollbackRequest {
         ...(o.to !== undefined ? { to: c.string("to", o.to, undefined, SEMVER, SEMVER_RULE) } : {}),
         requester: c.string("requester", o.requester),
         ...(o.reason !== undefined ? { reason: c.string("reason", o.reason) } : {}),
-        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, KEY, KEY_RULE) } : {}),
+        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
     };
     throwInvalid(c, "rollback request");
     return req;
