@@ -77,22 +77,29 @@ export async function bootstrapPipeline(
     };
 }
 
+/** A request's headers and body as both clients send them. */
+function outgoing(token: string | undefined, body: unknown, headers: Record<string, string>): { headers: Record<string, string>; payload?: string } {
+    return {
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+        ...(body !== undefined ? { payload: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+    };
+}
+
+/** An answer's body as JSON, or `{text}` when it is not JSON (an event stream, a page). */
+function incoming(text: string): Record<string, unknown> {
+    try {
+        return JSON.parse(text) as Record<string, unknown>;
+    } catch {
+        return { text };
+    }
+}
+
 /** A client for the service's API. */
 export function api(base: string, token?: string) {
     return async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}) => {
-        const res = await fetch(base + route, {
-            method,
-            headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
-            ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
-        });
-        const text = await res.text();
-        let json: Record<string, unknown> = {};
-        try {
-            json = JSON.parse(text) as Record<string, unknown>;
-        } catch {
-            json = { text };
-        }
-        return { status: res.status, body: json, headers: res.headers };
+        const o = outgoing(token, body, headers);
+        const res = await fetch(base + route, { method, headers: o.headers, ...(o.payload !== undefined ? { body: o.payload } : {}) });
+        return { status: res.status, body: incoming(await res.text()), headers: res.headers };
     };
 }
 
@@ -102,21 +109,11 @@ export function api(base: string, token?: string) {
  */
 export function injectApi(service: Service, token?: string): ReturnType<typeof api> {
     return async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}) => {
-        const res = await inject(service.handler, {
-            method: method as "GET" | "POST",
-            url: route,
-            headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
-            ...(body !== undefined ? { payload: typeof body === "string" ? body : JSON.stringify(body) } : {}),
-        });
-        let json: Record<string, unknown> = {};
-        try {
-            json = JSON.parse(res.payload) as Record<string, unknown>;
-        } catch {
-            json = { text: res.payload };
-        }
+        const o = outgoing(token, body, headers);
+        const res = await inject(service.handler, { method: method as "GET" | "POST", url: route, headers: o.headers, ...(o.payload !== undefined ? { payload: o.payload } : {}) });
         const out = new Headers();
         for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(", ") : String(v));
-        return { status: res.statusCode, body: json, headers: out };
+        return { status: res.statusCode, body: incoming(res.payload), headers: out };
     };
 }
 
