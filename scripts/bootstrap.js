@@ -137,7 +137,9 @@ npmDependencies();
 nativeModules();
 // Compiling also type-checks; a type error stops every job here.
 step("compile and typecheck (tsc)", bin("tsc"), ["-p", "tsconfig.json"]);
-const toolchainArgs = job === "toolchain" ? rest : [];
+// The demo, the benchmarks and user commands need only the engine; the test suites also start the
+// cluster tier's servers, so only they wait for those builds.
+const toolchainArgs = job === "toolchain" ? rest : job === "test" || job === "reliability" ? ["--set", "tests"] : [];
 step("pulumi toolchain", process.execPath, [path.join(root, "dist/src/cli/main.js"), "toolchain", ...toolchainArgs]);
 
 switch (job) {

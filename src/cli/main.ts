@@ -5,6 +5,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { TOOLCHAIN_SETS, type ToolchainSet } from "../toolchain/recipes";
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
 import { ciVerb } from "./ci";
 import { serveVerb } from "./serve";
@@ -25,10 +26,12 @@ export const projectRoot = path.resolve(__dirname, "..", "..", "..");
 
 
 const USAGE = `usage: stages <verb> [options]        (every runner verb takes --json and --as <user>)
+  Every verb checks its principal's rights (the user, or GITOPS_STAGES_TOKEN's token) and records
+  that principal as the requester in the ops commit and the audit trail.
 
 runner verbs:
   promote <app>@<version> --to <stage> --commit <sha> [--bundle <dir> --image <ref>]
-          [--requester <who>] [--ci-run <url>] [--mr <n>] [--reason <text>]
+          [--ci-run <url>] [--mr <n>] [--reason <text>]
           [--idempotency-key <key>] [--override-order]
   preview <app>@<version> --to <stage> --commit <sha> ...   the same, as a dry run: nothing written
   rollback <app> --stage <stage> [--to <version>] [--reason <text>]   and hold the app there
@@ -62,24 +65,40 @@ service:
       the request and exits with the codes above.
 
 other verbs:
-  toolchain [--with-github] [--json] [--register]
+  toolchain [--set engine|tests] [--with-github] [--json] [--register] [--env]
       Find or build the Pulumi CLI, Node.js language host and provider plugins, and print each
-      with its version and origin. --register also installs the plugins and the language host
+      with its version and origin. --set tests also builds the cluster tier's servers and tools
+      (kube-apiserver, etcd, the Sealed Secrets controller, kubeseal), which only the tests run. --register also installs the plugins and the language host
       into $PULUMI_HOME (default ~/.pulumi) so that a plain \`pulumi up\` finds them without
       downloading. --env registers them and prints shell exports that put the CLI on PATH:
       eval "$(npx stages toolchain --env)".
 `;
 
-async function toolchainVerb(args: string[]): Promise<number> {
+async function toolchainVerb(argv: string[]): Promise<number> {
     const known = new Set(["--with-github", "--json", "--register", "--env"]);
-    const unknown = args.filter((a) => !known.has(a));
-    if (unknown.length > 0) {
-        process.stderr.write(`stages toolchain: unknown option ${unknown[0]}\n${USAGE}`);
-        return exitCodes.invalidInput;
+    const args: string[] = [];
+    let set: ToolchainSet = "engine";
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i];
+        const value = a === "--set" ? argv[++i] : a.startsWith("--set=") ? a.slice("--set=".length) : undefined;
+        if (value !== undefined || a === "--set") {
+            if (!TOOLCHAIN_SETS.includes(value as ToolchainSet)) {
+                process.stderr.write(`stages toolchain: --set: must be one of ${TOOLCHAIN_SETS.join(", ")}, got "${value ?? ""}"\n`);
+                return exitCodes.invalidInput;
+            }
+            set = value as ToolchainSet;
+            continue;
+        }
+        if (!known.has(a)) {
+            process.stderr.write(`stages toolchain: unknown option ${a}\n${USAGE}`);
+            return exitCodes.invalidInput;
+        }
+        args.push(a);
     }
     const json = args.includes("--json");
     const tc = await ensureToolchain({
         projectRoot,
+        set,
         withGithub: args.includes("--with-github"),
         log: json || args.includes("--env") ? () => undefined : undefined,
     });
@@ -96,6 +115,7 @@ async function toolchainVerb(args: string[]): Promise<number> {
         process.stdout.write(
             JSON.stringify(
                 {
+                    set: tc.set,
                     binDir: tc.binDir,
                     components: tc.components.map((r) => ({
                         name: r.component.name,
@@ -111,7 +131,7 @@ async function toolchainVerb(args: string[]): Promise<number> {
             ) + "\n",
         );
     } else {
-        process.stdout.write(`toolchain ready: ${tc.binDir}\n`);
+        process.stdout.write(`toolchain ready (set ${tc.set}: ${tc.components.map((c) => c.component.name).join(", ")}): ${tc.binDir}\n`);
     }
     return exitCodes.ok;
 }

@@ -107,12 +107,26 @@ export interface Component {
     readonly recipe: Recipe;
     /** Built only on request (`--with-github`). */
     readonly optional: boolean;
+    /** The smallest set that needs it: `engine` (stacks and the runner) or `tests` (run only by the test suites). */
+    readonly set: ToolchainSet;
 }
+
+/**
+ * Which components a command resolves. `engine`: what the stacks and the runner run (the CLI, the
+ * language host, the shims, the resource plugins); the demo and every user command need only this.
+ * `tests`: the engine plus the cluster tier's servers and tools, which only the test suites start.
+ */
+export type ToolchainSet = "engine" | "tests";
+
+/** The sets, smallest first. */
+export const TOOLCHAIN_SETS: readonly ToolchainSet[] = ["engine", "tests"];
 
 /** Options that change which components are wanted. */
 export interface RecipeOptions {
     /** Also build the GitHub provider plugin. */
     readonly withGithub: boolean;
+    /** Default `engine`. */
+    readonly set?: ToolchainSet;
 }
 
 /**
@@ -160,7 +174,7 @@ function shim(module: string, purpose: string): string {
     ].join("\n");
 }
 
-/** The components wanted for these pins, in build order (cheapest failure first is not needed: all are required). */
+/** The components of a set for these pins, in build order. */
 export function components(pins: Pins, options: RecipeOptions): Component[] {
     const v = pins.pulumi.replace(/^v/, "");
     const list: Component[] = [
@@ -170,6 +184,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             version: v,
             role: "cli",
             optional: false,
+            set: "engine",
             recipe: {
                 type: "go-wrapper",
                 module: "github.com/pulumi/pulumi/pkg/v3",
@@ -184,6 +199,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             version: v,
             role: "language",
             optional: false,
+            set: "engine",
             recipe: { type: "go-local", dir: "language-nodejs", ldflags: [`-X ${VERSION_PKG}=v${v}`] },
         },
         {
@@ -192,6 +208,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             version: v,
             role: "shim",
             optional: false,
+            set: "engine",
             recipe: { type: "shim", script: DYNAMIC_PROVIDER_SHIM },
         },
         {
@@ -200,6 +217,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             version: v,
             role: "shim",
             optional: false,
+            set: "engine",
             recipe: { type: "shim", script: POLICY_SHIM },
         },
     ];
@@ -211,6 +229,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         role: "resource-plugin",
         pluginName: "kubernetes",
         optional: false,
+        set: "engine",
         recipe: {
             type: "go-wrapper",
             module: "github.com/pulumi/pulumi-kubernetes/provider/v4",
@@ -228,6 +247,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         role: "resource-plugin",
         pluginName: "random",
         optional: false,
+        set: "engine",
         recipe: { type: "go-local", dir: "provider-random", ldflags: [`-X main.version=${random}`] },
     });
     list.push(sealedSecretsComponent("kubeseal", "kubeseal"), sealedSecretsComponent("sealed-secrets-controller", "controller", CONTROLLER_KUBECONFIG_PATCH));
@@ -239,6 +259,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
         version: ETCD_VERSION.slice(1),
         role: "tool",
         optional: false,
+        set: "tests",
         recipe: {
             type: "go-wrapper",
             module: "go.etcd.io/etcd/server/v3",
@@ -257,6 +278,7 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             role: "resource-plugin",
             pluginName: "github",
             optional: true,
+            set: "engine",
             recipe: {
                 type: "go-bridged",
                 sdkModule: "github.com/pulumi/pulumi-github/sdk/v6",
@@ -267,7 +289,8 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             },
         });
     }
-    return list;
+    const set = options.set ?? "engine";
+    return list.filter((c) => TOOLCHAIN_SETS.indexOf(c.set) <= TOOLCHAIN_SETS.indexOf(set));
 }
 
 /** A command of the Sealed Secrets module at KUBESEAL_VERSION. */
@@ -278,6 +301,7 @@ function sealedSecretsComponent(binary: string, command: string, patch?: SourceP
         version: KUBESEAL_VERSION.slice(1),
         role: "tool",
         optional: false,
+        set: "tests",
         recipe: {
             type: "go-wrapper",
             module: "github.com/bitnami-labs/sealed-secrets",
@@ -299,6 +323,7 @@ function kubernetesComponent(binary: string): Component {
         version: KUBERNETES_VERSION.slice(1),
         role: "tool",
         optional: false,
+        set: "tests",
         recipe: {
             type: "go-wrapper",
             module: "k8s.io/kubernetes",

@@ -16,6 +16,7 @@ import {
     versionAtLeast,
     wrapperGoMod,
     type SourcePatch,
+    type ToolchainSet,
 } from "./recipes";
 
 /** Where a resolved component came from. */
@@ -40,6 +41,8 @@ export interface Toolchain {
     readonly components: readonly Resolved[];
     /** Path of the `pulumi` executable. */
     readonly pulumi: string;
+    /** The set that was resolved. */
+    readonly set: ToolchainSet;
 }
 
 /** Options for {@link ensureToolchain}. */
@@ -47,6 +50,8 @@ export interface EnsureOptions {
     /** The project root (holds package.json, node_modules and toolchain/). */
     readonly projectRoot: string;
     readonly withGithub?: boolean;
+    /** Which components: `engine` (default) or `tests` (also the cluster tier's servers and tools). */
+    readonly set?: ToolchainSet;
     /** Cache folder; defaults to {@link defaultCacheDir}. */
     readonly cacheDir?: string;
     /** Progress lines go here; defaults to standard error. */
@@ -112,7 +117,8 @@ export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain
     const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
     const cacheDir = options.cacheDir ?? defaultCacheDir(env);
     const pins = readPins(options.projectRoot);
-    const wanted = components(pins, { withGithub: options.withGithub ?? false });
+    const set = options.set ?? "engine";
+    const wanted = components(pins, { withGithub: options.withGithub ?? false, set });
 
     const existing = options.ignorePath ? undefined : await findInstalledCli(env, pins.pulumi);
     const installedPlugins = existing ? await installedPluginVersions(existing, env) : new Map<string, string>();
@@ -133,7 +139,7 @@ export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain
 
     const root = linkRoot(cacheDir, resolved);
     const binDir = path.join(root, "bin");
-    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi") };
+    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi"), set };
 }
 
 async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Promise<string | undefined> {

@@ -38,9 +38,9 @@ export interface Engine {
 
 let toolchainOnce: Promise<Toolchain> | undefined;
 
-/** The toolchain, resolved once per test process (normally a cache hit after the README command). */
+/** The tests' toolchain (the engine and the cluster tier's tools), resolved once per test process (normally a cache hit after the README command). */
 export function testToolchain(): Promise<Toolchain> {
-    toolchainOnce ??= ensureToolchain({ projectRoot: repoRoot, log: (l) => process.stderr.write(`      ${l}\n`) });
+    toolchainOnce ??= ensureToolchain({ projectRoot: repoRoot, set: "tests", log: (l) => process.stderr.write(`      ${l}\n`) });
     return toolchainOnce;
 }
 

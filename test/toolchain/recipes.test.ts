@@ -19,7 +19,7 @@ const pins = { pulumi: "3.248.0", plugins: { kubernetes: "4.34.2", random: "4.21
 
 describe("toolchain recipes", function () {
     it("build the CLI and language host at the SDK's version and each plugin at its SDK's version", function () {
-        const list = components(pins, { withGithub: false });
+        const list = components(pins, { withGithub: false, set: "tests" });
         assert.deepEqual(
             list.map((c) => [c.binary, c.version, c.role]),
             [
@@ -52,6 +52,15 @@ describe("toolchain recipes", function () {
         if (k8s?.recipe.type !== "go-wrapper") return;
         assert.equal(k8s.recipe.version, KUBERNETES_PROVIDER_PSEUDO_VERSION);
         assert.ok(k8s.recipe.ldflags[0].endsWith("pkg/version.Version=4.34.2"));
+    });
+
+    it("give the demo and user commands only the engine; the tests also get the cluster tier's tools", function () {
+        const names = (set?: "engine" | "tests") => components(pins, { withGithub: false, ...(set ? { set } : {}) }).map((c) => c.name);
+        const engine = ["pulumi", "language-nodejs", "dynamic-provider-shim", "policy-shim", "kubernetes", "random"];
+        assert.deepEqual(names(), engine, "the default is the engine set");
+        assert.deepEqual(names("engine"), engine);
+        assert.deepEqual(names("tests"), [...engine, "kubeseal", "sealed-secrets-controller", "kube-apiserver", "kube-controller-manager", "etcd"]);
+        assert.equal(components(pins, { withGithub: true, set: "engine" }).at(-1)?.name, "github", "GitHub's provider is part of the engine when asked for");
     });
 
     it("add the GitHub provider only on request", function () {
@@ -113,7 +122,7 @@ describe("go.mod handling", function () {
             fs.mkdirSync(path.join(mod, "pkg/controller"), { recursive: true });
             fs.writeFileSync(path.join(mod, "pkg/controller/main.go"), "package controller\n\nfunc Main() {\n\tconfig, err := rest.InClusterConfig()\n}\n");
             fs.chmodSync(path.join(mod, "pkg/controller/main.go"), 0o444);
-            const c = components(pins, { withGithub: false }).find((x) => x.name === "sealed-secrets-controller")!;
+            const c = components(pins, { withGithub: false, set: "tests" }).find((x) => x.name === "sealed-secrets-controller")!;
             assert.ok(c.recipe.type === "go-wrapper" && c.recipe.patch);
             const patch = c.recipe.patch;
             applyPatch(c, patch, mod, path.join(tmp, "src"));
