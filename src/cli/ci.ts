@@ -82,7 +82,6 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
             mr: { type: "string" },
             app: { type: "string" },
             reason: { type: "string" },
-            requester: { type: "string" },
             "idempotency-key": { type: "string" },
             "ttl-hours": { type: "string" },
             retries: { type: "string", default: "6" },
@@ -97,7 +96,6 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
         log(`stages ci: ${!base ? "GITOPS_STAGES_URL" : "GITOPS_STAGES_TOKEN"} is not set (the service's URL and this job's token)`);
         return 2;
     }
-    const requester = values.requester ?? env.GITHUB_ACTOR ?? "ci";
     const ciRunUrl = values["ci-run"] ?? (env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : undefined);
     const opts = { retries: Number(values.retries), log };
     let route: string;
@@ -118,7 +116,6 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
                 app,
                 version,
                 to: values.to,
-                requester,
                 source: { commit: values.commit, ...(values.mr ? { mr: Number(values.mr) } : {}), ...(ciRunUrl ? { ciRunUrl } : {}) },
                 ...(values.bundle ? { bundle: bundleFiles(values.bundle), image: values.image } : {}),
                 ...(values.reason ? { reason: values.reason } : {}),
@@ -135,13 +132,12 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
                 bundle: values.bundle ? bundleFiles(values.bundle) : undefined,
                 image: values.image,
                 sourceCommit: values.commit,
-                requester,
                 ...(values["ttl-hours"] ? { ttlHours: Number(values["ttl-hours"]) } : {}),
             };
             break;
         case "mr-destroy":
             route = "/v1/mr/destroy";
-            body = { mr: Number(positionals[0] ?? values.mr), requester };
+            body = { mr: Number(positionals[0] ?? values.mr) };
             break;
         case "status":
             route = `/v1/status${values.stage ? `?stage=${encodeURIComponent(values.stage)}` : ""}`;

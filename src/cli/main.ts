@@ -36,7 +36,7 @@ runner verbs:
   preview <app>@<version> --to <stage> --commit <sha> ...   the same, as a dry run: nothing written
   rollback <app> --stage <stage> [--to <version>] [--reason <text>]   and hold the app there
   hold <app> --stage <stage> [--reason <text>]     release <app> --stage <stage>
-  approve <request-id> --stage <stage>             (an owner of the stage)
+  approve <app>@<version> --stage <stage>          (an owner of the stage approves that release)
   status [--stage <stage>]                         drift [--stage <stage>]
   history <stage> [--commit <sha>]                 the audit trail, or one ops repo commit of it
   mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]

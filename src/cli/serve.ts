@@ -39,6 +39,14 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
         process.stderr.write(`stages serve: --port: must be a port number, got ${JSON.stringify(values.port)}\n`);
         return 2;
     }
+    // A limit that is not a whole number would leave a service that runs nothing while /readyz says ready.
+    for (const [flag, max] of [["concurrency", 64], ["rate-per-minute", 1_000_000]] as const) {
+        const v = values[flag];
+        if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= max)) {
+            process.stderr.write(`stages serve: --${flag}: must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}\n`);
+            return 2;
+        }
+    }
     const log = (entry: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + "\n");
     const assembled = await createRunner({ projectRoot, log: (line) => log({ level: "info", msg: line }) });
     pruneBundles(assembled.environment.dataDir);

@@ -7,12 +7,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
-import { ValidationError } from "../config/validate";
-import { CommitDetails, GitError } from "../git/engine";
-import { ReleaseConflictError } from "../release/publish";
-import { RunnerError, exitCode, publicError } from "../runner/errors";
+import type { CommitDetails } from "../git/engine";
+import { RunnerError, classify, exitCode, publicError } from "../runner/errors";
+import { describeBackend, platformStackName } from "../runner/adapters/backend";
 import type { AuditEntry } from "../runner/runner";
+import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
+import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseRollbackRequest } from "../runner/core";
 import { AssembledRunner, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
+import { requireRight } from "../runner/rights";
 
 /** Options every runner verb takes. */
 const COMMON = {
@@ -21,14 +23,11 @@ const COMMON = {
     quiet: { type: "boolean" },
 } as const;
 
-/** Translates known failures into the runner's taxonomy; anything else stays internal. */
-export function classify(e: unknown): unknown {
-    if (e instanceof RunnerError) return e;
-    if (e instanceof ValidationError) return new RunnerError("invalid", e.message);
-    if (e instanceof ReleaseConflictError) return new RunnerError("conflict", e.message, "release-conflict");
-    if (e instanceof GitError) return new RunnerError("conflict", e.message, "git");
-    if ((e as { code?: string })?.code?.startsWith?.("ERR_PARSE_ARGS")) return new RunnerError("invalid", (e as Error).message);
-    return e;
+/** A stage named on the command line, checked before any right is (bad input is `invalid`, whoever asks). */
+function stageArg(value: unknown, required = false): string | undefined {
+    if (value === undefined && !required) return undefined;
+    if (typeof value !== "string" || !DNS_LABEL.test(value)) throw new RunnerError("invalid", `stage = ${JSON.stringify(value ?? null)}: ${value === undefined ? "is required" : DNS_LABEL_RULE}`);
+    return value;
 }
 
 /** `app@version` split and checked for shape (the request parser checks the parts). */
@@ -74,7 +73,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
 
         const result = await dispatch(verb, argv, assembled, progress);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
-        else out(render(verb, result));
+        else out((verb === "status" ? `state backend:  ${describeBackend(environment.backend)}\nplatform stack: ${platformStackName(environment.backend)}\n\n` : "") + render(verb, result));
         return 0;
     } catch (raw) {
         if (cancelling) {
@@ -153,10 +152,12 @@ function readPem(file: string, what: string): string {
 
 async function dispatch(verb: string, argv: string[], assembled: AssembledRunner, onOutput?: (s: string) => void): Promise<unknown> {
     const { runner, settings } = assembled;
-    const user = () => (values.as as string | undefined) ?? defaultUser();
+    // The principal is needed before the verb's own parsing, so --as is read from argv directly.
+    const user = () => flagValue(argv, "--as") ?? defaultUser();
     // A bearer token (as CI holds one) acts with that token's rights instead of the local user's.
     const principal = async () => {
         const token = process.env.GITOPS_STAGES_TOKEN;
+        if (token && flagValue(argv, "--as") !== undefined) throw new RunnerError("invalid", "--as: cannot be combined with GITOPS_STAGES_TOKEN (the token names who acts)");
         return token ? tokenActor(settings, await assembled.platformOutputs(), token) : cliActor(settings, user());
     };
     let values: Record<string, unknown> = {};
@@ -165,6 +166,10 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
         values = r.values as Record<string, unknown>;
         return r;
     };
+    // Every verb acts as its principal, authenticated first as the service does; its rights are
+    // checked with the service's own check once the request parsed (bad input is `invalid` whoever
+    // asks), and its name is the requester that commits and the audit trail record.
+    const who = await principal();
     switch (verb) {
         case "promote":
         case "preview": {
@@ -172,7 +177,6 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
                 to: { type: "string" },
                 bundle: { type: "string" },
                 image: { type: "string" },
-                requester: { type: "string" },
                 commit: { type: "string" },
                 mr: { type: "string" },
                 "ci-run": { type: "string" },
@@ -187,77 +191,87 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
                 to: values.to,
                 ...(values.bundle !== undefined ? { bundle: path.resolve(values.bundle as string) } : {}),
                 ...(values.image !== undefined ? { image: values.image } : {}),
-                requester: values.requester ?? user(),
+                requester: who.name,
                 source: { commit: values.commit, ...(values.mr !== undefined ? { mr: Number(values.mr) } : {}), ...(values["ci-run"] !== undefined ? { ciRunUrl: values["ci-run"] } : {}) },
                 ...(values.reason !== undefined ? { reason: values.reason } : {}),
                 ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
                 dryRun: verb === "preview",
                 overrideOrder: values["override-order"] === true,
             };
-            return runner.promote(request, cliActor(settings, user()), { onOutput });
+            requireRight(who, verb === "preview" ? "preview" : "promote", parsePromoteRequest(request).to);
+            return runner.promote(request, who, { onOutput });
         }
         case "rollback": {
-            const { positionals } = parse({ stage: { type: "string" }, to: { type: "string" }, requester: { type: "string" }, reason: { type: "string" }, "idempotency-key": { type: "string" } });
-            return runner.rollback(
-                {
-                    app: positionals[0],
-                    stage: values.stage,
-                    ...(values.to !== undefined ? { to: values.to } : {}),
-                    requester: values.requester ?? user(),
-                    ...(values.reason !== undefined ? { reason: values.reason } : {}),
-                    ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
-                },
-                { onOutput },
-            );
+            const { positionals } = parse({ stage: { type: "string" }, to: { type: "string" }, reason: { type: "string" }, "idempotency-key": { type: "string" } });
+            const request = {
+                app: positionals[0],
+                stage: values.stage,
+                ...(values.to !== undefined ? { to: values.to } : {}),
+                requester: who.name,
+                ...(values.reason !== undefined ? { reason: values.reason } : {}),
+                ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
+            };
+            requireRight(who, "rollback", parseRollbackRequest(request).stage);
+            return runner.rollback(request, { onOutput });
         }
         case "hold":
         case "release": {
-            const { positionals } = parse({ stage: { type: "string" }, requester: { type: "string" }, reason: { type: "string" } });
-            return runner.hold({ app: positionals[0], stage: values.stage, requester: values.requester ?? user(), ...(values.reason !== undefined ? { reason: values.reason } : {}) }, verb === "hold", { onOutput });
+            const { positionals } = parse({ stage: { type: "string" }, reason: { type: "string" } });
+            const request = { app: positionals[0], stage: values.stage, requester: who.name, ...(values.reason !== undefined ? { reason: values.reason } : {}) };
+            requireRight(who, "hold", parseHoldRequest(request).stage);
+            return runner.hold(request, verb === "hold", { onOutput });
         }
         case "approve": {
             const { positionals } = parse({ stage: { type: "string" } });
-            return runner.approve(positionals[0], values.stage as string, cliActor(settings, user()));
+            const { app, version } = appAtVersion(positionals[0]);
+            requireRight(who, "approve", stageArg(values.stage, true));
+            return runner.approve({ app, version, stage: values.stage }, who);
         }
         case "status": {
             parse({ stage: { type: "string" } }, false);
+            requireRight(who, "status", stageArg(values.stage));
             return runner.status(values.stage as string | undefined);
         }
         case "history": {
             const { positionals } = parse({ commit: { type: "string" } });
-            if (!positionals[0]) throw new RunnerError("invalid", "missing <stage>");
+            requireRight(who, "history", stageArg(positionals[0], true));
             if (values.commit !== undefined) return runner.stageCommit(positionals[0], values.commit as string);
             return runner.history(positionals[0]);
         }
         case "drift": {
             parse({ stage: { type: "string" } }, false);
+            requireRight(who, "drift", stageArg(values.stage));
             return runner.drift(values.stage as string | undefined);
         }
         case "mr": {
             const [sub, ...rest] = argv;
             argv = rest;
             if (sub === "deploy") {
-                parse({ mr: { type: "string" }, app: { type: "string" }, bundle: { type: "string" }, image: { type: "string" }, commit: { type: "string" }, "ttl-hours": { type: "string" }, requester: { type: "string" } }, false);
-                return runner.mrDeploy(
-                    {
-                        mr: values.mr === undefined ? undefined : Number(values.mr),
-                        app: values.app,
-                        bundle: values.bundle === undefined ? undefined : path.resolve(values.bundle as string),
-                        image: values.image,
-                        sourceCommit: values.commit,
-                        ...(values["ttl-hours"] !== undefined ? { ttlHours: Number(values["ttl-hours"]) } : {}),
-                        requester: values.requester ?? user(),
-                    },
-                    { onOutput },
-                );
+                parse({ mr: { type: "string" }, app: { type: "string" }, bundle: { type: "string" }, image: { type: "string" }, commit: { type: "string" }, "ttl-hours": { type: "string" } }, false);
+                const request = {
+                    mr: values.mr === undefined ? undefined : Number(values.mr),
+                    app: values.app,
+                    bundle: values.bundle === undefined ? undefined : path.resolve(values.bundle as string),
+                    image: values.image,
+                    sourceCommit: values.commit,
+                    ...(values["ttl-hours"] !== undefined ? { ttlHours: Number(values["ttl-hours"]) } : {}),
+                    requester: who.name,
+                };
+                parseMrDeployRequest(request);
+                requireRight(who, "mr");
+                return runner.mrDeploy(request, { onOutput });
             }
             if (sub === "destroy") {
-                const { positionals } = parse({ requester: { type: "string" } });
-                return runner.mrDestroy(Number(positionals[0]), (values.requester as string) ?? user(), { onOutput });
+                const { positionals } = parse({});
+                const mr = Number(positionals[0]);
+                if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(positionals[0] ?? null)}: must be a whole number from 1`);
+                requireRight(who, "mr");
+                return runner.mrDestroy(mr, who.name, { onOutput });
             }
             if (sub === "reap") {
-                parse({ requester: { type: "string" } }, false);
-                return runner.mrReap((values.requester as string) ?? user(), { onOutput });
+                parse({}, false);
+                requireRight(who, "mr");
+                return runner.mrReap(who.name, { onOutput });
             }
             throw new RunnerError("invalid", `unknown mr verb "${sub ?? ""}" (deploy, destroy, reap)`);
         }
@@ -282,17 +296,17 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
                         ...(values.cert !== undefined ? { certificate: readPem(values.cert as string, "cert") } : {}),
                         ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
                     },
-                    await principal(),
+                    who,
                 );
             }
             if (sub === "list") {
                 const { positionals } = parse(common);
-                return assembled.secrets.list(values.stage as string, positionals[0], await principal());
+                return assembled.secrets.list(values.stage as string, positionals[0], who);
             }
             if (sub === "rm") {
                 const { positionals } = parse({ ...common, name: { type: "string" } });
                 const [app, ...keys] = positionals;
-                return assembled.secrets.remove({ app, stage: values.stage as string, keys, ...(values.name !== undefined ? { name: values.name as string } : {}), ...(values.reason !== undefined ? { reason: values.reason as string } : {}) }, await principal());
+                return assembled.secrets.remove({ app, stage: values.stage as string, keys, ...(values.name !== undefined ? { name: values.name as string } : {}), ...(values.reason !== undefined ? { reason: values.reason as string } : {}) }, who);
             }
             if (sub === "reseal") {
                 parse({ ...common, cert: { type: "string" }, "private-key": { type: "string", multiple: true } }, false);
@@ -304,7 +318,7 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
                         privateKeys: keys,
                         ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
                     },
-                    await principal(),
+                    who,
                 );
             }
             throw new RunnerError("invalid", `unknown secret verb "${sub ?? ""}" (set, list, rm, reseal)`);
@@ -350,6 +364,10 @@ function render(verb: string, result: unknown): string {
         const r = result as { message: string; opsCommit?: string; requestId: string; secrets: { app: string; name: string; namespace: string; scope: string; keys: string[] }[] };
         const rows = [["app", "secret", "namespace", "scope", "keys"], ...r.secrets.map((s) => [s.app, s.name, s.namespace, s.scope, s.keys.join(",")])];
         return [r.message, ...(r.opsCommit ? [`ops repo commit: ${r.opsCommit}`] : []), `request: ${r.requestId}`, ""].join("\n") + (r.secrets.length ? table(rows) : "");
+    }
+    if (verb === "approve") {
+        const a = result as { app: string; version: string; stage: string; by: string; at: string };
+        return `${a.by} approved ${a.app} ${a.version} for ${a.stage} at ${a.at}\n`;
     }
     const r = result as { message?: string; opsCommit?: string; requestId?: string; state?: string; recovered?: string; changes?: Record<string, number>; files?: Record<string, { removed: string[]; added: string[] }> };
     const lines = [r.message ?? JSON.stringify(result)];

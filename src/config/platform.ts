@@ -2,6 +2,10 @@
  * The platform stack's configuration: types, defaults, and a pure parser that reports every
  * problem at once. `read` (in the program) gathers the raw values; `parsePlatformConfig` decides.
  */
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { DURATION_RULE, SCHEDULE_RULE, TIME_ZONE_RULE, checkTimeZone, durationMinutes, parseSchedule } from "../runner/cron";
 import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "./validate";
 
 /** Config namespace of every key (the Pulumi project name). */
@@ -141,8 +145,6 @@ const GITHUB_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const GITHUB_NAME_RULE = "must be a GitHub name: letters, digits, '.', '_' and '-', at most 100 characters";
 const TEAM_SLUG = /^[a-z0-9][a-z0-9_-]{0,99}$/;
 const TEAM_SLUG_RULE = "must be a team slug: lowercase letters, digits, '_' and '-'";
-const DURATION = /^\d+[hm]$/;
-const CRON = /^(\S+\s+){4}\S+$/;
 
 /** Where relative paths in the config are resolved, and defaults that depend on the machine. */
 export interface ParseContext {
@@ -150,11 +152,15 @@ export interface ParseContext {
     readonly projectDir: string;
     /** Stack name, for default folders. */
     readonly stack: string;
+    /** The home folder `~/` stands for; default the user's. */
+    readonly homeDir?: string;
 }
 
 const k = (key: string): string => `${NAMESPACE}:${key}`;
 
+/** A configured path: absolute as given, `~/...` in the home folder (as a shell would), else relative to the project. */
 function resolvePath(ctx: ParseContext, p: string): string {
+    if (p === "~" || p.startsWith("~/")) return path.join(ctx.homeDir ?? os.homedir(), p.slice(1));
     return p.startsWith("/") ? p : `${ctx.projectDir.replace(/\/$/, "")}/${p}`;
 }
 
@@ -201,13 +207,27 @@ function parseRepository(c: Checker, key: string, raw: unknown, role: "dev" | "o
 
 function parseSyncWindow(c: Checker, key: string, raw: unknown): SyncWindow {
     const o = c.object(key, raw, ["kind", "schedule", "duration", "timeZone", "manualSync"]);
-    return {
+    const window = {
         kind: c.oneOf(`${key}.kind`, o.kind, ["allow", "deny"], "deny"),
-        schedule: c.string(`${key}.schedule`, o.schedule, undefined, CRON, "must be a cron expression with 5 fields"),
-        duration: c.string(`${key}.duration`, o.duration, undefined, DURATION, 'must be a duration such as "1h" or "30m"'),
+        schedule: c.string(`${key}.schedule`, o.schedule),
+        duration: c.string(`${key}.duration`, o.duration),
         timeZone: c.string(`${key}.timeZone`, o.timeZone, "UTC"),
         manualSync: c.boolean(`${key}.manualSync`, o.manualSync, false),
     };
+    // Checked here, as Argo CD would read them, so that a window that passes the config never makes
+    // a promotion fail later (the runner evaluates freeze windows with the same functions).
+    const check = (field: string, value: unknown, rule: string, fn: () => unknown) => {
+        if (typeof value !== "string") return;
+        try {
+            fn();
+        } catch {
+            c.fail(`${key}.${field}`, value, rule);
+        }
+    };
+    check("schedule", o.schedule, SCHEDULE_RULE, () => parseSchedule(window.schedule));
+    check("duration", o.duration, DURATION_RULE, () => durationMinutes(window.duration));
+    check("timeZone", window.timeZone, TIME_ZONE_RULE, () => checkTimeZone(window.timeZone));
+    return window;
 }
 
 function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage {
@@ -300,7 +320,8 @@ export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx:
     const seen = new Map<string, number>();
     stages.forEach((s, i) => {
         if (/^mr-/.test(s.name)) c.fail(k(`stages[${i}].name`), s.name, 'must not start with "mr-" (reserved for merge-request stacks)');
-        if (s.name === "platform") c.fail(k(`stages[${i}].name`), s.name, 'must not be "platform" (the bootstrap stack)');
+        // A stage's stack is named after it, and the program gives stacks named platform or platform-* the platform's role.
+        if (s.name === "platform" || s.name.startsWith("platform-")) c.fail(k(`stages[${i}].name`), s.name, 'must not be "platform" or start with "platform-" (names of the bootstrap stack)');
         const prev = seen.get(s.name);
         if (prev !== undefined) c.fail(k(`stages[${i}].name`), s.name, `must be unique (also stages[${prev}].name)`);
         else seen.set(s.name, i);

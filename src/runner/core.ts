@@ -94,11 +94,23 @@ export function parseMrDeployRequest(raw: unknown): MrDeployRequest {
         image: c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest"),
         sourceCommit: c.string("sourceCommit", o.sourceCommit, undefined, COMMIT, "must be a git commit id"),
         ttlHours: c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90),
-        requester: c.string("requester", o.requester),
+        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
     };
     if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
     return req;
 }
+
+/**
+ * Who asked, as commits and the audit trail record it: one line (a newline would let a caller write
+ * trailers of its own, such as a forged `Request-Id`), 1 to 200 characters, no leading space.
+ */
+export const REQUESTER = /^\S[^\n\r\0]{0,199}$/;
+/** The rule {@link REQUESTER} checks, as error messages say it. */
+export const REQUESTER_RULE = "must be one line of 1 to 200 characters, not starting with a space";
+/** A reason given with a change: free text for the commit's body, without NUL bytes. */
+export const REASON = /^[^\0]{0,1000}$/;
+/** The rule {@link REASON} checks. */
+export const REASON_RULE = "must be at most 1000 characters";
 
 /** Parses a promotion request; unknown fields are refused. Throws RunnerError(invalid) listing every problem. */
 export function parsePromoteRequest(raw: unknown): PromoteRequest {
@@ -111,13 +123,13 @@ export function parsePromoteRequest(raw: unknown): PromoteRequest {
         to: c.string("to", o.to, undefined, DNS_LABEL, DNS_LABEL_RULE),
         ...(o.bundle !== undefined ? { bundle: c.string("bundle", o.bundle) } : {}),
         ...(o.image !== undefined ? { image: c.string("image", o.image) } : {}),
-        requester: c.string("requester", o.requester, undefined, /^\S.{0,199}$/, "must be 1 to 200 characters, not starting with a space"),
+        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
         source: {
             commit: c.string("source.commit", src.commit, undefined, COMMIT, COMMIT_RULE),
             ...(src.mr !== undefined ? { mr: c.integer("source.mr", src.mr, 0, 1, 10_000_000) } : {}),
             ...(src.ciRunUrl !== undefined ? { ciRunUrl: c.url("source.ciRunUrl", src.ciRunUrl) } : {}),
         },
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, /^[^\0]{0,1000}$/, "must be at most 1000 characters") } : {}),
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
         ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
         dryRun: c.boolean("dryRun", o.dryRun, false),
         overrideOrder: c.boolean("overrideOrder", o.overrideOrder, false),
@@ -135,8 +147,8 @@ export function parseRollbackRequest(raw: unknown): RollbackRequest {
         app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
         stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
         ...(o.to !== undefined ? { to: c.string("to", o.to, undefined, SEMVER, SEMVER_RULE) } : {}),
-        requester: c.string("requester", o.requester),
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason) } : {}),
+        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
         ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
     };
     throwInvalid(c, "rollback request");
@@ -150,8 +162,8 @@ export function parseHoldRequest(raw: unknown): HoldRequest {
     const req: HoldRequest = {
         app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
         stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        requester: c.string("requester", o.requester),
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason) } : {}),
+        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
+        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
     };
     throwInvalid(c, "hold request");
     return req;
@@ -180,9 +192,14 @@ export function freezeAt(stage: PipelineStage, now: Date): string | undefined {
     return undefined;
 }
 
-/** An approval recorded by a stage owner. */
+/**
+ * An approval recorded by a stage owner: of a release (app and version) going into a stage. Keyed
+ * by the release, not by a request id, because a retried CI job asks with a new request id and the
+ * owner approves what will run, whichever request brings it.
+ */
 export interface Approval {
-    readonly requestId: string;
+    readonly app: string;
+    readonly version: string;
     readonly stage: string;
     readonly by: string;
     readonly at: string;
@@ -196,8 +213,6 @@ export interface PromoteDecisionInput {
     readonly request: PromoteRequest;
     readonly actor: Actor;
     readonly now: Date;
-    /** The id this request is known by (its idempotency key, or one the runner assigned). */
-    readonly requestId: string;
     readonly approvals: readonly Approval[];
     /** Whether the release is already published in the ops repo. */
     readonly published: boolean;
@@ -251,11 +266,11 @@ export function decidePromotion(input: PromoteDecisionInput): Decision {
     const frozen = freezeAt(stage, now);
     if (frozen) throw new RunnerError("refused", frozen, "freeze");
     if (stage.requireApproval) {
-        const ok = input.approvals.find((a) => a.requestId === input.requestId && a.stage === stage.name);
+        const ok = input.approvals.find((a) => a.app === r.app && a.version === r.version && a.stage === stage.name);
         if (!ok) {
             throw new RunnerError(
                 "refused",
-                `promotion to ${stage.name} needs an approval by one of ${stage.owners.join(", ")}: stages approve ${input.requestId}`,
+                `promotion of ${r.app} ${r.version} to ${stage.name} needs an approval by one of ${stage.owners.join(", ")}: stages approve ${r.app}@${r.version} --stage ${stage.name}`,
                 "approval",
             );
         }

@@ -1,96 +1,80 @@
 /**
- * Five-field cron expressions (minute hour day-of-month month day-of-week) evaluated in a time
- * zone, for freeze windows: a window is open when one of its start times lies within `duration`
- * before now. Pure.
+ * Freeze and sync windows: a cron schedule in an IANA time zone and a duration, as Argo CD's sync
+ * windows take them. A window is open when its latest start lies within `duration` before now.
+ * Schedules are evaluated by croner (names such as FRI and JAN, time zones, daylight-saving
+ * changes); this module only narrows what croner accepts to what Argo CD's cron parser accepts
+ * too, so a window our config takes is one Argo CD takes. One difference remains, by design: Argo
+ * CD shifts a schedule by the zone's offset of the current moment, we evaluate it in the zone at
+ * the window's own time, so near a daylight-saving change the two can disagree for an hour.
  */
+import { Cron } from "croner";
 
-/** A parsed cron field: the set of allowed values. */
-type Field = Set<number>;
+/**
+ * One field as robfig/cron's parser reads it with the fields Argo CD enables (minute, hour,
+ * day-of-month, month, day-of-week, and no descriptors such as @daily): lists of `*`, `?`,
+ * numbers or three-letter names, with ranges and steps; no L, W or #.
+ */
+const FIELD = /^(\*|\?|\d+|[A-Za-z]{3})(-(\d+|[A-Za-z]{3}))?(\/\d+)?(,(\*|\?|\d+|[A-Za-z]{3})(-(\d+|[A-Za-z]{3}))?(\/\d+)?)*$/;
 
-const RANGES: [number, number][] = [
-    [0, 59],
-    [0, 23],
-    [1, 31],
-    [1, 12],
-    [0, 6],
-];
+/** The rule schedules follow, as error messages say it. */
+export const SCHEDULE_RULE =
+    "must be a cron schedule Argo CD accepts: 5 fields (minute hour day-of-month month day-of-week) of numbers, names such as FRI or JAN, ranges, lists and steps (day of week 0-6; no descriptors such as @daily, no L, W or #)";
 
-function parseField(text: string, [lo, hi]: [number, number]): Field {
-    const out = new Set<number>();
-    for (const part of text.split(",")) {
-        const [range, stepText] = part.split("/");
-        const step = stepText === undefined ? 1 : Number(stepText);
-        let from = lo;
-        let to = hi;
-        if (range !== "*") {
-            const [a, b] = range.split("-");
-            from = Number(a);
-            to = b === undefined ? (stepText === undefined ? from : hi) : Number(b);
-        }
-        if (![from, to, step].every(Number.isInteger) || step < 1 || from < lo || to > hi || from > to) {
-            throw new Error(`invalid cron field "${text}" (allowed ${lo}-${hi})`);
-        }
-        for (let v = from; v <= to; v += step) out.add(v === 7 && hi === 6 ? 0 : v);
+/** The rule time zones follow. */
+export const TIME_ZONE_RULE = "must be an IANA time zone, spelled as in the tz database, such as UTC or Europe/Paris";
+
+/** The rule durations follow. */
+export const DURATION_RULE = 'must be a duration such as "1h", "30m" or "1h30m"';
+
+/** Parses a schedule; throws an Error whose message says what is wrong. */
+export function parseSchedule(schedule: string, timeZone = "UTC"): Cron {
+    const fields = schedule.trim().split(/\s+/);
+    if (fields.length !== 5 || !fields.every((f) => FIELD.test(f))) throw new Error(`schedule "${schedule}" ${SCHEDULE_RULE}`);
+    // robfig/cron numbers the days of the week 0-6 (croner would also take 7 for Sunday).
+    if (/(^|[,-])7(\D|$)/.test(fields[4])) throw new Error(`schedule "${schedule}" ${SCHEDULE_RULE}`);
+    checkTimeZone(timeZone);
+    // `?` means "any" in robfig/cron; croner takes `*`.
+    const expr = fields.map((f) => f.replace(/\?/g, "*")).join(" ");
+    try {
+        // legacyMode: day-of-month and day-of-week restricted together match either, as in robfig/cron.
+        return new Cron(expr, { timezone: timeZone, mode: "5-part", paused: true, legacyMode: true });
+    } catch (e) {
+        throw new Error(`schedule "${schedule}": ${(e as Error).message.replace(/^CronPattern: /, "")}`);
     }
-    return out;
 }
 
-/** A parsed cron expression. */
-export interface Cron {
-    readonly fields: readonly Field[];
-    /** True when day-of-month and day-of-week are both restricted (cron then matches either). */
-    readonly domOrDow: boolean;
+/**
+ * Throws unless `timeZone` is an IANA zone. The runtime's zone database answers; a name it knows
+ * only in another letter case is refused too, since Go's time.LoadLocation, which Argo CD uses,
+ * is case-sensitive (and falls back to UTC, silently, on a name it does not know).
+ */
+export function checkTimeZone(timeZone: string): void {
+    let resolved: string;
+    try {
+        resolved = new Intl.DateTimeFormat("en-US", { timeZone }).resolvedOptions().timeZone;
+    } catch {
+        throw new Error(`time zone "${timeZone}" ${TIME_ZONE_RULE}`);
+    }
+    if (resolved !== timeZone && resolved.toLowerCase() === timeZone.toLowerCase()) throw new Error(`time zone "${timeZone}" ${TIME_ZONE_RULE} (did you mean ${resolved}?)`);
 }
 
-/** Parses "m h dom mon dow"; throws with the offending field. */
-export function parseCron(expr: string): Cron {
-    const parts = expr.trim().split(/\s+/);
-    if (parts.length !== 5) throw new Error(`cron expression "${expr}" must have 5 fields`);
-    // Day of week accepts 7 for Sunday.
-    const fields = parts.map((p, i) => parseField(p, i === 4 ? [0, 7] : RANGES[i]));
-    fields[4] = new Set([...fields[4]].map((d) => (d === 7 ? 0 : d)));
-    return { fields, domOrDow: parts[2] !== "*" && parts[4] !== "*" };
-}
-
-/** Wall-clock fields of an instant in a time zone. */
-export function zonedParts(t: Date, timeZone: string): { minute: number; hour: number; day: number; month: number; weekday: number } {
-    const f = new Intl.DateTimeFormat("en-US", {
-        timeZone,
-        hourCycle: "h23",
-        minute: "numeric",
-        hour: "numeric",
-        day: "numeric",
-        month: "numeric",
-        weekday: "short",
-    });
-    const parts = Object.fromEntries(f.formatToParts(t).map((p) => [p.type, p.value]));
-    const weekday = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].indexOf(parts.weekday);
-    return { minute: Number(parts.minute), hour: Number(parts.hour), day: Number(parts.day), month: Number(parts.month), weekday };
-}
-
-/** True when the cron expression matches the minute containing `t` in `timeZone`. */
-export function cronMatches(c: Cron, t: Date, timeZone: string): boolean {
-    const z = zonedParts(t, timeZone);
-    const [m, h, dom, mon, dow] = c.fields;
-    if (!m.has(z.minute) || !h.has(z.hour) || !mon.has(z.month)) return false;
-    return c.domOrDow ? dom.has(z.day) || dow.has(z.weekday) : dom.has(z.day) && dow.has(z.weekday);
+/** True when the schedule starts a window in the minute containing `t`. */
+export function scheduleMatches(schedule: string, timeZone: string, t: Date): boolean {
+    const minute = new Date(Math.floor(t.getTime() / 60_000) * 60_000);
+    return parseSchedule(schedule, timeZone).match(minute);
 }
 
 /** Parses "90m", "2h" or "1h30m" into minutes. */
 export function durationMinutes(text: string): number {
     const m = /^(?:(\d+)h)?(?:(\d+)m)?$/.exec(text);
-    if (!m || (!m[1] && !m[2])) throw new Error(`invalid duration "${text}"`);
+    if (!m || (!m[1] && !m[2])) throw new Error(`duration "${text}" ${DURATION_RULE}`);
     return Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0);
 }
 
 /** The start of the window open at `now`, or undefined when it is closed. */
 export function windowOpenSince(schedule: string, duration: string, timeZone: string, now: Date): Date | undefined {
-    const c = parseCron(schedule);
     const minutes = durationMinutes(duration);
-    const start = Math.floor(now.getTime() / 60_000) * 60_000;
-    for (let i = 0; i < minutes; i++) {
-        const t = new Date(start - i * 60_000);
-        if (cronMatches(c, t, timeZone)) return t;
-    }
-    return undefined;
+    // The latest start at or before now; a later start always closes later, so it alone decides.
+    const [start] = parseSchedule(schedule, timeZone).previousRuns(1, new Date(now.getTime() + 1000));
+    return start && now.getTime() < start.getTime() + minutes * 60_000 ? start : undefined;
 }

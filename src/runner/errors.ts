@@ -1,7 +1,11 @@
 /**
  * The runner's error taxonomy. Every failure reaching a caller is one of these kinds; exit codes
- * and HTTP statuses are decided here, once.
+ * and HTTP statuses are decided here, once, and known failures of the layers below (validation,
+ * release conflicts, git) are given their kind here too, so the CLI and the service answer alike.
  */
+import { ValidationError } from "../config/validate";
+import { GitError } from "../git/engine";
+import { ReleaseConflictError } from "../release/publish";
 
 /** Kinds of runner errors. */
 export type ErrorKind = "invalid" | "unauthorized" | "forbidden" | "not-found" | "refused" | "conflict" | "timeout" | "internal";
@@ -19,8 +23,19 @@ export class RunnerError extends Error {
     }
 }
 
+/** Translates known failures into the runner's taxonomy; anything else stays as it is (internal). */
+export function classify(e: unknown): unknown {
+    if (e instanceof RunnerError) return e;
+    if (e instanceof ValidationError) return new RunnerError("invalid", e.message);
+    if (e instanceof ReleaseConflictError) return new RunnerError("conflict", e.message, "release-conflict");
+    if (e instanceof GitError) return new RunnerError("conflict", e.message, "git");
+    if ((e as { code?: string })?.code?.startsWith?.("ERR_PARSE_ARGS")) return new RunnerError("invalid", (e as Error).message);
+    return e;
+}
+
 /** Exit codes of the `stages` CLI: 2 invalid input, 3 refused by policy, 4 not found, 5 conflict or timeout, 1 anything else. */
-export function exitCode(e: unknown): number {
+export function exitCode(raw: unknown): number {
+    const e = classify(raw);
     if (!(e instanceof RunnerError)) return 1;
     switch (e.kind) {
         case "invalid":
@@ -40,13 +55,15 @@ export function exitCode(e: unknown): number {
 }
 
 /** HTTP status of an error (for the service). */
-export function httpStatus(e: unknown): number {
+export function httpStatus(raw: unknown): number {
+    const e = classify(raw);
     if (!(e instanceof RunnerError)) return 500;
     return { invalid: 400, unauthorized: 401, forbidden: 403, "not-found": 404, refused: 409, conflict: 409, timeout: 504, internal: 500 }[e.kind];
 }
 
 /** What a caller may see of an error: the message for runner errors, a request id only for anything else. */
-export function publicError(e: unknown, requestId: string): { kind: ErrorKind; message: string; reason?: string; requestId: string } {
+export function publicError(raw: unknown, requestId: string): { kind: ErrorKind; message: string; reason?: string; requestId: string } {
+    const e = classify(raw);
     if (e instanceof RunnerError) return { kind: e.kind, message: e.message, ...(e.reason ? { reason: e.reason } : {}), requestId };
     return { kind: "internal", message: `internal error; see the runner's log for request ${requestId}`, requestId };
 }

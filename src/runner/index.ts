@@ -14,7 +14,7 @@ import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
 import { FileStore } from "./adapters/file-store";
 import { GitOpsRepo } from "./adapters/ops-repo";
-import type { Actor } from "./core";
+import { type Actor, REQUESTER, REQUESTER_RULE } from "./core";
 import { RunnerError } from "./errors";
 import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
 import { Runner } from "./runner";
@@ -64,7 +64,7 @@ export function readSettings(dataDir: string): RunnerSettings {
         users,
         tokens,
         mrCluster: {
-            ...(m.kubeconfig !== undefined ? { kubeconfig: c.string("mrCluster.kubeconfig", m.kubeconfig) } : {}),
+            ...(m.kubeconfig !== undefined ? { kubeconfig: expandHome(c.string("mrCluster.kubeconfig", m.kubeconfig)) } : {}),
             ...(m.context !== undefined ? { context: c.string("mrCluster.context", m.context) } : {}),
             skipAwait: c.boolean("mrCluster.skipAwait", m.skipAwait, false),
         },
@@ -79,6 +79,8 @@ export function readSettings(dataDir: string): RunnerSettings {
  * without configured rights may use every verb on every stage except `secrets`.
  */
 export function cliActor(settings: RunnerSettings, name: string): Actor {
+    // The name becomes the Requester trailer of commits: one line, as every requester.
+    if (!REQUESTER.test(name)) throw new RunnerError("invalid", `user = ${JSON.stringify(name)}: ${REQUESTER_RULE} (from --as, $GITOPS_STAGES_USER or the OS user)`);
     const u = settings.users[name];
     return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false, grants: u?.grants ?? [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
 }
@@ -108,6 +110,11 @@ export interface AssembledRunner {
     readonly platformOutputs: () => Promise<Record<string, unknown>>;
     readonly environment: RunnerEnvironment;
     readonly settings: RunnerSettings;
+}
+
+/** `~/...` as a shell would read it, so the paths people write in runner.json mean what they expect. */
+function expandHome(p: string): string {
+    return p === "~" || p.startsWith("~/") ? path.join(os.homedir(), p.slice(1)) : p;
 }
 
 /** Builds the runner for a project and data folder. */

@@ -66,6 +66,8 @@ export interface EnginePort {
 export interface RunnerStore {
     approvals(): Promise<Approval[]>;
     addApproval(a: Approval): Promise<void>;
+    /** Uses up the approval of a release for a stage (after the promotion it allowed). */
+    removeApproval(release: Pick<Approval, "app" | "version" | "stage">): Promise<void>;
     /** The stored answer to an idempotency key. */
     answer(key: string): Promise<unknown | undefined>;
     saveAnswer(key: string, value: unknown): Promise<void>;

@@ -4,12 +4,13 @@
  * to the engine, the ops repo and its records only through ports, so the same orchestration
  * serves the CLI and the service.
  */
-import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
 import type { CommitDetails, CommitInfo } from "../git/engine";
 import type { StageChange, StageRelease } from "../config/stage";
 import { commitMessage } from "../program/stage/files";
 import {
     Actor,
+    Approval,
     PipelineStage,
     StageReleases,
     checkApprover,
@@ -20,6 +21,8 @@ import {
     parseHoldRequest,
     parsePromoteRequest,
     parseRollbackRequest,
+    REQUESTER,
+    REQUESTER_RULE,
     planHold,
     planPromotion,
     rollbackTarget,
@@ -198,6 +201,16 @@ export class Runner {
         throw outcome.error;
     }
 
+    /**
+     * Idempotency keys are per principal (the requester, who is the authenticated principal): two
+     * callers using the same key are two requests. A requester never contains a newline, so the
+     * pair cannot be forged by a key. Only successful answers are remembered: a failed request
+     * throws before `remember`, and its retry runs again.
+     */
+    private static scoped(requester: string, key: string | undefined): string | undefined {
+        return key === undefined ? undefined : `${requester}\n${key}`;
+    }
+
     private async remembered(key: string | undefined): Promise<ChangeResult | undefined> {
         return key ? ((await this.deps.store.answer(key)) as ChangeResult | undefined) : undefined;
     }
@@ -210,7 +223,8 @@ export class Runner {
     /** Promotes (or with dryRun, previews) a release into a stage. */
     async promote(raw: unknown, actor: Actor, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parsePromoteRequest(raw);
-        const previous = await this.remembered(req.idempotencyKey);
+        const key = Runner.scoped(req.requester, req.idempotencyKey);
+        const previous = await this.remembered(key);
         if (previous) return previous;
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
         const stages = await this.pipeline();
@@ -229,7 +243,6 @@ export class Runner {
                 request: req,
                 actor,
                 now: this.deps.now(),
-                requestId,
                 approvals: await this.deps.store.approvals(),
                 published: await this.deps.ops.isPublished(req.app, req.version),
             });
@@ -239,7 +252,7 @@ export class Runner {
         const first = await decide();
         const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
         if (opts.checkOnly) return { ...base, state: first.action === "noop" ? "noop" : "dry-run", message: first.action === "noop" ? first.message : "the policy allows it now" };
-        if (first.action === "noop") return this.remember(req.idempotencyKey, { ...base, state: "noop", message: first.message });
+        if (first.action === "noop") return this.remember(key, { ...base, state: "noop", message: first.message });
         const changeFor = (overrideOrder: boolean): StageChange => ({
             kind: "promote",
             app: req.app,
@@ -264,7 +277,7 @@ export class Runner {
             const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
             return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r?.changes ?? {}, files };
         }
-        const result = await this.queued(req.to, requestId, req.idempotencyKey, req.app, async (signal) => {
+        const result = await this.queued(req.to, requestId, key, req.app, async (signal) => {
             let publishCommit: string | undefined;
             if (req.bundle) {
                 const published = await this.deps.ops.publish(req.bundle, { app: req.app, version: req.version, image: req.image!, source: { commit: req.source.commit, ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}) } }, requestId);
@@ -291,6 +304,9 @@ export class Runner {
             );
             if (!r) return { ...base, state: "noop", message: noop ?? "nothing to do", ...(publishCommit ? { publishCommit } : {}) };
             if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.to} did not succeed`);
+            // An approval is of one promotion of the release: used up here, so bringing the release
+            // back after a rollback needs an owner's decision again.
+            if (findStage(stages, req.to).stage.requireApproval) await this.deps.store.removeApproval({ app: req.app, version: req.version, stage: req.to });
             return {
                 ...base,
                 state: "done",
@@ -303,18 +319,19 @@ export class Runner {
                 ...(change.overrideOrder ? { overrideOrder: true } : {}),
             };
         });
-        return this.remember(req.idempotencyKey, result);
+        return this.remember(key, result);
     }
 
     /** Rolls an app back in a stage and holds it there so automation does not roll it forward again. */
     async rollback(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parseRollbackRequest(raw);
-        const previous = await this.remembered(req.idempotencyKey);
+        const key = Runner.scoped(req.requester, req.idempotencyKey);
+        const previous = await this.remembered(key);
         if (previous) return previous;
         const stages = await this.pipeline();
         findStage(stages, req.stage);
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
-        const result = await this.queued(req.stage, requestId, req.idempotencyKey, req.app, async (signal) => {
+        const result = await this.queued(req.stage, requestId, key, req.app, async (signal) => {
             const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
             const versions = history.flatMap((h) => {
                 const v = (h.config.stage as { releases?: Record<string, { version: string }> } | undefined)?.releases?.[req.app]?.version;
@@ -348,7 +365,7 @@ export class Runner {
                 ...(r.recovered ? { recovered: r.recovered } : {}),
             };
         });
-        return this.remember(req.idempotencyKey, result);
+        return this.remember(key, result);
     }
 
     /** Sets (hold) or clears (release) a hold on an app in a stage. */
@@ -383,17 +400,19 @@ export class Runner {
         });
     }
 
-    /** Records an approval of a request for a stage by one of its owners. */
-    async approve(requestId: string, stageName: string, actor: Actor): Promise<{ requestId: string; stage: string; by: string; at: string }> {
+    /** Records an owner's approval of a release (app and version) going into a stage that requires one. */
+    async approve(raw: { app?: unknown; version?: unknown; stage?: unknown }, actor: Actor): Promise<Approval> {
         const c = new Checker();
-        c.string("requestId", requestId, undefined, REQUEST_ID, REQUEST_ID_RULE);
-        c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        const app = c.string("app", raw.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
+        const version = c.string("version", raw.version, undefined, SEMVER, SEMVER_RULE);
+        const stageName = c.string("stage", raw.stage, undefined, DNS_LABEL, DNS_LABEL_RULE);
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
         const { stage } = findStage(await this.pipeline(), stageName);
         // An approval nobody will ever consult would only mislead the audit trail.
         if (!stage.requireApproval) throw new RunnerError("refused", `stage ${stage.name} needs no approval (its requireApproval is not set)`, "no-approval");
         checkApprover(stage, actor);
-        const approval = { requestId, stage: stage.name, by: actor.name, at: this.deps.now().toISOString() };
+        if (!(await this.deps.ops.isPublished(app, version))) throw new RunnerError("not-found", `release ${app}@${version} is not published: there is nothing to approve`);
+        const approval: Approval = { app, version, stage: stage.name, by: actor.name, at: this.deps.now().toISOString() };
         await this.deps.store.addApproval(approval);
         return approval;
     }
@@ -505,6 +524,7 @@ export class Runner {
     /** Destroys a merge-request environment and its stack. */
     async mrDestroy(mr: number, requester: string, opts: RunOptions = {}): Promise<ChangeResult> {
         if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(mr)}: must be a whole number from 1`);
+        checkRequester(requester);
         const stack = `mr-${mr}`;
         const requestId = opts.requestId ?? this.deps.newId();
         return this.queued(stack, requestId, undefined, "destroy", async (signal) => {
@@ -515,6 +535,7 @@ export class Runner {
 
     /** Destroys every merge-request environment whose expiry has passed. */
     async mrReap(requester: string, opts: RunOptions = {}): Promise<{ destroyed: string[]; kept: { stack: string; expiresAt: string }[] }> {
+        checkRequester(requester);
         const now = this.deps.now().getTime();
         const destroyed: string[] = [];
         const kept: { stack: string; expiresAt: string }[] = [];
@@ -528,4 +549,9 @@ export class Runner {
         }
         return { destroyed, kept };
     }
+}
+
+/** Refuses a requester that is not one line of the allowed length (it becomes a commit trailer). */
+function checkRequester(requester: string): void {
+    if (typeof requester !== "string" || !REQUESTER.test(requester)) throw new RunnerError("invalid", `requester = ${JSON.stringify(requester)}: ${REQUESTER_RULE}`);
 }

@@ -4,12 +4,26 @@
  */
 
 import { COMMIT, DNS_LABEL, REQUEST_ID, SEMVER } from "../config/validate";
+import { REASON, REQUESTER } from "../runner/core";
 
 // Patterns are the parsers' own, so the document cannot drift from what is enforced.
 const str = { type: "string" } as const;
 const semver = { type: "string", pattern: SEMVER.source } as const;
 const label = { type: "string", pattern: DNS_LABEL.source } as const;
+/** Optional: the service records the token's name as the requester, whatever a body says (see docs/runner.md). */
+const requester = { type: "string", pattern: REQUESTER.source, description: "optional; checked, then replaced by the token's name: the requester recorded is always the authenticated principal" } as const;
 const commit = { type: "string", pattern: COMMIT.source } as const;
+const reason = { type: "string", pattern: REASON.source } as const;
+/** The answer of /readyz. */
+const READINESS = {
+    type: "object",
+    required: ["status", "backend", "platformStack"],
+    properties: {
+        status: { type: "string", enum: ["ready", "not ready"] },
+        backend: { type: "object", required: ["kind", "source"], properties: { kind: str, source: { type: "string", enum: ["PULUMI_BACKEND_URL", "Pulumi.yaml", "pulumi login", "embedded default"] }, url: str } },
+        platformStack: str,
+    },
+} as const;
 const bundle = {
     type: "object",
     additionalProperties: false,
@@ -22,25 +36,25 @@ function obj(required: string[], properties: Record<string, unknown>) {
 }
 
 const schemas = {
-    Promote: obj(["app", "version", "to", "requester", "source"], {
+    Promote: obj(["app", "version", "to", "source"], {
         app: label,
         version: semver,
         to: label,
         bundle,
         image: { type: "string", description: "image with tag or digest; required with a bundle" },
-        requester: str,
+        requester,
         source: obj(["commit"], { commit, mr: { type: "integer" }, ciRunUrl: str }),
-        reason: str,
+        reason,
         idempotencyKey: { type: "string", pattern: REQUEST_ID.source },
         overrideOrder: { type: "boolean" },
     }),
-    Rollback: obj(["app", "stage", "requester"], { app: label, stage: label, to: semver, requester: str, reason: str, idempotencyKey: str }),
-    Hold: obj(["app", "stage", "requester"], { app: label, stage: label, requester: str, reason: str }),
-    Approve: obj(["requestId", "stage"], { requestId: str, stage: label }),
-    Drift: obj([], { stage: str }),
-    MrDeploy: obj(["mr", "app", "bundle", "image", "sourceCommit", "requester"], { mr: { type: "integer", minimum: 1 }, app: label, bundle, image: str, sourceCommit: commit, ttlHours: { type: "integer", minimum: 1 }, requester: str }),
-    MrDestroy: obj(["mr", "requester"], { mr: { type: "integer", minimum: 1 }, requester: str }),
-    MrReap: obj(["requester"], { requester: str }),
+    Rollback: obj(["app", "stage"], { app: label, stage: label, to: semver, requester, reason, idempotencyKey: { type: "string", pattern: REQUEST_ID.source } }),
+    Hold: obj(["app", "stage"], { app: label, stage: label, requester, reason }),
+    Approve: obj(["app", "version", "stage"], { app: label, version: semver, stage: label }),
+    Drift: obj([], { stage: label }),
+    MrDeploy: obj(["mr", "app", "bundle", "image", "sourceCommit"], { mr: { type: "integer", minimum: 1 }, app: label, bundle, image: str, sourceCommit: commit, ttlHours: { type: "integer", minimum: 1 }, requester }),
+    MrDestroy: obj(["mr"], { mr: { type: "integer", minimum: 1 }, requester }),
+    MrReap: obj([], { requester }),
     SecretSet: obj(["app", "stage", "values"], {
         app: label,
         stage: label,
@@ -142,7 +156,17 @@ export function openApiDocument() {
             "/v1/requests/{id}": { get: { summary: "A request's state and result (its requester only)", parameters: [requestId], responses: { "200": { description: "the request", content: { "application/json": { schema: { $ref: "#/components/schemas/Request" } } } }, ...requestErrors } } },
             "/v1/requests/{id}/events": { get: { summary: "Server-sent events: state changes and engine output until the request finishes (event: end)", parameters: [requestId], responses: { "200": { description: "text/event-stream" }, ...requestErrors } } },
             "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "ok" } } } },
-            "/readyz": { get: { summary: "Readiness (503 while starting or shutting down)", security: [], responses: { "200": { description: "ready" }, "503": { description: "not ready" } } } },
+            "/readyz": {
+                get: {
+                    summary: "Readiness (503 while starting or shutting down), with the state backend and platform stack in use",
+                    description: "backend.kind (the URL's scheme) and backend.source (PULUMI_BACKEND_URL, Pulumi.yaml, pulumi login or embedded default) for everyone; backend.url, without credentials, only with a valid bearer token",
+                    security: [],
+                    responses: {
+                        "200": { description: "ready", content: { "application/json": { schema: READINESS } } },
+                        "503": { description: "not ready", content: { "application/json": { schema: READINESS } } },
+                    },
+                },
+            },
         },
     };
 }

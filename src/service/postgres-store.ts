@@ -59,6 +59,10 @@ export class PostgresStore implements RequestStore {
 
     async create(req: NewRequest, now: Date): Promise<{ record: RequestRecord; created: boolean }> {
         return this.tx(async (c) => {
+            if (req.idempotencyKey) {
+                // Only a success is replayed: a failed request gives its key up (its record stays, for the audit), so a retry runs again.
+                await c.query("UPDATE requests SET idempotency_key = NULL WHERE principal = $1 AND idempotency_key = $2 AND state = 'failed'", [req.principal, req.idempotencyKey]);
+            }
             const inserted = await c.query(
                 `INSERT INTO requests (id, verb, stack, coalesce_key, body, principal, idempotency_key, state, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) ON CONFLICT DO NOTHING RETURNING *`,
@@ -68,7 +72,9 @@ export class PostgresStore implements RequestStore {
                 await this.event(c, req.id, "state", { state: "queued" }, now);
                 return { record: toRecord(inserted.rows[0] as Row), created: true };
             }
-            const existing = await c.query("SELECT * FROM requests WHERE (principal = $1 AND idempotency_key = $2) OR id = $3 LIMIT 1", [req.principal, req.idempotencyKey ?? null, req.id]);
+            // Ids are generated, never taken from a caller, so the conflict is the principal's own key.
+            const existing = await c.query("SELECT * FROM requests WHERE principal = $1 AND idempotency_key = $2 LIMIT 1", [req.principal, req.idempotencyKey ?? null]);
+            if (!existing.rows.length) throw new Error(`request ${req.id} conflicted with a row that is gone`);
             return { record: toRecord(existing.rows[0] as Row), created: false };
         });
     }

@@ -12,8 +12,9 @@ import * as path from "node:path";
 
 import { Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
 import type { Actor } from "../runner/core";
-import { parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
-import { RunnerError, httpStatus, publicError } from "../runner/errors";
+import { REQUESTER, REQUESTER_RULE, parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
+import { platformStackName, redactBackendUrl } from "../runner/adapters/backend";
+import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
 import { Verb, requireRight } from "../runner/rights";
 import type { SealingScope } from "../secrets/seal";
@@ -85,6 +86,7 @@ export class Service {
     private readonly buckets = new Map<string, { tokens: number; at: number }>();
     private timers: NodeJS.Timeout[] = [];
     private tokenCache?: { at: number; outputs: Record<string, unknown> };
+    private coalescingCache?: { at: number; stages: Set<string> };
     private pumping = false;
 
     constructor(private readonly deps: ServiceDeps) {
@@ -167,7 +169,18 @@ export class Service {
         try {
             const route = `${req.method} ${url.pathname}`;
             if (route === "GET /healthz") return send(200, { status: "ok" });
-            if (route === "GET /readyz") return this.ready && !this.stopping ? send(200, { status: "ready" }) : send(503, { status: "not ready" });
+            if (route === "GET /readyz") {
+                // Which state and platform stack this replica works on. The URL (without credentials)
+                // names hosts, buckets and folders, so only a caller with a valid token sees it.
+                const backend = this.deps.assembled.environment.backend;
+                const authenticated = await this.authenticate(req).then(
+                    () => true,
+                    () => false,
+                );
+                const kind = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(backend.url)?.[1] ?? "unknown";
+                const where = { backend: { kind, source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
+                return this.ready && !this.stopping ? send(200, { status: "ready", ...where }) : send(503, { status: "not ready", ...where });
+            }
             if (route === "GET /v1/openapi.json") return send(200, openApiDocument());
             if (route === "GET /" || route === "GET /index.html") {
                 res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
@@ -185,11 +198,15 @@ export class Service {
             requestId = (answer.body as { requestId?: string })?.requestId;
             send(answer.status, answer.body, answer.headers);
         } catch (e) {
-            if (e instanceof HttpError) {
+            if (res.headersSent) {
+                // A stream (server-sent events) already answered 200: the failure can only end it.
+                this.deps.log({ level: "error", msg: "answer failed after it started", requestId: correlation, error: e instanceof Error ? e.message : String(e) });
+                res.destroy();
+            } else if (e instanceof HttpError) {
                 send(e.status, { error: { kind: e.kind, message: e.message, requestId: correlation } }, e.headers);
             } else {
                 const status = httpStatus(e);
-                if (!(e instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: e instanceof Error ? e.stack : String(e) });
+                if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: e instanceof Error ? e.stack : String(e) });
                 send(status, { error: publicError(e, correlation) });
             }
         } finally {
@@ -267,7 +284,7 @@ export class Service {
         const p = url.pathname;
         const runner = this.deps.assembled.runner;
         const secrets = this.deps.assembled.secrets;
-        const b = body ?? {};
+        const b = asPrincipal(method, p, body ?? {}, actor);
         const stageParam = url.searchParams.get("stage") ?? undefined;
         if (stageParam !== undefined) this.label("stage", stageParam);
         let m: RegExpExecArray | null;
@@ -320,10 +337,10 @@ export class Service {
                     return this.enqueue("drift", `drift:${stage ?? "*"}`, b, actor, {});
                 }
                 case "/v1/approve": {
-                    this.fields(b, ["requestId", "stage"]);
-                    if (typeof b.requestId !== "string" || typeof b.stage !== "string") throw new RunnerError("invalid", "requestId and stage: both are required strings");
+                    this.fields(b, ["app", "version", "stage"]);
+                    if (typeof b.stage !== "string") throw new RunnerError("invalid", "stage: is required (a stage name)");
                     requireRight(actor, "approve", b.stage);
-                    return this.recorded("approve", b.stage, b, actor, () => runner.approve(b.requestId as string, b.stage as string, actor));
+                    return this.recorded("approve", b.stage, b, actor, () => runner.approve(b, actor));
                 }
                 case "/v1/secrets/set": {
                     this.fields(b, ["app", "stage", "name", "namespace", "scope", "replace", "values", "certificate", "reason"]);
@@ -437,7 +454,9 @@ export class Service {
 
     /** Records a long request (and its uploaded bundle) durably, then answers 202. */
     private async enqueue(verb: string, stack: string, request: Record<string, unknown>, actor: Actor, opts: { coalesceKey?: string; idempotencyKey?: string; files?: Record<string, string> }) {
-        const id = opts.idempotencyKey ?? `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+        // The record's id is always the service's own: idempotency keys are per principal (two tokens
+        // may use the same key), so a key cannot name a record.
+        const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
         let body = request;
         if (opts.files !== undefined) {
             const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
@@ -486,11 +505,24 @@ export class Service {
 
     // ---- workers ----------------------------------------------------------------------------
 
+    /**
+     * The stages whose queues coalesce. The pump asks at every tick (4 times a second) and the
+     * answer comes from the platform stack's outputs, which on most backends costs CLI processes, so
+     * it is kept for 30 s, like the token hashes: a pipeline change reaches the queue within that.
+     */
     private async coalescing(): Promise<Set<string>> {
+        if (this.coalescingCache && Date.now() - this.coalescingCache.at < 30_000) return this.coalescingCache.stages;
         try {
-            return new Set((await this.deps.assembled.runner.pipelineStages()).filter((s) => s.queue === "coalesce").map((s) => s.name));
-        } catch {
-            return new Set();
+            const stages = new Set((await this.deps.assembled.runner.pipelineStages()).filter((s) => s.queue === "coalesce").map((s) => s.name));
+            this.coalescingCache = { at: Date.now(), stages };
+            return stages;
+        } catch (e) {
+            // Kept like an answer, so a missing platform stack or a backend that is down costs one
+            // read per 30 s; the last set known stays in force meanwhile (none: first in, first out).
+            const stages = this.coalescingCache?.stages ?? new Set<string>();
+            this.coalescingCache = { at: Date.now(), stages };
+            this.deps.log({ level: "warn", msg: "reading the pipeline for the queue failed; keeping the stages known so far", coalescing: [...stages], error: e instanceof Error ? e.message : String(e) });
+            return stages;
         }
     }
 
@@ -503,16 +535,45 @@ export class Service {
             while (!this.stopping && this.running.size < this.limits.concurrency) {
                 const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + LEASE_MS), coalescing);
                 if (!rec) break;
-                const job = this.execute(rec).finally(() => {
-                    this.running.delete(rec.id);
-                    void this.pump();
-                });
+                const job = this.execute(rec)
+                    .catch((e: unknown) => {
+                        // Never an unhandled rejection: that would end the process and every request in flight.
+                        this.deps.log({ level: "error", msg: "a worker failed", requestId: rec.id, error: e instanceof Error ? e.message : String(e) });
+                    })
+                    .finally(() => {
+                        this.running.delete(rec.id);
+                        void this.pump();
+                    });
                 this.running.set(rec.id, job);
             }
         } catch (e) {
             this.deps.log({ level: "error", msg: "claiming requests failed", error: e instanceof Error ? e.message : String(e) });
         } finally {
             this.pumping = false;
+        }
+    }
+
+    /**
+     * Records a finished request's outcome, retrying while the store is unavailable (a database
+     * restart, a network blip) for as long as the service runs: giving up would leave the record
+     * `running` under this replica, whose lease it keeps renewing, and its caller waiting for
+     * ever. If the service stops first, the record stays `running`; the replica's next start
+     * requeues it, and the re-run adopts a commit that already landed, so nothing is lost or done twice.
+     */
+    private async recordOutcome(id: string, op: () => Promise<void>): Promise<void> {
+        for (let attempt = 1; ; attempt++) {
+            try {
+                await op();
+                return;
+            } catch (e) {
+                const error = e instanceof Error ? e.message : String(e);
+                if (this.stopping) {
+                    this.deps.log({ level: "error", msg: "recording a request's outcome failed while stopping; the replica's next start requeues it", requestId: id, attempts: attempt, error });
+                    return;
+                }
+                this.deps.log({ level: "warn", msg: "recording a request's outcome failed; retrying", requestId: id, attempt, error });
+                await new Promise((r) => setTimeout(r, Math.min(250 * attempt, 10_000)));
+            }
         }
     }
 
@@ -561,7 +622,7 @@ export class Service {
             }
             flush();
             const state = (result as { state?: string }).state === "superseded" ? "superseded" : "done";
-            await this.deps.store.finish(rec.id, state, this.now(), { result });
+            await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, state, this.now(), { result }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state, ms: Date.now() - started });
         } catch (e) {
             flush();
@@ -571,8 +632,8 @@ export class Service {
                 this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
                 return;
             }
-            if (!(e instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: e instanceof Error ? e.stack : String(e) });
-            await this.deps.store.finish(rec.id, "failed", this.now(), { error: publicError(e, rec.id) });
+            if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: e instanceof Error ? e.stack : String(e) });
+            await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, "failed", this.now(), { error: publicError(e, rec.id) }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
         } finally {
             clearInterval(ticker);
@@ -625,4 +686,20 @@ export function pruneBundles(dataDir: string, now = Date.now()): void {
         const p = path.join(dir, name);
         if (now - fs.statSync(p).mtimeMs > 86_400_000) fs.rmSync(p, { recursive: true, force: true });
     }
+}
+
+/** The routes whose requests name a requester (it becomes the commit's `Requester` trailer). */
+const REQUESTER_ROUTES = new Set(["/v1/promote", "/v1/preview", "/v1/rollback", "/v1/hold", "/v1/release", "/v1/mr/deploy", "/v1/mr/destroy", "/v1/mr/reap"]);
+
+/**
+ * The body with the authenticated principal as its requester: the audit trail records who asked,
+ * never a name the caller wrote. A requester the body gives is still checked like any field (so a
+ * malformed one is `invalid`, not silently dropped), then replaced.
+ */
+function asPrincipal(method: string, route: string, body: Record<string, unknown>, actor: Actor): Record<string, unknown> {
+    if (method !== "POST" || !REQUESTER_ROUTES.has(route)) return body;
+    if (body.requester !== undefined && (typeof body.requester !== "string" || !REQUESTER.test(body.requester))) {
+        throw new RunnerError("invalid", `requester = ${JSON.stringify(body.requester)}: ${REQUESTER_RULE}`);
+    }
+    return { ...body, requester: actor.name };
 }

@@ -92,7 +92,9 @@ export class SqliteStore implements RequestStore {
         return this.db.transaction(() => {
             if (req.idempotencyKey) {
                 const existing = this.db.prepare("SELECT * FROM requests WHERE principal = ? AND idempotency_key = ?").get(req.principal, req.idempotencyKey) as Row | undefined;
-                if (existing) return { record: toRecord(existing), created: false };
+                if (existing && existing.state !== "failed") return { record: toRecord(existing), created: false };
+                // Only a success is replayed: a failed request gives its key up (its record stays, for the audit), so a retry runs again.
+                if (existing) this.db.prepare("UPDATE requests SET idempotency_key = NULL WHERE id = ?").run(existing.id);
             }
             this.db
                 .prepare("INSERT INTO requests (id, verb, stack, coalesce_key, body, principal, idempotency_key, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)")

@@ -25,10 +25,16 @@ export type Recipe =
           /** Sibling modules of the same repository, required at the same version (their local replaces). */
           readonly siblings?: readonly string[];
           /**
-           * Version that stands in for the module's local replaces (`k8s.io/api => ./staging/...`):
-           * Kubernetes publishes its staging modules as `v0.X.Y` for release `v1.X.Y`.
+           * What stands in for the module's local replaces (`k8s.io/api => ./staging/...`): one
+           * version for all (Kubernetes publishes its staging modules as `v0.X.Y` for release
+           * `v1.X.Y`), or per module the published `module version` to use instead of the folder.
            */
-          readonly localReplacesAt?: string;
+          readonly localReplacesAt?: string | Readonly<Record<string, string>>;
+          /**
+           * Build with `-mod=mod`: the wrapper's go.sum is completed while building, for modules
+           * whose packages need requirements that `go get` of the main package does not record.
+           */
+          readonly modMode?: "mod";
           /** Source changes to a copy of the module, which then replaces it (see `SourcePatch`). */
           readonly patch?: SourcePatch;
       }
@@ -138,6 +144,20 @@ export const KUBESEAL_VERSION = "v0.27.1";
 
 /** The Kubernetes API server of the cluster test tier; its staging modules are published as v0.36.3. */
 export const KUBERNETES_VERSION = "v1.36.3";
+
+/**
+ * Argo CD for the cluster tier. v3.6 needs Go 1.27; v3.5.7 builds on Go 1.26. Its go.mod replaces
+ * its nested gitops-engine module with a folder the module zip lacks, and the pseudo-version it
+ * requires is refused by the proxy; the module's version that the proxy serves as latest stands in
+ * (a snapshot of argo-cd's main: see docs/decisions.md).
+ */
+export const ARGOCD_VERSION = "v3.5.7";
+
+/** The gitops-engine module version that replaces Argo CD's local `./gitops-engine`. */
+export const ARGOCD_GITOPS_ENGINE = "v0.0.0-20260914071520-c9c369efcc5b";
+
+/** The Helm that Argo CD v3.5.7 pins (`hack/tool-versions.sh`: helm4_version=4.2.1); its repo server shells out to it. */
+export const HELM_VERSION = "v4.2.1";
 
 /** The etcd behind that API server. */
 export const ETCD_VERSION = "v3.6.16";
@@ -269,6 +289,41 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
             ldflags: [],
         },
     });
+    list.push(
+        {
+            name: "argocd",
+            binary: "argocd",
+            version: ARGOCD_VERSION.slice(1),
+            role: "tool",
+            optional: false,
+            set: "tests",
+            recipe: {
+                type: "go-wrapper",
+                module: "github.com/argoproj/argo-cd/v3",
+                version: ARGOCD_VERSION,
+                // One multi-call binary: the component runs by argv[0] (argocd-server, argocd-repo-server, ...).
+                mainPackage: "github.com/argoproj/argo-cd/v3/cmd",
+                ldflags: [`-X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION.slice(1)}`],
+                localReplacesAt: { "github.com/argoproj/argo-cd/gitops-engine": `github.com/argoproj/argo-cd/gitops-engine ${ARGOCD_GITOPS_ENGINE}` },
+                modMode: "mod",
+            },
+        },
+        {
+            name: "helm",
+            binary: "helm",
+            version: HELM_VERSION.slice(1),
+            role: "tool",
+            optional: false,
+            set: "tests",
+            recipe: {
+                type: "go-wrapper",
+                module: "helm.sh/helm/v4",
+                version: HELM_VERSION,
+                mainPackage: "helm.sh/helm/v4/cmd/helm",
+                ldflags: [`-X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}`],
+            },
+        },
+    );
     if (options.withGithub) {
         const gh = requirePin(pins, "github");
         list.push({
@@ -367,7 +422,7 @@ export function pseudoVersion(major: number, commitTime: Date, commit: string): 
  * local ones (`=> ../sdk`) stand for sibling modules, which the wrapper requires at the same version,
  * or, with `localAt`, are replaced by the published module of that name at that version.
  */
-export function nonLocalReplaces(goMod: string, localAt?: string): Record<string, string> {
+export function nonLocalReplaces(goMod: string, localAt?: string | Readonly<Record<string, string>>): Record<string, string> {
     const out: Record<string, string> = {};
     const lines: string[] = [];
     let inBlock = false;
@@ -387,7 +442,8 @@ export function nonLocalReplaces(goMod: string, localAt?: string): Record<string
         if (!m) continue;
         const [, from, to, version] = m;
         if (to.startsWith(".") || to.startsWith("/")) {
-            if (localAt) out[from] = `${from} ${localAt}`;
+            if (typeof localAt === "string") out[from] = `${from} ${localAt}`;
+            else if (localAt?.[from]) out[from] = localAt[from];
             continue;
         }
         if (!version) continue;

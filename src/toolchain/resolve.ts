@@ -356,7 +356,7 @@ async function build(c: Component, out: string, ctx: BuildContext): Promise<void
         applyPatch(c, r.patch, modInfo.Dir, path.join(work, "src"));
         await step(["mod", "edit", `-replace=${module}=./src`], work);
     }
-    await step(["build", "-trimpath", "-ldflags", ldflags, "-o", out, mainPackage], work);
+    await step(["build", ...(r.type === "go-wrapper" && r.modMode ? [`-mod=${r.modMode}`] : []), "-trimpath", "-ldflags", ldflags, "-o", out, mainPackage], work);
 }
 
 /** Copies a module's source and applies a patch to the copy; an edit that does not match exactly once fails the build. */

@@ -25,6 +25,36 @@ describe("platform configuration", function () {
         assert.deepEqual([cfg.repositories.dev.name, cfg.repositories.ops.name], ["app-dev", "app-ops"]);
     });
 
+    it("a stage may not take a name the program gives the platform's role (platform, platform-*)", function () {
+        assert.throws(
+            () => parsePlatformConfig({ stages: [{ name: "itg" }, { name: "platform-x" }] }, ctx),
+            (e: ValidationError) => e.message.includes('gitops-stages:stages[1].name = "platform-x": must not be "platform" or start with "platform-" (names of the bootstrap stack)'),
+        );
+    });
+
+    it("sync windows are checked as Argo CD reads them: names and descriptors pass, a wrong zone or field is named", function () {
+        const windows = (w: Record<string, unknown>) => parsePlatformConfig({ stages: [{ name: "prod", syncWindows: [{ kind: "deny", duration: "1h30m", ...w }] }] }, ctx);
+        assert.equal(windows({ schedule: "0 18 * * FRI", timeZone: "Europe/Paris" }).stages[0].syncWindows[0].schedule, "0 18 * * FRI");
+        assert.equal(windows({ schedule: "0 0 ? * *" }).stages[0].syncWindows[0].duration, "1h30m");
+        assert.throws(() => windows({ schedule: "@daily" }), (e: ValidationError) => e.message.includes('syncWindows[0].schedule = "@daily": must be a cron schedule Argo CD accepts'));
+        assert.throws(
+            () => windows({ schedule: "0 18 * * 5", timeZone: "Europe/Pari" }),
+            (e: ValidationError) => e.message.includes('gitops-stages:stages[0].syncWindows[0].timeZone = "Europe/Pari": must be an IANA time zone, spelled as in the tz database, such as UTC or Europe/Paris'),
+        );
+        assert.throws(
+            () => windows({ schedule: "0 25 * * *", duration: "1d" }),
+            (e: ValidationError) =>
+                e.message.includes('gitops-stages:stages[0].syncWindows[0].schedule = "0 25 * * *": must be a cron schedule Argo CD accepts') &&
+                e.message.includes('gitops-stages:stages[0].syncWindows[0].duration = "1d": must be a duration such as'),
+        );
+    });
+
+    it("a kubeconfig path ~/... is in the home folder, as the README's example means it", function () {
+        const cfg = parsePlatformConfig({ cluster: { kubeconfig: "~/.kube/prod-eu.yaml" } }, { ...ctx, homeDir: "/home/olivia" });
+        assert.equal(cfg.cluster.kubeconfig, "/home/olivia/.kube/prod-eu.yaml");
+        assert.equal(parsePlatformConfig({ cluster: { kubeconfig: "kube/config" } }, ctx).cluster.kubeconfig, "/srv/project/kube/config");
+    });
+
     it("reads a full GitHub configuration", function () {
         const cfg = parsePlatformConfig(
             {
@@ -67,7 +97,10 @@ describe("platform configuration", function () {
         ["unknown stage setting", { stages: [{ name: "itg", autoSync: true }] }, ["gitops-stages:stages[0].autoSync: is not a known setting (known: name, sync, owners, namespaces, requireReview, queue, syncWindows, freezeWindows, requireApproval, annotations)"]],
         ["shared namespace", { stages: [{ name: "a", namespaces: ["apps"] }, { name: "b", namespaces: ["apps"] }] }, ['gitops-stages:stages[1].namespaces[0] = "apps": must belong to one stage only (also used by a)']],
         ["platform namespace", { stages: [{ name: "a", namespaces: ["argocd"] }] }, ['gitops-stages:stages[0].namespaces[0] = "argocd": must not be a platform namespace (Argo CD or Sealed Secrets)']],
-        ["bad sync window", { stages: [{ name: "a", syncWindows: [{ schedule: "daily", duration: "1 day" }] }] }, ['gitops-stages:stages[0].syncWindows[0].schedule = "daily": must be a cron expression with 5 fields', 'gitops-stages:stages[0].syncWindows[0].duration = "1 day": must be a duration such as "1h" or "30m"']],
+        ["bad sync window", { stages: [{ name: "a", syncWindows: [{ schedule: "daily", duration: "1 day" }] }] }, [
+            'gitops-stages:stages[0].syncWindows[0].schedule = "daily": must be a cron schedule Argo CD accepts: 5 fields (minute hour day-of-month month day-of-week) of numbers, names such as FRI or JAN, ranges, lists and steps (day of week 0-6; no descriptors such as @daily, no L, W or #)',
+            'gitops-stages:stages[0].syncWindows[0].duration = "1 day": must be a duration such as "1h", "30m" or "1h30m"',
+        ]],
         ["chart with two sources", { argocd: { chart: { path: "charts/argo", repository: "https://x" } } }, ['gitops-stages:argocd.chart = {"path":"charts/argo","repository":"https://x"}: must set exactly one of "repository" (with "name" and "version"), "oci" (with "version") or "path"']],
         ["chart version not semver", { argocd: { chart: { repository: "https://mirror.example/argo", name: "argo-cd", version: "v9.1" } } }, ['gitops-stages:argocd.chart.version = "v9.1": must be a semantic version such as 1.4.2 or 2.0.0-rc.1 (no leading v)']],
         ["argocd url not http", { argocd: { url: "ftp://cd" } }, ['gitops-stages:argocd.url = "ftp://cd": must be an http:// or https:// URL']],

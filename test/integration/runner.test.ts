@@ -5,6 +5,7 @@
  */
 import * as assert from "node:assert/strict";
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -13,14 +14,17 @@ import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { createRunner } from "../../src/runner/index";
 import { RunnerError } from "../../src/runner/errors";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
-import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
+import { DEFAULT_USER_VERBS, hashToken } from "../../src/runner/rights";
 import type { Runner } from "../../src/runner/runner";
 import { parseLedger } from "../../src/program/stage/files";
 import { repoRoot, testToolchain } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
+import { plant } from "../support/planted";
 
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+/** A configured token with read-only rights (runner.json stores only its hash). */
+const VIEWER_TOKEN = plant(`viewer-${randomBytes(12).toString("hex")}`);
 
 interface CliResult {
     code: number | null;
@@ -44,8 +48,8 @@ describe("the runner on the real engine", function () {
     const promote = (app: string, version: string, to: string, extra: Record<string, unknown> = {}) =>
         runner.promote({ app, version, to, requester: "ci@example.invalid", source: { commit: COMMIT, ciRunUrl: "https://ci.example/runs/7" }, ...extra }, bob);
 
-    function cli(args: string[], opts: { detached?: boolean } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-        const child = spawn(process.execPath, [STAGES_BIN, ...args], { env, detached: opts.detached, stdio: ["ignore", "pipe", "pipe"] });
+    function cli(args: string[], opts: { detached?: boolean; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+        const child = spawn(process.execPath, [STAGES_BIN, ...args], { env: { ...env, ...opts.env }, detached: opts.detached, stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
         child.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -79,7 +83,11 @@ describe("the runner on the real engine", function () {
         fs.mkdirSync(dataDir, { recursive: true });
         fs.writeFileSync(
             path.join(dataDir, "runner.json"),
-            JSON.stringify({ users: { alice: { teams: ["prod-owners"], overrideOrder: true }, bob: { teams: [] } }, lockWaitSeconds: 120 }),
+            JSON.stringify({
+                users: { alice: { teams: ["prod-owners"], overrideOrder: true }, bob: { teams: [] }, carol: { teams: [], rights: [{ stages: ["*"], verbs: ["status"] }] } },
+                tokens: [{ name: "viewer", sha256: hashToken(VIEWER_TOKEN), rights: [{ stages: ["*"], verbs: ["status", "history"] }] }],
+                lockWaitSeconds: 120,
+            }),
         );
         env = selfContainedEnv(dataDir);
         const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
@@ -129,18 +137,22 @@ describe("the runner on the real engine", function () {
         await assert.rejects(promote("web", "1.1.0", "perf"), (e: RunnerError) => e.kind === "refused" && e.reason === "stage-order" && /tst runs web 1\.0\.0/.test(e.message));
     });
 
-    it("prod needs an approval by one of its owners; a non-owner cannot approve", async function () {
-        const id = "web-1.0.0-prod";
-        await assert.rejects(promote("web", "1.0.0", "prod", { idempotencyKey: id }), (e: RunnerError) => e.reason === "approval" && e.message.includes(`stages approve ${id}`));
-        await assert.rejects(runner.approve(id, "prod", bob), (e: RunnerError) => e.kind === "forbidden");
-        await runner.approve(id, "prod", alice);
-        const r = await promote("web", "1.0.0", "prod", { idempotencyKey: id });
+    it("prod needs an approval of the release by one of its owners; a non-owner cannot approve; a retry with a new request id passes", async function () {
+        await assert.rejects(promote("web", "1.0.0", "prod"), (e: RunnerError) => e.reason === "approval" && e.message.includes("stages approve web@1.0.0 --stage prod"));
+        await assert.rejects(runner.approve({ app: "web", version: "1.0.0", stage: "prod" }, bob), (e: RunnerError) => e.kind === "forbidden");
+        await assert.rejects(runner.approve({ app: "web", version: "v1", stage: "prod" }, alice), (e: RunnerError) => e.kind === "invalid" && /version = "v1"/.test(e.message));
+        await runner.approve({ app: "web", version: "1.0.0", stage: "prod" }, alice);
+        await assert.rejects(runner.approve({ app: "web", version: "9.9.9", stage: "prod" }, alice), (e: RunnerError) => e.kind === "not-found" && /release web@9\.9\.9 is not published/.test(e.message));
+        // No idempotency key: this retry has a request id of its own, and the approval still holds.
+        const r = await promote("web", "1.0.0", "prod");
         assert.equal(r.state, "done");
+        const records = JSON.parse(fs.readFileSync(path.join(dataDir, "records.json"), "utf8")) as { approvals: { app: string; version: string; stage: string }[] };
+        assert.deepEqual(records.approvals.filter((a) => a.app === "web" && a.stage === "prod"), [], "the approval was used up by the promotion it allowed");
     });
 
     it("rollback promotes the previous release and holds the app; the hold blocks the next promotion", async function () {
         for (const to of ["tst", "perf"]) assert.equal((await promote("web", "1.1.0", to)).state, "done");
-        await runner.approve("web-1.1.0-prod", "prod", alice);
+        await runner.approve({ app: "web", version: "1.1.0", stage: "prod" }, alice);
         assert.equal((await promote("web", "1.1.0", "prod", { idempotencyKey: "web-1.1.0-prod" })).state, "done");
         const rb = await runner.rollback({ app: "web", stage: "prod", requester: "alice", reason: "error rate up" });
         assert.equal(rb.version, "1.0.0");
@@ -148,7 +160,7 @@ describe("the runner on the real engine", function () {
         const status = await runner.status("prod");
         assert.equal(status[0].apps.web.version, "1.0.0");
         assert.equal(status[0].apps.web.hold?.by, "alice");
-        await runner.approve("web-1.1.0-prod-again", "prod", alice);
+
         await assert.rejects(promote("web", "1.1.0", "prod", { idempotencyKey: "web-1.1.0-prod-again" }), (e: RunnerError) => e.reason === "hold");
     });
 
@@ -267,6 +279,54 @@ describe("the runner on the real engine", function () {
             const unknown = await cli(["promote", "web@1.1.0", "--to", "tst", "--commit", "abcdef0", "--force"]).done;
             assert.equal(unknown.code, 2);
             assert.match(unknown.stderr, /--force/);
+        });
+
+        it("checks the principal's rights for every verb, as the service does: forbidden is exit 3 and writes nothing", async function () {
+            const before = commits();
+            // carol's runner.json rights hold only status.
+            for (const args of [
+                ["promote", "web@1.1.0", "--to", "tst", "--commit", COMMIT],
+                ["hold", "web", "--stage", "tst"],
+                ["rollback", "web", "--stage", "tst"],
+                ["history", "tst"],
+                ["drift", "--stage", "tst"],
+                ["mr", "reap"],
+            ]) {
+                const r = await cli([...args, "--json", "--as", "carol"]).done;
+                assert.equal(r.code, 3, `${args.join(" ")}: ${r.stderr}`);
+                const e = JSON.parse(r.stdout).error;
+                assert.equal(e.kind, "forbidden", args.join(" "));
+                assert.match(e.message, /^carol is not allowed to /);
+            }
+            assert.equal((await cli(["status", "--json", "--as", "carol"]).done).code, 0);
+            // With GITOPS_STAGES_TOKEN the CLI acts with that token's rights, not the user's.
+            const viewer = { GITOPS_STAGES_TOKEN: VIEWER_TOKEN };
+            const held = await cli(["hold", "web", "--stage", "tst", "--json"], { env: viewer }).done;
+            assert.equal(held.code, 3, held.stderr);
+            assert.equal(JSON.parse(held.stdout).error.message, "viewer is not allowed to hold in stage tst");
+            assert.equal((await cli(["history", "tst", "--json"], { env: viewer }).done).code, 0);
+            const unknown = await cli(["status", "--json"], { env: { GITOPS_STAGES_TOKEN: "not-a-token" } }).done;
+            assert.equal(unknown.code, 3);
+            assert.equal(JSON.parse(unknown.stdout).error.kind, "unauthorized");
+            assert.equal(commits(), before, "a refused verb committed something");
+        });
+
+        it("records the principal as the requester; --requester is gone and a requester with a newline is refused", async function () {
+            const before = commits();
+            const forged = await cli(["hold", "web", "--stage", "tst", "--json", "--as", "ci\nRequest-Id: r-forged"]).done;
+            assert.equal(forged.code, 2, forged.stderr);
+            assert.match(JSON.parse(forged.stdout).error.message, /^user = "ci\\nRequest-Id: r-forged": must be one line/);
+            const both = await cli(["status", "--json", "--as", "alice"], { env: { GITOPS_STAGES_TOKEN: VIEWER_TOKEN } }).done;
+            assert.equal(both.code, 2);
+            assert.match(JSON.parse(both.stdout).error.message, /--as: cannot be combined with GITOPS_STAGES_TOKEN/);
+            const flag = await cli(["hold", "web", "--stage", "tst", "--requester", "alice", "--json"]).done;
+            assert.equal(flag.code, 2);
+            assert.match(flag.stderr, /--requester/);
+            assert.equal(commits(), before, "an invalid requester committed something");
+            const held = await cli(["hold", "web", "--stage", "tst", "--reason", "audit", "--json", "--as", "bob"]).done;
+            assert.equal(held.code, 0, held.stderr);
+            assert.match(git("log", "-1", "--format=%B", "main"), /^Requester: bob$/m);
+            assert.equal((await cli(["release", "web", "--stage", "tst", "--json", "--as", "bob"]).done).code, 0, "release");
         });
 
         it("a push the git host refuses is a conflict (exit 5) carrying the host's reason, and nothing is written", async function () {

@@ -20,7 +20,7 @@ const ROUTES: { verb: string; call: (stage: string) => [string, string, unknown?
     { verb: "rollback", call: (s) => ["POST", "/v1/rollback", { app: "web", stage: s, requester: "x" }] },
     { verb: "hold", call: (s) => ["POST", "/v1/hold", { app: "web", stage: s, requester: "x" }] },
     { verb: "hold", call: (s) => ["POST", "/v1/release", { app: "web", stage: s, requester: "x" }] },
-    { verb: "approve", call: (s) => ["POST", "/v1/approve", { requestId: "r-none", stage: s }] },
+    { verb: "approve", call: (s) => ["POST", "/v1/approve", { app: "web", version: "1.0.0", stage: s }] },
     { verb: "status", call: (s) => ["GET", `/v1/status?stage=${s}`] },
     { verb: "history", call: (s) => ["GET", `/v1/history/${s}`] },
     { verb: "history", call: (s) => ["GET", `/v1/history/${s}/commits/0123456`] },

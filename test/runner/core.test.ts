@@ -1,7 +1,7 @@
 /** The runner's core without I/O: requests, policy, planning, freeze windows and queues. */
 import * as assert from "node:assert/strict";
 
-import { parseCron, cronMatches, durationMinutes, windowOpenSince } from "../../src/runner/cron";
+import { durationMinutes, parseSchedule, scheduleMatches, windowOpenSince } from "../../src/runner/cron";
 import {
     Actor,
     PipelineStage,
@@ -42,7 +42,6 @@ function input(to: string, over: Partial<PromoteDecisionInput> = {}): PromoteDec
         request: request(to),
         actor: ci,
         now: new Date("2026-11-25T12:00:00Z"),
-        requestId: "r-1",
         approvals: [],
         published: true,
         ...over,
@@ -102,7 +101,7 @@ describe("promotion policy", function () {
         ["an unknown stage", () => decidePromotion(input("staging")), ["not-found", undefined, 'unknown stage "staging" (stages: itg, tst, perf, prod)']],
         ["an unpublished release without bundle", () => decidePromotion(input("itg", { request: request("itg", "9.0.0"), published: false })), ["not-found", undefined, "release web@9.0.0 is not published: promote it to the first stage with its bundle first"]],
         ["a held app", () => decidePromotion(input("tst", { running: { itg: { web: rel("1.1.0") }, tst: { web: rel("1.0.0", { by: "bob", reason: "incident 42", at: "2026-11-25T09:00:00Z" }) } } })), ["refused", "hold", "web is on hold in tst since 2026-11-25T09:00:00Z by bob (incident 42): release the hold first (stages release)"]],
-        ["a missing approval", () => decidePromotion(input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } } })), ["refused", "approval", "promotion to prod needs an approval by one of prod-owners: stages approve r-1"]],
+        ["a missing approval", () => decidePromotion(input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } } })), ["refused", "approval", "promotion of web 1.1.0 to prod needs an approval by one of prod-owners: stages approve web@1.1.0 --stage prod"]],
     ];
     for (const [title, fn, expected] of refusals) {
         it(`refuses ${title}`, function () {
@@ -114,9 +113,13 @@ describe("promotion policy", function () {
         assert.deepEqual(decidePromotion(input("perf", { actor: ops, request: request("perf", "1.1.0", { overrideOrder: true }) })), { action: "update", overrideOrder: true });
     });
 
-    it("lets an approved promotion through", function () {
-        const d = decidePromotion(input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } }, approvals: [{ requestId: "r-1", stage: "prod", by: "alice", at: "2026-11-25T11:00:00Z" }] }));
-        assert.equal(d.action, "update");
+    it("lets an approved promotion through: the approval names the release, so any request bringing it passes", function () {
+        const prodInput = (approvals: { app: string; version: string; stage: string; by: string; at: string }[]) =>
+            input("prod", { running: { perf: { web: rel("1.1.0") }, prod: { web: rel("1.0.0") } }, request: request("prod", "1.1.0"), approvals });
+        assert.equal(decidePromotion(prodInput([{ app: "web", version: "1.1.0", stage: "prod", by: "alice", at: "2026-11-25T11:00:00Z" }])).action, "update");
+        for (const other of [{ app: "web", version: "1.0.9", stage: "prod" }, { app: "api", version: "1.1.0", stage: "prod" }, { app: "web", version: "1.1.0", stage: "perf" }]) {
+            assert.deepEqual(refusal(() => decidePromotion(prodInput([{ ...other, by: "alice", at: "2026-11-25T11:00:00Z" }]))).slice(0, 2), ["refused", "approval"], JSON.stringify(other));
+        }
     });
 
     it("only an owner of the stage may approve", function () {
@@ -210,16 +213,33 @@ describe("errors are mapped once", function () {
 
 describe("freeze window evaluation", function () {
     it("parses cron fields with ranges, lists and steps", function () {
-        const c = parseCron("*/15 9-17 * * 1-5");
-        assert.equal(cronMatches(c, new Date("2026-11-25T09:30:00Z"), "UTC"), true);
-        assert.equal(cronMatches(c, new Date("2026-11-25T09:31:00Z"), "UTC"), false);
-        assert.equal(cronMatches(c, new Date("2026-11-29T10:00:00Z"), "UTC"), false, "Sunday");
-        assert.throws(() => parseCron("61 * * * *"), /invalid cron field "61"/);
-        assert.throws(() => parseCron("* * *"), /must have 5 fields/);
+        const at = (iso: string) => scheduleMatches("*/15 9-17 * * 1-5", "UTC", new Date(iso));
+        assert.equal(at("2026-11-25T09:30:00Z"), true);
+        assert.equal(at("2026-11-25T09:30:42Z"), true, "any second of the matching minute");
+        assert.equal(at("2026-11-25T09:31:00Z"), false);
+        assert.equal(at("2026-11-29T10:00:00Z"), false, "Sunday");
+        assert.throws(() => parseSchedule("61 * * * *"), /schedule "61 \* \* \* \*": Invalid value for minute: 61/);
+        assert.throws(() => parseSchedule("* * *"), /schedule "\* \* \*" must be a cron schedule Argo CD accepts/);
+    });
+    it("takes what Argo CD's sync windows take: names, descriptors, IANA zones; refuses what it does not", function () {
+        // Friday 18:00 in Paris is 17:00 UTC in winter.
+        assert.equal(scheduleMatches("0 18 * * FRI", "Europe/Paris", new Date("2026-12-04T17:00:00Z")), true);
+        assert.equal(scheduleMatches("0 18 * * 5", "Europe/Paris", new Date("2026-12-04T17:00:00Z")), true);
+        assert.equal(scheduleMatches("0 0 ? * *", "UTC", new Date("2026-12-04T00:00:00Z")), true, "? is any, as in robfig/cron");
+        assert.equal(scheduleMatches("0 9 * JAN-MAR mon", "UTC", new Date("2026-01-05T09:00:00Z")), true);
+        // Argo CD's parser has no descriptors and numbers the days of the week 0-6.
+        for (const bad of ["@daily", "@every 1h", "0 0 L * *", "0 0 * * 5#2", "0 0 0 * * *", "0 0 * * 7", "0 0 * * 5-7"]) {
+            assert.throws(() => parseSchedule(bad), /must be a cron schedule Argo CD accepts/, bad);
+        }
+        assert.throws(() => parseSchedule("0 18 * * 5", "Europe/Pari"), /time zone "Europe\/Pari" must be an IANA time zone/);
+        assert.throws(() => parseSchedule("0 18 * * 5", "europe/paris"), /time zone "europe\/paris" must be an IANA time zone.*did you mean Europe\/Paris/);
+        // Daylight saving: 18:00 in Paris is 16:00 UTC in summer.
+        assert.equal(windowOpenSince("0 18 * * 5", "1h", "Europe/Paris", new Date("2026-07-03T16:30:00Z"))?.toISOString(), "2026-07-03T16:00:00.000Z");
     });
     it("parses durations", function () {
         assert.equal(durationMinutes("1h30m"), 90);
-        assert.throws(() => durationMinutes("1d"), /invalid duration/);
+        assert.equal(durationMinutes("60h"), 3600);
+        assert.throws(() => durationMinutes("1d"), /duration "1d" must be a duration such as/);
     });
     it("finds the start of an open window across midnight and time zones", function () {
         const since = windowOpenSince("0 22 * * *", "4h", "America/New_York", new Date("2026-11-26T04:30:00Z"));

@@ -167,13 +167,13 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
     });
 
     it("approve: 200, 400, 401, 403 for a non-owner, 409 on a stage that needs no approval", async function () {
-        const approved = await expect("POST /v1/approve", op, "POST", "/v1/approve", { requestId: "r-waiting", stage: "prod" }, 200);
+        const approved = await expect("POST /v1/approve", op, "POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "prod" }, 200);
         assert.equal(approved.body.stage, "prod");
         assert.equal(approved.body.by, "operator");
-        await expect("POST /v1/approve", op, "POST", "/v1/approve", { requestId: "r-waiting" }, 400, /stage/);
-        await expect("POST /v1/approve", anonymous, "POST", "/v1/approve", { requestId: "r-waiting", stage: "prod" }, 401);
-        await expect("POST /v1/approve", outsider, "POST", "/v1/approve", { requestId: "r-waiting", stage: "prod" }, 403, /not allowed to approve/);
-        const needless = await expect("POST /v1/approve", op, "POST", "/v1/approve", { requestId: "r-waiting", stage: "itg" }, 409);
+        await expect("POST /v1/approve", op, "POST", "/v1/approve", { app: "web", version: "1.0.0" }, 400, /stage/);
+        await expect("POST /v1/approve", anonymous, "POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "prod" }, 401);
+        await expect("POST /v1/approve", outsider, "POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "prod" }, 403, /not allowed to approve/);
+        const needless = await expect("POST /v1/approve", op, "POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "itg" }, 409);
         assert.equal((needless.body.error as { reason: string }).reason, "no-approval");
     });
 

@@ -86,7 +86,7 @@ describe("the runner service over HTTP", function () {
             ["POST", "/v1/promote", promoteBody("web", "1.0.0", "tst")],
             ["POST", "/v1/rollback", { app: "web", stage: "itg", requester: "ci" }],
             ["POST", "/v1/hold", { app: "web", stage: "itg", requester: "ci" }],
-            ["POST", "/v1/approve", { requestId: "x", stage: "prod" }],
+            ["POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "prod" }],
             ["GET", "/v1/secrets?stage=itg", undefined],
             ["POST", "/v1/promote", promoteBody("web", "1.0.0", "no-such-stage")],
         ] as const) {
@@ -144,6 +144,148 @@ describe("the runner service over HTTP", function () {
         assert.equal(((status.body as unknown as { apps: Record<string, { version: string }> }[])[0]).apps.web.version, "1.0.0");
         const history = await op("GET", "/v1/history/itg");
         assert.equal(history.status, 200);
+    });
+
+    it("the audit trail records the token's principal, never a requester the body claims; a requester with a newline is refused", async function () {
+        const op = api(base, p.operatorToken);
+        const before = Number(p.git("rev-list", "--count", "main"));
+        const forged = await op("POST", "/v1/hold", { app: "web", stage: "itg", requester: "alice\nRequest-Id: r-forged" });
+        assert.equal(forged.status, 400);
+        assert.match((forged.body.error as { message: string }).message, /^requester = "alice\\nRequest-Id: r-forged": must be one line/);
+        assert.equal(Number(p.git("rev-list", "--count", "main")), before, "a refused request committed something");
+        const claimed = await op("POST", "/v1/hold", { app: "web", stage: "itg", requester: "alice", reason: "audit" });
+        assert.equal((await settle(op, claimed.body.requestId as string)).state, "done");
+        const message = p.git("log", "-1", "--format=%B", "main");
+        assert.match(message, /^Requester: operator$/m, message);
+        assert.doesNotMatch(message, /alice/);
+        const entry = (await op("GET", "/v1/history/itg")).body as unknown as { change?: { requester?: string; kind?: string } }[];
+        assert.equal(entry[0].change?.requester, "operator");
+        const release = await op("POST", "/v1/release", { app: "web", stage: "itg" });
+        assert.equal((await settle(op, release.body.requestId as string)).state, "done");
+    });
+
+    it("a push the git host refuses fails the request as a conflict with the host's reason, as the CLI reports it (not as internal)", async function () {
+        const hook = path.join(p.ops, "hooks", "pre-receive");
+        fs.writeFileSync(hook, "#!/bin/sh\necho 'GH006: Protected branch update failed for refs/heads/main.' >&2\nexit 1\n", { mode: 0o755 });
+        try {
+            const ci = api(base, p.ciTokens.itg);
+            const before = p.git("rev-parse", "main");
+            const body = promoteBody("refused", "1.0.0", "itg", { image: "registry.example/refused:1.0.0", bundle: upload("refused"), idempotencyKey: "refused-1.0.0-itg" });
+            const r = await ci("POST", "/v1/promote", body);
+            assert.equal(r.status, 202, JSON.stringify(r.body));
+            const done = await settle(ci, r.body.requestId as string);
+            assert.equal(done.state, "failed");
+            const error = done.error as { kind: string; reason?: string; message: string };
+            assert.equal(error.kind, "conflict");
+            assert.equal(error.reason, "git");
+            assert.match(error.message, /GH006: Protected branch update failed/);
+            assert.equal(p.git("rev-parse", "main"), before);
+            fs.rmSync(hook);
+            // Only a success is replayed: the same key again, once the host accepts, is a new request that runs.
+            const retry = await ci("POST", "/v1/promote", body);
+            assert.equal(retry.status, 202, JSON.stringify(retry.body));
+            assert.notEqual(retry.body.requestId, r.body.requestId);
+            assert.equal((await settle(ci, retry.body.requestId as string)).state, "done");
+            assert.equal(parseLedger(p.git("show", "main:environments/itg/releases.json")).refused.version, "1.0.0");
+            const again = await ci("POST", "/v1/promote", body);
+            assert.equal(again.body.requestId, retry.body.requestId, "the success is replayed for its key");
+        } finally {
+            fs.rmSync(hook, { force: true });
+        }
+    });
+
+    it("idempotency keys are per token: two tokens using one key get two requests, each its own answer", async function () {
+        const key = "shared-key-1";
+        const a = await api(base, p.ciTokens.itg)("POST", "/v1/promote", promoteBody("k1", "1.0.0", "itg", { image: "registry.example/k1:1.0.0", bundle: upload("k1"), idempotencyKey: key }));
+        const b = await api(base, p.operatorToken)("POST", "/v1/promote", promoteBody("k2", "1.0.0", "itg", { image: "registry.example/k2:1.0.0", bundle: upload("k2"), idempotencyKey: key }));
+        assert.equal(a.status, 202, JSON.stringify(a.body));
+        assert.equal(b.status, 202, JSON.stringify(b.body));
+        assert.notEqual(a.body.requestId, b.body.requestId);
+        assert.equal((await settle(api(base, p.ciTokens.itg), a.body.requestId as string)).state, "done");
+        const bDone = await settle(api(base, p.operatorToken), b.body.requestId as string);
+        assert.equal(bDone.state, "done");
+        assert.equal((bDone.result as { app: string }).app, "k2", "the operator got its own answer, not the CI token's");
+        const ledger = parseLedger(p.git("show", "main:environments/itg/releases.json"));
+        assert.equal(ledger.k1.version, "1.0.0");
+        assert.equal(ledger.k2.version, "1.0.0");
+    });
+
+    it("a store failure while recording an outcome or streaming events neither ends the service nor loses the request", async function () {
+        const inner = new SqliteStore(path.join(p.dataDir, "service", "flaky.db"));
+        const failures: Record<string, number> = { finish: 2, events: 1 };
+        let eventReads = 0;
+        // The store fails `finish` twice and its second read of `events` (the stream's headers went out with the first), then recovers.
+        const flaky = new Proxy(inner, {
+            get(target, key) {
+                const v = Reflect.get(target, key, target) as unknown;
+                if (typeof v !== "function") return v;
+                const name = String(key);
+                return async (...args: unknown[]) => {
+                    if (name === "events" && ++eventReads === 2) {
+                        failures.events--;
+                        throw new Error("database connection lost");
+                    }
+                    if (name === "finish" && failures.finish > 0) {
+                        failures.finish--;
+                        throw new Error("database connection lost");
+                    }
+                    return (v as (...a: unknown[]) => unknown).apply(target, args);
+                };
+            },
+        });
+        const flakyLogs: Record<string, unknown>[] = [];
+        const second = new Service({ assembled: await p.runner(), store: flaky, replicaId: "flaky", log: (e) => flakyLogs.push(e), limits: { ratePerMinute: 100_000, burst: 1_000 } });
+        const url = (await second.start(0)).url;
+        try {
+            const op = api(url, p.operatorToken);
+            const hold = await op("POST", "/v1/hold", { app: "web", stage: "tst", reason: "flaky store" });
+            assert.equal(hold.status, 202);
+            const id = hold.body.requestId as string;
+            // The event stream: its first read works, the next fails after the 200 went out; the stream ends, the service stays.
+            const stream = await fetch(`${url}/v1/requests/${id}/events`, { headers: { authorization: `Bearer ${p.operatorToken}` } });
+            assert.equal(stream.status, 200);
+            await stream.text().catch(() => "");
+            const done = await settle(op, id);
+            assert.equal(done.state, "done", "the outcome was recorded once the store came back");
+            assert.equal(failures.finish, 0, "finish failed as planned");
+            assert.equal(failures.events, 0, "the event stream's read failed as planned");
+            assert.ok(flakyLogs.some((l) => l.msg === "answer failed after it started"), "the broken stream was logged");
+            assert.ok(flakyLogs.some((l) => l.msg === "recording a request's outcome failed; retrying"), "the retry was logged");
+            assert.equal((await api(url)("GET", "/healthz")).status, 200, "the service is still up");
+            const release = await op("POST", "/v1/release", { app: "web", stage: "tst" });
+            assert.equal((await settle(op, release.body.requestId as string)).state, "done");
+        } finally {
+            await second.stop();
+        }
+    });
+
+    it("the queue's pump reads the pipeline once per 30 s, not at each of its 4 ticks a second", async function () {
+        const assembled = await p.runner();
+        let reads = 0;
+        const runner = new Proxy(assembled.runner, {
+            get(target, key) {
+                const v = Reflect.get(target, key, target) as unknown;
+                if (key === "pipelineStages") reads++;
+                return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+            },
+        });
+        const quiet = new Service({ assembled: { ...assembled, runner }, store: new SqliteStore(path.join(p.dataDir, "service", "quiet.db")), replicaId: "quiet", log: () => undefined });
+        await quiet.start(0);
+        try {
+            await new Promise((r) => setTimeout(r, 2_000));
+        } finally {
+            await quiet.stop();
+        }
+        assert.ok(reads >= 1, "the pump never asked which stages coalesce");
+        assert.ok(reads <= 1, `the pipeline was read ${reads} times in 2 s`);
+    });
+
+    it("/readyz says which state backend and platform stack the replica uses", async function () {
+        const ready = await api(base)("GET", "/readyz");
+        assert.equal(ready.status, 200);
+        assert.deepEqual(ready.body, { status: "ready", backend: { kind: "file", source: "embedded default" }, platformStack: "organization/gitops-stages/platform" }, "without a token: no URL");
+        const withToken = await api(base, p.ciTokens.itg)("GET", "/readyz");
+        assert.deepEqual(withToken.body, { status: "ready", backend: { kind: "file", source: "embedded default", url: `file://${path.join(p.dataDir, "state")}` }, platformStack: "organization/gitops-stages/platform" });
     });
 
     it("429 when a token exceeds its rate, with Retry-After", async function () {

@@ -34,6 +34,8 @@ describe("toolchain recipes", function () {
                 ["kube-apiserver", "1.36.3", "tool"],
                 ["kube-controller-manager", "1.36.3", "tool"],
                 ["etcd", "3.6.16", "tool"],
+                ["argocd", "3.5.7", "tool"],
+                ["helm", "4.2.1", "tool"],
             ],
         );
     });
@@ -59,7 +61,7 @@ describe("toolchain recipes", function () {
         const engine = ["pulumi", "language-nodejs", "dynamic-provider-shim", "policy-shim", "kubernetes", "random"];
         assert.deepEqual(names(), engine, "the default is the engine set");
         assert.deepEqual(names("engine"), engine);
-        assert.deepEqual(names("tests"), [...engine, "kubeseal", "sealed-secrets-controller", "kube-apiserver", "kube-controller-manager", "etcd"]);
+        assert.deepEqual(names("tests"), [...engine, "kubeseal", "sealed-secrets-controller", "kube-apiserver", "kube-controller-manager", "etcd", "argocd", "helm"]);
         assert.equal(components(pins, { withGithub: true, set: "engine" }).at(-1)?.name, "github", "GitHub's provider is part of the engine when asked for");
     });
 
@@ -106,6 +108,12 @@ describe("go.mod handling", function () {
         const kube = "module k8s.io/kubernetes\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/client-go => ./staging/src/k8s.io/client-go\n)\n";
         assert.deepEqual(nonLocalReplaces(kube, "v0.36.3"), { "k8s.io/api": "k8s.io/api v0.36.3", "k8s.io/client-go": "k8s.io/client-go v0.36.3" });
         assert.deepEqual(nonLocalReplaces(kube), {});
+    });
+
+    it("stand a named published module in for one local replace (Argo CD's nested gitops-engine)", function () {
+        const argo = "module github.com/argoproj/argo-cd/v3\n\nreplace github.com/argoproj/argo-cd/gitops-engine => ./gitops-engine\nreplace github.com/golang/protobuf => github.com/golang/protobuf v1.5.4\n";
+        const engine = { "github.com/argoproj/argo-cd/gitops-engine": "github.com/argoproj/argo-cd/gitops-engine v0.0.0-20260914071520-c9c369efcc5b" };
+        assert.deepEqual(nonLocalReplaces(argo, engine), { ...engine, "github.com/golang/protobuf": "github.com/golang/protobuf v1.5.4" });
     });
 
     it("write a wrapper go.mod with sorted replaces", function () {

@@ -124,11 +124,25 @@ describe("toolchain resolver", function () {
         });
     });
 
-    it("`stages toolchain --json` lists every component with its version and origin", async function () {
-        const { stdout } = await execFileAsync(process.execPath, [path.join(repoRoot, "bin", "stages"), "toolchain", "--json"], {
+    it("`stages toolchain --json` resolves the engine set by default, and says so", async function () {
+        const { stdout } = await execFileAsync(process.execPath, [path.join(repoRoot, "bin", "stages"), "toolchain", "--json"], { env: { ...process.env, PULUMI_CLI: "" } });
+        const out = JSON.parse(stdout) as { set: string; components: { name: string }[] };
+        assert.equal(out.set, "engine");
+        assert.deepEqual(out.components.map((c) => c.name), ["pulumi", "language-nodejs", "dynamic-provider-shim", "policy-shim", "kubernetes", "random"]);
+        const bad = await execFileAsync(process.execPath, [path.join(repoRoot, "bin", "stages"), "toolchain", "--set", "all"]).then(
+            () => undefined,
+            (e: { code: number; stderr: string }) => e,
+        );
+        assert.equal(bad?.code, 2);
+        assert.equal(bad?.stderr, 'stages toolchain: --set: must be one of engine, tests, got "all"\n');
+    });
+
+    it("`stages toolchain --set tests --json` lists every component with its version and origin", async function () {
+        const { stdout } = await execFileAsync(process.execPath, [path.join(repoRoot, "bin", "stages"), "toolchain", "--set", "tests", "--json"], {
             env: { ...process.env, PULUMI_CLI: "" },
         });
-        const out = JSON.parse(stdout) as { components: { name: string; version: string; origin: string; path: string }[] };
+        const out = JSON.parse(stdout) as { set: string; components: { name: string; version: string; origin: string; path: string }[] };
+        assert.equal(out.set, "tests");
         assert.deepEqual(
             out.components.map((c) => [c.name, c.version]),
             [
@@ -143,9 +157,20 @@ describe("toolchain resolver", function () {
                 ["kube-apiserver", "1.36.3"],
                 ["kube-controller-manager", "1.36.3"],
                 ["etcd", "3.6.16"],
+                ["argocd", "3.5.7"],
+                ["helm", "4.2.1"],
             ],
         );
         for (const c of out.components) assert.ok(["PATH", "PULUMI_HOME", "cache", "built"].includes(c.origin), c.origin);
+    });
+
+    it("Argo CD and Helm of the tests set run and report their pinned versions", async function () {
+        const tc = await testToolchain();
+        const tool = (name: string) => tc.components.find((c) => c.component.name === name)!.path;
+        const argocd = await execFileAsync(tool("argocd"), ["version", "--client", "--short"], { env: { ...process.env, HOME: os.tmpdir() } });
+        assert.match(argocd.stdout, /^argocd: v3\.5\.7\+/m);
+        const helm = await execFileAsync(tool("helm"), ["version", "--short"], { env: { ...process.env, HELM_CACHE_HOME: os.tmpdir(), HELM_CONFIG_HOME: os.tmpdir(), HELM_DATA_HOME: os.tmpdir() } });
+        assert.match(helm.stdout, /^v4\.2\.1\b/);
     });
 
     it("the built CLI reports the pinned version (the Automation API parses it)", async function () {

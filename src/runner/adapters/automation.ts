@@ -22,6 +22,8 @@ import {
 import type { PipelineStage } from "../core";
 import { RunnerError } from "../errors";
 import type { EnginePort, HistoryEntry, UpdateOptions, UpdateResult } from "../ports";
+import { describeBackend } from "./backend";
+import { acquireDirLock, alive } from "./dir-lock";
 import type { RunnerEnvironment } from "./environment";
 
 const NS = "gitops-stages";
@@ -31,16 +33,6 @@ export interface AutomationOptions {
     /** How long to wait for a stack locked by another update before giving up. */
     readonly lockWaitMs: number;
     readonly log: (line: string) => void;
-}
-
-/** True when a process with this pid runs on this machine. */
-function alive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (e) {
-        return (e as NodeJS.ErrnoException).code === "EPERM";
-    }
 }
 
 interface LockOwner {
@@ -104,6 +96,8 @@ function guardEngineDisconnects(log: (line: string) => void): void {
 /** The Automation API adapter. */
 export class AutomationEngine implements EnginePort {
     private workspace: Promise<LocalWorkspace> | undefined;
+    private refreshWorkspace: Promise<LocalWorkspace> | undefined;
+    private readonly selectedForRefresh = new Map<string, Stack>();
     private selecting: Promise<unknown> = Promise.resolve();
     private readonly selected = new Map<string, Stack>();
 
@@ -115,9 +109,26 @@ export class AutomationEngine implements EnginePort {
     }
 
     private ws(): Promise<LocalWorkspace> {
-        this.workspace ??= LocalWorkspace.create({
+        this.workspace ??= this.createWorkspace(this.env.envVars);
+        return this.workspace;
+    }
+
+    /**
+     * The workspace refreshes run in: the same folder and Pulumi home, with the Kubernetes
+     * provider told to keep what it cannot reach (render-mode stacks have no cluster to read back;
+     * see docs/decisions.md). A workspace of its own, because a workspace's environment goes to
+     * every command it runs: set on the shared one, an update running meanwhile would inherit it
+     * and skip its rendering.
+     */
+    private refreshWs(): Promise<LocalWorkspace> {
+        this.refreshWorkspace ??= this.createWorkspace({ ...this.env.envVars, PULUMI_K8S_SKIP_UPDATE_UNREACHABLE: "true" });
+        return this.refreshWorkspace;
+    }
+
+    private createWorkspace(envVars: Record<string, string>): Promise<LocalWorkspace> {
+        return LocalWorkspace.create({
             workDir: this.env.workDir,
-            envVars: this.env.envVars,
+            envVars,
             pulumiCommand: this.env.command,
             pulumiHome: this.env.pulumiHome,
             // The project's own program, run in this process.
@@ -127,16 +138,16 @@ export class AutomationEngine implements EnginePort {
                 return runStack();
             },
         });
-        return this.workspace;
     }
 
     /** Selects (or creates) a stack; selection rewrites shared workspace files, so it is serialised. */
-    private async stack(name: string, create: boolean): Promise<Stack | undefined> {
+    private async stack(name: string, create: boolean, forRefresh = false): Promise<Stack | undefined> {
         // Selecting costs a CLI run; every command names its stack (--stack), so one selection per
-        // process is enough.
-        const known = this.selected.get(name);
+        // process and workspace is enough.
+        const cache = forRefresh ? this.selectedForRefresh : this.selected;
+        const known = cache.get(name);
         if (known) return known;
-        const ws = await this.ws();
+        const ws = await (forRefresh ? this.refreshWs() : this.ws());
         const run = this.selecting.then(async () => {
             try {
                 return create ? await Stack.createOrSelect(name, ws) : await Stack.select(name, ws);
@@ -147,7 +158,7 @@ export class AutomationEngine implements EnginePort {
         });
         this.selecting = run.catch(() => undefined);
         const stack = await run;
-        if (stack) this.selected.set(name, stack);
+        if (stack) cache.set(name, stack);
         return stack;
     }
 
@@ -179,7 +190,13 @@ export class AutomationEngine implements EnginePort {
 
     async platformOutputs(): Promise<Record<string, unknown>> {
         const outputs = await this.outputsOf("platform");
-        if (!outputs) throw new RunnerError("not-found", "the platform stack does not exist: bootstrap it first (pulumi up on stack platform)");
+        if (!outputs) {
+            throw new RunnerError(
+                "not-found",
+                `the platform stack "platform" does not exist in the state backend ${describeBackend(this.env.backend)}: ` +
+                    "bootstrap it first (pulumi stack init platform; pulumi up), or point PULUMI_BACKEND_URL (or pulumi login) at the backend that holds it",
+            );
+        }
         return outputs;
     }
 
@@ -196,39 +213,16 @@ export class AutomationEngine implements EnginePort {
 
     /** Runs `fn` holding the runner's own lock of the stack (across processes of this data folder). */
     private async exclusive<T>(name: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-        const dir = path.join(this.env.dataDir, "locks", name);
-        fs.mkdirSync(path.dirname(dir), { recursive: true });
-        const deadline = Date.now() + this.opts.lockWaitMs;
-        let delay = 50;
-        for (;;) {
-            try {
-                fs.mkdirSync(dir);
-                fs.writeFileSync(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, hostname: os.hostname(), at: new Date().toISOString() }));
-                break;
-            } catch (e) {
-                if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-                let owner: LockOwner | undefined;
-                try {
-                    owner = JSON.parse(fs.readFileSync(path.join(dir, "owner.json"), "utf8")) as LockOwner;
-                } catch {
-                    owner = undefined;
-                }
-                if (owner && owner.hostname === os.hostname() && !alive(owner.pid)) {
-                    this.opts.log(`stack ${name}: removing the runner lock of process ${owner.pid}, which is no longer running`);
-                    fs.rmSync(dir, { recursive: true, force: true });
-                    continue;
-                }
-                if (Date.now() > deadline) {
-                    throw new RunnerError("timeout", `stack ${name} stayed busy with another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`);
-                }
-                await sleep(delay, signal);
-                delay = Math.min(delay * 2, 2000);
-            }
-        }
+        const release = await acquireDirLock(path.join(this.env.dataDir, "locks", name), {
+            waitMs: this.opts.lockWaitMs,
+            signal,
+            onStale: (owner) => this.opts.log(`stack ${name}: removing the runner lock of process ${owner?.pid ?? "(unknown: no owner recorded)"}, which is no longer running`),
+            onTimeout: () => new RunnerError("timeout", `stack ${name} stayed busy with another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`),
+        });
         try {
             return await fn();
         } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
+            release();
         }
     }
 
@@ -274,14 +268,8 @@ export class AutomationEngine implements EnginePort {
     }
 
     private async refreshForRecovery(stack: Stack): Promise<void> {
-        const ws = stack.workspace as LocalWorkspace;
-        // Render-mode stacks have no cluster to read back: keep what was rendered (see docs/decisions.md).
-        ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE = "true";
-        try {
-            await stack.refresh({ clearPendingCreates: true });
-        } finally {
-            delete ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE;
-        }
+        const refreshing = await this.stack(stack.name, false, true);
+        await (refreshing ?? stack).refresh({ clearPendingCreates: true });
     }
 
     async update(
@@ -321,26 +309,21 @@ export class AutomationEngine implements EnginePort {
         const stack = await this.stack(name, false);
         if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
         const details: string[] = [];
-        const ws = stack.workspace as LocalWorkspace;
-        ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE = "true";
-        try {
-            const { value } = await this.withRecovery(stack, signal, () =>
-                stack.refresh({
-                    previewOnly: true,
-                    signal,
-                    onEvent: (ev) => {
-                        const md = ev.resOutputsEvent?.metadata;
-                        if (!md || md.op === "same") return;
-                        const drifted = (md.new?.outputs as { drifted?: string[] } | undefined)?.drifted;
-                        details.push(`${md.urn.split("::").pop()}: ${md.op}${drifted?.length ? ` (${drifted.join(", ")})` : ""}`);
-                    },
-                }),
-            );
-            const changes = numbers(value.summary.resourceChanges ?? {});
-            return { changes, details };
-        } finally {
-            delete ws.envVars.PULUMI_K8S_SKIP_UPDATE_UNREACHABLE;
-        }
+        const refreshing = (await this.stack(name, false, true)) ?? stack;
+        const { value } = await this.withRecovery(stack, signal, () =>
+            refreshing.refresh({
+                previewOnly: true,
+                signal,
+                onEvent: (ev) => {
+                    const md = ev.resOutputsEvent?.metadata;
+                    if (!md || md.op === "same") return;
+                    const drifted = (md.new?.outputs as { drifted?: string[] } | undefined)?.drifted;
+                    details.push(`${md.urn.split("::").pop()}: ${md.op}${drifted?.length ? ` (${drifted.join(", ")})` : ""}`);
+                },
+            }),
+        );
+        const changes = numbers(value.summary.resourceChanges ?? {});
+        return { changes, details };
     }
 
     async history(name: string): Promise<HistoryEntry[]> {

@@ -10,6 +10,8 @@ import * as path from "node:path";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 
 import { prepareProjectCopy } from "../../project";
+import { RunnerError } from "../errors";
+import { BackendChoice, describeBackend, resolveBackend } from "./backend";
 import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../toolchain/resolve";
 
 /** Everything an engine adapter needs. */
@@ -20,6 +22,8 @@ export interface RunnerEnvironment {
     readonly workDir: string;
     readonly pulumiHome: string;
     readonly backendUrl: string;
+    /** Where {@link backendUrl} came from (see `resolveBackend`). */
+    readonly backend: BackendChoice;
     readonly envVars: Record<string, string>;
     readonly command: PulumiCommand;
     readonly toolchain: Toolchain;
@@ -36,11 +40,13 @@ export interface EnvironmentOptions {
 
 /**
  * An environment for a runner with its own data folder and nothing ambient: no backend,
- * passphrase, Pulumi home, cluster or runner identity inherited from the caller's shell.
+ * passphrase, login, cluster or runner identity inherited from the caller's shell. Its Pulumi home
+ * is the data folder's own (where no login exists), so the runner takes its embedded default
+ * backend whatever the caller's Pulumi CLI is logged in to.
  */
 export function selfContainedEnv(dataDir: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...base, GITOPS_STAGES_HOME: dataDir };
-    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) {
+    const env: NodeJS.ProcessEnv = { ...base, GITOPS_STAGES_HOME: dataDir, PULUMI_HOME: path.join(dataDir, "pulumi-home") };
+    for (const k of ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "KUBECONFIG", "GITOPS_STAGES_TOKEN", "GITOPS_STAGES_USER"]) {
         delete env[k];
     }
     return env;
@@ -52,13 +58,33 @@ export function dataDirFrom(projectRoot: string, env: NodeJS.ProcessEnv = proces
 }
 
 /**
- * Resolves the runner's environment. Backend: $PULUMI_BACKEND_URL, else `file://<data>/state`.
- * Secrets: $PULUMI_CONFIG_PASSPHRASE(_FILE), else (file backend only) a passphrase generated once
- * into `<data>/passphrase` (mode 0600). Pulumi home: $PULUMI_HOME, else `<data>/pulumi-home`.
+ * Resolves the runner's environment. Backend: as the Pulumi CLI finds it (`resolveBackend`:
+ * $PULUMI_BACKEND_URL, Pulumi.yaml, the CLI's current login), else `file://<data>/state`.
+ * Secrets: $PULUMI_CONFIG_PASSPHRASE(_FILE); on the embedded default backend only, a passphrase
+ * generated once into `<data>/passphrase` (mode 0600) when none is given. Any other self-managed
+ * backend holds stacks encrypted with the user's own passphrase (and the stage stacks the runner
+ * creates take Pulumi's default secrets provider, the passphrase), so there a missing passphrase
+ * is an error that says how to give it; a `<data>/passphrase` an earlier version generated for
+ * such a backend is still used. Pulumi home: $PULUMI_HOME, else `<data>/pulumi-home`.
  */
 export async function runnerEnvironment(opts: EnvironmentOptions): Promise<RunnerEnvironment> {
     const env = opts.env ?? process.env;
     const dataDir = opts.dataDir ?? dataDirFrom(opts.projectRoot, env);
+    // What the user must give is said before anything is built or written.
+    const backend = resolveBackend(env, dataDir, opts.projectRoot);
+    const backendUrl = backend.url;
+    // An empty passphrase is one Pulumi accepts.
+    const passphraseGiven = env.PULUMI_CONFIG_PASSPHRASE !== undefined || Boolean(env.PULUMI_CONFIG_PASSPHRASE_FILE);
+    // Before this release the runner generated <data>/passphrase for any file:// backend; stacks made then still need it.
+    const earlierPassphrase = path.join(dataDir, "passphrase");
+    const legacy = !passphraseGiven && backend.source !== "embedded default" && fs.existsSync(earlierPassphrase);
+    if (backend.source !== "embedded default" && !passphraseGiven && !legacy && !isCloudUrl(backendUrl)) {
+        throw new RunnerError(
+            "invalid",
+            `PULUMI_CONFIG_PASSPHRASE: not set. The state backend ${describeBackend(backend)} encrypts stack secrets with your passphrase: ` +
+                "export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) as for pulumi up on the platform stack, then run this again",
+        );
+    }
     fs.mkdirSync(dataDir, { recursive: true });
     const toolchain = await ensureToolchain({ projectRoot: opts.projectRoot, env, log: opts.log ?? (() => undefined) });
     const pulumiHome = env.PULUMI_HOME ?? path.join(dataDir, "pulumi-home");
@@ -66,15 +92,24 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     registerPlugins(pulumiHome, toolchain);
     const workDir = path.join(dataDir, "workspace");
     prepareProjectCopy(opts.projectRoot, workDir);
-    const backendUrl = env.PULUMI_BACKEND_URL ?? `file://${path.join(dataDir, "state")}`;
-    if (backendUrl.startsWith("file://")) fs.mkdirSync(backendUrl.slice("file://".length), { recursive: true });
     const extra: Record<string, string> = {};
-    if (!env.PULUMI_CONFIG_PASSPHRASE && !env.PULUMI_CONFIG_PASSPHRASE_FILE && backendUrl.startsWith("file://")) {
-        const file = path.join(dataDir, "passphrase");
-        if (!fs.existsSync(file)) fs.writeFileSync(file, randomBytes(24).toString("base64url"), { mode: 0o600 });
-        extra.PULUMI_CONFIG_PASSPHRASE_FILE = file;
+    if (legacy) extra.PULUMI_CONFIG_PASSPHRASE_FILE = earlierPassphrase;
+    if (backend.source === "embedded default") {
+        fs.mkdirSync(backendUrl.slice("file://".length), { recursive: true });
+        if (!passphraseGiven) {
+            const file = path.join(dataDir, "passphrase");
+            if (!fs.existsSync(file)) fs.writeFileSync(file, randomBytes(24).toString("base64url"), { mode: 0o600 });
+            extra.PULUMI_CONFIG_PASSPHRASE_FILE = file;
+        }
     }
+    // The runner keeps its own Pulumi home, so a Pulumi Cloud login's token travels in the environment.
+    if (backend.accessToken && !env.PULUMI_ACCESS_TOKEN) extra.PULUMI_ACCESS_TOKEN = backend.accessToken;
     const envVars = engineEnv(toolchain, env, { ...extra, PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: backendUrl });
     const command = await PulumiCommand.get({ root: toolchain.root });
-    return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, envVars, command, toolchain };
+    return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, backend, envVars, command, toolchain };
+}
+
+/** A Pulumi Cloud (service) backend: https:// or http:// URLs; they keep secrets without a passphrase. */
+function isCloudUrl(url: string): boolean {
+    return /^https?:\/\//.test(url);
 }

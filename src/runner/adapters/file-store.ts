@@ -6,6 +6,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import type { Approval } from "../core";
+import { RunnerError } from "../errors";
+import { acquireDirLock } from "./dir-lock";
 import type { RunnerStore } from "../ports";
 
 interface Records {
@@ -27,17 +29,11 @@ export class FileStore implements RunnerStore {
     }
 
     private async update(fn: (r: Records) => void): Promise<void> {
-        const lock = `${this.file}.lock`;
-        for (let i = 0; ; i++) {
-            try {
-                fs.mkdirSync(lock);
-                break;
-            } catch {
-                // A lock older than 30 s belongs to a process that died while writing.
-                if (i > 300 || (fs.existsSync(lock) && Date.now() - fs.statSync(lock).mtimeMs > 30_000)) fs.rmSync(lock, { recursive: true, force: true });
-                await new Promise((r) => setTimeout(r, 10));
-            }
-        }
+        // Writers of this data folder take turns; a live writer is waited for, never broken.
+        const release = await acquireDirLock(`${this.file}.lock`, {
+            waitMs: 60_000,
+            onTimeout: () => new RunnerError("timeout", `${this.file} stayed locked by another runner process for 60 s; try again`),
+        });
         try {
             const r = this.read();
             fn(r);
@@ -45,7 +41,7 @@ export class FileStore implements RunnerStore {
             fs.writeFileSync(tmp, JSON.stringify(r, null, 2));
             fs.renameSync(tmp, this.file);
         } finally {
-            fs.rmSync(lock, { recursive: true, force: true });
+            release();
         }
     }
 
@@ -55,7 +51,13 @@ export class FileStore implements RunnerStore {
 
     async addApproval(a: Approval): Promise<void> {
         await this.update((r) => {
-            if (!r.approvals.some((x) => x.requestId === a.requestId && x.stage === a.stage)) r.approvals.push(a);
+            if (!r.approvals.some((x) => x.app === a.app && x.version === a.version && x.stage === a.stage)) r.approvals.push(a);
+        });
+    }
+
+    async removeApproval(a: Pick<Approval, "app" | "version" | "stage">): Promise<void> {
+        await this.update((r) => {
+            r.approvals = r.approvals.filter((x) => !(x.app === a.app && x.version === a.version && x.stage === a.stage));
         });
     }
 
