@@ -2,9 +2,9 @@
  * The `stages` command line. Each verb parses its arguments, calls the core, prints a readable
  * result (or JSON with --json) and exits with the code decided in `exitCodes`.
  */
-import * as os from "node:os";
 import * as path from "node:path";
 
+import { cliPulumiHome } from "../runner/adapters/backend";
 import { TOOLCHAIN_SETS, type ToolchainSet } from "../toolchain/recipes";
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
 import { ciVerb } from "./ci";
@@ -103,7 +103,8 @@ async function toolchainVerb(argv: string[]): Promise<number> {
         log: json || args.includes("--env") ? () => undefined : undefined,
     });
     if (args.includes("--register") || args.includes("--env")) {
-        const home = process.env.PULUMI_HOME ?? path.join(os.homedir(), ".pulumi");
+        // Where the Pulumi CLI itself looks (see cliPulumiHome).
+        const home = cliPulumiHome(process.env);
         registerPlugins(home, tc);
         if (!json) process.stderr.write(`toolchain: plugins registered in ${home}/plugins\n`);
     }

@@ -1,7 +1,8 @@
 /**
  * Per-stack queues: one job per stack at a time, stacks in parallel. A stack's queue is FIFO, or
  * "coalesce": when several jobs for the same app wait, only the newest runs and the others are
- * answered "superseded". Jobs with the same idempotency key share one execution and one answer.
+ * answered "superseded". Jobs with the same idempotency key waiting or running at the same time
+ * share one execution and one answer.
  * No I/O: jobs are functions supplied by the runner.
  */
 
@@ -59,7 +60,15 @@ export class StackQueues {
             this.waiting.set(job.stack, list);
             this.pump(job.stack);
         });
-        if (job.idempotencyKey) this.byKey.set(job.idempotencyKey, p as Promise<Outcome<unknown>>);
+        if (job.idempotencyKey) {
+            const key = job.idempotencyKey;
+            this.byKey.set(key, p as Promise<Outcome<unknown>>);
+            // Shared only while in flight: a finished success is answered from the runner's store,
+            // and a failure must not be replayed to the retry that follows it.
+            void p.then(() => {
+                if (this.byKey.get(key) === (p as Promise<Outcome<unknown>>)) this.byKey.delete(key);
+            });
+        }
         return p;
     }
 

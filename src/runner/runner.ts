@@ -7,6 +7,8 @@
 import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
 import type { CommitDetails, CommitInfo } from "../git/engine";
 import type { StageChange, StageRelease } from "../config/stage";
+import { diffArrays } from "diff";
+
 import { commitMessage } from "../program/stage/files";
 import {
     Actor,
@@ -81,13 +83,13 @@ export interface ChangeResult {
     readonly files?: Record<string, { removed: string[]; added: string[] }>;
 }
 
-/** Lines removed from and added to a file (a line-set difference, order kept). */
+/**
+ * Lines removed from and added to a file, from a real line diff (jsdiff's Myers diff), so a line
+ * added where an equal line already exists elsewhere in the file still shows as added.
+ */
 export function lineChanges(before: string | undefined, after: string): { removed: string[]; added: string[] } {
-    const b = (before ?? "").split("\n");
-    const a = after.split("\n");
-    const inA = new Set(a);
-    const inB = new Set(b);
-    return { removed: b.filter((l) => !inA.has(l)), added: a.filter((l) => !inB.has(l)) };
+    const parts = diffArrays((before ?? "").split("\n"), after.split("\n"));
+    return { removed: parts.filter((p) => p.removed).flatMap((p) => p.value), added: parts.filter((p) => p.added).flatMap((p) => p.value) };
 }
 
 /** Per stage, what runs there. */

@@ -436,7 +436,8 @@ export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void 
  * The environment that makes the engine use this toolchain and nothing else: the toolchain's CLI
  * first on PATH, no update checks, no plugin downloads, and `settings` (Pulumi home, backend,
  * passphrase) over `base`. An ambient KUBECONFIG is dropped: render mode refuses one, and it must
- * never turn a render into an apply (clusters come from stack config).
+ * never turn a render into an apply (clusters come from stack config); PULUMI_SKIP_CONFIRMATIONS is
+ * turned off.
  */
 export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, settings: Readonly<Record<string, string>>): Record<string, string> {
     const env: NodeJS.ProcessEnv = {
@@ -447,5 +448,10 @@ export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, setting
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     };
     delete env.KUBECONFIG;
+    // The Automation API says --yes where it means it; the CLI reads PULUMI_SKIP_CONFIRMATIONS as
+    // --yes everywhere, which a preview-only refresh (drift) refuses ("--yes and --preview-only
+    // cannot be used together"). Common in CI shells; set to false rather than dropped, because
+    // the Automation API starts the CLI with this process's own environment under these settings.
+    env.PULUMI_SKIP_CONFIRMATIONS = "false";
     return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }

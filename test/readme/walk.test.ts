@@ -8,12 +8,13 @@
  */
 import * as assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { parseLedger } from "../../src/program/stage/files";
 import { defaultCacheDir } from "../../src/toolchain/resolve";
 import { repoRoot, testToolchain } from "../support/engine";
 import { plant } from "../support/planted";
@@ -60,7 +61,12 @@ describe("README walk: bootstrap, promotions and the service as written", functi
             fs.mkdirSync(path.dirname(path.join(project, f)), { recursive: true });
             fs.copyFileSync(path.join(repoRoot, f), path.join(project, f));
         }
-        // Dependencies are the checkout's (installed by the README command that runs this test).
+        // Dependencies are the checkout's (installed by the README command that runs this test). The
+        // copy's `npm run toolchain` must find them up to date: an `npm ci` through this link would
+        // empty the checkout's node_modules, so a stale install fails here instead, saying why.
+        const lock = createHash("sha256").update(fs.readFileSync(path.join(repoRoot, "package-lock.json"))).digest("hex");
+        const stamp = path.join(repoRoot, "node_modules", ".gitops-stages-lock");
+        assert.equal(fs.existsSync(stamp) ? fs.readFileSync(stamp, "utf8") : "(none)", lock, "node_modules is older than package-lock.json: run the README's test command (it installs first), not this file alone");
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(project, "node_modules"));
         const git = (...args: string[]) => spawnSync("git", args, { cwd: project, encoding: "utf8", env: { ...process.env, HOME: home, GIT_AUTHOR_NAME: "walk", GIT_AUTHOR_EMAIL: "walk@example.invalid", GIT_COMMITTER_NAME: "walk", GIT_COMMITTER_EMAIL: "walk@example.invalid" } });
         assert.equal(git("init", "-q", "-b", "main").status, 0);
@@ -81,7 +87,7 @@ describe("README walk: bootstrap, promotions and the service as written", functi
         });
         assert.equal(taken, false, "port 8080 on 127.0.0.1 is in use; the README's service block needs it");
 
-        // A user's shell: their own home, no Pulumi settings, no runner settings, no npm lifecycle
+        // A user's shell: their own home, no other Pulumi settings, no runner settings, no npm lifecycle
         // variables; the toolchain cache of this machine (so nothing is rebuilt). PULUMI_SKIP_CONFIRMATIONS
         // answers `pulumi up`'s question, which a person answers at the terminal.
         const env: NodeJS.ProcessEnv = {};
@@ -89,7 +95,10 @@ describe("README walk: bootstrap, promotions and the service as written", functi
             if (/^(npm_|PULUMI_|GITOPS_STAGES_|KUBECONFIG$|INIT_CWD$)/.test(k)) continue;
             env[k] = v;
         }
-        Object.assign(env, { HOME: home, GITOPS_STAGES_CACHE: defaultCacheDir(process.env), PULUMI_SKIP_CONFIRMATIONS: "true", CI: "" });
+        // PULUMI_HOME is the one setting a user's shell would not have: the Pulumi CLI finds its
+        // home in the user database, not in $HOME, so without it the walk would log this machine's
+        // account in and register plugins there.
+        Object.assign(env, { HOME: home, PULUMI_HOME: path.join(home, ".pulumi"), GITOPS_STAGES_CACHE: defaultCacheDir(process.env), PULUMI_SKIP_CONFIRMATIONS: "true", CI: "" });
         const logFile = path.join(dir, "walk.log");
         const code = await new Promise<number | null>((resolve) => {
             const out = fs.openSync(logFile, "w");
@@ -131,12 +140,12 @@ describe("README walk: bootstrap, promotions and the service as written", functi
             assert.equal(r.status, 0, r.stderr);
             return r.stdout;
         };
-        const version = (stage: string) => (JSON.parse(show(`main:environments/${stage}/releases.json`)) as Record<string, { version: string }>).web?.version;
+        const version = (stage: string) => parseLedger(show(`main:environments/${stage}/releases.json`)).web?.version;
         assert.equal(version("itg"), "1.6.0", "the CI client's promotion through the service is what itg runs");
         assert.equal(version("tst"), "1.4.0");
         assert.equal(version("perf"), "1.4.0");
         const subjects = spawnSync("git", ["--git-dir", path.join(gitDir, ops), "log", "--format=%s%n%b", "main"], { encoding: "utf8" }).stdout;
-        assert.match(subjects, /rollback/i, "the rollback is a commit of its own");
+        assert.match(subjects, /^Roll back web 1\.4\.0 to itg /m, "the rollback is a commit of its own");
         assert.match(subjects, /Requester: ci-itg/, "the service's commit names the token's principal");
         for (const secret of secrets) assert.equal(raw.includes(secret), false, "a passphrase or token showed in the commands' output");
     });

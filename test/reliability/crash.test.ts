@@ -102,6 +102,8 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
             // A promotion takes about 2 s here: kill anywhere from its start to a little past its end.
             const delay = 100 + Math.floor(random() * 2600);
             kills.push(delay);
+            // The CLI names a keyed request by its key; the service gives every request an id of its own.
+            let requestId = key;
             if (!viaService) {
                 const args = ["promote", `${app}@${version}`, "--to", "itg", "--bundle", bundle, "--image", `registry.example/${app}:${version}`, "--commit", COMMIT, "--idempotency-key", key, "--quiet"];
                 const child = spawnCli(args);
@@ -135,6 +137,7 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
                 const body = { app, version, to: "itg", requester: "ci", source: { commit: COMMIT }, image: `registry.example/${app}:${version}`, bundle: bundleFiles(bundle), idempotencyKey: key };
                 const accepted = await api(first.url, p.operatorToken)("POST", "/v1/promote", body);
                 assert.ok([200, 202].includes(accepted.status), JSON.stringify(accepted.body));
+                requestId = accepted.body.requestId as string;
                 await new Promise((r) => setTimeout(r, delay));
                 const rec = await api(first.url, p.operatorToken)("GET", `/v1/requests/${accepted.body.requestId as string}`);
                 if (rec.body.state !== "done") interrupted++;
@@ -152,7 +155,7 @@ describe(`crash suite: kill -9 at random points, ${TRIALS} trials (seed ${proces
                 }
             }
             assert.equal(parseLedger(p.git("show", "main:environments/itg/releases.json"))[app].version, version);
-            assert.equal(p.git("log", "--format=%s", "main").split("\n").filter((s) => s === `Promote ${app} ${version} to itg (request ${key})`).length, 1);
+            assert.equal(p.git("log", "--format=%s", "main").split("\n").filter((s) => s === `Promote ${app} ${version} to itg (request ${requestId})`).length, 1);
             await consistent();
         });
     }

@@ -35,13 +35,13 @@ describe("the runner's state backend", function () {
         fs.writeFileSync(path.join(home, ".pulumi", "credentials.json"), JSON.stringify({ current, accessTokens: tokens }));
 
     it("takes the embedded default when nothing else is said", function () {
-        const b = resolveBackend({ HOME: home }, data, project);
+        const b = resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi") }, data, project);
         assert.deepEqual(b, { url: "file:///srv/runner/state", source: "embedded default" });
     });
 
-    it("takes the Pulumi CLI's current login from ~/.pulumi/credentials.json", function () {
+    it("takes the Pulumi CLI's current login from $PULUMI_HOME/credentials.json (default .pulumi in the account's home)", function () {
         login(`file://${home}/.gitops-stages-state`);
-        const b = resolveBackend({ HOME: home }, data, project);
+        const b = resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi") }, data, project);
         assert.equal(b.url, `file://${home}/.gitops-stages-state`);
         assert.equal(b.source, "pulumi login");
         assert.equal(b.credentialsFile, path.join(home, ".pulumi", "credentials.json"));
@@ -60,7 +60,7 @@ describe("the runner's state backend", function () {
 
     it("passes a Pulumi Cloud login's token on, and never shows it", function () {
         login("https://api.pulumi.example", { "https://api.pulumi.example": "pul-secret-token" });
-        const b = resolveBackend({ HOME: home }, data, project);
+        const b = resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi") }, data, project);
         assert.equal(b.accessToken, "pul-secret-token");
         assert.equal(describeBackend(b).includes("pul-secret-token"), false);
         assert.equal(platformStackName(b), "gitops-stages/platform (in the login's default organization)");
@@ -69,19 +69,19 @@ describe("the runner's state backend", function () {
     it("lets the project's Pulumi.yaml win over the login, and PULUMI_BACKEND_URL over both", function () {
         login("file:///from/login");
         fs.writeFileSync(path.join(project, "Pulumi.yaml"), "name: gitops-stages\nruntime: nodejs\nbackend:\n  url: file:///from/project\n");
-        assert.deepEqual(resolveBackend({ HOME: home }, data, project), { url: "file:///from/project", source: "Pulumi.yaml" });
-        assert.deepEqual(resolveBackend({ HOME: home, PULUMI_BACKEND_URL: "s3://bucket/state" }, data, project), { url: "s3://bucket/state", source: "PULUMI_BACKEND_URL" });
+        assert.deepEqual(resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi") }, data, project), { url: "file:///from/project", source: "Pulumi.yaml" });
+        assert.deepEqual(resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi"), PULUMI_BACKEND_URL: "s3://bucket/state" }, data, project), { url: "s3://bucket/state", source: "PULUMI_BACKEND_URL" });
     });
 
     it("says which file is broken when the login file cannot be read", function () {
         fs.writeFileSync(path.join(home, ".pulumi", "credentials.json"), "{not json");
-        assert.throws(() => resolveBackend({ HOME: home }, data, project), (e: Error) => e.message.startsWith(`${path.join(home, ".pulumi", "credentials.json")}: the Pulumi CLI's login file cannot be read`));
+        assert.throws(() => resolveBackend({ HOME: home, PULUMI_HOME: path.join(home, ".pulumi") }, data, project), (e: Error) => e.message.startsWith(`${path.join(home, ".pulumi", "credentials.json")}: the Pulumi CLI's login file cannot be read`));
     });
 
     it("on the user's own self-managed backend a missing passphrase is an error saying how to give it, before anything is written", async function () {
         login(`file://${home}/.gitops-stages-state`);
         const dataDir = path.join(dir, "data");
-        await assert.rejects(runnerEnvironment({ projectRoot: repoRoot, dataDir, env: { HOME: home, PATH: process.env.PATH } }), (e: RunnerError) => {
+        await assert.rejects(runnerEnvironment({ projectRoot: repoRoot, dataDir, env: { HOME: home, PULUMI_HOME: path.join(home, ".pulumi"), PATH: process.env.PATH } }), (e: RunnerError) => {
             assert.equal(e.kind, "invalid");
             assert.equal(
                 e.message,
@@ -95,7 +95,7 @@ describe("the runner's state backend", function () {
 
     it("a self-contained runner environment ignores the caller's login", function () {
         login("file:///the/callers/backend");
-        const env = selfContainedEnv(path.join(dir, "data"), { HOME: home, PULUMI_BACKEND_URL: "file:///x", PULUMI_CONFIG_PASSPHRASE: "p" });
+        const env = selfContainedEnv(path.join(dir, "data"), { HOME: home, PULUMI_HOME: path.join(home, ".pulumi"), PULUMI_BACKEND_URL: "file:///x", PULUMI_CONFIG_PASSPHRASE: "p" });
         assert.equal(env.PULUMI_BACKEND_URL, undefined);
         assert.equal(env.PULUMI_CONFIG_PASSPHRASE, undefined);
         assert.equal(resolveBackend(env, path.join(dir, "data"), project).source, "embedded default");

@@ -2,6 +2,7 @@
 import * as assert from "node:assert/strict";
 
 import { durationMinutes, parseSchedule, scheduleMatches, windowOpenSince } from "../../src/runner/cron";
+import { lineChanges } from "../../src/runner/runner";
 import {
     Actor,
     PipelineStage,
@@ -321,5 +322,14 @@ describe("stack queues", function () {
         assert.equal(aborted, true);
         assert.equal(a.state, "failed");
         assert.equal(b.state, "failed");
+    });
+});
+
+describe("a preview's file changes", function () {
+    it("come from a real line diff: a line equal to one elsewhere in the file still shows as added", function () {
+        assert.deepEqual(lineChanges("a\nb\n", "a\nb\na\n"), { removed: [], added: ["a"] });
+        assert.deepEqual(lineChanges("x: 1\ny: 1\n", "x: 2\ny: 1\n"), { removed: ["x: 1"], added: ["x: 2"] });
+        assert.deepEqual(lineChanges(undefined, "new\n"), { removed: [], added: ["new"] });
+        assert.deepEqual(lineChanges("same\n", "same\n"), { removed: [], added: [] });
     });
 });

@@ -185,7 +185,8 @@ describe("the runner service over HTTP", function () {
             const retry = await ci("POST", "/v1/promote", body);
             assert.equal(retry.status, 202, JSON.stringify(retry.body));
             assert.notEqual(retry.body.requestId, r.body.requestId);
-            assert.equal((await settle(ci, retry.body.requestId as string)).state, "done");
+            const retried = await settle(ci, retry.body.requestId as string);
+            assert.equal(retried.state, "done", JSON.stringify(retried.error));
             assert.equal(parseLedger(p.git("show", "main:environments/itg/releases.json")).refused.version, "1.0.0");
             const again = await ci("POST", "/v1/promote", body);
             assert.equal(again.body.requestId, retry.body.requestId, "the success is replayed for its key");
@@ -238,7 +239,7 @@ describe("the runner service over HTTP", function () {
         const url = (await second.start(0)).url;
         try {
             const op = api(url, p.operatorToken);
-            const hold = await op("POST", "/v1/hold", { app: "web", stage: "tst", reason: "flaky store" });
+            const hold = await op("POST", "/v1/hold", { app: "web", stage: "itg", reason: "flaky store" });
             assert.equal(hold.status, 202);
             const id = hold.body.requestId as string;
             // The event stream: its first read works, the next fails after the 200 went out; the stream ends, the service stays.
@@ -246,13 +247,13 @@ describe("the runner service over HTTP", function () {
             assert.equal(stream.status, 200);
             await stream.text().catch(() => "");
             const done = await settle(op, id);
-            assert.equal(done.state, "done", "the outcome was recorded once the store came back");
+            assert.equal(done.state, "done", `the outcome was recorded once the store came back: ${JSON.stringify(done.error)}`);
             assert.equal(failures.finish, 0, "finish failed as planned");
             assert.equal(failures.events, 0, "the event stream's read failed as planned");
             assert.ok(flakyLogs.some((l) => l.msg === "answer failed after it started"), "the broken stream was logged");
             assert.ok(flakyLogs.some((l) => l.msg === "recording a request's outcome failed; retrying"), "the retry was logged");
             assert.equal((await api(url)("GET", "/healthz")).status, 200, "the service is still up");
-            const release = await op("POST", "/v1/release", { app: "web", stage: "tst" });
+            const release = await op("POST", "/v1/release", { app: "web", stage: "itg" });
             assert.equal((await settle(op, release.body.requestId as string)).state, "done");
         } finally {
             await second.stop();

@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 
-import { ToolchainError, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
+import { ToolchainError, engineEnv, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
 import { repoRoot, testToolchain } from "../support/engine";
 
 const execFileAsync = promisify(execFile);
@@ -171,6 +171,16 @@ describe("toolchain resolver", function () {
         assert.match(argocd.stdout, /^argocd: v3\.5\.7\+/m);
         const helm = await execFileAsync(tool("helm"), ["version", "--short"], { env: { ...process.env, HELM_CACHE_HOME: os.tmpdir(), HELM_CONFIG_HOME: os.tmpdir(), HELM_DATA_HOME: os.tmpdir() } });
         assert.match(helm.stdout, /^v4\.2\.1\b/);
+    });
+
+    it("the engine's environment drops what would change its commands' meaning (KUBECONFIG, PULUMI_SKIP_CONFIRMATIONS)", async function () {
+        const tc = await testToolchain();
+        const env = engineEnv(tc, { PATH: "/usr/bin", KUBECONFIG: "/k", PULUMI_SKIP_CONFIRMATIONS: "true", KEEP: "1" }, { PULUMI_HOME: "/h" });
+        assert.equal(env.KUBECONFIG, undefined);
+        assert.equal(env.PULUMI_SKIP_CONFIRMATIONS, "false", "a preview-only refresh would fail with --yes");
+        assert.equal(env.KEEP, "1");
+        assert.equal(env.PULUMI_HOME, "/h");
+        assert.equal(env.PATH, `${tc.binDir}:/usr/bin`);
     });
 
     it("the built CLI reports the pinned version (the Automation API parses it)", async function () {

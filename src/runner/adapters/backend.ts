@@ -34,9 +34,13 @@ export interface BackendChoice {
     readonly accessToken?: string;
 }
 
-/** The Pulumi home the CLI reads its login from: $PULUMI_HOME, else ~/.pulumi. */
+/**
+ * The Pulumi home the CLI reads its login from: $PULUMI_HOME, else `.pulumi` in the account's home
+ * folder. The CLI takes that folder from the user database (Go's user.Current), not from $HOME, so
+ * this does too.
+ */
 export function cliPulumiHome(env: NodeJS.ProcessEnv): string {
-    return env.PULUMI_HOME ? path.resolve(env.PULUMI_HOME) : path.join(env.HOME || os.homedir(), ".pulumi");
+    return env.PULUMI_HOME ? path.resolve(env.PULUMI_HOME) : path.join(os.userInfo().homedir, ".pulumi");
 }
 
 /** Finds the backend for a project, a data folder and an environment (see the module comment for the order). */
