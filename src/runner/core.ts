@@ -107,6 +107,11 @@ export function parseMrDeployRequest(raw: unknown): MrDeployRequest {
 export const REQUESTER = /^\S[^\n\r\0]{0,199}$/;
 /** The rule {@link REQUESTER} checks, as error messages say it. */
 export const REQUESTER_RULE = "must be one line of 1 to 200 characters, not starting with a space";
+
+/** Refuses a requester that breaks {@link REQUESTER} (it becomes a commit trailer), naming `key`. */
+export function checkRequester(value: unknown, key = "requester", hint = ""): void {
+    if (typeof value !== "string" || !REQUESTER.test(value)) throw new RunnerError("invalid", `${key} = ${JSON.stringify(value)}: ${REQUESTER_RULE}${hint}`);
+}
 /** A reason given with a change: free text for the commit's body, without NUL bytes. */
 export const REASON = /^[^\0]{0,1000}$/;
 /** The rule {@link REASON} checks. */

@@ -14,7 +14,7 @@ import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
 import { FileStore } from "./adapters/file-store";
 import { GitOpsRepo } from "./adapters/ops-repo";
-import { type Actor, REQUESTER, REQUESTER_RULE } from "./core";
+import { type Actor, checkRequester } from "./core";
 import { RunnerError } from "./errors";
 import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
 import { Runner } from "./runner";
@@ -80,7 +80,7 @@ export function readSettings(dataDir: string): RunnerSettings {
  */
 export function cliActor(settings: RunnerSettings, name: string): Actor {
     // The name becomes the Requester trailer of commits: one line, as every requester.
-    if (!REQUESTER.test(name)) throw new RunnerError("invalid", `user = ${JSON.stringify(name)}: ${REQUESTER_RULE} (from --as, $GITOPS_STAGES_USER or the OS user)`);
+    checkRequester(name, "user", " (from --as, $GITOPS_STAGES_USER or the OS user)");
     const u = settings.users[name];
     return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false, grants: u?.grants ?? [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
 }

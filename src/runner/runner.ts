@@ -23,8 +23,7 @@ import {
     parseHoldRequest,
     parsePromoteRequest,
     parseRollbackRequest,
-    REQUESTER,
-    REQUESTER_RULE,
+    checkRequester,
     planHold,
     planPromotion,
     rollbackTarget,
@@ -551,9 +550,4 @@ export class Runner {
         }
         return { destroyed, kept };
     }
-}
-
-/** Refuses a requester that is not one line of the allowed length (it becomes a commit trailer). */
-function checkRequester(requester: string): void {
-    if (typeof requester !== "string" || !REQUESTER.test(requester)) throw new RunnerError("invalid", `requester = ${JSON.stringify(requester)}: ${REQUESTER_RULE}`);
 }

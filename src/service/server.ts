@@ -12,8 +12,8 @@ import * as path from "node:path";
 
 import { Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
 import type { Actor } from "../runner/core";
-import { REQUESTER, REQUESTER_RULE, parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
-import { platformStackName, redactBackendUrl } from "../runner/adapters/backend";
+import { checkRequester, parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
+import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
 import { Verb, requireRight } from "../runner/rights";
@@ -177,8 +177,7 @@ export class Service {
                     () => true,
                     () => false,
                 );
-                const kind = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(backend.url)?.[1] ?? "unknown";
-                const where = { backend: { kind, source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
+                const where = { backend: { kind: backendKind(backend.url), source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
                 return this.ready && !this.stopping ? send(200, { status: "ready", ...where }) : send(503, { status: "not ready", ...where });
             }
             if (route === "GET /v1/openapi.json") return send(200, openApiDocument());
@@ -698,8 +697,6 @@ const REQUESTER_ROUTES = new Set(["/v1/promote", "/v1/preview", "/v1/rollback", 
  */
 function asPrincipal(method: string, route: string, body: Record<string, unknown>, actor: Actor): Record<string, unknown> {
     if (method !== "POST" || !REQUESTER_ROUTES.has(route)) return body;
-    if (body.requester !== undefined && (typeof body.requester !== "string" || !REQUESTER.test(body.requester))) {
-        throw new RunnerError("invalid", `requester = ${JSON.stringify(body.requester)}: ${REQUESTER_RULE}`);
-    }
+    if (body.requester !== undefined) checkRequester(body.requester);
     return { ...body, requester: actor.name };
 }

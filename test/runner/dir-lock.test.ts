@@ -26,7 +26,6 @@ describe("lock folders", function () {
     it("waits for a live owner past the old 3 s limit instead of breaking its lock", async function () {
         const lock = path.join(dir, "records.json.lock");
         const release = await acquireDirLock(lock, { waitMs: 1000, onTimeout: timeout });
-        const started = Date.now();
         const got: (() => void)[] = [];
         const waiting = acquireDirLock(lock, { waitMs: 10_000, onTimeout: timeout }).then((r) => got.push(r));
         await new Promise((r) => setTimeout(r, 3_500));
@@ -35,7 +34,6 @@ describe("lock folders", function () {
         release();
         await waiting;
         assert.equal(got.length, 1, "the waiter got the lock once it was released");
-        assert.ok(Date.now() - started >= 3_500);
         got[0]();
     });
 

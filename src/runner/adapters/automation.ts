@@ -23,7 +23,7 @@ import type { PipelineStage } from "../core";
 import { RunnerError } from "../errors";
 import type { EnginePort, HistoryEntry, UpdateOptions, UpdateResult } from "../ports";
 import { describeBackend } from "./backend";
-import { acquireDirLock, alive } from "./dir-lock";
+import { acquireDirLock, alive, sleep } from "./dir-lock";
 import type { RunnerEnvironment } from "./environment";
 
 const NS = "gitops-stages";
@@ -58,12 +58,6 @@ export function staleBackendLocks(backendUrl: string, stack: string): { file: st
             }
         });
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-    new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, ms);
-        signal?.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), { once: true });
-    });
 
 /** Whether an error is an inline program's call to an engine that went away (gRPC UNAVAILABLE or CANCELLED). */
 export function isEngineDisconnect(e: unknown): boolean {

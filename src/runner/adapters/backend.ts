@@ -114,8 +114,18 @@ export function describeBackend(b: Pick<BackendChoice, "url" | "source" | "crede
     return `${redactBackendUrl(b.url)} (from ${from})`;
 }
 
+/** A Pulumi Cloud (service) backend: https:// or http:// URLs; they keep secrets without a passphrase. */
+export function isCloudUrl(url: string): boolean {
+    return /^https?:\/\//.test(url);
+}
+
+/** A backend's kind, as its URL's scheme says it (file, s3, postgres, https, ...). */
+export function backendKind(url: string): string {
+    return /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url)?.[1] ?? "unknown";
+}
+
 /** The platform stack's fully qualified name as the backend knows it. */
 export function platformStackName(b: Pick<BackendChoice, "url">, project = "gitops-stages"): string {
     // Self-managed backends keep every stack under the fixed organization "organization".
-    return /^https?:\/\//.test(b.url) ? `${project}/platform (in the login's default organization)` : `organization/${project}/platform`;
+    return isCloudUrl(b.url) ? `${project}/platform (in the login's default organization)` : `organization/${project}/platform`;
 }

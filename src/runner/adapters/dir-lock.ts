@@ -109,7 +109,7 @@ export async function acquireDirLock(dir: string, opts: DirLockOptions): Promise
 }
 
 /** Waits, or rejects with the signal's reason as soon as it is aborted. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
         if (signal?.aborted) return reject(signal.reason);
         const t = setTimeout(resolve, ms);

@@ -11,7 +11,7 @@ import { PulumiCommand } from "@pulumi/pulumi/automation";
 
 import { prepareProjectCopy } from "../../project";
 import { RunnerError } from "../errors";
-import { BackendChoice, describeBackend, resolveBackend } from "./backend";
+import { BackendChoice, describeBackend, isCloudUrl, resolveBackend } from "./backend";
 import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../toolchain/resolve";
 
 /** Everything an engine adapter needs. */
@@ -107,9 +107,4 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     const envVars = engineEnv(toolchain, env, { ...extra, PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: backendUrl });
     const command = await PulumiCommand.get({ root: toolchain.root });
     return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, backend, envVars, command, toolchain };
-}
-
-/** A Pulumi Cloud (service) backend: https:// or http:// URLs; they keep secrets without a passphrase. */
-function isCloudUrl(url: string): boolean {
-    return /^https?:\/\//.test(url);
 }
