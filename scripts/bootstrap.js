@@ -63,8 +63,8 @@ if (!jobs.includes(job)) {
 /**
  * Debian packages the jobs run: git (repositories), openssl (the cluster tier's certificates),
  * python3, make and g++ (node-gyp builds the SQLite driver); for tests also PostgreSQL (the
- * service's replica mode) and Chromium (the status page). Installed with apt-get when missing and
- * we may; otherwise the job stops and names them.
+ * service's replica mode), Chromium (the status page) and Redis (the cluster tier's Argo CD).
+ * Installed with apt-get when missing and we may; otherwise the job stops and names them.
  */
 function systemPackages(job) {
     const onPath = (cmd) => (process.env.PATH || "").split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, cmd)));
@@ -78,6 +78,8 @@ function systemPackages(job) {
     if (job === "test" || job === "reliability") {
         wanted.push(["postgresql", () => fs.existsSync("/usr/lib/postgresql") && fs.readdirSync("/usr/lib/postgresql").some((v) => fs.existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))]);
         wanted.push(["chromium", () => fs.existsSync("/usr/bin/chromium")]);
+        // Argo CD's repo server and application controller keep their caches in Redis.
+        wanted.push(["redis-server", () => onPath("redis-server")]);
     }
     const missing = wanted.filter(([, present]) => !present()).map(([pkg]) => pkg);
     if (missing.length === 0) {

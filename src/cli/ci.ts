@@ -66,6 +66,43 @@ export async function send(base: string, token: string, method: string, route: s
     }
 }
 
+/**
+ * `stages ci wait`: reads the stage's deployment (asking Argo CD to refresh first) every 2 s until
+ * it is `deployed`; `failed` and `unknown` end it at once, the deadline as a timeout (exit 5).
+ */
+async function waitDeployed(base: string, token: string, stage: string, minutes: number, until: "deployed" | "synced", opts: { retries: number; log: (l: string) => void }): Promise<number> {
+    // The CLI's bound (86400 s), in minutes.
+    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 1440) {
+        opts.log("stages ci wait: --timeout-minutes must be a number of minutes from more than 0 to 1440");
+        return 2;
+    }
+    const route = `/v1/deployments/${encodeURIComponent(stage)}`;
+    const deadline = Date.now() + minutes * 60_000;
+    let answer = await send(base, token, "GET", `${route}?refresh=true`, undefined, opts);
+    let shown = "";
+    for (;;) {
+        const error = answer.body.error as { kind?: string; message?: string } | undefined;
+        if (answer.status >= 400 || error) {
+            opts.log(`stages ci wait: ${error?.kind ?? "error"}: ${error?.message ?? `HTTP ${answer.status}`}`);
+            return CODES[error?.kind ?? "internal"] ?? 1;
+        }
+        const d = answer.body as { state?: string; message?: string; reason?: string };
+        if (d.state !== shown) opts.log(`stages ci wait: ${stage} ${d.state}: ${d.message}`);
+        shown = String(d.state);
+        // The last answer goes to stdout whatever the outcome, as for every other verb.
+        const done = (code: number) => (process.stdout.write(JSON.stringify(answer.body, null, 2) + "\n"), code);
+        if (d.state === "deployed" || (d.state === "synced" && until === "synced")) return done(0);
+        if (d.state === "failed") return done(CODES.conflict);
+        if (d.state === "unknown" && d.reason !== "unreadable") return done(CODES["not-found"]);
+        if (Date.now() > deadline) {
+            opts.log(`stages ci wait: ${stage} not ${until} after ${minutes} minutes: ${d.message}`);
+            return done(CODES.timeout);
+        }
+        await new Promise((r) => setTimeout(r, 2000));
+        answer = await send(base, token, "GET", route, undefined, opts);
+    }
+}
+
 /** Runs `stages ci <verb>`; returns the exit code. */
 export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
     const log = (l: string) => process.stderr.write(l + "\n");
@@ -86,6 +123,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
             "ttl-hours": { type: "string" },
             retries: { type: "string", default: "6" },
             "timeout-minutes": { type: "string", default: "60" },
+            for: { type: "string", default: "deployed" },
         },
         allowPositionals: true,
         strict: true,
@@ -142,8 +180,18 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
         case "status":
             route = `/v1/status${values.stage ? `?stage=${encodeURIComponent(values.stage)}` : ""}`;
             break;
+        case "wait":
+            if (!values.stage) {
+                log("stages ci wait: --stage is required");
+                return 2;
+            }
+            if (values.for !== "deployed" && values.for !== "synced") {
+                log(`stages ci wait: --for must be "deployed" (synced and Healthy) or "synced", got ${JSON.stringify(values.for)}`);
+                return 2;
+            }
+            return waitDeployed(base, token, values.stage, Number(values["timeout-minutes"]), values.for, opts);
         default:
-            log(`stages ci: unknown verb "${verb ?? ""}" (promote, preview, mr-deploy, mr-destroy, status)`);
+            log(`stages ci: unknown verb "${verb ?? ""}" (promote, preview, mr-deploy, mr-destroy, status, wait)`);
             return 2;
     }
     let answer = await send(base, token, body === undefined ? "GET" : "POST", route, body, opts);

@@ -38,6 +38,9 @@ runner verbs:
   hold <app> --stage <stage> [--reason <text>]     release <app> --stage <stage>
   approve <app>@<version> --stage <stage>          (an owner of the stage approves that release)
   status [--stage <stage>]                         drift [--stage <stage>]
+  wait --stage <stage> [--timeout <seconds>] [--for deployed|synced]
+          until Argo CD has synced the stage's last commit and it is Healthy (--for synced: applied,
+          whatever the rollout's health); default 600 s; a manual stage waits for its owners
   history <stage> [--commit <sha>]                 the audit trail, or one ops repo commit of it
   mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]
   mr destroy <n>                                   mr reap
@@ -61,6 +64,7 @@ service:
   ci promote|preview <app>@<version> --to <stage> --commit <sha> [--bundle <dir> --image <ref>]
   ci mr-deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha>
   ci mr-destroy <n>      ci status [--stage <stage>]
+  ci wait --stage <stage> [--timeout-minutes 60] [--for deployed|synced]   as wait, through the service
       The client CI calls: GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for
       the request and exits with the codes above.
 
@@ -157,6 +161,7 @@ export async function main(argv: string[]): Promise<number> {
             case "status":
             case "history":
             case "drift":
+            case "wait":
             case "mr":
             case "secret":
                 return await runnerVerb(verb, rest, projectRoot);

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import type { CommitDetails } from "../git/engine";
 import { RunnerError, classify, exitCode, publicError } from "../runner/errors";
 import { describeBackend, platformStackName } from "../runner/adapters/backend";
+import type { Deployment } from "../runner/deployed";
 import type { AuditEntry } from "../runner/runner";
 import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
 import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseRollbackRequest } from "../runner/core";
@@ -232,6 +233,18 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
             requireRight(who, "status", stageArg(values.stage));
             return runner.status(values.stage as string | undefined);
         }
+        case "wait": {
+            parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } }, false);
+            const stage = stageArg(values.stage, true)!;
+            const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
+            if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) {
+                throw new RunnerError("invalid", `--timeout = ${JSON.stringify(values.timeout)}: must be a whole number of seconds from 1 to 86400`);
+            }
+            const until = values.for ?? "deployed";
+            if (until !== "deployed" && until !== "synced") throw new RunnerError("invalid", `--for = ${JSON.stringify(until)}: must be "deployed" (synced and Healthy) or "synced"`);
+            requireRight(who, "status", stage);
+            return runner.wait(stage, timeout * 1000, { until });
+        }
         case "history": {
             const { positionals } = parse({ commit: { type: "string" } });
             requireRight(who, "history", stageArg(positionals[0], true));
@@ -329,7 +342,7 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
 
 function render(verb: string, result: unknown): string {
     if (verb === "status") {
-        const rows = result as { stage: string; apps: Record<string, { version: string; hold?: { by: string } | null; promotedAt: string; requester: string }> }[];
+        const rows = result as { stage: string; apps: Record<string, { version: string; hold?: { by: string } | null; promotedAt: string; requester: string }>; deployment: Deployment }[];
         const apps = [...new Set(rows.flatMap((r) => Object.keys(r.apps)))].sort();
         const lines = [["app", ...rows.map((r) => r.stage)]];
         for (const app of apps) {
@@ -338,8 +351,15 @@ function render(verb: string, result: unknown): string {
                 return e ? `${e.version}${e.hold ? " (held)" : ""}` : "-";
             })]);
         }
+        // Desired (the ops repo, above) against deployed (what Argo CD reports).
+        lines.push(["(deployed)", ...rows.map((r) => r.deployment.state)]);
         const last = rows.flatMap((r) => Object.entries(r.apps).map(([app, e]) => `  ${r.stage}/${app}: ${e.version} by ${e.requester} at ${e.promotedAt}${e.hold ? `, held by ${e.hold.by}` : ""}`));
-        return table(lines) + (last.length ? `\nlast changes:\n${last.join("\n")}\n` : "");
+        const deployed = rows.map((r) => `  ${r.stage}: ${r.deployment.state}: ${r.deployment.message}`);
+        return table(lines) + (last.length ? `\nlast changes:\n${last.join("\n")}\n` : "") + `\nin the cluster (Argo CD):\n${deployed.join("\n")}\n`;
+    }
+    if (verb === "wait") {
+        const d = result as Deployment;
+        return `${d.state}: ${d.message}\n`;
     }
     if (verb === "history" && !Array.isArray(result)) {
         const c = result as CommitDetails;

@@ -73,10 +73,11 @@ export type GitHost =
           /** API base URL for GitHub Enterprise Server; undefined for github.com. */
           readonly baseUrl?: string;
           /**
-           * The runner's identity ("user" or "/app-slug"): the only actor allowed to push to the
-           * ops repo's main without a pull request, because every promotion is one direct commit.
+           * The runner's identity ("/<login>" of a machine user, or a GitHub App's node ID): the
+           * only actor allowed to push to the ops repo's main without a pull request, because every
+           * promotion is one direct commit.
            */
-          readonly runnerActor?: string;
+          readonly runnerActor: string;
       };
 
 /** One repository's settings. */
@@ -201,8 +202,22 @@ function parseRepository(c: Checker, key: string, raw: unknown, role: "dev" | "o
             role === "dev" ? "Application code, chart, per-stage values and CI" : "Desired state of every environment",
         ),
         visibility: c.oneOf(`${key}.visibility`, o.visibility, ["private", "internal", "public"], "private"),
-        requiredChecks: c.strings(`${key}.requiredChecks`, o.requiredChecks, role === "dev" ? ["ci"] : ["validate"]),
+        requiredChecks: requiredChecks(c, key, o.requiredChecks, role),
     };
+}
+
+/**
+ * Required status checks of main. On ops the runner pushes each promotion directly and reports
+ * `validate` itself after running that check's rules on its commit; a check it cannot run would
+ * refuse every promotion, so ops requires `validate` and nothing else.
+ */
+function requiredChecks(c: Checker, key: string, raw: unknown, role: "dev" | "ops"): string[] {
+    const checks = c.strings(`${key}.requiredChecks`, raw, role === "dev" ? ["ci"] : ["validate"]);
+    if (role === "ops" && (checks.length !== 1 || checks[0] !== "validate")) {
+        c.fail(`${key}.requiredChecks`, raw, 'must be ["validate"] on the ops repo: the runner reports only that check on its own commits, so any other would refuse every promotion');
+        return ["validate"];
+    }
+    return checks;
 }
 
 function parseSyncWindow(c: Checker, key: string, raw: unknown): SyncWindow {
@@ -261,6 +276,12 @@ function parseAnnotations(c: Checker, key: string, raw: unknown): Record<string,
     return out;
 }
 
+/**
+ * A pull-request bypass actor as GitHub's branch protection takes it: "/" and a user's login, or an
+ * App's node ID (legacy base64 "MD..." or the newer "<PREFIX>_..." form).
+ */
+const RUNNER_ACTOR = /^(?:\/[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}|MD[A-Za-z0-9+/]{6,}={0,2}|[A-Z]{1,4}_[A-Za-z0-9_-]{6,})$/;
+
 /** Names of every top-level key the platform stack reads. */
 export const PLATFORM_KEYS = ["gitHost", "repositories", "teams", "stages", "argocd", "sealedSecrets", "cluster", "runner"];
 
@@ -287,10 +308,15 @@ export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx:
             kind: "github",
             owner: c.string(k("gitHost.owner"), gh.owner, undefined, GITHUB_NAME, GITHUB_NAME_RULE),
             baseUrl: gh.baseUrl === undefined ? undefined : c.url(k("gitHost.baseUrl"), gh.baseUrl),
-            runnerActor:
-                gh.runnerActor === undefined
-                    ? undefined
-                    : c.string(k("gitHost.runnerActor"), gh.runnerActor, undefined, /^\/?[A-Za-z0-9][A-Za-z0-9-]{0,38}$/, 'must be a GitHub user name or "/app-slug"'),
+            // Required: the protection of ops main lets only this actor push directly, so without
+            // it no promotion could land.
+            runnerActor: c.string(
+                k("gitHost.runnerActor"),
+                gh.runnerActor,
+                undefined,
+                RUNNER_ACTOR,
+                'must be "/<login>" of the runner\'s machine user or the node ID of its GitHub App (gh api /apps/<slug> --jq .node_id), as branch protection names bypass actors',
+            ),
         };
     } else {
         for (const f of ["owner", "baseUrl", "runnerActor"]) {

@@ -44,7 +44,10 @@ export interface StageConfig {
     readonly change?: StageChange;
     /** Stack reference of the platform stack (its outputs name the ops repo). */
     readonly platformStack: string;
-    /** Ops repo remote, overriding the platform stack's output (the runner sets it). */
+    /**
+     * Ops repo remote, overriding the platform stack's output (a mirror, another transport). The
+     * platform's push token is not sent there, so a protected remote must let such pushes through.
+     */
     readonly opsRepo?: string;
 }
 

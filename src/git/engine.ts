@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { COMMIT } from "../config/validate";
+import { formatProblems, validateOpsChange } from "../program/ops/validate";
 
 /** A git failure; `reason` is what the host said, with credentials removed. */
 export class GitError extends Error {
@@ -66,6 +67,50 @@ export interface CommitRequest {
     readonly maxAttempts?: number;
     /** Called after a rejected push, before recomputing (tests use it to observe retries). */
     readonly onRetry?: (attempt: number, reason: string) => void;
+    /** Who pushes, where the host's protection of the branch asks for it (see {@link PushAs}). */
+    readonly pushAs?: PushAs;
+}
+
+/**
+ * The runner's standing on a protected ops `main` (docs/protection.md).
+ *
+ * - `token`: the local git host's pre-receive hook lets only the runner push to ops `main`; the
+ *   runner proves it with this token, sent as the push option `gitops-stages-token`.
+ * - `checks`: GitHub requires the `validate` status on a commit before it may land on `main`. The
+ *   runner runs that check's rules on its own commit, pushes the commit to a side branch (a status
+ *   needs the commit on GitHub), reports `validate` as passed, pushes `main`, and removes the side
+ *   branch.
+ */
+export interface PushAs {
+    readonly token?: string;
+    readonly checks?: {
+        /** GitHub's REST API root, e.g. https://api.github.com. */
+        readonly api: string;
+        /** `owner/name` of the repository. */
+        readonly repository: string;
+        /** Token allowed to write commit statuses; never logged. */
+        readonly token: string;
+    };
+}
+
+/** Name of the push option the local host's hook reads the runner's push token from. */
+export const PUSH_OPTION = "gitops-stages-token";
+
+/**
+ * Environment that makes `git push` send the runner's token as a push option. Passed as git
+ * configuration in the environment (GIT_CONFIG_COUNT, git 2.31+), never on the command line, where
+ * any user of the machine could read it.
+ */
+export function pushEnv(as: PushAs | undefined, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv | undefined {
+    if (!as?.token) return undefined;
+    // Appended to configuration the environment may already carry, which stays in effect.
+    const n = Number.parseInt(base.GIT_CONFIG_COUNT ?? "0", 10) || 0;
+    return { GIT_CONFIG_COUNT: String(n + 1), [`GIT_CONFIG_KEY_${n}`]: "push.pushOption", [`GIT_CONFIG_VALUE_${n}`]: `${PUSH_OPTION}=${as.token}` };
+}
+
+/** The side branch a commit waits on while its `validate` status is reported (GitHub only). */
+export function checkBranch(commit: string): string {
+    return `gitops-stages/validate/${commit}`;
 }
 
 /** Result of {@link commitFiles}. */
@@ -245,8 +290,8 @@ class Scratch {
     }
 
     /** Pushes without force. Returns "ok", "moved" (someone else pushed first) or throws the host's reason. */
-    async push(remote: string, commit: string, branch: string): Promise<"ok" | "moved"> {
-        const r = await git(["push", "--porcelain", remote, `${commit}:refs/heads/${branch}`], { cwd: this.dir });
+    async push(remote: string, commit: string, branch: string, as?: PushAs): Promise<"ok" | "moved"> {
+        const r = await git(["push", "--porcelain", remote, `${commit}:refs/heads/${branch}`], { cwd: this.dir, env: pushEnv(as) });
         if (r.code === 0) return "ok";
         const text = `${r.stdout.toString("utf8")}\n${r.stderr}`;
         if (/non-fast-forward|fetch first|\[rejected\].*(stale|behind)|cannot lock ref|incorrect old value/i.test(text)) return "moved";
@@ -278,7 +323,12 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
             const { tree, changed } = await scratch.tree(parent, change, head);
             if (changed.length === 0) return { commit: undefined, parent, attempts: attempt, changed };
             const commit = await scratch.commit(tree, parent, req.message, req.author);
-            if ((await scratch.push(req.remote, commit, req.branch)) === "ok") {
+            // A branch that does not exist yet has no protection (and on an empty GitHub repository
+            // the first branch pushed becomes the default one, so no side branch may go first).
+            const pushed = req.pushAs?.checks && parent
+                ? await pushChecked(scratch, req.remote, commit, req.branch, change, head, req.pushAs)
+                : await scratch.push(req.remote, commit, req.branch, req.pushAs);
+            if (pushed === "ok") {
                 return { commit, parent, attempts: attempt, changed };
             }
             // Back off with jitter, growing to a second: concurrent writers stop retrying in lockstep,
@@ -292,6 +342,63 @@ export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
         }
     } finally {
         scratch.dispose();
+    }
+}
+
+/**
+ * Pushes a commit to a branch that requires the `validate` status on GitHub (see {@link PushAs}):
+ * runs the check's rules on the commit's change (a change that breaks one is refused before
+ * anything is pushed), pushes the commit to its side branch, reports the status, pushes the branch,
+ * and removes the side branch. Returns what the branch's push returned ("moved": recompute).
+ */
+async function pushChecked(scratch: Scratch, remote: string, commit: string, branch: string, change: Change, head: Head, as: PushAs): Promise<"ok" | "moved"> {
+    const paths = [...Object.keys(change.writes), ...change.deletes];
+    const before = await head.readMany(paths);
+    const atHead = new Set(head.paths);
+    const problems = validateOpsChange(
+        paths.map((p) => ({ path: p, before: before[p], after: change.writes[p] })),
+        (release) => atHead.has(`${release}bundle.json`),
+    );
+    if (problems.length > 0) throw new GitError("the commit fails the validate check", formatProblems(problems));
+    if ((await scratch.push(remote, commit, checkBranch(commit), as)) !== "ok") {
+        throw new GitError("cannot push the commit for its validate status", `${checkBranch(commit)} exists with another commit`);
+    }
+    try {
+        await reportValidate(as.checks!, commit);
+        return await scratch.push(remote, commit, branch, as);
+    } finally {
+        // A leftover side branch is harmless (it holds a commit main has or never gets), so removing
+        // it is best effort: its failure must not turn a landed commit into a failed one.
+        await git(["push", "-q", remote, `:refs/heads/${checkBranch(commit)}`], { cwd: scratch.dir, env: pushEnv(as) }).catch(() => undefined);
+    }
+}
+
+/**
+ * Reports `validate` = success on a commit. Each call waits at most 30 s; a network error, a 5xx
+ * or a 429 is tried again after 1 s, then 2 s (GitHub's secondary rate limits and brief outages).
+ */
+async function reportValidate(checks: NonNullable<PushAs["checks"]>, commit: string): Promise<void> {
+    const url = `${checks.api.replace(/\/$/, "")}/repos/${checks.repository}/statuses/${commit}`;
+    const scrub = (text: string) => redact(text).split(checks.token).join("***");
+    for (let attempt = 1; ; attempt++) {
+        let failure: string;
+        try {
+            const res = await fetch(url, {
+                method: "POST",
+                signal: AbortSignal.timeout(30_000),
+                headers: { authorization: `Bearer ${checks.token}`, accept: "application/vnd.github+json", "x-github-api-version": "2022-11-28", "content-type": "application/json" },
+                body: JSON.stringify({ state: "success", context: "validate", description: "validated by the gitops-stages runner (the rules of the validate workflow)" }),
+            });
+            if (res.ok) return;
+            const text = (await res.text().catch(() => "")).slice(0, 300);
+            failure = `GitHub answered ${res.status} for ${scrub(url)}: ${scrub(text)}`;
+            if (res.status < 500 && res.status !== 429) throw new GitError("cannot report the validate status", failure);
+        } catch (e) {
+            if (e instanceof GitError) throw e;
+            failure = scrub(e instanceof Error ? e.message : String(e));
+        }
+        if (attempt >= 3) throw new GitError("cannot report the validate status", `${failure} (after ${attempt} attempts)`);
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
     }
 }
 
@@ -400,6 +507,19 @@ export function readFiles(remote: string, branch: string, paths: readonly string
     return atHead(remote, branch, async (head) => ({ commit: head.commit, files: await head.readMany(paths) }));
 }
 
+/**
+ * Whether `commit` is `revision` or an ancestor of it on `branch` (the last `depth` commits are
+ * searched for a remote that is not on this machine). False when either is unknown.
+ */
+export async function isAncestor(remote: string, branch: string, commit: string, revision: string, depth = 500): Promise<boolean> {
+    if (!/^[0-9a-f]{40,64}$/.test(commit) || !/^[0-9a-f]{40,64}$/.test(revision)) return false;
+    const check = (d: number) => inRepository(remote, branch, d, async (dir) => (await git(["merge-base", "--is-ancestor", commit, revision], { cwd: dir })).code === 0);
+    if (await check(depth)) return true;
+    // A remote fetched shallowly may hold the commit further back: look again in the whole history
+    // (a repository on this machine was searched whole already).
+    return localRepository(remote) ? false : check(2_147_483_647);
+}
+
 /** Lists the files of a branch under a folder prefix (or all files). */
 export function listFiles(remote: string, branch: string, prefix = ""): Promise<string[]> {
     return atHead(remote, branch, async (head) => head.paths.filter((p) => p.startsWith(prefix)));
@@ -410,6 +530,94 @@ export async function ensureBareRepository(dir: string, defaultBranch: string): 
     if (fs.existsSync(path.join(dir, "HEAD"))) return;
     fs.mkdirSync(dir, { recursive: true });
     await gitOk(["init", "-q", "--bare", `--initial-branch=${defaultBranch}`, "."], `git init ${dir}`, { cwd: dir });
+}
+
+/**
+ * The protection of `main` on the local git host, as GitHub enforces the platform's rules there
+ * (docs/protection.md), in the words GitHub uses (GH006). Written as the repository's pre-receive
+ * hook: a POSIX shell script, because git runs hooks as programs and a shell script starts in
+ * milliseconds on every push. The runner's token is kept only as its SHA-256 in the repository's
+ * config; a push proves it with the push option `gitops-stages-token=<token>`, which reaches the
+ * hook over every transport (a path, git://, smart HTTP).
+ */
+const PRE_RECEIVE = `#!/bin/sh
+# Written by gitops-stages (platform stack): the protection of main on the local git host.
+# Rules (as on GitHub): deletion, non_fast_forward; on ops also required_linear_history and
+# pull_request (only the runner, which proves itself with its push token, pushes directly).
+# An all-zero object id (of either hash format) stands for "no commit": a new or deleted ref.
+is_zero() { case "$1" in *[!0]*) return 1 ;; *) return 0 ;; esac; }
+digest() {
+    if command -v sha256sum >/dev/null 2>&1; then sha256sum
+    elif command -v shasum >/dev/null 2>&1; then shasum -a 256
+    else openssl dgst -sha256 -r
+    fi | cut -d' ' -f1
+}
+role=$(git config --get gitops-stages.role)
+runner=$(git config --get gitops-stages.runnerTokenSha256)
+given=
+i=0
+while [ "$i" -lt "\${GIT_PUSH_OPTION_COUNT:-0}" ]; do
+    eval "option=\\$GIT_PUSH_OPTION_$i"
+    case "$option" in ${PUSH_OPTION}=*) given=\${option#${PUSH_OPTION}=} ;; esac
+    i=$((i + 1))
+done
+pusher=someone
+if [ -n "$given" ] && [ -n "$runner" ]; then
+    [ "$(printf '%s' "$given" | digest)" = "$runner" ] && pusher=runner
+fi
+status=0
+refuse() {
+    echo "error: GH006: Protected branch update failed for $1." >&2
+    echo "error: $2" >&2
+    status=1
+}
+while read -r old new ref; do
+    [ "$ref" = refs/heads/main ] || continue
+    if is_zero "$new"; then
+        refuse "$ref" "Cannot delete this branch (rule: deletion)"
+        continue
+    fi
+    if ! is_zero "$old" && ! git merge-base --is-ancestor "$old" "$new"; then
+        refuse "$ref" "Cannot force-push to this branch (rule: non_fast_forward)"
+        continue
+    fi
+    [ "$role" = ops ] || continue
+    if is_zero "$old"; then range=$new; else range=$old..$new; fi
+    if [ -n "$(git rev-list --merges "$range")" ]; then
+        refuse "$ref" "This branch must not contain merge commits (rule: required_linear_history)"
+    fi
+    if [ "$pusher" != runner ]; then
+        refuse "$ref" "Changes must be made through a pull request (rule: pull_request; only the gitops-stages runner pushes to main directly)"
+    fi
+done
+exit $status
+`;
+
+/** Rules of {@link protectBareRepository}: the repository's role and, for ops, the runner's token digest. */
+export interface BareProtection {
+    readonly role: "dev" | "ops";
+    /** SHA-256 (hex) of the runner's push token; required for ops. */
+    readonly runnerTokenSha256?: string;
+}
+
+/** Installs (or rewrites) the protection of `main` in a bare repository of the local host. */
+export async function protectBareRepository(dir: string, rules: BareProtection): Promise<void> {
+    if (rules.role === "ops" && !/^[0-9a-f]{64}$/.test(rules.runnerTokenSha256 ?? "")) throw new GitError("protect ops", "the runner's token digest is missing");
+    await gitOk(["config", "gitops-stages.role", rules.role], "git config", { cwd: dir });
+    // The runner's token travels as a push option, which the host must accept.
+    await gitOk(["config", "receive.advertisePushOptions", "true"], "git config", { cwd: dir });
+    if (rules.runnerTokenSha256) await gitOk(["config", "gitops-stages.runnerTokenSha256", rules.runnerTokenSha256], "git config", { cwd: dir });
+    else await git(["config", "--unset", "gitops-stages.runnerTokenSha256"], { cwd: dir });
+    const hooks = path.join(dir, "hooks");
+    fs.mkdirSync(hooks, { recursive: true });
+    const partial = path.join(hooks, `.pre-receive.${process.pid}`);
+    fs.writeFileSync(partial, PRE_RECEIVE, { mode: 0o755 });
+    fs.renameSync(partial, path.join(hooks, "pre-receive"));
+}
+
+/** SHA-256 (hex) of a push token, as the local host's hook compares it. */
+export function pushTokenDigest(token: string): string {
+    return createHash("sha256").update(token).digest("hex");
 }
 
 /** Digest of a set of files, independent of their order: sha256 over sorted path/content pairs. */

@@ -40,6 +40,11 @@ export interface GitFilesArgs {
     /** Commit message of the next commit (subject, body and trailers). */
     readonly message: pulumi.Input<string>;
     readonly author: pulumi.Input<{ name: pulumi.Input<string>; email: pulumi.Input<string> }>;
+    /**
+     * The runner's standing on a protected branch (Engine.PushAs); secret. Only its kind is part of
+     * the diff: a new token alone makes no commit, and the next commit uses it.
+     */
+    readonly pushAs?: pulumi.Input<Engine.PushAs>;
 }
 
 interface State {
@@ -51,6 +56,7 @@ interface State {
     keep: string[];
     message: string;
     author: { name: string; email: string };
+    pushAs?: Engine.PushAs;
     /** Digest of `files` as last written. */
     digest: string;
     /** Digest of what the branch holds (differs from `digest` after a hand edit). */
@@ -62,6 +68,8 @@ interface State {
 }
 
 function makeProvider(engine: string): pulumi.dynamic.ResourceProvider {
+    // Which kinds of credential a PushAs holds (never their values): compared by the diff.
+    const standing = (as: Engine.PushAs | undefined): string => [as?.token ? "token" : "", as?.checks ? "checks" : ""].join(",");
     // Loaded by path at run time: see enginePath().
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = (): typeof Engine => require(engine);
@@ -72,6 +80,7 @@ function makeProvider(engine: string): pulumi.dynamic.ResourceProvider {
             branch: s.branch,
             message: s.message,
             author: s.author,
+            pushAs: s.pushAs,
             compute: (head) => e.computeChange(head, s.mode, s.files, s.scope ?? [], s.keep ?? []),
         });
         const digest = e.filesDigest(s.files);
@@ -91,7 +100,11 @@ function makeProvider(engine: string): pulumi.dynamic.ResourceProvider {
                 intended !== olds.digest ||
                 olds.observed !== olds.digest ||
                 JSON.stringify(olds.scope ?? []) !== JSON.stringify(news.scope ?? []) ||
-                JSON.stringify(olds.keep ?? []) !== JSON.stringify(news.keep ?? []);
+                JSON.stringify(olds.keep ?? []) !== JSON.stringify(news.keep ?? []) ||
+                // A state without the credential a protected branch now asks for (written before the
+                // protection existed) takes it in an update that commits nothing, so that a later
+                // destroy can push its removal.
+                standing(olds.pushAs) !== standing(news.pushAs);
             return { changes: changed, replaces, deleteBeforeReplace: false };
         },
         async update(_id: string, _olds: State, news: State) {
@@ -110,6 +123,7 @@ function makeProvider(engine: string): pulumi.dynamic.ResourceProvider {
                 branch: props.branch,
                 message: `Remove files managed by gitops-stages (${(props.scope ?? []).join(", ")})`,
                 author: props.author,
+                pushAs: props.pushAs,
                 compute: (head) => e.computeChange(head, "own", {}, props.scope ?? [], props.keep ?? []),
             });
         },
@@ -131,6 +145,7 @@ export class GitFiles extends pulumi.dynamic.Resource {
             name,
             {
                 ...args,
+                pushAs: args.pushAs === undefined ? undefined : pulumi.secret(args.pushAs),
                 scope: args.scope ?? [],
                 keep: args.keep ?? [],
                 commit: undefined,
@@ -138,7 +153,7 @@ export class GitFiles extends pulumi.dynamic.Resource {
                 observed: undefined,
                 drifted: undefined,
             },
-            { ...opts, additionalSecretOutputs: ["remote"] },
+            { ...opts, additionalSecretOutputs: ["remote", "pushAs"] },
             "gitops-stages-git",
             "GitFiles",
         );
@@ -148,6 +163,8 @@ export class GitFiles extends pulumi.dynamic.Resource {
 interface BareState {
     path: string;
     defaultBranch: string;
+    /** The protection of main (absent in states written before it existed). */
+    protection?: Engine.BareProtection;
     /** Whether this resource created the folder (only then does delete remove it). */
     created: boolean;
 }
@@ -161,11 +178,17 @@ function makeBareProvider(engine: string): pulumi.dynamic.ResourceProvider {
             const fsm = require("fs") as typeof fs;
             const existed = fsm.existsSync(`${inputs.path}/HEAD`);
             await load().ensureBareRepository(inputs.path, inputs.defaultBranch);
+            if (inputs.protection) await load().protectBareRepository(inputs.path, inputs.protection);
             return { id: inputs.path, outs: { ...inputs, created: !existed } };
         },
         async diff(_id: string, olds: BareState, news: BareState) {
             const replaces = olds.path !== news.path || olds.defaultBranch !== news.defaultBranch ? ["path"] : [];
-            return { changes: replaces.length > 0, replaces };
+            const protection = JSON.stringify(olds.protection ?? null) !== JSON.stringify(news.protection ?? null);
+            return { changes: replaces.length > 0 || protection, replaces };
+        },
+        async update(_id: string, olds: BareState, news: BareState) {
+            if (news.protection) await load().protectBareRepository(news.path, news.protection);
+            return { outs: { ...news, created: olds.created } };
         },
         async read(id: string, props: BareState) {
             // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -186,6 +209,8 @@ export interface LocalBareRepositoryArgs {
     /** Folder of the bare repository. */
     readonly path: pulumi.Input<string>;
     readonly defaultBranch: pulumi.Input<string>;
+    /** The protection of main its pre-receive hook enforces (see protectBareRepository). */
+    readonly protection?: pulumi.Input<{ role: "dev" | "ops"; runnerTokenSha256?: pulumi.Input<string> }>;
 }
 
 /** A bare git repository in a folder (the `local` git host). Destroy removes it if this resource created it. */

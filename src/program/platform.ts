@@ -11,13 +11,14 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 import type { PlatformConfig } from "../config/platform";
+import { PushAs, pushTokenDigest } from "../git/engine";
 import { GitFiles, LocalBareRepository } from "../git/resources";
 import { ArgoCd, SealedSecrets } from "./argocd";
 import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
 import { GithubPipeline, githubToken } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
-import { devSkeleton, opsSkeleton } from "./ops/skeleton";
-import { ciClientScript } from "./ops/workflows";
+import { devSkeleton, opsCheckFiles, opsSkeleton } from "./ops/skeleton";
+import { OPS_CHECK_PATHS, ciClientScript, opsValidateScript } from "./ops/workflows";
 import { userError } from "./errors";
 import { SshKeyPair } from "./ssh-key";
 
@@ -30,11 +31,28 @@ export interface NotApplicable {
     readonly reason: string;
 }
 
+/**
+ * How the runner pushes to the protected ops main, from the platform stack's outputs
+ * (`opsPushToken` on the local host, `opsChecks` on GitHub, whose status calls use `githubToken`).
+ * Undefined for a platform stack that predates the protection: its ops repo has no hook either.
+ */
+export function opsPushAs(outputs: { opsPushToken?: unknown; opsChecks?: unknown }, githubToken: string | undefined): PushAs | undefined {
+    if (typeof outputs.opsPushToken === "string" && outputs.opsPushToken) return { token: outputs.opsPushToken };
+    const checks = outputs.opsChecks as { api?: unknown; repository?: unknown } | null | undefined;
+    if (checks && typeof checks.api === "string" && typeof checks.repository === "string") {
+        if (!githubToken) throw userError("GITHUB_TOKEN is required to report the validate check on the GitHub ops repo");
+        return { checks: { api: checks.api, repository: checks.repository, token: githubToken } };
+    }
+    return undefined;
+}
+
 /** What the local git host cannot hold, with the reason. */
 export function localHostNotApplicable(): NotApplicable[] {
+    // The rest of the protection of main (deletion, force push, linear history, only the runner on
+    // ops) is enforced by the local host's pre-receive hook, so it is not in this list.
     const reason = "the local git host is plain bare repositories: it has no accounts, permissions or CI";
     return [
-        "branch protection of main",
+        "pull-request reviews and required status checks of main",
         "teams and repository permissions",
         "GitHub Environments with runner URL and per-stage tokens",
         "read-only deploy key for Argo CD",
@@ -71,11 +89,19 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
     let sshKey: SshKeyPair | undefined;
     let skeletonCommit: pulumi.Output<string>;
     let notApplicable: NotApplicable[] = [];
+    let opsPushToken: pulumi.Output<string> | undefined;
+    let opsChecks: pulumi.Output<{ api: string; repository: string }> | undefined;
 
     if (cfg.gitHost.kind === "local") {
         const paths = localRepoPaths(cfg);
-        const dev = new LocalBareRepository("dev-repo", { path: paths.dev, defaultBranch: "main" });
-        const ops = new LocalBareRepository("ops-repo", { path: paths.ops, defaultBranch: "main" });
+        // The runner's push token: the local host's hook lets only its holder push to ops main.
+        opsPushToken = new random.RandomPassword("ops-push-token", { length: 48, special: false }).result;
+        const dev = new LocalBareRepository("dev-repo", { path: paths.dev, defaultBranch: "main", protection: { role: "dev" } });
+        const ops = new LocalBareRepository("ops-repo", {
+            path: paths.ops,
+            defaultBranch: "main",
+            protection: { role: "ops", runnerTokenSha256: opsPushToken.apply(pushTokenDigest) },
+        });
         new GitFiles("dev-skeleton", {
             remote: dev.path,
             branch: "main",
@@ -89,9 +115,24 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
             branch: "main",
             files: opsSkeleton(cfg),
             mode: "seed",
+            pushAs: opsPushToken.apply((token) => ({ token })),
             message: "Skeleton of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
             author: PLATFORM_AUTHOR,
         });
+        new GitFiles(
+            "ops-check",
+            {
+                remote: ops.path,
+                branch: "main",
+                files: opsCheckFiles(opsValidateScript()),
+                mode: "own",
+                scope: Object.values(OPS_CHECK_PATHS),
+                message: "The validate check of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
+                author: PLATFORM_AUTHOR,
+                pushAs: opsPushToken.apply((token) => ({ token })),
+            },
+            { dependsOn: [skeleton] },
+        );
         skeletonCommit = skeleton.commit;
         devRepoUrl = dev.path;
         opsRepoUrl = ops.path;
@@ -113,6 +154,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
                 deployPublicKey: sshKey.publicKey,
                 webhookSecret: webhookSecret.result,
                 skeletons: { dev: devSkeleton(cfg, ciClientScript()), ops: opsSkeleton(cfg) },
+                opsCheckFiles: opsCheckFiles(opsValidateScript()),
                 pushToken: token,
                 author: PLATFORM_AUTHOR,
             },
@@ -120,6 +162,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         );
         devRepoUrl = gh.devRepoUrl;
         opsRepoUrl = gh.opsRepoUrl;
+        opsChecks = gh.opsChecks;
         argocdOpsUrl = gh.opsRepoSshUrl;
         skeletonCommit = pulumi.output("");
     }
@@ -161,6 +204,10 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         repositories: { dev: devRepoUrl, ops: opsRepoUrl },
         opsRepoUrlForArgoCd: argocdOpsUrl,
         opsSkeletonCommit: skeletonCommit,
+        // How the runner pushes to the protected ops main (docs/protection.md): on the local host
+        // with this token, which its hook checks; on GitHub by reporting the validate check first.
+        opsPushToken: opsPushToken ? pulumi.secret(opsPushToken) : null,
+        opsChecks: opsChecks ?? null,
         argocdUrl: cfg.argocd.url,
         argocdAdminPassword: pulumi.secret(admin.result),
         argocdApplications: argocd.applications,
@@ -185,6 +232,11 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         })),
         charts: charts.map((c) => ({ name: c.ref.name, source: describeChart(c.ref), installed: c.installed, reason: c.reason })),
         renderDir: render ? cfg.cluster.renderDir : undefined,
+        // Where the runner reads what Argo CD has deployed (the Applications); no cluster in render mode.
+        argocdCluster: {
+            namespace: cfg.argocd.namespace,
+            ...(render ? {} : { kubeconfig: cfg.cluster.kubeconfig, ...(cfg.cluster.context ? { context: cfg.cluster.context } : {}) }),
+        },
         // Where `stages secret` finds the controller's certificate (and its rotate endpoint).
         sealedSecretsController: {
             namespace: cfg.sealedSecrets.namespace,

@@ -3,7 +3,7 @@
  * as one commit. The same content again is a no-op; different content under the same version is
  * refused, because stages may already run that version.
  */
-import { Person, commitFiles } from "../git/engine";
+import { Person, PushAs, commitFiles } from "../git/engine";
 import { BundleFiles, BundleJson, buildBundle, bundleRepoFiles, parseReleaseMeta, readBundleDir } from "./bundle";
 import { opsPaths } from "../program/ops/paths";
 
@@ -38,6 +38,8 @@ export async function publishRelease(
     files: BundleFiles,
     author: Person,
     requestId?: string,
+    /** The runner's standing on the protected ops main (see PushAs). */
+    pushAs?: PushAs,
 ): Promise<PublishResult> {
     const bundlePath = `${opsPaths.release(bundle.app, bundle.version)}bundle.json`;
     const repoFiles = bundleRepoFiles(bundle, files);
@@ -52,6 +54,7 @@ export async function publishRelease(
         remote,
         branch: "main",
         author,
+        pushAs,
         message: `Publish ${bundle.app} ${bundle.version}\n\nImage ${bundle.image}\n\n${trailers.join("\n")}\n`,
         compute: async (head) => {
             const existing = await head.read(bundlePath);
@@ -70,9 +73,9 @@ export async function publishRelease(
  * Validates a bundle folder and its metadata, then publishes it. Nothing is written unless
  * every check passes.
  */
-export async function publishFromDir(remote: string, dir: string, meta: unknown, author: Person, requestId?: string): Promise<PublishResult & { bundle: BundleJson }> {
+export async function publishFromDir(remote: string, dir: string, meta: unknown, author: Person, requestId?: string, pushAs?: PushAs): Promise<PublishResult & { bundle: BundleJson }> {
     const release = parseReleaseMeta(meta);
     const files = readBundleDir(dir);
     const bundle = buildBundle(release, files);
-    return { ...(await publishRelease(remote, bundle, files, author, requestId)), bundle };
+    return { ...(await publishRelease(remote, bundle, files, author, requestId, pushAs)), bundle };
 }

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { Checker, formatProblem } from "../config/validate";
 import { AutomationEngine } from "./adapters/automation";
 import { RunnerEnvironment, runnerEnvironment } from "./adapters/environment";
+import { KubeApplications } from "./deployed";
 import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
 import { FileStore } from "./adapters/file-store";
@@ -132,7 +133,7 @@ export async function createRunner(opts: {
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
     const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log });
-    const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env);
+    const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env, (key) => engine.platformSecret(key));
     const runner = new Runner({
         engine,
         store: new FileStore(environment.dataDir),
@@ -141,6 +142,11 @@ export async function createRunner(opts: {
         newId: newRequestId,
         log,
         mrCluster: (n) => ({ ...settings.mrCluster, renderDir: path.join(environment.dataDir, "rendered", `mr-${n}`) }),
+        applications: async () => {
+            const c = (await engine.platformOutputs()).argocdCluster as { namespace: string; kubeconfig?: string; context?: string } | undefined;
+            if (!c) throw new RunnerError("not-found", "the platform stack has no argocdCluster output (it predates this version): run pulumi up on stack platform");
+            return c.kubeconfig ? new KubeApplications(KubeClient.fromKubeconfig(c.kubeconfig, c.context), c.namespace) : undefined;
+        },
     });
     const secrets = new Secrets({
         pipeline: () => engine.pipeline(),

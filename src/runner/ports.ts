@@ -45,6 +45,8 @@ export interface EnginePort {
     pipeline(): Promise<PipelineStage[]>;
     /** Outputs of the platform stack. */
     platformOutputs(): Promise<Record<string, unknown>>;
+    /** One secret output of the platform stack in clear (undefined when absent); never logged. */
+    platformSecret(key: string): Promise<unknown>;
     /** A stack's outputs (secrets shown as "[secret]"); undefined when the stack does not exist. */
     stackOutputs(stack: string): Promise<Record<string, unknown> | undefined>;
     /**

@@ -28,6 +28,7 @@ import {
     planPromotion,
     rollbackTarget,
 } from "./core";
+import { ApplicationStatus, ApplicationsPort, Deployment, judge, waitDeployed } from "./deployed";
 import { RunnerError } from "./errors";
 import type { EnginePort, HistoryEntry, RunnerStore } from "./ports";
 import { StackQueues } from "./queue";
@@ -45,6 +46,8 @@ export interface OpsRepoPort {
     stageCommits(stage: string, limit: number): Promise<(CommitInfo & { url?: string })[]>;
     /** One commit that touched the stage's folder, with its changes limited to that folder; undefined otherwise. */
     stageCommit(stage: string, commit: string): Promise<CommitDetails | undefined>;
+    /** Whether `revision` of main is `commit` or holds it (an ancestor check). */
+    contains(commit: string, revision: string): Promise<boolean>;
     /** Validates and publishes a bundle folder; returns the publish commit (undefined when already there). */
     publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string): Promise<{ commit?: string; digest: string }>;
 }
@@ -59,6 +62,8 @@ export interface RunnerDeps {
     readonly log: (line: string) => void;
     /** Cluster settings of merge-request environments (render folder when no kubeconfig). */
     readonly mrCluster: (n: number) => { kubeconfig?: string; context?: string; renderDir: string; skipAwait: boolean };
+    /** Argo CD's Applications, or undefined when the platform has no cluster (render mode). */
+    readonly applications?: () => Promise<ApplicationsPort | undefined>;
 }
 
 /** The answer to a promotion, rollback, hold or release. */
@@ -96,6 +101,8 @@ export interface StatusRow {
     readonly stage: string;
     readonly apps: Record<string, StageRelease & { digest?: string; image?: string }>;
     readonly lastChange: StageChange | null;
+    /** What Argo CD has deployed of it (see deployed.ts). */
+    readonly deployment: Deployment;
 }
 
 /** One audit entry of a stage. */
@@ -418,16 +425,97 @@ export class Runner {
         return approval;
     }
 
-    /** What runs where. */
+    /** What runs where: desired (the stage stacks' outputs) and deployed (Argo CD). */
     async status(stageName?: string): Promise<StatusRow[]> {
         const stages = await this.pipeline();
         const wanted = stageName ? [findStage(stages, stageName).stage] : stages;
-        return Promise.all(
-            wanted.map(async (s) => {
-                const outputs = (await this.deps.engine.stackOutputs(s.name)) ?? {};
-                return { stage: s.name, apps: (outputs.releases as StatusRow["apps"]) ?? {}, lastChange: (outputs.lastChange as StageChange | null) ?? null };
-            }),
-        );
+        const apps = await this.applications();
+        try {
+            return await Promise.all(
+                wanted.map(async (s) => {
+                    const outputs = (await this.deps.engine.stackOutputs(s.name)) ?? {};
+                    return {
+                        stage: s.name,
+                        apps: (outputs.releases as StatusRow["apps"]) ?? {},
+                        lastChange: (outputs.lastChange as StageChange | null) ?? null,
+                        deployment: await this.judgeDeployment(s.name, await this.stageHead(s.name, outputs), apps),
+                    };
+                }),
+            );
+        } finally {
+            if (apps.port) apps.close();
+        }
+    }
+
+    /**
+     * What Argo CD has deployed of a stage, against the stage's last ops commit; with `refresh`,
+     * Argo CD is asked to compare again first (its answer shows on a later read).
+     */
+    async deployment(stageName: string, refresh = false): Promise<Deployment> {
+        findStage(await this.pipeline(), stageName);
+        const apps = await this.applications();
+        try {
+            if (refresh && apps.port) await apps.port.refresh(stageName).catch(() => undefined);
+            return await this.judgeDeployment(stageName, await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {}), apps);
+        } finally {
+            if (apps.port) apps.close();
+        }
+    }
+
+    /**
+     * Waits until Argo CD has synced the stage's last ops commit (for a manual stage: until its
+     * owners sync it) and the stage is Healthy (`until: "synced"`: synced, whatever the health); a
+     * failed sync ends the wait as a conflict, the deadline as a timeout. The commit is the one
+     * that was last when the wait began.
+     */
+    async wait(stageName: string, timeoutMs: number, opts: { until?: "deployed" | "synced"; signal?: AbortSignal } = {}): Promise<Deployment> {
+        findStage(await this.pipeline(), stageName);
+        const apps = await this.applications();
+        if (!apps.port) throw new RunnerError("not-found", apps.missing);
+        try {
+            const port = apps.port;
+            const commit = await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {});
+            return await waitDeployed(() => this.judgeDeployment(stageName, commit, apps), () => port.refresh(stageName), { timeoutMs, ...opts });
+        } finally {
+            apps.close();
+        }
+    }
+
+    /** Argo CD's Applications, once per call (or why there are none). */
+    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; close: () => void }> {
+        try {
+            const port = await this.deps.applications?.();
+            return { port, missing: "the platform renders Kubernetes to files (no cluster), so there is no Argo CD to ask", close: () => port?.close?.() };
+        } catch (e) {
+            return { missing: `cannot reach Argo CD's Applications: ${e instanceof Error ? e.message : String(e)}`, close: () => undefined };
+        }
+    }
+
+    /**
+     * The stage's last ops commit: the newest commit that touched its folder (promotions, and
+     * secrets and operators' changes too, which the Application renders as well); the stack's own
+     * commit when the ops repo cannot be read.
+     */
+    private async stageHead(stage: string, outputs: Record<string, unknown>): Promise<string | undefined> {
+        const own = typeof outputs.opsCommit === "string" && outputs.opsCommit ? outputs.opsCommit : undefined;
+        try {
+            return (await this.deps.ops.stageCommits(stage, 1))[0]?.commit ?? own;
+        } catch {
+            return own;
+        }
+    }
+
+    private async judgeDeployment(stage: string, commit: string | undefined, apps: { port?: ApplicationsPort; missing: string }): Promise<Deployment> {
+        const c = commit ? { commit } : {};
+        if (!apps.port) return { state: "unknown", reason: "render", ...c, message: apps.missing };
+        let status: ApplicationStatus | undefined;
+        try {
+            status = await apps.port.application(stage);
+        } catch (e) {
+            return { state: "unknown", reason: "unreadable", ...c, message: `cannot read Argo CD's Application ${stage}: ${e instanceof Error ? e.message : String(e)}` };
+        }
+        // An ancestry check that fails (the ops repo unreachable) counts as "not contained": pending, read again.
+        return judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false));
     }
 
     /** The audit trail of a stage: each update with who, what, when, from which commit, and the result. */

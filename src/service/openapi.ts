@@ -135,6 +135,15 @@ export function openApiDocument() {
             "/v1/release": { post: asyncOp("Release a hold", "Hold", "hold") },
             "/v1/approve": { post: syncOp("Approve a promotion into a stage that requires it", "Approve", "approve") },
             "/v1/status": { get: { ...syncOp("What runs where", undefined, "status"), parameters: [{ name: "stage", in: "query", schema: label }] } },
+            "/v1/deployments/{stage}": {
+                get: {
+                    ...syncOp("What Argo CD has deployed of the stage, judged against its last ops commit (refresh=true asks Argo CD to compare again first)", undefined, "status"),
+                    parameters: [
+                        { name: "stage", in: "path", required: true, schema: label },
+                        { name: "refresh", in: "query", schema: { type: "string", enum: ["true", "false"] } },
+                    ],
+                },
+            },
             "/v1/history/{stage}": { get: { ...syncOp("A stage's audit trail from the stack's update history", undefined, "history"), parameters: [{ name: "stage", in: "path", required: true, schema: label }] } },
             "/v1/history/{stage}/commits/{commit}": {
                 get: {

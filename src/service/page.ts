@@ -55,7 +55,9 @@ async function load() {
       if (!e) return '<td class="empty">-</td>';
       const hold = e.hold ? '<span class="badge hold" title="' + esc(e.hold.reason) + '">held by ' + esc(e.hold.by) + "</span>" : "";
       return '<td class="' + (e.hold ? "held" : "") + '" data-stage="' + esc(r.stage) + '" data-app="' + esc(app) + '">' + esc(e.version) + hold + "</td>";
-    }).join("") + "</tr>").join("");
+    }).join("") + "</tr>").join("")
+      // Desired above, deployed (what Argo CD reports) below.
+      + '<tr class="deployed"><th>(deployed)</th>' + rows.map((r) => '<td title="' + esc(r.deployment ? r.deployment.message : "") + '">' + esc(r.deployment ? r.deployment.state : "-") + "</td>").join("") + "</tr>";
     const parts = [];
     for (const stage of stages) {
       let history = [];

@@ -391,6 +391,14 @@ export class Service {
                 requireRight(actor, "status", stageParam);
                 return { status: 200, body: await runner.status(stageParam) };
             }
+            if ((m = /^\/v1\/deployments\/([^/]+)$/.exec(p))) {
+                const stage = decodeURIComponent(m[1]);
+                this.label("stage", stage);
+                requireRight(actor, "status", stage);
+                const refresh = url.searchParams.get("refresh") ?? "false";
+                if (refresh !== "true" && refresh !== "false") throw new RunnerError("invalid", `refresh = ${JSON.stringify(refresh)}: must be "true" or "false"`);
+                return { status: 200, body: await runner.deployment(stage, refresh === "true") };
+            }
             if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
                 const stage = decodeURIComponent(m[1]);
                 this.label("stage", stage);
@@ -666,6 +674,7 @@ export const ROUTE_VERBS: Readonly<Record<string, Verb>> = {
     "POST /v1/release": "hold",
     "POST /v1/approve": "approve",
     "GET /v1/status": "status",
+    "GET /v1/deployments/{stage}": "status",
     "GET /v1/history/{stage}": "history",
     "POST /v1/drift": "drift",
     "POST /v1/mr/deploy": "mr",

@@ -30,8 +30,17 @@ describe("CI of the dev repo", function () {
             assert.equal(wf.jobs[`promote-${s}`].environment, s);
             assert.ok(wf.jobs[`promote-${s}`].steps.some((st) => new RegExp(`\\$CLIENT promote .* --to ${s} `).test(st.run ?? "")), s);
         }
-        assert.ok(wf.jobs["promote-itg"].steps.some((s) => /integration-test\.sh itg/.test(s.run ?? "")), "the integration tests run after itg");
+        const itgSteps = wf.jobs["promote-itg"].steps.map((s) => s.run ?? "");
+        const tests = itgSteps.findIndex((r) => /integration-test\.sh itg/.test(r));
+        const waits = itgSteps.findIndex((r) => /^\$CLIENT wait --stage itg /.test(r));
+        assert.ok(tests > 0, "the integration tests run after itg");
+        // Against what Argo CD deployed: the wait comes between the promotion and the tests.
+        assert.ok(waits > 0 && waits < tests, `the wait for Argo CD's sync must precede the tests: ${JSON.stringify(itgSteps)}`);
         assert.match(wf.jobs["promote-prod"].outputs!.version, /needs\.promote-perf\.outputs\.version/);
+        // A first stage its owners sync by hand gets no wait: it would block every run.
+        const manual = parsePlatformConfig({ stages: [{ name: "itg", sync: "manual" }, { name: "prod" }] }, { projectDir: "/srv/project", stack: "platform" });
+        const manualWf = YAML.parse(ciWorkflow(manual)) as typeof wf;
+        assert.ok(!manualWf.jobs["promote-itg"].steps.some((st) => /\$CLIENT wait/.test(st.run ?? "")));
     });
 
     it("the dev repo's skeleton carries the workflow and the client script", function () {

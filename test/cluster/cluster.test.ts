@@ -16,6 +16,7 @@ import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { Cluster, startCluster } from "../support/cluster";
 import { repoRoot, testToolchain } from "../support/engine";
+import { argoCdTestChart } from "../support/argocd-chart";
 import { makeBundleDir } from "../support/fixtures";
 
 type Obj = { metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string }; spec?: Record<string, unknown> };
@@ -31,7 +32,7 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
     const platformConfig = (stages: unknown[]) => ({
         gitHost: { kind: "local", path: path.join(dir, "git") },
         cluster: { kubeconfig: cluster.kubeconfig, skipAwait: true },
-        argocd: { chart: { path: path.join(repoRoot, "test/charts/argo-cd") } },
+        argocd: { chart: { path: argoCdTestChart() } },
         sealedSecrets: { chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } },
         stages,
     });

@@ -84,7 +84,17 @@ describe("platform configuration", function () {
     const bad: [string, Record<string, unknown>, string[]][] = [
         ["unknown top-level key", { stage: [] }, ["gitops-stages:stage: is not a known setting (known: gitHost, repositories, teams, stages, argocd, sealedSecrets, cluster, runner)"]],
         ["unknown git host", { gitHost: { kind: "gitlab" } }, ['gitops-stages:gitHost.kind = "gitlab": must be one of "local", "github"']],
-        ["github without owner", { gitHost: { kind: "github" } }, ["gitops-stages:gitHost.owner: is required"]],
+        ["github without owner or runner", { gitHost: { kind: "github" } }, ["gitops-stages:gitHost.owner: is required", "gitops-stages:gitHost.runnerActor: is required"]],
+        [
+            "runner actor that branch protection cannot name",
+            { gitHost: { kind: "github", owner: "acme", runnerActor: "acme-bot" } },
+            ['gitops-stages:gitHost.runnerActor = "acme-bot": must be "/<login>" of the runner\'s machine user or the node ID of its GitHub App (gh api /apps/<slug> --jq .node_id), as branch protection names bypass actors'],
+        ],
+        [
+            "ops requiring a check the runner cannot report",
+            { repositories: { ops: { requiredChecks: ["validate", "lint"] } } },
+            ['gitops-stages:repositories.ops.requiredChecks = ["validate","lint"]: must be ["validate"] on the ops repo: the runner reports only that check on its own commits, so any other would refuse every promotion'],
+        ],
         ["local with an owner", { gitHost: { owner: "acme" } }, ['gitops-stages:gitHost.owner = "acme": is only used with kind "github"']],
         ["bad repository name", { repositories: { ops: { name: "ops repo" } } }, ['gitops-stages:repositories.ops.name = "ops repo": must be a GitHub name: letters, digits, \'.\', \'_\' and \'-\', at most 100 characters']],
         ["same name twice", { repositories: { dev: { name: "x" }, ops: { name: "x" } } }, ['gitops-stages:repositories.ops.name = "x": must differ from repositories.dev.name']],
@@ -122,9 +132,16 @@ describe("platform configuration", function () {
         });
     }
 
+    it("takes a GitHub App's node ID as the runner actor (legacy and current forms)", function () {
+        for (const actor of ["MDM6QXBwMTIzNDU2", "A_kwHOAbcdEf8"]) {
+            const cfg = parsePlatformConfig({ gitHost: { kind: "github", owner: "acme", runnerActor: actor } }, ctx);
+            assert.equal(cfg.gitHost.kind === "github" && cfg.gitHost.runnerActor, actor);
+        }
+    });
+
     it("reports every problem at once", function () {
         assert.throws(
-            () => parsePlatformConfig({ gitHost: { kind: "github" }, stages: [{ name: "A" }], argocd: { url: 3 } }, ctx),
+            () => parsePlatformConfig({ gitHost: { kind: "github", runnerActor: "/acme-bot" }, stages: [{ name: "A" }], argocd: { url: 3 } }, ctx),
             (e: unknown) => e instanceof ValidationError && e.problems.length === 3,
         );
     });

@@ -14,6 +14,7 @@ import * as YAML from "yaml";
 import { prepareProjectCopy } from "../../src/project";
 import { walk } from "../support/files";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
+import { argoCdTestChart } from "../support/argocd-chart";
 
 const git = (dir: string, ...args: string[]) => execFileSync("git", ["--git-dir", dir, ...args], { encoding: "utf8" }).trim();
 
@@ -54,7 +55,7 @@ describe("platform stack on the real engine (embedded default)", function () {
         await stack.setAllConfig({
             "gitops-stages:gitHost": { value: JSON.stringify({ kind: "local", path: gitDir }) },
             "gitops-stages:cluster": { value: JSON.stringify({ renderDir }) },
-            "gitops-stages:argocd": { value: JSON.stringify({ chart: { path: path.join(repoRoot, "test/charts/argo-cd") } }) },
+            "gitops-stages:argocd": { value: JSON.stringify({ chart: { path: argoCdTestChart() } }) },
             "gitops-stages:sealedSecrets": { value: JSON.stringify({ chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } }) },
         });
     });
@@ -70,13 +71,13 @@ describe("platform stack on the real engine (embedded default)", function () {
         assert.equal(fs.existsSync(path.join(project, "Pulumi.platform.yaml")), false, "config must not land beside Pulumi.yaml");
     });
 
-    it("up creates both bare repositories, the ops skeleton as one commit, and renders Argo CD, Sealed Secrets and one Application per stage", async function () {
+    it("up creates both bare repositories, the ops skeleton as one commit and its validate check as another, and renders Argo CD, Sealed Secrets and one Application per stage", async function () {
         const up = await stack.up({ message: "bootstrap" });
         assert.equal(up.summary.result, "succeeded");
 
         const ops = path.join(gitDir, "app-ops.git");
-        assert.equal(git(ops, "rev-list", "--count", "main"), "1");
-        assert.equal(git(ops, "log", "-1", "--format=%s", "main"), "Skeleton of the ops repository");
+        assert.deepEqual(git(ops, "log", "--format=%s", "main").split("\n"), ["The validate check of the ops repository", "Skeleton of the ops repository"]);
+        assert.deepEqual(git(ops, "show", "--name-only", "--format=", "main").split("\n").sort(), [".github/gitops-stages/validate.js", ".github/workflows/validate.yml"]);
         const files = git(ops, "ls-tree", "-r", "--name-only", "main").split("\n");
         for (const s of ["itg", "tst", "perf", "prod"]) {
             for (const f of ["Chart.yaml", "values.yaml", "releases.json", "secrets/.gitkeep"]) assert.ok(files.includes(`environments/${s}/${f}`), `${s}/${f}`);
@@ -84,7 +85,7 @@ describe("platform stack on the real engine (embedded default)", function () {
         const codeowners = git(ops, "show", "main:.github/CODEOWNERS");
         assert.match(codeowners, /^\/environments\/prod\/ @local\/prod-owners @local\/platform-admins$/m);
         assert.equal(git(path.join(gitDir, "app-dev.git"), "rev-list", "--count", "main"), "1");
-        assert.equal(up.outputs.opsSkeletonCommit.value, git(ops, "rev-parse", "main"));
+        assert.equal(up.outputs.opsSkeletonCommit.value, git(ops, "rev-parse", "main~1"));
 
         const m = manifests(renderDir);
         for (const s of ["itg", "tst", "perf", "prod"]) {
@@ -104,13 +105,20 @@ describe("platform stack on the real engine (embedded default)", function () {
         assert.equal(rbac?.data["policy.csv"].includes("override"), false);
         assert.equal(m.get("Secret/argocd/gitops-stages-ops-repo")?.metadata.labels["argocd.argoproj.io/secret-type"], "repository");
 
+        // The protection of main is installed in both bare repositories, and the push token is a secret.
+        assert.equal(up.outputs.opsPushToken.secret, true);
+        for (const [repo, role] of [["app-ops.git", "ops"], ["app-dev.git", "dev"]]) {
+            const dir = path.join(gitDir, repo);
+            assert.match(fs.readFileSync(path.join(dir, "hooks", "pre-receive"), "utf8"), /rule: non_fast_forward/);
+            assert.equal(git(dir, "config", "--get", "gitops-stages.role"), role);
+        }
         assert.equal(up.outputs.argocdAdminPassword.secret, true);
         assert.equal(up.outputs.runnerTokens.secret, true);
         assert.deepEqual(Object.keys(up.outputs.runnerTokens.value).sort(), ["itg", "perf", "prod", "tst"]);
         assert.deepEqual(
             up.outputs.notApplicable.value.map((n: { item: string }) => n.item),
             [
-                "branch protection of main",
+                "pull-request reviews and required status checks of main",
                 "teams and repository permissions",
                 "GitHub Environments with runner URL and per-stage tokens",
                 "read-only deploy key for Argo CD",
@@ -130,7 +138,7 @@ describe("platform stack on the real engine (embedded default)", function () {
         const up = await stack.up();
         const changed = Object.entries(up.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && (n ?? 0) > 0);
         assert.deepEqual(changed, []);
-        assert.equal(git(path.join(gitDir, "app-ops.git"), "rev-list", "--count", "main"), "1");
+        assert.equal(git(path.join(gitDir, "app-ops.git"), "rev-list", "--count", "main"), "2");
     });
 
     it("the state and the outputs never hold the admin password or tokens in clear text", async function () {

@@ -331,6 +331,8 @@ describe("the runner on the real engine", function () {
 
         it("a push the git host refuses is a conflict (exit 5) carrying the host's reason, and nothing is written", async function () {
             const hook = path.join(ops, "hooks", "pre-receive");
+            // The platform's own protection hook is put back afterwards: later tests run against it.
+            const protection = fs.readFileSync(hook);
             fs.writeFileSync(hook, "#!/bin/sh\necho 'GH006: Protected branch update failed for refs/heads/main.' >&2\nexit 1\n", { mode: 0o755 });
             try {
                 const before = git("rev-parse", "main");
@@ -341,7 +343,7 @@ describe("the runner on the real engine", function () {
                 assert.match(err.message, /GH006: Protected branch update failed/);
                 assert.equal(git("rev-parse", "main"), before);
             } finally {
-                fs.rmSync(hook);
+                fs.writeFileSync(hook, protection);
             }
         });
 

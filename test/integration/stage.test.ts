@@ -5,19 +5,21 @@
  * for the "someone else pushed meanwhile" case.
  */
 import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as YAML from "yaml";
 
+import { PushAs, pushEnv } from "../../src/git/engine";
 import { parseLedger } from "../../src/program/stage/files";
 import { prepareProjectCopy } from "../../src/project";
 import { publishFromDir } from "../../src/release/publish";
 import { walk } from "../support/files";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
 import { GitDaemon, makeBundleDir, releaseMeta, startGitDaemon } from "../support/fixtures";
+import { plant } from "../support/planted";
 
 const git = (gitDir: string, ...args: string[]) => execFileSync("git", ["--git-dir", gitDir, ...args], { encoding: "utf8" }).trim();
 const author = { name: "ci", email: "ci@example.invalid" };
@@ -29,6 +31,10 @@ describe("stage and merge-request stacks on the real engine", function () {
     let ops: string;
     let itg: Stack;
     let daemon: GitDaemon | undefined;
+    // The runner's push token: the ops repo's hook lets only its holder push to main (an operator
+    // holding it here stands in for a merged pull request).
+    let pushAs: PushAs;
+    const asRunner = () => ({ env: { ...process.env, ...pushEnv(pushAs) } });
     const opts = () => (engine.workspaceOptions);
 
     const release = (_app: string, version: string, requestId: string) => ({
@@ -54,8 +60,9 @@ describe("stage and merge-request stacks on the real engine", function () {
         });
         await platform.up();
         ops = path.join(gitDir, "app-ops.git");
+        pushAs = { token: plant((await platform.outputs()).opsPushToken.value as string) };
         for (const [app, v] of [["web", "1.0.0"], ["web", "1.1.0"], ["api", "2.1.0"]]) {
-            await publishFromDir(ops, makeBundleDir(engine.dir, app, { replicas: v === "1.1.0" ? 2 : 1 }), releaseMeta(app, v), author);
+            await publishFromDir(ops, makeBundleDir(engine.dir, app, { replicas: v === "1.1.0" ? 2 : 1 }), releaseMeta(app, v), author, undefined, pushAs);
         }
         itg = await LocalWorkspace.createStack({ stackName: "itg", workDir: project }, opts());
     });
@@ -124,7 +131,11 @@ describe("stage and merge-request stacks on the real engine", function () {
         execFileSync("git", ["clone", "-q", ops, work]);
         fs.appendFileSync(path.join(work, "environments/itg/values.yaml"), "hacked: true\n");
         execFileSync("git", ["-C", work, "-c", "user.name=Someone", "-c", "user.email=s@example.invalid", "commit", "-qam", "hand edit"]);
-        execFileSync("git", ["-C", work, "push", "-q", "origin", "HEAD:main"]);
+        // Without the runner's token the protection of main refuses it, naming the rule.
+        const refused = spawnSync("git", ["-C", work, "push", "-q", "origin", "HEAD:main"], { encoding: "utf8" });
+        assert.notEqual(refused.status, 0);
+        assert.match(refused.stderr, /GH006: Protected branch update failed for refs\/heads\/main[\s\S]*rule: pull_request/);
+        execFileSync("git", ["-C", work, "push", "-q", "origin", "HEAD:main"], asRunner());
 
         const refresh = await itg.refresh();
         assert.equal(refresh.summary.resourceChanges?.update, 1, JSON.stringify(refresh.summary.resourceChanges));
@@ -146,7 +157,7 @@ describe("stage and merge-request stacks on the real engine", function () {
         fs.writeFileSync(path.join(work, "environments/itg/secrets/web.yaml"), "kind: SealedSecret\n");
         execFileSync("git", ["-C", work, "add", "."]);
         execFileSync("git", ["-C", work, "-c", "user.name=Op", "-c", "user.email=op@example.invalid", "commit", "-qm", "seal web secret"]);
-        execFileSync("git", ["-C", work, "push", "-q", "origin", "HEAD:main"]);
+        execFileSync("git", ["-C", work, "push", "-q", "origin", "HEAD:main"], asRunner());
         await setStage(itg, { api: release("api", "2.1.0", "req-2") }, { kind: "remove", app: "web", requestId: "req-4", requester: "ci@example.invalid" });
         await itg.up();
         assert.equal(git(ops, "show", "main:environments/itg/secrets/web.yaml"), "kind: SealedSecret");
@@ -158,6 +169,11 @@ describe("stage and merge-request stacks on the real engine", function () {
 
     it("when someone else pushes between our read and our push (git daemon on loopback), both commits survive", async function () {
         daemon = await startGitDaemon(path.dirname(ops));
+        // A remote named in the stack's config gets no push token of the platform's, so the ops
+        // repo's protection hook is set aside for this race (tested over git:// in test/git/protection.test.ts).
+        const protection = path.join(ops, "hooks", "pre-receive");
+        const hook = fs.readFileSync(protection);
+        fs.rmSync(protection);
         const marker = path.join(engine.dir, "raced");
         // The server moves main once, while our push is being received: exactly the race we must survive.
         fs.writeFileSync(
@@ -183,6 +199,7 @@ describe("stage and merge-request stacks on the real engine", function () {
         await tst.up();
         assert.ok(fs.existsSync(marker), "the race was not triggered");
         fs.rmSync(path.join(ops, "hooks", "update"));
+        fs.writeFileSync(protection, hook, { mode: 0o755 });
         assert.equal(count(), before + 2);
         assert.deepEqual(git(ops, "log", "-2", "--format=%s", "main").split("\n"), ["Promote api 2.1.0 to tst (request req-5)", "third party: notes"]);
         assert.equal(git(ops, "show", "main:NOTES.md"), "tst notes");

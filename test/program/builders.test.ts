@@ -3,35 +3,53 @@ import * as assert from "node:assert/strict";
 
 import { parsePlatformConfig } from "../../src/config/platform";
 import { application, appProject, rbacPolicy } from "../../src/program/argocd/specs";
+import { githubApiRoot } from "../../src/program/github";
 import { branchProtection, scorecardScore, scorecardTiers } from "../../src/program/github/protection";
 import { opsCodeowners, opsSkeleton } from "../../src/program/ops/skeleton";
 
-const cfg = parsePlatformConfig({ gitHost: { kind: "github", owner: "acme", runnerActor: "acme-bot" } }, { projectDir: "/p", stack: "platform" });
+const cfg = parsePlatformConfig({ gitHost: { kind: "github", owner: "acme", runnerActor: "/acme-bot" } }, { projectDir: "/p", stack: "platform" });
 
 describe("branch protection", function () {
     for (const role of ["dev", "ops"] as const) {
         it(`${role} main scores 10/10 on the documented Scorecard Branch-Protection tiers`, function () {
-            const p = branchProtection(role, cfg.repositories[role], "acme-bot");
+            const p = branchProtection(role, cfg.repositories[role], "/acme-bot");
             assert.deepEqual(scorecardTiers(p).filter((t) => !t.met), []);
             assert.equal(scorecardScore(p), 10);
         });
     }
 
-    it("losing one tier-2 requirement drops the score to tier 1, whatever higher tiers meet", function () {
+    it("a tier not fully met earns its share and stops the count, whatever higher tiers meet (Scorecard v5's arithmetic)", function () {
         const p = branchProtection("ops", cfg.repositories.ops);
-        const weakened = { ...p, requiredStatusChecks: [{ strict: false, contexts: ["ci"] }] };
-        assert.equal(scorecardScore(weakened), 3);
+        // Tier 2 meets 4 of its 5 weights: 3 + 3 * 4/5 = 5.4, truncated.
+        assert.equal(scorecardScore({ ...p, requiredStatusChecks: [{ strict: false, contexts: ["validate"] }] }), 5);
+        // Tier 1 meets half: 1.5, truncated.
+        assert.equal(scorecardScore({ ...p, allowsForcePushes: true }), 1);
+    });
+
+    it("admins not included (what Scorecard reads from any ruleset with a bypass actor) costs one point: 9/10", function () {
+        const p = branchProtection("ops", cfg.repositories.ops, "/acme-bot");
+        assert.deepEqual(scorecardTiers({ ...p, enforceAdmins: false }).filter((t) => !t.met).map((t) => t.probe), ["branchProtectionAppliesToAdmins"]);
+        assert.equal(scorecardScore({ ...p, enforceAdmins: false }), 9);
     });
 
     it("only the ops repo lets the runner skip pull requests, and only when a runner identity is configured", function () {
-        assert.deepEqual(branchProtection("ops", cfg.repositories.ops, "acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, ["acme-bot"]);
+        assert.deepEqual(branchProtection("ops", cfg.repositories.ops, "/acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, ["/acme-bot"]);
         assert.deepEqual(branchProtection("ops", cfg.repositories.ops).requiredPullRequestReviews[0].pullRequestBypassers, []);
-        assert.deepEqual(branchProtection("dev", cfg.repositories.dev, "acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, []);
+        assert.deepEqual(branchProtection("dev", cfg.repositories.dev, "/acme-bot").requiredPullRequestReviews[0].pullRequestBypassers, []);
     });
 
     it("linear history on ops only", function () {
         assert.equal(branchProtection("ops", cfg.repositories.ops).requiredLinearHistory, true);
         assert.equal(branchProtection("dev", cfg.repositories.dev).requiredLinearHistory, false);
+    });
+});
+
+describe("GitHub API root", function () {
+    it("is github.com's API by default, and <root>/api/v3 for GitHub Enterprise Server, as the provider reads baseUrl", function () {
+        assert.equal(githubApiRoot(undefined), "https://api.github.com");
+        assert.equal(githubApiRoot("https://api.github.com/"), "https://api.github.com");
+        assert.equal(githubApiRoot("https://ghe.acme.example/"), "https://ghe.acme.example/api/v3");
+        assert.equal(githubApiRoot("https://ghe.acme.example/api/v3/"), "https://ghe.acme.example/api/v3");
     });
 });
 

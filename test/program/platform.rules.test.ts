@@ -4,6 +4,8 @@
  */
 import * as assert from "node:assert/strict";
 
+import YAML from "yaml";
+
 import * as pulumi from "@pulumi/pulumi";
 
 /** A resource the program registered. */
@@ -120,6 +122,30 @@ describe("platform stack rules (GitHub host, mocks)", function () {
             assert.deepEqual(ops.requiredPullRequestReviews[0].pullRequestBypassers, ["/acme-gitops-runner"]);
             assert.deepEqual(dev.requiredPullRequestReviews[0].pullRequestBypassers ?? [], []);
             assert.deepEqual(ops.forcePushBypassers ?? [], []);
+        });
+
+        it("the ops repo ships the workflow that produces its required check, and the runner learns where to report it", async function () {
+            const check = one("pulumi-nodejs:dynamic/gitops-stages-git:GitFiles", "github-ops-check").inputs;
+            // Owned, so an upgrade brings the workflow the rules the runner runs.
+            assert.equal(check.mode, "own");
+            assert.deepEqual([...check.scope].sort(), Object.keys(check.files).sort());
+            const files = check.files;
+            const workflow = YAML.parse(files[".github/workflows/validate.yml"]);
+            const required = one("github:index/branchProtection:BranchProtection", "github-ops-main").inputs.requiredStatusChecks[0].contexts;
+            // A job's check run is named after the job: the job id is the required context.
+            assert.deepEqual(Object.keys(workflow.jobs), required);
+            assert.deepEqual(Object.keys(workflow.on), ["pull_request"]);
+            assert.match(files[".github/gitops-stages/validate.js"], /validateOpsChange/);
+            assert.deepEqual(await unwrap(outputs.opsChecks as pulumi.Output<unknown>), { api: "https://api.github.com", repository: "acme/app-ops" });
+            assert.equal(outputs.opsPushToken, null);
+        });
+
+        it("the platform's own later commits to ops main report validate as the runner's do (a new stage's folder, an upgraded check)", function () {
+            for (const name of ["github-ops-skeleton", "github-ops-check"]) {
+                const pushAs = one("pulumi-nodejs:dynamic/gitops-stages-git:GitFiles", name).inputs.pushAs;
+                assert.deepEqual(pushAs, { checks: { api: "https://api.github.com", repository: "acme/app-ops", token: "ghp_mocktoken" } }, name);
+            }
+            assert.equal(one("pulumi-nodejs:dynamic/gitops-stages-git:GitFiles", "github-dev-skeleton").inputs.pushAs, undefined);
         });
 
         it("protection waits for the skeleton commit that creates main", function () {

@@ -142,6 +142,18 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
         await expect("GET /v1/status", outsider, "GET", "/v1/status?stage=itg", undefined, 403, /not allowed to status in stage itg/);
         // The outsider may read perf's status: its grant works, and nothing else.
         await expect("GET /v1/status", outsider, "GET", "/v1/status?stage=perf", undefined, 200);
+        // Rendered to files, the platform has no Argo CD: the rows say so instead of failing.
+        assert.equal((status.body as unknown as { deployment: { state: string; reason: string } }[])[0].deployment.reason, "render");
+
+        const deployments = "GET /v1/deployments/{stage}";
+        const deployment = await expect(deployments, op, "GET", "/v1/deployments/itg?refresh=true", undefined, 200);
+        assert.equal(deployment.body.state, "unknown");
+        assert.match(String(deployment.body.message), /renders Kubernetes to files/);
+        await expect(deployments, op, "GET", "/v1/deployments/no-such", undefined, 404, /unknown stage "no-such"/);
+        await expect(deployments, op, "GET", "/v1/deployments/BAD_NAME", undefined, 400, /stage = "BAD_NAME": must be/);
+        await expect(deployments, op, "GET", "/v1/deployments/itg?refresh=yes", undefined, 400, /refresh = "yes": must be "true" or "false"/);
+        await expect(deployments, anonymous, "GET", "/v1/deployments/itg", undefined, 401);
+        await expect(deployments, outsider, "GET", "/v1/deployments/itg", undefined, 403, /not allowed to status in stage itg/);
 
         const history = await expect("GET /v1/history/{stage}", op, "GET", "/v1/history/itg", undefined, 200);
         const entries = history.body as unknown as { kind: string; change?: { kind: string; app: string; version?: string } }[];

@@ -166,6 +166,8 @@ describe("the runner service over HTTP", function () {
 
     it("a push the git host refuses fails the request as a conflict with the host's reason, as the CLI reports it (not as internal)", async function () {
         const hook = path.join(p.ops, "hooks", "pre-receive");
+        // The platform's own protection hook is put back afterwards: later tests run against it.
+        const protection = fs.readFileSync(hook);
         fs.writeFileSync(hook, "#!/bin/sh\necho 'GH006: Protected branch update failed for refs/heads/main.' >&2\nexit 1\n", { mode: 0o755 });
         try {
             const ci = api(base, p.ciTokens.itg);
@@ -180,7 +182,7 @@ describe("the runner service over HTTP", function () {
             assert.equal(error.reason, "git");
             assert.match(error.message, /GH006: Protected branch update failed/);
             assert.equal(p.git("rev-parse", "main"), before);
-            fs.rmSync(hook);
+            fs.writeFileSync(hook, protection);
             // Only a success is replayed: the same key again, once the host accepts, is a new request that runs.
             const retry = await ci("POST", "/v1/promote", body);
             assert.equal(retry.status, 202, JSON.stringify(retry.body));

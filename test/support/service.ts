@@ -8,6 +8,7 @@ import * as path from "node:path";
 
 import inject from "light-my-request";
 
+import { pushEnv } from "../../src/git/engine";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
@@ -26,7 +27,14 @@ export interface Pipeline {
     readonly ciTokens: Record<string, string>;
     /** A configured operator token with every right on every stage, owner of every stage. */
     readonly operatorToken: string;
+    /**
+     * The environment that makes `git push` carry the runner's push token, which the ops repo's
+     * hook requires on main (a third party holding it stands in for a merged pull request).
+     */
+    readonly opsPushEnv: NodeJS.ProcessEnv;
     git(...args: string[]): string;
+    /** Runs the Pulumi CLI in the runner's workspace, with its environment. */
+    pulumi(...args: string[]): string;
     runner(now?: () => Date): Promise<AssembledRunner>;
     dispose(): void;
 }
@@ -39,6 +47,10 @@ export async function bootstrapPipeline(
     tokens: { name: string; token: string; rights: unknown[] }[] = [],
     /** CLI users of runner.json. */
     users: Record<string, unknown> = {},
+    /** Platform settings replacing the local defaults (the live GitHub test's git host). */
+    platformConfig: Record<string, unknown> = {},
+    /** More environment for the runner (GITHUB_TOKEN). */
+    extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<Pipeline> {
     await testToolchain();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -53,16 +65,20 @@ export async function bootstrapPipeline(
             lockWaitSeconds: 300,
         }),
     );
-    const env = selfContainedEnv(dataDir);
+    const env = { ...selfContainedEnv(dataDir), ...extraEnv };
     const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
     const engine = new AutomationEngine(assembled.environment, { lockWaitMs: 60_000, log: () => undefined });
-    const up = await engine.update("platform", async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages }), { message: "bootstrap" });
+    const up = await engine.update("platform", async () => ({ gitHost: { kind: "local", path: path.join(dir, "git") }, cluster: { renderDir: path.join(dir, "rendered") }, stages, ...platformConfig }), { message: "bootstrap" });
     assert.equal(up?.result, "succeeded");
     const e = assembled.environment;
     const ciTokens = JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "runnerTokens", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" })) as Record<string, string>;
     for (const t of Object.values(ciTokens)) plant(t);
+    // Null on the GitHub host, whose protection the runner passes by reporting the validate check.
+    const opsPushToken = (JSON.parse(execFileSync(e.toolchain.pulumi, ["stack", "output", "opsPushToken", "--show-secrets", "--json", "--stack", "platform"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" })) as string | null) ?? "";
+    if (opsPushToken) plant(opsPushToken);
     for (const t of tokens) plant(t.token);
-    const ops = path.join(dir, "git", "app-ops.git");
+    const gitHostPath = (platformConfig.gitHost as { path?: string } | undefined)?.path ?? path.join(dir, "git");
+    const ops = path.join(gitHostPath, "app-ops.git");
     return {
         dir,
         dataDir,
@@ -70,7 +86,9 @@ export async function bootstrapPipeline(
         env,
         ciTokens,
         operatorToken,
+        opsPushEnv: { ...process.env, ...pushEnv({ token: opsPushToken }) },
         git: (...args: string[]) => execFileSync("git", ["--git-dir", ops, ...args], { encoding: "utf8" }).trim(),
+        pulumi: (...args: string[]) => execFileSync(e.toolchain.pulumi, args, { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" }),
         runner: (now?: () => Date) => createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, ...(now ? { now } : {}) }),
         // Engine processes may still be exiting; retry the removal briefly.
         dispose: () => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }),

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { PlatformConfig } from "../../config/platform";
 import { GitFiles } from "../../git/resources";
+import { OPS_CHECK_PATHS } from "../ops/workflows";
 import { branchProtection } from "./protection";
 
 /** Inputs of {@link GithubPipeline}. */
@@ -22,7 +23,12 @@ export interface GithubPipelineArgs {
     readonly webhookSecret: pulumi.Input<string>;
     /** Files each repository starts with, written as one commit each (seed: never overwritten). */
     readonly skeletons: { readonly dev: Record<string, string>; readonly ops: Record<string, string> };
-    /** Token used to push the skeleton commits over HTTPS. */
+    /** The ops repo's `validate` workflow and script (owned, unlike the seeded skeleton). */
+    readonly opsCheckFiles: Record<string, string>;
+    /**
+     * Token used to push the skeleton commits over HTTPS. Commits after protection exists (a new
+     * stage's folder, an upgraded check) pass it as the runner's do, so it must be the runner's.
+     */
     readonly pushToken: pulumi.Input<string>;
     /** Commit author of the skeleton commits. */
     readonly author: { name: string; email: string };
@@ -39,6 +45,18 @@ export function tokenRemote(httpCloneUrl: string, token: string): string {
     u.username = "x-access-token";
     u.password = token;
     return u.toString();
+}
+
+/**
+ * The REST API root for a `gitHost.baseUrl` as the GitHub provider reads it: github.com's API, or
+ * `<url>/api/v3/` for GitHub Enterprise Server, whose root URL `baseUrl` is.
+ */
+export function githubApiRoot(baseUrl: string | undefined): string {
+    if (!baseUrl) return "https://api.github.com";
+    const u = new URL(baseUrl);
+    if (u.host === "api.github.com") return "https://api.github.com";
+    const p = u.pathname.replace(/\/+$/, "");
+    return `${u.origin}${p.endsWith("/api/v3") ? p : `${p}/api/v3`}`;
 }
 
 /** Team slug -> the team's role in the pipeline, for descriptions. */
@@ -60,6 +78,8 @@ export class GithubPipeline extends pulumi.ComponentResource {
     readonly opsRepoUrl: pulumi.Output<string>;
     /** SSH URL of the ops repo (what Argo CD uses with the deploy key). */
     readonly opsRepoSshUrl: pulumi.Output<string>;
+    /** Where the runner reports the ops repo's `validate` status (the platform's `opsChecks` output). */
+    readonly opsChecks: pulumi.Output<{ api: string; repository: string }>;
     /** The ops repo resource, for resources that must wait for it. */
     readonly opsRepo: github.Repository;
     readonly devRepo: github.Repository;
@@ -103,6 +123,8 @@ export class GithubPipeline extends pulumi.ComponentResource {
         this.devRepoUrl = this.devRepo.httpCloneUrl;
         this.opsRepoUrl = this.opsRepo.httpCloneUrl;
         this.opsRepoSshUrl = this.opsRepo.sshCloneUrl;
+        const api = githubApiRoot(host.baseUrl);
+        this.opsChecks = this.opsRepo.name.apply((n) => ({ api, repository: `${host.owner}/${n}` }));
 
         // Repository permissions: admins administer both; developers write code and read the ops
         // repo; stage owners read code and write the ops repo (their folders, via CODEOWNERS review).
@@ -120,20 +142,40 @@ export class GithubPipeline extends pulumi.ComponentResource {
             grant(team, this.devRepo, "dev", "pull");
         }
 
+        // On ops, commits after the first reach a protected main: they report validate, as the runner's do.
+        const opsPushAs = pulumi.secret(pulumi.all([this.opsChecks, args.pushToken]).apply(([c, token]) => ({ checks: { ...c, token } })));
         for (const role of ["dev", "ops"] as const) {
             const r = role === "dev" ? this.devRepo : this.opsRepo;
+            const remote = pulumi.secret(pulumi.all([r.httpCloneUrl, args.pushToken]).apply(([url, token]) => tokenRemote(url, token)));
             const skeleton = new GitFiles(
                 `${name}-${role}-skeleton`,
                 {
-                    remote: pulumi.secret(pulumi.all([r.httpCloneUrl, args.pushToken]).apply(([url, token]) => tokenRemote(url, token))),
+                    remote,
                     branch: "main",
                     files: args.skeletons[role],
                     mode: "seed",
                     message: `Skeleton of the ${role} repository\n\nWritten by the gitops-stages platform stack.\n`,
                     author: args.author,
+                    ...(role === "ops" ? { pushAs: opsPushAs } : {}),
                 },
                 child,
             );
+            if (role === "ops") {
+                new GitFiles(
+                    `${name}-ops-check`,
+                    {
+                        remote,
+                        branch: "main",
+                        files: args.opsCheckFiles,
+                        mode: "own",
+                        scope: Object.values(OPS_CHECK_PATHS),
+                        message: "The validate check of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
+                        author: args.author,
+                        pushAs: opsPushAs,
+                    },
+                    { parent: this, dependsOn: [skeleton] },
+                );
+            }
             // Protection needs the branch, which the skeleton commit creates on the ops repo.
             new github.BranchProtection(
                 `${name}-${role}-main`,

@@ -29,11 +29,15 @@ export interface ProtectionSettings {
 }
 
 /**
- * Protection of `main` for a repository role.
+ * Protection of `main` for a repository role (classic branch protection; docs/protection.md says
+ * why not a ruleset).
  *
  * Both roles: no force push, no deletion, admins included, 2 approvals including a code owner,
  * stale approvals dismissed, approval of the last push, strict required status checks, resolved
  * conversations. The ops repo also requires linear history (one promotion = one commit on main).
+ * The runner passes on ops because it is the one pull-request bypass and because it reports the
+ * required `validate` check on each of its commits, after running that check's rules, before it
+ * pushes (git/engine.ts, PushAs): required status checks have no bypass list.
  */
 export function branchProtection(role: RepoRole, repo: RepositorySettings, runnerActor?: string): ProtectionSettings {
     return {
@@ -65,34 +69,58 @@ export function branchProtection(role: RepoRole, repo: RepositorySettings, runne
     };
 }
 
+/** One requirement of OpenSSF Scorecard's Branch-Protection check and whether the settings meet it. */
+export interface ScorecardRequirement {
+    readonly tier: 1 | 2 | 3 | 4 | 5;
+    /** The Scorecard probe that reads it. */
+    readonly probe: string;
+    /** Its weight inside the tier. */
+    readonly weight: number;
+    readonly met: boolean;
+}
+
+/** Points each tier adds when fully met (Scorecard v5's basicLevel ... adminThoroughReviewLevel). */
+const TIER_POINTS = { 1: 3, 2: 3, 3: 2, 4: 1, 5: 1 } as const;
+
 /**
- * The OpenSSF Scorecard Branch-Protection requirements, tier by tier, as its documentation
- * lists them (each tier counts only when every earlier tier is fully met).
+ * What Scorecard v5's Branch-Protection check reads from these settings, probe by probe
+ * (checks/evaluation/branch_protection.go), as a run with an admin token sees them. Classic
+ * protection's pull-request bypass list is not among them; a ruleset's bypass actors would turn
+ * `branchProtectionAppliesToAdmins` false (clients/githubrepo/branches.go), see docs/protection.md.
  */
-export function scorecardTiers(p: ProtectionSettings): { tier: number; points: number; check: string; met: boolean }[] {
+export function scorecardTiers(p: ProtectionSettings): ScorecardRequirement[] {
     const reviews = p.requiredPullRequestReviews[0];
     const checks = p.requiredStatusChecks[0];
+    const approvals = reviews?.requiredApprovingReviewCount ?? 0;
     return [
-        { tier: 1, points: 3, check: "prevent force push", met: !p.allowsForcePushes },
-        { tier: 1, points: 3, check: "prevent branch deletion", met: !p.allowsDeletions },
-        { tier: 1, points: 3, check: "include administrators", met: p.enforceAdmins },
-        { tier: 2, points: 6, check: "required reviewers >= 1", met: (reviews?.requiredApprovingReviewCount ?? 0) >= 1 },
-        { tier: 2, points: 6, check: "strict status checks", met: checks?.strict ?? false },
-        { tier: 3, points: 8, check: "status checks defined", met: (checks?.contexts.length ?? 0) > 0 },
-        { tier: 4, points: 9, check: "required reviewers >= 2", met: (reviews?.requiredApprovingReviewCount ?? 0) >= 2 },
-        { tier: 5, points: 10, check: "dismiss stale reviews", met: reviews?.dismissStaleReviews ?? false },
-        { tier: 5, points: 10, check: "require code owner review", met: reviews?.requireCodeOwnerReviews ?? false },
+        { tier: 1, probe: "blocksDeleteOnBranches", weight: 1, met: !p.allowsDeletions },
+        { tier: 1, probe: "blocksForcePushOnBranches", weight: 1, met: !p.allowsForcePushes },
+        { tier: 2, probe: "requiresApproversForPullRequests (at least 1)", weight: 2, met: approvals >= 1 },
+        { tier: 2, probe: "requiresUpToDateBranches", weight: 1, met: (checks?.strict ?? false) && (checks?.contexts.length ?? 0) > 0 },
+        { tier: 2, probe: "requiresLastPushApproval", weight: 1, met: reviews?.requireLastPushApproval ?? false },
+        { tier: 2, probe: "requiresPRsToChangeCode", weight: 1, met: reviews !== undefined },
+        { tier: 3, probe: "runsStatusChecksBeforeMerging", weight: 1, met: (checks?.contexts.length ?? 0) > 0 },
+        { tier: 4, probe: "requiresApproversForPullRequests (at least 2)", weight: 1, met: approvals >= 2 },
+        { tier: 4, probe: "requiresCodeOwnersReview", weight: 1, met: reviews?.requireCodeOwnerReviews ?? false },
+        { tier: 5, probe: "dismissesStaleReviews", weight: 1, met: reviews?.dismissStaleReviews ?? false },
+        { tier: 5, probe: "branchProtectionAppliesToAdmins", weight: 1, met: p.enforceAdmins },
     ];
 }
 
-/** The Branch-Protection score these settings earn under {@link scorecardTiers}. */
+/**
+ * The Branch-Protection score of one branch with these settings, computed as Scorecard v5 does:
+ * tier by tier, each adding its points in proportion to what it meets, stopping after the first
+ * tier not fully met; the sum is truncated to an integer.
+ */
 export function scorecardScore(p: ProtectionSettings): number {
+    const rows = scorecardTiers(p);
     let score = 0;
-    const tiers = scorecardTiers(p);
-    for (const tier of [1, 2, 3, 4, 5]) {
-        const rows = tiers.filter((t) => t.tier === tier);
-        if (!rows.every((r) => r.met)) break;
-        score = rows[0].points;
+    for (const tier of [1, 2, 3, 4, 5] as const) {
+        const inTier = rows.filter((r) => r.tier === tier);
+        const max = inTier.reduce((n, r) => n + r.weight, 0);
+        const got = inTier.reduce((n, r) => n + (r.met ? r.weight : 0), 0);
+        score += (TIER_POINTS[tier] * got) / max;
+        if (got < max) break;
     }
-    return score;
+    return Math.trunc(score);
 }

@@ -3,7 +3,7 @@
  * each stage's folder to that stage's owners, and one folder per stage that Argo CD can render
  * from the first day (an umbrella chart with no dependencies yet). Pure functions.
  */
-import { CI_PATHS, ciWorkflow } from "./workflows";
+import { CI_PATHS, OPS_CHECK_PATHS, ciWorkflow, opsValidateWorkflow } from "./workflows";
 import type { PlatformConfig } from "../../config/platform";
 import { stageFiles } from "../stage/files";
 import { opsPaths } from "./paths";
@@ -86,7 +86,20 @@ releases/<app>/<version>/      immutable release bundles, written once
 - \`environments/<stage>/secrets/\` belongs to that stage's owners (see \`.github/CODEOWNERS\`):
   only SealedSecrets go there, encrypted for the cluster's controller.
 - Release bundles are immutable: publishing a version again with different content is refused.
+- \`main\` is protected: no force push, no deletion, linear history, and only the runner pushes to
+  it directly; everyone else opens a pull request, which needs the \`validate\` check
+  (\`.github/workflows/validate.yml\`: layout, immutable releases, SealedSecrets only, valid JSON)
+  and the owners' reviews. The runner runs the same check on each of its commits.
 `;
+}
+
+/**
+ * The `validate` check of the ops repo: its workflow and its script (`validator`, see
+ * opsValidateScript). Owned by the platform stack, unlike the seeded skeleton, so that an upgrade
+ * brings the workflow the same rules the runner runs on its own commits.
+ */
+export function opsCheckFiles(validator: string): Record<string, string> {
+    return { [OPS_CHECK_PATHS.workflow]: opsValidateWorkflow(), [OPS_CHECK_PATHS.validator]: validator };
 }
 
 /** Every file of the skeleton commit: repository path -> content. */

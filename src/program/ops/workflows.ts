@@ -10,20 +10,70 @@ import type { PlatformConfig } from "../../config/platform";
 /** Where the client script and the workflow live in the dev repo. */
 export const CI_PATHS = { client: ".github/gitops-stages/ci.js", workflow: ".github/workflows/gitops-stages.yml" } as const;
 
+/** Where the `validate` check and its workflow live in the ops repo. */
+export const OPS_CHECK_PATHS = { validator: ".github/gitops-stages/validate.js", workflow: ".github/workflows/validate.yml" } as const;
+
 /**
- * The `stages ci` client as a standalone script: the compiled module (it uses only Node's own
- * modules) followed by a call of its entry point.
+ * A compiled module of ours as a standalone script: the module (it must use only Node's own
+ * modules) followed by a call of its entry point, which returns the exit code.
  */
-export function ciClientScript(): string {
-    // Compiled: dist/src/program/ops/ -> dist/src/cli/ci.js; from source: <root>/dist/src/cli/ci.js.
-    const file = __filename.endsWith(".js") ? path.resolve(__dirname, "..", "..", "cli", "ci.js") : path.resolve(__dirname, "..", "..", "..", "dist", "src", "cli", "ci.js");
+function shippedScript(compiled: string[], header: string[], call: string): string {
+    // Compiled: dist/src/program/ops/ -> dist/src/<...>; from source: <root>/dist/src/<...>.
+    const file = __filename.endsWith(".js") ? path.resolve(__dirname, "..", "..", ...compiled) : path.resolve(__dirname, "..", "..", "..", "dist", "src", ...compiled);
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` (or either README command) before \`pulumi up\``);
     return [
         "#!/usr/bin/env node",
-        "// gitops-stages CI client, written by the platform stack. Calls the runner service:",
-        "// GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for the request.",
+        ...header.map((l) => `// ${l}`),
         fs.readFileSync(file, "utf8").replace(/\/\/# sourceMappingURL=.*$/m, ""),
+        call,
+        "",
+    ].join("\n");
+}
+
+/** The `stages ci` client as a standalone script, for the dev repo. */
+export function ciClientScript(): string {
+    return shippedScript(
+        ["cli", "ci.js"],
+        ["gitops-stages CI client, written by the platform stack. Calls the runner service:", "GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for the request."],
         "module.exports.ciVerb(process.argv.slice(2)).then((code) => process.exit(code));",
+    );
+}
+
+/** The ops repo's `validate` check as a standalone script (the runner runs the same rules on its own commits). */
+export function opsValidateScript(): string {
+    return shippedScript(
+        ["program", "ops", "validate.js"],
+        ["gitops-stages `validate` check of the ops repository, written by the platform stack.", "Usage: node .github/gitops-stages/validate.js --base origin/main"],
+        "process.exit(module.exports.validateMain(process.argv.slice(2)));",
+    );
+}
+
+/**
+ * The ops repo's `validate` workflow: on every pull request to main (operators' changes) it runs
+ * the check whose context the protection of main requires. It does not run on pushes: the runner
+ * reports `validate` itself on each of its commits, after running the same rules, before it
+ * pushes (a workflow run on the push would add a second, later `validate` for the same commit).
+ */
+export function opsValidateWorkflow(): string {
+    return [
+        "# Written by the gitops-stages platform stack. The protection of main requires this check.",
+        "name: validate",
+        "on:",
+        "  pull_request:",
+        "    branches: [main]",
+        "permissions:",
+        "  contents: read",
+        "jobs:",
+        "  validate:",
+        "    runs-on: ubuntu-latest",
+        "    steps:",
+        "      - uses: actions/checkout@v4",
+        "        with:",
+        "          fetch-depth: 0",
+        "      - uses: actions/setup-node@v4",
+        "        with:",
+        "          node-version: 20",
+        `      - run: node ${OPS_CHECK_PATHS.validator} --base "origin/\${{ github.base_ref }}" --head HEAD`,
         "",
     ].join("\n");
 }
@@ -91,6 +141,11 @@ export function ciWorkflow(cfg: PlatformConfig): string {
                 "        id: build",
                 "        run: ./ci/build.sh release && echo \"version=$(cat build/version)\" >> \"$GITHUB_OUTPUT\"",
                 `      - run: $CLIENT promote "$APP@${version}" --to ${stage} --bundle build/bundle --image "$(cat build/image)" --commit \${{ github.sha }}`,
+                // The tests run against what Argo CD deployed, not against the commit alone (a
+                // first stage synced by hand would wait for its owners, so it gets no wait).
+                ...(cfg.stages[0].sync === "automatic"
+                    ? ["      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait --stage ${stage} --timeout-minutes 15`]
+                    : []),
                 "      - name: Integration tests against the stage",
                 `        run: ./ci/integration-test.sh ${stage}`,
             );

@@ -8,13 +8,13 @@ import * as pulumi from "@pulumi/pulumi";
 import type { StageConfig } from "../../config/stage";
 import YAML from "yaml";
 
-import { listFiles, readFiles } from "../../git/engine";
+import { PushAs, listFiles, readFiles } from "../../git/engine";
 import { missingSecrets, parseSecretsFile } from "../../secrets/store";
 import { GitFiles } from "../../git/resources";
 import type { BundleJson } from "../../release/bundle";
 import { githubToken, tokenRemote } from "../github";
 import { opsPaths } from "../ops/paths";
-import { PLATFORM_AUTHOR } from "../platform";
+import { PLATFORM_AUTHOR, opsPushAs } from "../platform";
 import { userError } from "../errors";
 import { FoundRelease, commitMessage, stageFiles } from "./files";
 
@@ -66,10 +66,17 @@ export async function findReleases(
 export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
     let readRemote: pulumi.Output<string>;
     let writeRemote: pulumi.Output<string>;
+    // How the runner's commits pass the protection of ops main (docs/protection.md). Only to the
+    // platform's own ops repo: a remote named in the stack's config gets no credential of the
+    // platform's (it may be another host, or a transport without encryption).
+    let pushAs: pulumi.Output<PushAs> = pulumi.output({});
     if (cfg.opsRepo) {
         readRemote = writeRemote = pulumi.output(cfg.opsRepo);
     } else {
         const platform = new pulumi.StackReference("platform", { name: cfg.platformStack });
+        pushAs = pulumi
+            .all([platform.getOutput("opsPushToken"), platform.getOutput("opsChecks"), githubToken(env)])
+            .apply(([opsPushToken, opsChecks, token]): PushAs => opsPushAs({ opsPushToken, opsChecks }, token) ?? {});
         const stages = platform.getOutput("stages") as pulumi.Output<{ name: string }[] | undefined>;
         const ops = (platform.requireOutput("repositories") as pulumi.Output<{ ops: string }>).apply((r) => r.ops);
         readRemote = pulumi.all([ops, stages]).apply(([url, list]) => {
@@ -100,6 +107,7 @@ export function stageProgram(stage: string, cfg: StageConfig, env: NodeJS.Proces
         keep: [opsPaths.secrets(stage)],
         message: commitMessage(stage, cfg.change),
         author: PLATFORM_AUTHOR,
+        pushAs,
     });
     return {
         stage,

@@ -194,6 +194,20 @@ export class AutomationEngine implements EnginePort {
         return outputs;
     }
 
+    async platformSecret(key: string): Promise<unknown> {
+        // Secret outputs live encrypted in the checkpoint, so only the CLI can read them: one
+        // process per key and minute at most (the ops push token changes only with the platform).
+        const hit = this.secrets.get(key);
+        if (hit && hit.until > Date.now()) return hit.value;
+        const stack = await this.stack("platform", false);
+        if (!stack) return this.platformOutputs().then(() => undefined);
+        const value = (await stack.outputs())[key]?.value;
+        this.secrets.set(key, { value, until: Date.now() + 60_000 });
+        return value;
+    }
+
+    private readonly secrets = new Map<string, { value: unknown; until: number }>();
+
     async pipeline(): Promise<PipelineStage[]> {
         const outputs = await this.platformOutputs();
         const stages = outputs.stages as PipelineStage[] | undefined;

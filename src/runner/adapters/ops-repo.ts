@@ -4,13 +4,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 
-import { CommitDetails, CommitInfo, commitDetails, commitFiles, listFiles, readFiles, recentCommits } from "../../git/engine";
+import { CommitDetails, CommitInfo, PushAs, commitDetails, commitFiles, isAncestor, listFiles, readFiles, recentCommits } from "../../git/engine";
 import { findReleases } from "../../program/stage";
 import { parseLedger, stageFiles } from "../../program/stage/files";
 import type { StageReleases } from "../core";
 import { tokenRemote } from "../../program/github";
 import { opsPaths } from "../../program/ops/paths";
-import { PLATFORM_AUTHOR } from "../../program/platform";
+import { PLATFORM_AUTHOR, opsPushAs } from "../../program/platform";
 import { publishFromDir } from "../../release/publish";
 import { RunnerError } from "../errors";
 import type { OpsRepoPort } from "../runner";
@@ -29,26 +29,46 @@ export function webPage(cloneUrl: string): string | undefined {
 
 /** An OpsRepoPort on a git remote. */
 export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
-    /** `locate` names the remote and, when its host has one (GitHub), the repository's web page. */
-    constructor(private readonly locate: () => Promise<{ remote: string; web?: string }>) {}
+    /**
+     * `locate` names the remote, when its host has one (GitHub) the repository's web page, and how
+     * the runner pushes to the protected main (PushAs).
+     */
+    constructor(private readonly locate: (forWrite?: boolean) => Promise<{ remote: string; web?: string; pushAs?: PushAs }>) {}
 
     /** The ops repo named by the platform stack's outputs. */
-    static fromPlatform(outputs: () => Promise<Record<string, unknown>>, env: NodeJS.ProcessEnv = process.env): GitOpsRepo {
-        return new GitOpsRepo(async () => {
-            const o = await outputs();
+    static fromPlatform(outputs: () => Promise<Record<string, unknown>>, env: NodeJS.ProcessEnv = process.env, secret: (key: string) => Promise<unknown> = async () => undefined): GitOpsRepo {
+        return new GitOpsRepo(async (forWrite) => {
+            const shown = await outputs();
+            // The push token is a secret output (shown as "[secret]"): read it in clear only to write,
+            // so that reads never need the state's secrets.
+            const o: Record<string, unknown> = forWrite && shown.opsPushToken ? { ...shown, opsPushToken: await secret("opsPushToken") } : { ...shown, opsPushToken: null };
             const ops = (o.repositories as { ops?: string } | undefined)?.ops;
             if (!ops) throw new RunnerError("not-found", "the platform stack has no ops repository output: run pulumi up on stack platform");
             if (o.gitHost === "github") {
                 if (!env.GITHUB_TOKEN) throw new RunnerError("invalid", "GITHUB_TOKEN is required to write to the GitHub ops repository");
-                return { remote: tokenRemote(ops, env.GITHUB_TOKEN), web: webPage(ops) };
+                return { remote: tokenRemote(ops, env.GITHUB_TOKEN), web: webPage(ops), pushAs: opsPushAs(o, env.GITHUB_TOKEN) };
             }
-            return { remote: ops };
+            return { remote: ops, pushAs: opsPushAs(o, undefined) };
         });
     }
 
     private async remote(): Promise<string> {
         return (await this.locate()).remote;
     }
+
+    async contains(commit: string, revision: string): Promise<boolean> {
+        // Ancestry never changes once true: polls of a stage's deployment ask it again and again.
+        const key = `${commit}..${revision}`;
+        if (this.contained.has(key)) return true;
+        const yes = await isAncestor(await this.remote(), "main", commit, revision);
+        if (yes) {
+            if (this.contained.size >= 1000) this.contained.clear();
+            this.contained.add(key);
+        }
+        return yes;
+    }
+
+    private readonly contained = new Set<string>();
 
     async isPublished(app: string, version: string): Promise<boolean> {
         const file = `${opsPaths.release(app, version)}bundle.json`;
@@ -105,8 +125,10 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
         message: string,
     ): Promise<{ commit?: string }> {
         const prefix = opsPaths.secrets(stage);
+        const { remote, pushAs } = await this.locate(true);
         const result = await commitFiles({
-            remote: await this.remote(),
+            remote,
+            pushAs,
             branch: "main",
             message,
             author: PLATFORM_AUTHOR,
@@ -126,6 +148,7 @@ export class GitOpsRepo implements OpsRepoPort, SecretsRepoPort {
     }
 
     async publish(dir: string, meta: { app: string; version: string; image: string; source: { commit: string; ciRunUrl?: string } }, requestId: string) {
-        return publishFromDir(await this.remote(), dir, meta, PLATFORM_AUTHOR, requestId);
+        const { remote, pushAs } = await this.locate(true);
+        return publishFromDir(remote, dir, meta, PLATFORM_AUTHOR, requestId, pushAs);
     }
 }

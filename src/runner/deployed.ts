@@ -1,0 +1,148 @@
+/**
+ * What is deployed, as Argo CD reports it: a stage's Application read from the cluster and judged
+ * against the stage's last ops commit. The runner writes the desired state; this is how it (and CI,
+ * and the stage's owners) see whether Argo CD has synced it.
+ */
+import { KubeClient } from "../kube/client";
+import { RunnerError } from "./errors";
+
+/** The fields of an Argo CD Application's status this module reads (Argo CD v3). */
+export interface ApplicationStatus {
+    readonly sync?: { readonly status?: string; readonly revision?: string };
+    readonly health?: { readonly status?: string };
+    readonly reconciledAt?: string;
+    readonly operationState?: { readonly phase?: string; readonly message?: string; readonly finishedAt?: string; readonly syncResult?: { readonly revision?: string } };
+    readonly conditions?: readonly { readonly type?: string; readonly message?: string }[];
+}
+
+/**
+ * A stage's deployment, judged against the stage's last ops commit:
+ * - `deployed`: Argo CD's Application is Synced at a revision holding the commit, and Healthy;
+ * - `synced`: Synced so, but not Healthy yet (Progressing: the rollout runs);
+ * - `pending`: committed, not yet synced (the normal state of a manual stage after a promotion,
+ *   until its owners sync);
+ * - `syncing`: an operation runs;
+ * - `failed`: the last sync of such a revision failed, the app is Degraded, or Argo CD reports an
+ *   error condition (the chart does not render, the repository cannot be read);
+ * - `unknown`: no cluster, no Application, or the Application could not be read (`reason`).
+ */
+export interface Deployment {
+    readonly state: "deployed" | "synced" | "pending" | "syncing" | "failed" | "unknown";
+    /** For `unknown`: why (`render`: no cluster; `absent`: no Application; `unreadable`: the read failed). */
+    readonly reason?: "render" | "absent" | "unreadable";
+    /** The stage's last ops commit (what should be deployed), when it has one. */
+    readonly commit?: string;
+    /** The ops repo revision Argo CD compared against, its sync and health status, the last operation. */
+    readonly revision?: string;
+    readonly sync?: string;
+    readonly health?: string;
+    readonly operation?: string;
+    readonly reconciledAt?: string;
+    readonly message: string;
+}
+
+/** Reads Applications; undefined when the Application does not exist. */
+export interface ApplicationsPort {
+    application(stage: string): Promise<ApplicationStatus | undefined>;
+    /** Asks Argo CD to compare again now (what the ops repo's push webhook does). */
+    refresh(stage: string): Promise<void>;
+    /** Releases connections. */
+    close?(): void;
+}
+
+/** Applications through the Kubernetes API, in Argo CD's namespace. */
+export class KubeApplications implements ApplicationsPort {
+    constructor(
+        private readonly client: KubeClient,
+        private readonly namespace: string,
+    ) {}
+
+    private path(stage: string): string {
+        return `/apis/argoproj.io/v1alpha1/namespaces/${encodeURIComponent(this.namespace)}/applications/${encodeURIComponent(stage)}`;
+    }
+
+    async application(stage: string): Promise<ApplicationStatus | undefined> {
+        const app = await this.client.get<{ status?: ApplicationStatus }>(this.path(stage));
+        return app ? (app.status ?? {}) : undefined;
+    }
+
+    async refresh(stage: string): Promise<void> {
+        await this.client.request("PATCH", this.path(stage), { metadata: { annotations: { "argocd.argoproj.io/refresh": "normal" } } }, "application/merge-patch+json");
+    }
+
+    /** Closes the client's connections. */
+    close(): void {
+        this.client.close();
+    }
+}
+
+/**
+ * Judges an Application's status against the stage's last commit. `contains(commit, revision)`
+ * says whether `revision` is `commit` or a later commit of main (Argo CD compares the whole
+ * repository's head, which later commits to other stages move on).
+ */
+export async function judge(status: ApplicationStatus | undefined, commit: string | undefined, contains: (commit: string, revision: string) => Promise<boolean>): Promise<Deployment> {
+    if (!status) return { state: "unknown", reason: "absent", ...(commit ? { commit } : {}), message: "Argo CD has no Application for this stage" };
+    const revision = status.sync?.revision;
+    const base = {
+        ...(commit ? { commit } : {}),
+        ...(revision ? { revision } : {}),
+        ...(status.sync?.status ? { sync: status.sync.status } : {}),
+        ...(status.health?.status ? { health: status.health.status } : {}),
+        ...(status.operationState?.phase ? { operation: status.operationState.phase } : {}),
+        ...(status.reconciledAt ? { reconciledAt: status.reconciledAt } : {}),
+    };
+    const holds = revision !== undefined && (commit === undefined || revision === commit || (await contains(commit, revision)));
+    if (status.operationState?.phase === "Running" || status.operationState?.phase === "Terminating") {
+        return { state: "syncing", ...base, message: `Argo CD is syncing ${short(status.operationState.syncResult?.revision ?? revision)}` };
+    }
+    // Argo CD's error conditions (ComparisonError, InvalidSpecError, SyncError, ...) at a revision
+    // holding the commit, or before any revision: waiting longer would not help.
+    const errors = (status.conditions ?? []).filter((c) => /Error$/.test(c.type ?? ""));
+    if (errors.length > 0 && (holds || revision === undefined)) {
+        return { state: "failed", ...base, message: `Argo CD reports ${errors.map((c) => `${c.type}: ${c.message ?? ""}`.trim()).join("; ")}` };
+    }
+    if (!holds) return { state: "pending", ...base, message: `committed${commit ? ` (${short(commit)})` : ""}, not yet synced: Argo CD last compared ${revision ? short(revision) : "nothing yet"}` };
+    const opRevision = status.operationState?.syncResult?.revision;
+    const opHolds = opRevision !== undefined && (commit === undefined || opRevision === commit || (await contains(commit, opRevision)));
+    if ((status.operationState?.phase === "Failed" || status.operationState?.phase === "Error") && opHolds) {
+        return { state: "failed", ...base, message: `the last sync failed: ${status.operationState.message ?? "no message"}` };
+    }
+    if (status.sync?.status === "Synced") {
+        const health = status.health?.status ?? "Unknown";
+        if (health === "Healthy") return { state: "deployed", ...base, message: `synced at ${short(revision)}, Healthy` };
+        if (health === "Degraded") return { state: "failed", ...base, message: `synced at ${short(revision)}, but Degraded` };
+        return { state: "synced", ...base, message: `synced at ${short(revision)}, health ${health}` };
+    }
+    return { state: "pending", ...base, message: `committed, not yet synced: Argo CD reports ${status.sync?.status ?? "no sync status"} at ${short(revision)}` };
+}
+
+function short(commit: string | undefined): string {
+    return commit ? commit.slice(0, 12) : "(none)";
+}
+
+/**
+ * Waits until `read` reports `deployed` (with `until: "synced"`, also `synced`: the manifests are
+ * applied, whatever the rollout's health), asking Argo CD to refresh first (a status reconciled
+ * before the commit would be stale; a refresh that fails is not fatal, the next reconcile comes
+ * anyway). `failed` ends the wait as a conflict; an absent Application or no cluster as not-found;
+ * an unreadable Application is read again until the deadline, which ends it as a timeout naming
+ * the last state.
+ */
+export async function waitDeployed(
+    read: () => Promise<Deployment>,
+    refresh: () => Promise<void>,
+    opts: { timeoutMs: number; until?: "deployed" | "synced"; pollMs?: number; signal?: AbortSignal },
+): Promise<Deployment> {
+    await refresh().catch(() => undefined);
+    const deadline = Date.now() + opts.timeoutMs;
+    for (;;) {
+        const d = await read();
+        if (d.state === "deployed" || (d.state === "synced" && opts.until === "synced")) return d;
+        if (d.state === "failed") throw new RunnerError("conflict", d.message, "sync-failed");
+        if (d.state === "unknown" && d.reason !== "unreadable") throw new RunnerError("not-found", d.message);
+        if (Date.now() >= deadline) throw new RunnerError("timeout", `not ${opts.until ?? "deployed"} after ${Math.round(opts.timeoutMs / 1000)} s: ${d.message}`);
+        if (opts.signal?.aborted) throw new RunnerError("timeout", `stopped while waiting: ${d.message}`);
+        await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 2000, Math.max(0, deadline - Date.now()))));
+    }
+}

@@ -1,0 +1,65 @@
+/** Judging a stage's deployment from Argo CD's Application status, and waiting on it (pure). */
+import * as assert from "node:assert/strict";
+
+import { ApplicationStatus, Deployment, judge, waitDeployed } from "../../src/runner/deployed";
+import { RunnerError } from "../../src/runner/errors";
+
+const C = "a".repeat(40);
+const LATER = "b".repeat(40);
+const OLDER = "c".repeat(40);
+// LATER holds C; OLDER does not.
+const contains = async (commit: string, revision: string) => commit === C && revision === LATER;
+
+describe("what is deployed: judging an Application against the stage's last commit", function () {
+    const cases: [string, ApplicationStatus | undefined, string | undefined, Deployment["state"], RegExp][] = [
+        ["no Application", undefined, C, "unknown", /no Application/],
+        ["synced and healthy at the commit", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" } }, C, "deployed", /Healthy/],
+        ["synced and healthy at a later commit holding it", { sync: { status: "Synced", revision: LATER }, health: { status: "Healthy" } }, C, "deployed", /synced at b{12}/],
+        ["synced, rollout still progressing", { sync: { status: "Synced", revision: C }, health: { status: "Progressing" } }, C, "synced", /health Progressing/],
+        ["synced but degraded", { sync: { status: "Synced", revision: C }, health: { status: "Degraded" } }, C, "failed", /Degraded/],
+        ["synced at a revision without the commit (stale)", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, C, "pending", /not yet synced: Argo CD last compared c{12}/],
+        ["out of sync at the commit (a manual stage before its owners' sync)", { sync: { status: "OutOfSync", revision: C } }, C, "pending", /committed, not yet synced: Argo CD reports OutOfSync/],
+        ["an operation running", { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Running" } }, C, "syncing", /syncing/],
+        ["the last sync of the commit failed", { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", message: "one or more objects failed", syncResult: { revision: C } } }, C, "failed", /one or more objects failed/],
+        ["an older sync failed: not this commit's failure", { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", syncResult: { revision: OLDER } } }, C, "pending", /not yet synced/],
+        ["the chart does not render at the commit", { sync: { status: "Unknown", revision: C }, conditions: [{ type: "ComparisonError", message: "helm template failed" }] }, C, "failed", /ComparisonError: helm template failed/],
+        ["the repository cannot be read before any revision", { conditions: [{ type: "ComparisonError", message: "repository not accessible" }] }, C, "failed", /repository not accessible/],
+        ["a warning condition is no failure", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, conditions: [{ type: "SharedResourceWarning", message: "x" }] }, C, "deployed", /Healthy/],
+        ["a stage never changed, synced", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, undefined, "deployed", /Healthy/],
+    ];
+    for (const [title, status, commit, state, message] of cases) {
+        it(`${title}: ${state}`, async function () {
+            const d = await judge(status, commit, contains);
+            assert.equal(d.state, state, JSON.stringify(d));
+            assert.match(d.message, message);
+            if (commit) assert.equal(d.commit, commit);
+        });
+    }
+});
+
+describe("waiting on a deployment", function () {
+    const seq = (...states: Deployment[]) => {
+        let i = 0;
+        return async () => states[Math.min(i++, states.length - 1)];
+    };
+    const d = (state: Deployment["state"], extra: Partial<Deployment> = {}): Deployment => ({ state, message: `${state} now`, ...extra });
+
+    it("refreshes first, then returns at deployed (not at synced, unless asked)", async function () {
+        let refreshed = 0;
+        const got = await waitDeployed(seq(d("pending"), d("synced"), d("deployed")), async () => void refreshed++, { timeoutMs: 5000, pollMs: 1 });
+        assert.equal(got.state, "deployed");
+        assert.equal(refreshed, 1);
+        assert.equal((await waitDeployed(seq(d("pending"), d("synced")), async () => undefined, { timeoutMs: 5000, pollMs: 1, until: "synced" })).state, "synced");
+    });
+
+    it("a failed refresh is not fatal; an unreadable Application is read again", async function () {
+        const got = await waitDeployed(seq(d("unknown", { reason: "unreadable" }), d("deployed")), async () => Promise.reject(new Error("forbidden")), { timeoutMs: 5000, pollMs: 1 });
+        assert.equal(got.state, "deployed");
+    });
+
+    it("ends at failed as a conflict, at an absent Application as not-found, at the deadline as a timeout naming the state", async function () {
+        await assert.rejects(waitDeployed(seq(d("failed")), async () => undefined, { timeoutMs: 5000, pollMs: 1 }), (e: unknown) => e instanceof RunnerError && e.kind === "conflict" && e.reason === "sync-failed");
+        await assert.rejects(waitDeployed(seq(d("unknown", { reason: "absent" })), async () => undefined, { timeoutMs: 5000, pollMs: 1 }), (e: unknown) => e instanceof RunnerError && e.kind === "not-found");
+        await assert.rejects(waitDeployed(seq(d("pending")), async () => undefined, { timeoutMs: 50, pollMs: 5 }), (e: unknown) => e instanceof RunnerError && e.kind === "timeout" && /not deployed after 0 s: pending now/.test(e.message));
+    });
+});
