@@ -97,9 +97,11 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
         return { state: "syncing", ...base, message: `Argo CD is syncing ${short(status.operationState.syncResult?.revision ?? revision)}` };
     }
     // Argo CD's error conditions (ComparisonError, InvalidSpecError, SyncError, ...) at a revision
-    // holding the commit, or before any revision: waiting longer would not help.
+    // holding the commit, or where it resolved no commit at all (a failed comparison of the branch
+    // leaves the branch's name there: seen on v3.5.7): waiting longer would not help.
     const errors = (status.conditions ?? []).filter((c) => /Error$/.test(c.type ?? ""));
-    if (errors.length > 0 && (holds || revision === undefined)) {
+    const resolved = revision !== undefined && /^[0-9a-f]{40,64}$/.test(revision);
+    if (errors.length > 0 && (holds || !resolved)) {
         return { state: "failed", ...base, message: `Argo CD reports ${errors.map((c) => `${c.type}: ${c.message ?? ""}`.trim()).join("; ")}` };
     }
     if (!holds) return { state: "pending", ...base, message: `committed${commit ? ` (${short(commit)})` : ""}, not yet synced: Argo CD last compared ${revision ? short(revision) : "nothing yet"}` };

@@ -200,6 +200,22 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         }
     });
 
+    it("a release whose chart does not render on Argo CD's repo server ends stages wait at once as a conflict, with Argo CD's reason", async function () {
+        const broken = makeBundleDir(p.dir, "web", { extra: { "chart/templates/broken.yaml": '{{ fail "this chart refuses to render" }}\n' } });
+        const r = await cli(["promote", "web@1.3.0", "--to", "itg", "--bundle", broken, "--image", "registry.example/web:1.3.0", "--commit", COMMIT, "--json"]);
+        assert.equal(r.code, 0, r.stderr);
+        // A failure is not waited out: the answer is a conflict, not the deadline's timeout.
+        const w = await cli(["wait", "--stage", "itg", "--timeout", "120", "--for", "synced", "--json"]);
+        assert.equal(w.code, 5, w.stderr);
+        const error = JSON.parse(w.stdout).error as { kind: string; reason: string; message: string };
+        assert.equal(error.kind, "conflict", error.message);
+        assert.equal(error.reason, "sync-failed");
+        assert.match(error.message, /ComparisonError: .*this chart refuses to render/);
+        // What runs is still the last release that rendered.
+        const deployment = await cluster.client.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>("/apis/apps/v1/namespaces/itg/deployments/web");
+        assert.equal(deployment?.spec.template.spec.containers[0].image, "registry.example/web:1.2.0");
+    });
+
     it("bad input to wait changes nothing and names the field: an unknown stage, a bad timeout", async function () {
         const unknown = await cli(["wait", "--stage", "nope", "--json"]);
         assert.equal(unknown.code, 4, unknown.stderr);

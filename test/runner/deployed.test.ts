@@ -24,6 +24,8 @@ describe("what is deployed: judging an Application against the stage's last comm
         ["an older sync failed: not this commit's failure", { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", syncResult: { revision: OLDER } } }, C, "pending", /not yet synced/],
         ["the chart does not render at the commit", { sync: { status: "Unknown", revision: C }, conditions: [{ type: "ComparisonError", message: "helm template failed" }] }, C, "failed", /ComparisonError: helm template failed/],
         ["the repository cannot be read before any revision", { conditions: [{ type: "ComparisonError", message: "repository not accessible" }] }, C, "failed", /repository not accessible/],
+        ["a failed comparison leaves the branch's name as revision", { sync: { status: "Unknown", revision: "main" }, conditions: [{ type: "ComparisonError", message: "helm template failed" }] }, C, "failed", /helm template failed/],
+        ["an error condition at an older resolved revision: not this commit's", { sync: { status: "Unknown", revision: OLDER }, conditions: [{ type: "ComparisonError", message: "x" }] }, C, "pending", /not yet synced/],
         ["a warning condition is no failure", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, conditions: [{ type: "SharedResourceWarning", message: "x" }] }, C, "deployed", /Healthy/],
         ["a stage never changed, synced", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, undefined, "deployed", /Healthy/],
     ];
