@@ -17,8 +17,8 @@ import { ArgoCd, SealedSecrets } from "./argocd";
 import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
 import { GithubPipeline, githubToken } from "./github";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
-import { devSkeleton, opsCheckFiles, opsSkeleton } from "./ops/skeleton";
-import { OPS_CHECK_PATHS, ciClientScript, opsValidateScript } from "./ops/workflows";
+import { devSkeleton, opsCheckWriterArgs, opsSkeleton } from "./ops/skeleton";
+import { ciClientScript, opsValidateScript } from "./ops/workflows";
 import { userError } from "./errors";
 import { SshKeyPair } from "./ssh-key";
 
@@ -96,6 +96,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         const paths = localRepoPaths(cfg);
         // The runner's push token: the local host's hook lets only its holder push to ops main.
         opsPushToken = new random.RandomPassword("ops-push-token", { length: 48, special: false }).result;
+        const runnerPush = opsPushToken.apply((token) => ({ token }));
         const dev = new LocalBareRepository("dev-repo", { path: paths.dev, defaultBranch: "main", protection: { role: "dev" } });
         const ops = new LocalBareRepository("ops-repo", {
             path: paths.ops,
@@ -115,24 +116,11 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
             branch: "main",
             files: opsSkeleton(cfg),
             mode: "seed",
-            pushAs: opsPushToken.apply((token) => ({ token })),
+            pushAs: runnerPush,
             message: "Skeleton of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
             author: PLATFORM_AUTHOR,
         });
-        new GitFiles(
-            "ops-check",
-            {
-                remote: ops.path,
-                branch: "main",
-                files: opsCheckFiles(opsValidateScript()),
-                mode: "own",
-                scope: Object.values(OPS_CHECK_PATHS),
-                message: "The validate check of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
-                author: PLATFORM_AUTHOR,
-                pushAs: opsPushToken.apply((token) => ({ token })),
-            },
-            { dependsOn: [skeleton] },
-        );
+        new GitFiles("ops-check", opsCheckWriterArgs(opsValidateScript(), ops.path, PLATFORM_AUTHOR, runnerPush), { dependsOn: [skeleton] });
         skeletonCommit = skeleton.commit;
         devRepoUrl = dev.path;
         opsRepoUrl = ops.path;
@@ -154,7 +142,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
                 deployPublicKey: sshKey.publicKey,
                 webhookSecret: webhookSecret.result,
                 skeletons: { dev: devSkeleton(cfg, ciClientScript()), ops: opsSkeleton(cfg) },
-                opsCheckFiles: opsCheckFiles(opsValidateScript()),
+                opsValidator: opsValidateScript(),
                 pushToken: token,
                 author: PLATFORM_AUTHOR,
             },

@@ -92,10 +92,10 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
         ...(status.operationState?.phase ? { operation: status.operationState.phase } : {}),
         ...(status.reconciledAt ? { reconciledAt: status.reconciledAt } : {}),
     };
-    const holds = revision !== undefined && (commit === undefined || revision === commit || (await contains(commit, revision)));
     if (status.operationState?.phase === "Running" || status.operationState?.phase === "Terminating") {
         return { state: "syncing", ...base, message: `Argo CD is syncing ${short(status.operationState.syncResult?.revision ?? revision)}` };
     }
+    const holds = revision !== undefined && (commit === undefined || revision === commit || (await contains(commit, revision)));
     // Argo CD's error conditions (ComparisonError, InvalidSpecError, SyncError, ...) at a revision
     // holding the commit, or where it resolved no commit at all (a failed comparison of the branch
     // leaves the branch's name there: seen on v3.5.7): waiting longer would not help.

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { argoCdModuleDir } from "./argocd-chart";
 import type { Cluster } from "./cluster";
 import { testToolchain } from "./engine";
-import { freePort } from "./fixtures";
+import { freePort, listening } from "./fixtures";
 
 /** A running Argo CD. */
 export interface ArgoCd {
@@ -29,14 +29,6 @@ function onPath(cmd: string): string | undefined {
         if (d && fs.existsSync(p)) return p;
     }
     return undefined;
-}
-
-async function listening(port: number): Promise<boolean> {
-    const net = await import("node:net");
-    return new Promise((resolve) => {
-        const s = net.connect(port, "127.0.0.1", () => (s.end(), resolve(true)));
-        s.on("error", () => resolve(false));
-    });
 }
 
 /** Starts Redis, the repo server and the application controller; resolves when they listen. */

@@ -63,6 +63,14 @@ export function freePort(): Promise<number> {
     });
 }
 
+/** Whether something accepts connections on the loopback port. */
+export function listening(port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+        const s = net.connect(port, "127.0.0.1", () => (s.end(), resolve(true)));
+        s.on("error", () => resolve(false));
+    });
+}
+
 /** A `git daemon` serving a folder on loopback, with pushes enabled. */
 export interface GitDaemon {
     readonly url: (repo: string) => string;
@@ -81,11 +89,7 @@ export async function startGitDaemon(basePath: string): Promise<GitDaemon> {
     child.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
     const deadline = Date.now() + 10_000;
     for (;;) {
-        const ok = await new Promise<boolean>((resolve) => {
-            const s = net.connect(port, "127.0.0.1", () => (s.end(), resolve(true)));
-            s.on("error", () => resolve(false));
-        });
-        if (ok) break;
+        if (await listening(port)) break;
         if (child.exitCode !== null || Date.now() > deadline) throw new Error(`git daemon did not start: ${stderr}`);
         await new Promise((r) => setTimeout(r, 50));
     }

@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { PlatformConfig } from "../../config/platform";
 import { GitFiles } from "../../git/resources";
-import { OPS_CHECK_PATHS } from "../ops/workflows";
+import { opsCheckWriterArgs } from "../ops/skeleton";
 import { branchProtection } from "./protection";
 
 /** Inputs of {@link GithubPipeline}. */
@@ -23,8 +23,8 @@ export interface GithubPipelineArgs {
     readonly webhookSecret: pulumi.Input<string>;
     /** Files each repository starts with, written as one commit each (seed: never overwritten). */
     readonly skeletons: { readonly dev: Record<string, string>; readonly ops: Record<string, string> };
-    /** The ops repo's `validate` workflow and script (owned, unlike the seeded skeleton). */
-    readonly opsCheckFiles: Record<string, string>;
+    /** The compiled `validate` check the ops repo's workflow runs (owned, unlike the seeded skeleton). */
+    readonly opsValidator: string;
     /**
      * Token used to push the skeleton commits over HTTPS. Commits after protection exists (a new
      * stage's folder, an upgraded check) pass it as the runner's do, so it must be the runner's.
@@ -161,20 +161,7 @@ export class GithubPipeline extends pulumi.ComponentResource {
                 child,
             );
             if (role === "ops") {
-                new GitFiles(
-                    `${name}-ops-check`,
-                    {
-                        remote,
-                        branch: "main",
-                        files: args.opsCheckFiles,
-                        mode: "own",
-                        scope: Object.values(OPS_CHECK_PATHS),
-                        message: "The validate check of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
-                        author: args.author,
-                        pushAs: opsPushAs,
-                    },
-                    { parent: this, dependsOn: [skeleton] },
-                );
+                new GitFiles(`${name}-ops-check`, opsCheckWriterArgs(args.opsValidator, remote, args.author, opsPushAs), { ...child, dependsOn: [skeleton] });
             }
             // Protection needs the branch, which the skeleton commit creates on the ops repo.
             new github.BranchProtection(

@@ -102,6 +102,23 @@ export function opsCheckFiles(validator: string): Record<string, string> {
     return { [OPS_CHECK_PATHS.workflow]: opsValidateWorkflow(), [OPS_CHECK_PATHS.validator]: validator };
 }
 
+/**
+ * Arguments of the `GitFiles` that owns the ops repo's `validate` check (the same on both git
+ * hosts; only the remote and the runner's standing differ).
+ */
+export function opsCheckWriterArgs<Remote, As>(validator: string, remote: Remote, author: { name: string; email: string }, pushAs: As) {
+    return {
+        remote,
+        branch: "main",
+        files: opsCheckFiles(validator),
+        mode: "own" as const,
+        scope: Object.values(OPS_CHECK_PATHS),
+        message: "The validate check of the ops repository\n\nWritten by the gitops-stages platform stack.\n",
+        author,
+        pushAs,
+    };
+}
+
 /** Every file of the skeleton commit: repository path -> content. */
 export function opsSkeleton(cfg: PlatformConfig): Record<string, string> {
     const files: Record<string, string> = {

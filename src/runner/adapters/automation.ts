@@ -184,14 +184,16 @@ export class AutomationEngine implements EnginePort {
 
     async platformOutputs(): Promise<Record<string, unknown>> {
         const outputs = await this.outputsOf("platform");
-        if (!outputs) {
-            throw new RunnerError(
-                "not-found",
-                `the platform stack "platform" does not exist in the state backend ${describeBackend(this.env.backend)}: ` +
-                    "bootstrap it first (pulumi stack init platform; pulumi up), or point PULUMI_BACKEND_URL (or pulumi login) at the backend that holds it",
-            );
-        }
+        if (!outputs) throw this.noPlatform();
         return outputs;
+    }
+
+    private noPlatform(): RunnerError {
+        return new RunnerError(
+            "not-found",
+            `the platform stack "platform" does not exist in the state backend ${describeBackend(this.env.backend)}: ` +
+                "bootstrap it first (pulumi stack init platform; pulumi up), or point PULUMI_BACKEND_URL (or pulumi login) at the backend that holds it",
+        );
     }
 
     async platformSecret(key: string): Promise<unknown> {
@@ -200,7 +202,7 @@ export class AutomationEngine implements EnginePort {
         const hit = this.secrets.get(key);
         if (hit && hit.until > Date.now()) return hit.value;
         const stack = await this.stack("platform", false);
-        if (!stack) return this.platformOutputs().then(() => undefined);
+        if (!stack) throw this.noPlatform();
         const value = (await stack.outputs())[key]?.value;
         this.secrets.set(key, { value, until: Date.now() + 60_000 });
         return value;
