@@ -38,9 +38,14 @@ runner verbs:
   hold <app> --stage <stage> [--reason <text>]     release <app> --stage <stage>
   approve <app>@<version> --stage <stage>          (an owner of the stage approves that release)
   status [--stage <stage>]                         drift [--stage <stage>]
-  wait --stage <stage> [--timeout <seconds>] [--for deployed|synced]
+  wait [<app>@<version>] --stage <stage> [--timeout <seconds>] [--for deployed|synced]
           until Argo CD has synced the stage's last commit and it is Healthy (--for synced: applied,
-          whatever the rollout's health); default 600 s; a manual stage waits for its owners
+          whatever the rollout's health); default 600 s; a manual stage waits for its owners;
+          with <app>@<version>, the stage must hold that release (else exit 4)
+  sync --stage <stage> [--wait [--timeout <seconds>] [--for deployed|synced]]
+          [--argocd-url <url>] [--argocd-token-file <file>]
+          an owner syncs their stage through Argo CD's API as themselves: the token comes from
+          $ARGOCD_AUTH_TOKEN or the file; Argo CD's RBAC and sync windows decide (refusal: exit 3)
   history <stage> [--commit <sha>]                 the audit trail, or one ops repo commit of it
   mr deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha> [--ttl-hours <h>]
   mr destroy <n>                                   mr reap
@@ -162,6 +167,7 @@ export async function main(argv: string[]): Promise<number> {
             case "history":
             case "drift":
             case "wait":
+            case "sync":
             case "mr":
             case "secret":
                 return await runnerVerb(verb, rest, projectRoot);

@@ -12,9 +12,10 @@ import { RunnerError, classify, exitCode, publicError } from "../runner/errors";
 import { describeBackend, platformStackName } from "../runner/adapters/backend";
 import type { Deployment } from "../runner/deployed";
 import type { AuditEntry } from "../runner/runner";
-import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
+import { DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "../config/validate";
+import { ArgoCdClient } from "../runner/argocd";
 import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseRollbackRequest } from "../runner/core";
-import { AssembledRunner, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
+import { AssembledRunner, argoCdUrl, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
 import { requireRight } from "../runner/rights";
 
 /** Options every runner verb takes. */
@@ -37,6 +38,42 @@ function appAtVersion(arg: string | undefined): { app?: string; version?: string
     const at = arg.lastIndexOf("@");
     if (at <= 0) throw new RunnerError("invalid", `"${arg}" must be <app>@<version>`);
     return { app: arg.slice(0, at), version: arg.slice(at + 1) };
+}
+
+/** `<app>@<version>` of `wait`, checked as a promotion's app and version are. */
+function releaseArg(arg: string): { app: string; version: string } {
+    const { app, version } = appAtVersion(arg);
+    if (!app || !DNS_LABEL.test(app)) throw new RunnerError("invalid", `app = ${JSON.stringify(app ?? null)}: ${DNS_LABEL_RULE}`);
+    if (!version || !SEMVER.test(version)) throw new RunnerError("invalid", `version = ${JSON.stringify(version ?? null)}: ${SEMVER_RULE}`);
+    return { app, version };
+}
+
+/** `--timeout` of `wait` and `sync --wait`: whole seconds, default 600. */
+function timeoutSeconds(value: unknown): number {
+    const timeout = value === undefined ? 600 : Number(value);
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) {
+        throw new RunnerError("invalid", `--timeout = ${JSON.stringify(value)}: must be a whole number of seconds from 1 to 86400`);
+    }
+    return timeout;
+}
+
+/** `--for` of `wait` and `sync --wait`. */
+function untilArg(value: unknown): "deployed" | "synced" {
+    const until = value ?? "deployed";
+    if (until !== "deployed" && until !== "synced") throw new RunnerError("invalid", `--for = ${JSON.stringify(until)}: must be "deployed" (synced and Healthy) or "synced"`);
+    return until;
+}
+
+/** An Argo CD token from a file (a secret: the error names the file, never its content). */
+function readArgoCdTokenFile(file: string): string {
+    try {
+        const token = fs.readFileSync(path.resolve(file), "utf8").trim();
+        if (!token) throw new RunnerError("invalid", `--argocd-token-file = ${JSON.stringify(file)}: the file is empty`);
+        return token;
+    } catch (e) {
+        if (e instanceof RunnerError) throw e;
+        throw new RunnerError("invalid", `--argocd-token-file = ${JSON.stringify(file)}: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+    }
 }
 
 function table(rows: string[][]): string {
@@ -170,6 +207,22 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
     // Every verb acts as its principal, authenticated first as the service does; its rights are
     // checked with the service's own check once the request parsed (bad input is `invalid` whoever
     // asks), and its name is the requester that commits and the audit trail record.
+    if (verb === "sync") {
+        // An owner's sync is Argo CD's to allow (its RBAC, its sync windows), with the owner's own
+        // Argo CD token: the runner's principals and rights play no part, so none is resolved.
+        parse({ stage: { type: "string" }, "argocd-url": { type: "string" }, "argocd-token-file": { type: "string" }, wait: { type: "boolean" }, timeout: { type: "string" }, for: { type: "string" } }, false);
+        const stage = stageArg(values.stage, true)!;
+        const waitMs = values.wait ? timeoutSeconds(values.timeout) * 1000 : undefined;
+        if (!values.wait && values.timeout !== undefined) throw new RunnerError("invalid", "--timeout: only with --wait");
+        const until = untilArg(values.for);
+        const tokenFile = values["argocd-token-file"] as string | undefined;
+        const token = tokenFile !== undefined ? { value: readArgoCdTokenFile(tokenFile), from: `--argocd-token-file (${tokenFile})` } : process.env.ARGOCD_AUTH_TOKEN ? { value: process.env.ARGOCD_AUTH_TOKEN.trim(), from: "$ARGOCD_AUTH_TOKEN" } : undefined;
+        if (!token) throw new RunnerError("unauthorized", "stages sync acts as you in Argo CD: give your Argo CD token in $ARGOCD_AUTH_TOKEN or --argocd-token-file <file> (`argocd account generate-token`, or the token of your SSO session)");
+        const flagUrl = values["argocd-url"] as string | undefined;
+        const at = await argoCdUrl(settings, assembled.platformOutputs, flagUrl !== undefined ? { url: flagUrl, from: "--argocd-url" } : undefined);
+        const client = new ArgoCdClient(at.url, token.value, { urlFrom: at.from, tokenFrom: token.from });
+        return runner.sync(stage, client, { ...(waitMs !== undefined ? { waitMs } : {}), until });
+    }
     const who = await principal();
     switch (verb) {
         case "promote":
@@ -234,16 +287,14 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
             return runner.status(values.stage as string | undefined);
         }
         case "wait": {
-            parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } }, false);
+            const { positionals } = parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } });
+            if (positionals.length > 1) throw new RunnerError("invalid", `wait takes at most one <app>@<version>, got ${positionals.length} arguments`);
+            const release = positionals[0] !== undefined ? releaseArg(positionals[0]) : undefined;
             const stage = stageArg(values.stage, true)!;
-            const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
-            if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) {
-                throw new RunnerError("invalid", `--timeout = ${JSON.stringify(values.timeout)}: must be a whole number of seconds from 1 to 86400`);
-            }
-            const until = values.for ?? "deployed";
-            if (until !== "deployed" && until !== "synced") throw new RunnerError("invalid", `--for = ${JSON.stringify(until)}: must be "deployed" (synced and Healthy) or "synced"`);
+            const timeout = timeoutSeconds(values.timeout);
+            const until = untilArg(values.for);
             requireRight(who, "status", stage);
-            return runner.wait(stage, timeout * 1000, { until });
+            return runner.wait(stage, timeout * 1000, { until, ...(release ? { release } : {}) });
         }
         case "history": {
             const { positionals } = parse({ commit: { type: "string" } });
@@ -354,12 +405,19 @@ function render(verb: string, result: unknown): string {
         // Desired (the ops repo, above) against deployed (what Argo CD reports).
         lines.push(["(deployed)", ...rows.map((r) => r.deployment.state)]);
         const last = rows.flatMap((r) => Object.entries(r.apps).map(([app, e]) => `  ${r.stage}/${app}: ${e.version} by ${e.requester} at ${e.promotedAt}${e.hold ? `, held by ${e.hold.by}` : ""}`));
-        const deployed = rows.map((r) => `  ${r.stage}: ${r.deployment.state}: ${r.deployment.message}`);
+        const deployed = rows.map((r) => {
+            const d = r.deployment;
+            const op = d.operation ? ` (last operation ${d.operation}${d.operationBy ? ` by ${d.operationBy}` : ""}${d.operationFinishedAt ? ` at ${d.operationFinishedAt}` : ""})` : "";
+            return `  ${r.stage}: ${d.state}: ${d.message}${op}`;
+        });
         return table(lines) + (last.length ? `\nlast changes:\n${last.join("\n")}\n` : "") + `\nin the cluster (Argo CD):\n${deployed.join("\n")}\n`;
     }
     if (verb === "wait") {
         const d = result as Deployment;
         return `${d.state}: ${d.message}\n`;
+    }
+    if (verb === "sync") {
+        return `${(result as { message: string }).message}\n`;
     }
     if (verb === "history" && !Array.isArray(result)) {
         const c = result as CommitDetails;

@@ -89,6 +89,18 @@ export interface RepositorySettings {
     readonly requiredChecks: readonly string[];
 }
 
+/** An Argo CD local account: API tokens only (`apiKey`), with the rights of its teams. */
+export interface ArgoCdAccount {
+    readonly name: string;
+    readonly teams: readonly string[];
+}
+
+/**
+ * The runner's own Argo CD account, which the platform always declares: read-only (Argo CD's
+ * `role:readonly`), so the runner can see what is deployed and ask for refreshes, never sync.
+ */
+export const RUNNER_ARGOCD_ACCOUNT = "gitops-stages-runner";
+
 /** The whole platform configuration after defaults. */
 export interface PlatformConfig {
     readonly gitHost: GitHost;
@@ -100,6 +112,11 @@ export interface PlatformConfig {
         readonly chart: ChartSource;
         /** External URL of Argo CD: the ops repo webhook posts to `<url>/api/webhook`. */
         readonly url: string;
+        /**
+         * Argo CD local accounts (API tokens only), each bound to the roles of the teams named:
+         * for automation and for sites whose owners do not sign in through SSO.
+         */
+        readonly accounts: readonly ArgoCdAccount[];
     };
     readonly sealedSecrets: { readonly namespace: string; readonly chart: ChartSource };
     readonly cluster: {
@@ -145,6 +162,9 @@ function stage(name: string, sync: SyncMode, requireReview: boolean, queue: "fif
 const GITHUB_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const GITHUB_NAME_RULE = "must be a GitHub name: letters, digits, '.', '_' and '-', at most 100 characters";
 const TEAM_SLUG = /^[a-z0-9][a-z0-9_-]{0,99}$/;
+/** Argo CD account names: they become argocd-cm keys (`accounts.<name>`) and RBAC subjects, so no dots, commas or spaces. */
+const ACCOUNT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const ACCOUNT_NAME_RULE = "must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit";
 const TEAM_SLUG_RULE = "must be a team slug: lowercase letters, digits, '_' and '-'";
 
 /** Where relative paths in the config are resolved, and defaults that depend on the machine. */
@@ -362,12 +382,25 @@ export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx:
         }),
     );
 
-    const a = c.object(k("argocd"), raw.argocd, ["namespace", "chart", "url"]);
+    const a = c.object(k("argocd"), raw.argocd, ["namespace", "chart", "url", "accounts"]);
     const argocd = {
         namespace: c.string(k("argocd.namespace"), a.namespace, "argocd", DNS_LABEL, DNS_LABEL_RULE),
         chart: parseChart(c, k("argocd.chart"), a.chart, ARGOCD_CHART, ctx),
         url: c.url(k("argocd.url"), a.url, "https://argocd.example.internal"),
+        accounts: c.array(k("argocd.accounts"), a.accounts, [], (kk, item) => {
+            const o = c.object(kk, item, ["name", "teams"]);
+            return {
+                name: c.string(`${kk}.name`, o.name, undefined, ACCOUNT_NAME, ACCOUNT_NAME_RULE),
+                teams: c.strings(`${kk}.teams`, o.teams, [], TEAM_SLUG, TEAM_SLUG_RULE),
+            };
+        }),
     };
+    const accountNames = new Set<string>();
+    for (const [i, acc] of argocd.accounts.entries()) {
+        if (acc.name === "admin" || acc.name === RUNNER_ARGOCD_ACCOUNT) c.fail(k(`argocd.accounts[${i}].name`), acc.name, `must not be "admin" or "${RUNNER_ARGOCD_ACCOUNT}" (Argo CD's and the runner's own accounts)`);
+        else if (accountNames.has(acc.name)) c.fail(k(`argocd.accounts[${i}].name`), acc.name, "must be unique among argocd.accounts");
+        accountNames.add(acc.name);
+    }
     const ss = c.object(k("sealedSecrets"), raw.sealedSecrets, ["namespace", "chart"]);
     const sealedSecrets = {
         namespace: c.string(k("sealedSecrets.namespace"), ss.namespace, "kube-system", DNS_LABEL, DNS_LABEL_RULE),

@@ -11,7 +11,15 @@ export interface ApplicationStatus {
     readonly sync?: { readonly status?: string; readonly revision?: string };
     readonly health?: { readonly status?: string };
     readonly reconciledAt?: string;
-    readonly operationState?: { readonly phase?: string; readonly message?: string; readonly finishedAt?: string; readonly syncResult?: { readonly revision?: string } };
+    readonly operationState?: {
+        readonly phase?: string;
+        readonly message?: string;
+        readonly startedAt?: string;
+        readonly finishedAt?: string;
+        readonly syncResult?: { readonly revision?: string };
+        /** Who started it: an account or SSO user, or Argo CD's automated sync. */
+        readonly operation?: { readonly initiatedBy?: { readonly username?: string; readonly automated?: boolean } };
+    };
     readonly conditions?: readonly { readonly type?: string; readonly message?: string }[];
 }
 
@@ -37,7 +45,12 @@ export interface Deployment {
     readonly sync?: string;
     readonly health?: string;
     readonly operation?: string;
+    /** The last operation: when it finished (absent while it runs) and who started it ("automated" for Argo CD's auto-sync). */
+    readonly operationFinishedAt?: string;
+    readonly operationBy?: string;
     readonly reconciledAt?: string;
+    /** For a manual stage whose commit is not synced yet: the teams whose sync it waits for. */
+    readonly waitingFor?: readonly string[];
     readonly message: string;
 }
 
@@ -90,6 +103,8 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
         ...(status.sync?.status ? { sync: status.sync.status } : {}),
         ...(status.health?.status ? { health: status.health.status } : {}),
         ...(status.operationState?.phase ? { operation: status.operationState.phase } : {}),
+        ...(status.operationState?.finishedAt ? { operationFinishedAt: status.operationState.finishedAt } : {}),
+        ...(initiator(status) ? { operationBy: initiator(status) } : {}),
         ...(status.reconciledAt ? { reconciledAt: status.reconciledAt } : {}),
     };
     if (status.operationState?.phase === "Running" || status.operationState?.phase === "Terminating") {
@@ -117,6 +132,13 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
         return { state: "synced", ...base, message: `synced at ${short(revision)}, health ${health}` };
     }
     return { state: "pending", ...base, message: `committed, not yet synced: Argo CD reports ${status.sync?.status ?? "no sync status"} at ${short(revision)}` };
+}
+
+/** Who started the last operation, as Argo CD recorded it. */
+function initiator(status: ApplicationStatus): string | undefined {
+    const by = status.operationState?.operation?.initiatedBy;
+    if (!by) return undefined;
+    return by.username || (by.automated ? "automated" : undefined);
 }
 
 function short(commit: string | undefined): string {

@@ -8,7 +8,7 @@ import { GitError } from "../git/engine";
 import { ReleaseConflictError } from "../release/publish";
 
 /** Kinds of runner errors. */
-export type ErrorKind = "invalid" | "unauthorized" | "forbidden" | "not-found" | "refused" | "conflict" | "timeout" | "internal";
+export type ErrorKind = "invalid" | "unauthorized" | "forbidden" | "not-found" | "refused" | "conflict" | "timeout" | "unavailable" | "internal";
 
 /** A failure with a kind and a message safe to show to the caller. */
 export class RunnerError extends Error {
@@ -33,7 +33,7 @@ export function classify(e: unknown): unknown {
     return e;
 }
 
-/** Exit codes of the `stages` CLI: 2 invalid input, 3 refused by policy, 4 not found, 5 conflict or timeout, 1 anything else. */
+/** Exit codes of the `stages` CLI: 2 invalid input, 3 refused by policy, 4 not found, 5 conflict, timeout or a service it needs unreachable, 1 anything else. */
 export function exitCode(raw: unknown): number {
     const e = classify(raw);
     if (!(e instanceof RunnerError)) return 1;
@@ -48,6 +48,7 @@ export function exitCode(raw: unknown): number {
             return 4;
         case "conflict":
         case "timeout":
+        case "unavailable":
             return 5;
         case "internal":
             return 1;
@@ -58,7 +59,7 @@ export function exitCode(raw: unknown): number {
 export function httpStatus(raw: unknown): number {
     const e = classify(raw);
     if (!(e instanceof RunnerError)) return 500;
-    return { invalid: 400, unauthorized: 401, forbidden: 403, "not-found": 404, refused: 409, conflict: 409, timeout: 504, internal: 500 }[e.kind];
+    return { invalid: 400, unauthorized: 401, forbidden: 403, "not-found": 404, refused: 409, conflict: 409, timeout: 504, unavailable: 503, internal: 500 }[e.kind];
 }
 
 /** What a caller may see of an error: the message for runner errors, a request id only for anything else. */

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { Checker, formatProblem } from "../config/validate";
 import { AutomationEngine } from "./adapters/automation";
 import { RunnerEnvironment, runnerEnvironment } from "./adapters/environment";
+import { ArgoCdApplications, ArgoCdClient } from "./argocd";
 import { KubeApplications } from "./deployed";
 import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
@@ -31,6 +32,12 @@ export interface RunnerSettings {
     readonly mrCluster: { kubeconfig?: string; context?: string; skipAwait: boolean };
     /** How long a request waits for a stack locked by another update. */
     readonly lockWaitSeconds: number;
+    /**
+     * Argo CD's API for the runner's reads: its URL (default: the platform's `argocdUrl` output)
+     * and a file holding the token of the runner's read-only account. Without a token the runner
+     * reads the Applications through the platform's cluster instead.
+     */
+    readonly argocd: { readonly url?: string; readonly tokenFile?: string };
 }
 
 /** Reads and validates `<data>/runner.json` (absent: no users, render mode, 600 s). */
@@ -38,7 +45,7 @@ export function readSettings(dataDir: string): RunnerSettings {
     const file = path.join(dataDir, "runner.json");
     const raw: unknown = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
     const c = new Checker();
-    const o = c.object("runner.json", raw, ["users", "tokens", "mrCluster", "lockWaitSeconds"]);
+    const o = c.object("runner.json", raw, ["users", "tokens", "mrCluster", "lockWaitSeconds", "argocd"]);
     const users: RunnerSettings["users"] = {};
     for (const [name, u] of Object.entries(c.object("users", o.users, Object.keys((o.users as object) ?? {})))) {
         const uo = c.object(`users.${name}`, u, ["teams", "overrideOrder", "rights"]);
@@ -70,6 +77,13 @@ export function readSettings(dataDir: string): RunnerSettings {
             skipAwait: c.boolean("mrCluster.skipAwait", m.skipAwait, false),
         },
         lockWaitSeconds: c.integer("lockWaitSeconds", o.lockWaitSeconds, 600, 1, 86_400),
+        argocd: (() => {
+            const a = c.object("argocd", o.argocd, ["url", "tokenFile"]);
+            return {
+                ...(a.url !== undefined ? { url: c.url("argocd.url", a.url) } : {}),
+                ...(a.tokenFile !== undefined ? { tokenFile: expandHome(c.string("argocd.tokenFile", a.tokenFile)) } : {}),
+            };
+        })(),
     };
     if (c.problems.length) throw new RunnerError("invalid", `${file}: ` + c.problems.map(formatProblem).join("; "));
     return settings;
@@ -143,6 +157,11 @@ export async function createRunner(opts: {
         log,
         mrCluster: (n) => ({ ...settings.mrCluster, renderDir: path.join(environment.dataDir, "rendered", `mr-${n}`) }),
         applications: async () => {
+            const token = runnerArgoCdToken(settings, opts.env ?? process.env);
+            if (token) {
+                const at = await argoCdUrl(settings, () => engine.platformOutputs());
+                return new ArgoCdApplications(new ArgoCdClient(at.url, token.value, { urlFrom: at.from, tokenFrom: token.from }));
+            }
             const c = (await engine.platformOutputs()).argocdCluster as { namespace: string; kubeconfig?: string; context?: string } | undefined;
             if (!c) throw new RunnerError("not-found", "the platform stack has no argocdCluster output (it predates this version): run pulumi up on stack platform");
             return c.kubeconfig ? new KubeApplications(KubeClient.fromKubeconfig(c.kubeconfig, c.context), c.namespace) : undefined;
@@ -160,6 +179,30 @@ export async function createRunner(opts: {
         },
     });
     return { runner, secrets, platformOutputs: () => engine.platformOutputs(), environment, settings };
+}
+
+/**
+ * The runner's own Argo CD token (its read-only account): `$GITOPS_STAGES_ARGOCD_TOKEN`, else the
+ * file runner.json's `argocd.tokenFile` names; undefined when neither is set.
+ */
+export function runnerArgoCdToken(settings: RunnerSettings, env: NodeJS.ProcessEnv): { value: string; from: string } | undefined {
+    if (env.GITOPS_STAGES_ARGOCD_TOKEN) return { value: env.GITOPS_STAGES_ARGOCD_TOKEN.trim(), from: "$GITOPS_STAGES_ARGOCD_TOKEN" };
+    if (!settings.argocd.tokenFile) return undefined;
+    const from = `runner.json argocd.tokenFile (${settings.argocd.tokenFile})`;
+    try {
+        return { value: fs.readFileSync(settings.argocd.tokenFile, "utf8").trim(), from };
+    } catch (e) {
+        throw new RunnerError("invalid", `${from}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+    }
+}
+
+/** Argo CD's URL: `override` (a flag), else runner.json's `argocd.url`, else the platform's `argocdUrl` output; with where it came from. */
+export async function argoCdUrl(settings: RunnerSettings, platformOutputs: () => Promise<Record<string, unknown>>, override?: { url: string; from: string }): Promise<{ url: string; from: string }> {
+    if (override) return override;
+    if (settings.argocd.url) return { url: settings.argocd.url, from: "runner.json argocd.url" };
+    const url = (await platformOutputs()).argocdUrl;
+    if (typeof url !== "string" || !url) throw new RunnerError("not-found", "the platform stack has no argocdUrl output: run pulumi up on stack platform, or set runner.json argocd.url");
+    return { url, from: "the platform's argocd.url (gitops-stages:argocd.url), or runner.json argocd.url" };
 }
 
 /** The user running the CLI: --as, else $GITOPS_STAGES_USER, else the OS user. */

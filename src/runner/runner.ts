@@ -28,6 +28,7 @@ import {
     planPromotion,
     rollbackTarget,
 } from "./core";
+import { ArgoCdApplications, type ArgoCdClient } from "./argocd";
 import { ApplicationStatus, ApplicationsPort, Deployment, judge, waitDeployed } from "./deployed";
 import { RunnerError } from "./errors";
 import type { EnginePort, HistoryEntry, RunnerStore } from "./ports";
@@ -96,7 +97,16 @@ export function lineChanges(before: string | undefined, after: string): { remove
     return { removed: parts.filter((p) => p.removed).flatMap((p) => p.value), added: parts.filter((p) => p.added).flatMap((p) => p.value) };
 }
 
-/** Per stage, what runs there. */
+/** The answer to an owner's sync: where it was started and, when waited for, what it deployed. */
+export interface SyncAnswer {
+    readonly stage: string;
+    /** Argo CD's API server that took the sync. */
+    readonly argocd: string;
+    readonly deployment?: Deployment;
+    readonly message: string;
+}
+
+/** What runs in a stage, desired (ops repo) and deployed (Argo CD). */
 export interface StatusRow {
     readonly stage: string;
     readonly apps: Record<string, StageRelease & { digest?: string; image?: string }>;
@@ -438,7 +448,7 @@ export class Runner {
                         stage: s.name,
                         apps: (outputs.releases as StatusRow["apps"]) ?? {},
                         lastChange: (outputs.lastChange as StageChange | null) ?? null,
-                        deployment: await this.judgeDeployment(s.name, await this.stageHead(s.name, outputs), apps),
+                        deployment: await this.judgeDeployment(s, await this.stageHead(s.name, outputs), apps),
                     };
                 }),
             );
@@ -452,11 +462,11 @@ export class Runner {
      * Argo CD is asked to compare again first (its answer shows on a later read).
      */
     async deployment(stageName: string, refresh = false): Promise<Deployment> {
-        findStage(await this.pipeline(), stageName);
+        const { stage } = findStage(await this.pipeline(), stageName);
         const apps = await this.applications();
         try {
             if (refresh && apps.port) await apps.port.refresh(stageName).catch(() => undefined);
-            return await this.judgeDeployment(stageName, await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {}), apps);
+            return await this.judgeDeployment(stage, await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {}), apps);
         } finally {
             if (apps.port) apps.close();
         }
@@ -466,28 +476,57 @@ export class Runner {
      * Waits until Argo CD has synced the stage's last ops commit (for a manual stage: until its
      * owners sync it) and the stage is Healthy (`until: "synced"`: synced, whatever the health); a
      * failed sync ends the wait as a conflict, the deadline as a timeout. The commit is the one
-     * that was last when the wait began.
+     * that was last when the wait began. With `release`, the stage's ops folder must hold that
+     * release of the app (else not-found: waiting could never see it).
      */
-    async wait(stageName: string, timeoutMs: number, opts: { until?: "deployed" | "synced"; signal?: AbortSignal } = {}): Promise<Deployment> {
-        findStage(await this.pipeline(), stageName);
-        const apps = await this.applications();
-        if (!apps.port) throw new RunnerError("not-found", apps.missing);
+    async wait(
+        stageName: string,
+        timeoutMs: number,
+        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort } = {},
+    ): Promise<Deployment> {
+        const { stage } = findStage(await this.pipeline(), stageName);
+        const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
+        if (opts.release) {
+            const held = ((outputs.releases ?? {}) as Record<string, { version?: string }>)[opts.release.app]?.version;
+            if (held !== opts.release.version) {
+                throw new RunnerError("not-found", `${opts.release.app}@${opts.release.version} is not what stage ${stageName} holds (${held ? `its ops folder holds ${opts.release.app}@${held}` : `it holds no release of ${opts.release.app}`}): nothing to wait for`);
+            }
+        }
+        const apps = opts.applications ? { port: opts.applications, missing: "", close: () => undefined } : await this.applications();
+        if (!apps.port) throw new RunnerError(apps.reason ? "unavailable" : "not-found", apps.missing);
         try {
             const port = apps.port;
-            const commit = await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {});
-            return await waitDeployed(() => this.judgeDeployment(stageName, commit, apps), () => port.refresh(stageName), { timeoutMs, ...opts });
+            const commit = await this.stageHead(stageName, outputs);
+            return await waitDeployed(() => this.judgeDeployment(stage, commit, apps), () => port.refresh(stageName), { timeoutMs, until: opts.until, signal: opts.signal });
         } finally {
             apps.close();
         }
     }
 
+    /**
+     * An owner's sync of a stage through Argo CD's API with the owner's own client (token): Argo CD
+     * checks its RBAC and sync windows and records the owner as the operation's initiator; the
+     * runner's rights play no part. With `waitMs`, waits as {@link wait} does, reading with the
+     * same client.
+     */
+    async sync(stageName: string, client: ArgoCdClient, opts: { waitMs?: number; until?: "deployed" | "synced"; signal?: AbortSignal } = {}): Promise<SyncAnswer> {
+        findStage(await this.pipeline(), stageName);
+        const app = await client.sync(stageName);
+        const by = app.status?.operationState?.operation?.initiatedBy?.username;
+        const started: SyncAnswer = { stage: stageName, argocd: client.url, message: `Argo CD started a sync of ${stageName}${by ? ` for ${by}` : ""}` };
+        if (opts.waitMs === undefined) return started;
+        const deployment = await this.wait(stageName, opts.waitMs, { until: opts.until, signal: opts.signal, applications: new ArgoCdApplications(client) });
+        return { ...started, deployment, message: `${stageName} ${deployment.state}: ${deployment.message}` };
+    }
+
     /** Argo CD's Applications, once per call (or why there are none). */
-    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; close: () => void }> {
+    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; reason?: "unreadable"; close: () => void }> {
         try {
             const port = await this.deps.applications?.();
-            return { port, missing: "the platform renders Kubernetes to files (no cluster), so there is no Argo CD to ask", close: () => port?.close?.() };
+            return { port, missing: "no Argo CD configured (the platform renders Kubernetes to files)", close: () => port?.close?.() };
         } catch (e) {
-            return { missing: `cannot reach Argo CD's Applications: ${e instanceof Error ? e.message : String(e)}`, close: () => undefined };
+            // Configured but not usable (a token file that cannot be read, no platform output): not render mode.
+            return { missing: `cannot reach Argo CD's Applications: ${e instanceof Error ? e.message : String(e)}`, reason: "unreadable", close: () => undefined };
         }
     }
 
@@ -505,17 +544,22 @@ export class Runner {
         }
     }
 
-    private async judgeDeployment(stage: string, commit: string | undefined, apps: { port?: ApplicationsPort; missing: string }): Promise<Deployment> {
+    private async judgeDeployment(stage: PipelineStage, commit: string | undefined, apps: { port?: ApplicationsPort; missing: string; reason?: "unreadable" }): Promise<Deployment> {
         const c = commit ? { commit } : {};
-        if (!apps.port) return { state: "unknown", reason: "render", ...c, message: apps.missing };
+        if (!apps.port) return { state: "unknown", reason: apps.reason ?? "render", ...c, message: `live state unknown: ${apps.missing}` };
         let status: ApplicationStatus | undefined;
         try {
-            status = await apps.port.application(stage);
+            status = await apps.port.application(stage.name);
         } catch (e) {
-            return { state: "unknown", reason: "unreadable", ...c, message: `cannot read Argo CD's Application ${stage}: ${e instanceof Error ? e.message : String(e)}` };
+            return { state: "unknown", reason: "unreadable", ...c, message: `cannot read Argo CD's Application ${stage.name}: ${e instanceof Error ? e.message : String(e)}` };
         }
         // An ancestry check that fails (the ops repo unreachable) counts as "not contained": pending, read again.
-        return judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false));
+        const d = await judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false));
+        // A manual stage's commit waits for its owners: say whose sync it is, as people ask "who do I ping?".
+        if (d.state === "pending" && stage.sync === "manual" && stage.owners.length > 0) {
+            return { ...d, waitingFor: [...stage.owners], message: `waiting for a sync by ${stage.owners.join(", ")}: ${d.message}` };
+        }
+        return d;
     }
 
     /** The audit trail of a stage: each update with who, what, when, from which commit, and the result. */

@@ -14,7 +14,8 @@ import { ArgoCd, startArgoCd } from "../support/argocd";
 import { argoCdTestChart } from "../support/argocd-chart";
 import { Cluster, startCluster } from "../support/cluster";
 import { repoRoot } from "../support/engine";
-import { GitDaemon, makeBundleDir, startGitDaemon } from "../support/fixtures";
+import { GitDaemon, freePort, makeBundleDir, startGitDaemon } from "../support/fixtures";
+import { plant } from "../support/planted";
 import { Pipeline, bootstrapPipeline } from "../support/service";
 
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
@@ -28,10 +29,12 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
     let argocd: ArgoCd;
     let p: Pipeline;
     let gitDir: string;
+    /** Argo CD API tokens of the platform's local accounts, by account. */
+    const tokens: Record<string, string> = {};
 
-    const cli = (args: string[]) =>
+    const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
         new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-            const c = spawn(process.execPath, [STAGES_BIN, ...args], { env: { ...p.env, GITOPS_STAGES_TOKEN: p.operatorToken }, stdio: ["ignore", "pipe", "pipe"] });
+            const c = spawn(process.execPath, [STAGES_BIN, ...args], { env: { ...p.env, GITOPS_STAGES_TOKEN: p.operatorToken, ...env }, stdio: ["ignore", "pipe", "pipe"] });
             let stdout = "";
             let stderr = "";
             c.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -59,15 +62,37 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         cluster = await startCluster();
         gitDir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-argocd-git-"));
         daemon = await startGitDaemon(gitDir);
-        p = await bootstrapPipeline("gitops-stages-argocd-", [{ name: "itg" }, { name: "tst" }], [], {}, {
-            gitHost: { kind: "local", path: gitDir, serveUrl: daemon.url("app-ops.git") },
-            cluster: { kubeconfig: cluster.kubeconfig, skipAwait: true },
-            argocd: { chart: { path: argoCdTestChart() } },
-            sealedSecrets: { chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } },
-        });
+        const serverPort = await freePort();
+        // A deny window open at every minute: perf's refuses every sync; prod's lets its owners'
+        // manual syncs through (manualSync), as Argo CD documents.
+        const always = { kind: "deny", schedule: "* * * * *", duration: "1h" };
+        p = await bootstrapPipeline(
+            "gitops-stages-argocd-",
+            [{ name: "itg" }, { name: "tst" }, { name: "perf", syncWindows: [{ ...always, manualSync: false }] }, { name: "prod", syncWindows: [{ ...always, manualSync: true }] }],
+            [],
+            {},
+            {
+                gitHost: { kind: "local", path: gitDir, serveUrl: daemon.url("app-ops.git") },
+                cluster: { kubeconfig: cluster.kubeconfig, skipAwait: true },
+                argocd: {
+                    chart: { path: argoCdTestChart() },
+                    url: `http://127.0.0.1:${serverPort}`,
+                    // Local accounts standing in for the owners' and a developer's SSO sessions.
+                    accounts: [
+                        { name: "tst-owner", teams: ["tst-owners"] },
+                        { name: "perf-owner", teams: ["perf-owners"] },
+                        { name: "prod-owner", teams: ["prod-owners"] },
+                        { name: "dev", teams: ["developers"] },
+                    ],
+                },
+                sealedSecrets: { chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } },
+            },
+        );
         const t0 = Date.now();
-        argocd = await startArgoCd(cluster);
+        argocd = await startArgoCd(cluster, serverPort);
         process.stderr.write(`      argo cd up in ${Date.now() - t0} ms\n`);
+        const adminPassword = (JSON.parse(p.pulumi("stack", "output", "argocdAdminPassword", "--show-secrets", "--json", "--stack", "platform")) as string);
+        for (const account of ["tst-owner", "perf-owner", "prod-owner", "dev", "gitops-stages-runner"]) tokens[account] = plant(await argocd.token(account, plant(adminPassword)));
     });
 
     after(async function () {
@@ -122,7 +147,33 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         assert.equal(deployment?.spec.replicas, 2);
     });
 
-    it("tst syncs by hand: a promotion into tst is committed, not yet synced, until its owners sync it; then stages wait returns", async function () {
+    it("the runner reads Argo CD through its API with its read-only account, which may not sync", async function () {
+        const tokenFile = path.join(p.dataDir, "argocd-runner.token");
+        fs.writeFileSync(tokenFile, tokens["gitops-stages-runner"], { mode: 0o600 });
+        const settings = JSON.parse(fs.readFileSync(path.join(p.dataDir, "runner.json"), "utf8")) as Record<string, unknown>;
+        fs.writeFileSync(path.join(p.dataDir, "runner.json"), JSON.stringify({ ...settings, argocd: { tokenFile } }));
+        const st = await cli(["status", "--stage", "itg", "--json"]);
+        assert.equal(st.code, 0, st.stderr);
+        const row = (JSON.parse(st.stdout) as { deployment: { state: string; operationBy?: string } }[])[0];
+        assert.equal(row.deployment.state, "synced");
+        // itg's last sync was Argo CD's automated one.
+        assert.equal(row.deployment.operationBy, "automated");
+        // Read-only: Argo CD refuses the runner's account a sync, by its own RBAC.
+        const sync = await cli(["sync", "--stage", "itg", "--json"], { ARGOCD_AUTH_TOKEN: tokens["gitops-stages-runner"] });
+        assert.equal(sync.code, 3, sync.stderr);
+        const error = JSON.parse(sync.stdout).error as { kind: string; message: string };
+        assert.equal(error.kind, "forbidden");
+        assert.match(error.message, /permission denied: applications, sync, itg\/itg, sub: gitops-stages-runner/);
+        assert.ok(!sync.stdout.includes(tokens["gitops-stages-runner"]) && !sync.stderr.includes(tokens["gitops-stages-runner"]), "the token leaked into the answer");
+        // A wrong token file is a clear error naming the setting, and nothing is read.
+        fs.writeFileSync(path.join(p.dataDir, "runner.json"), JSON.stringify({ ...settings, argocd: { tokenFile: path.join(p.dir, "no-such.token") } }));
+        const missing = await cli(["status", "--stage", "itg", "--json"]);
+        fs.writeFileSync(path.join(p.dataDir, "runner.json"), JSON.stringify({ ...settings, argocd: { tokenFile } }));
+        assert.equal(missing.code, 0, missing.stderr);
+        assert.match((JSON.parse(missing.stdout) as { deployment: { message: string } }[])[0].deployment.message, /runner\.json argocd\.tokenFile \(.*no-such\.token\): cannot read the file \(ENOENT\)/);
+    });
+
+    it("tst syncs by hand: a promotion into tst waits for a sync by tst-owners, whose owner syncs it with stages sync as themselves", async function () {
         const r = await cli(["promote", "web@1.1.0", "--to", "tst", "--commit", COMMIT, "--json"]);
         assert.equal(r.code, 0, r.stderr);
         const head = p.git("rev-parse", "main");
@@ -134,35 +185,74 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         assert.equal(status.sync?.status, "OutOfSync");
         assert.equal(await cluster.client.get("/apis/apps/v1/namespaces/tst/deployments/web"), undefined);
 
-        // What the runner and CI see: desired in the ops repo, not deployed.
+        // What the runner and CI see: desired in the ops repo, not deployed, and whose sync it waits for.
         const st = await cli(["status", "--json"]);
         assert.equal(st.code, 0, st.stderr);
-        const rows = JSON.parse(st.stdout) as { stage: string; deployment: { state: string; message: string } }[];
+        const rows = JSON.parse(st.stdout) as { stage: string; deployment: { state: string; message: string; waitingFor?: string[] } }[];
         assert.equal(rows.find((x) => x.stage === "itg")!.deployment.state, "synced");
-        assert.equal(rows.find((x) => x.stage === "tst")!.deployment.state, "pending");
-        assert.match(rows.find((x) => x.stage === "tst")!.deployment.message, /not yet synced/);
+        const tst = rows.find((x) => x.stage === "tst")!.deployment;
+        assert.equal(tst.state, "pending");
+        assert.deepEqual(tst.waitingFor, ["tst-owners"]);
+        assert.match(tst.message, /^waiting for a sync by tst-owners: committed \([0-9a-f]{12}\), not yet synced/);
         const human = await cli(["status"]);
-        assert.match(human.stdout, /^\(deployed\)\s+synced\s+pending$/m);
+        assert.match(human.stdout, /^\(deployed\)\s+synced\s+pending\s+\S+\s+\S+$/m);
+        assert.match(human.stdout, /^ {2}tst: pending: waiting for a sync by tst-owners/m);
         // Waiting without the owners' sync ends as a timeout (exit 5) naming the state.
-        const timedOut = await cli(["wait", "--stage", "tst", "--timeout", "3", "--for", "synced"]);
+        const timedOut = await cli(["wait", "web@1.1.0", "--stage", "tst", "--timeout", "3", "--for", "synced"]);
         assert.equal(timedOut.code, 5, timedOut.stderr);
-        assert.match(timedOut.stderr, /not synced after 3 s: committed, not yet synced/);
+        assert.match(timedOut.stderr, /not synced after 3 s: waiting for a sync by tst-owners: committed/);
+        // Waiting for a release the stage does not hold could never end: refused at once (exit 4).
+        const notThere = await cli(["wait", "web@9.9.9", "--stage", "tst", "--timeout", "3", "--json"]);
+        assert.equal(notThere.code, 4, notThere.stderr);
+        assert.match(JSON.parse(notThere.stdout).error.message, /web@9\.9\.9 is not what stage tst holds \(its ops folder holds web@1\.1\.0\)/);
         // And by default (synced and Healthy), itg's rollout that cannot progress here is not enough.
         const unhealthy = await cli(["wait", "--stage", "itg", "--timeout", "3"]);
         assert.equal(unhealthy.code, 5, unhealthy.stderr);
         assert.match(unhealthy.stderr, /not deployed after 3 s: synced at [0-9a-f]{12}, health Progressing/);
 
-        // The owners sync, as Argo CD's API does it: an operation on the Application.
-        await cluster.client.request(
-            "PATCH",
-            "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/tst",
-            { operation: { initiatedBy: { username: "tst-owner" }, sync: { revision: head, syncOptions: ["CreateNamespace=true"] } } },
-            "application/merge-patch+json",
-        );
-        const w = await cli(["wait", "--stage", "tst", "--timeout", "120", "--for", "synced", "--json"]);
-        assert.equal(w.code, 0, w.stderr);
-        assert.equal(JSON.parse(w.stdout).state, "synced");
-        assert.ok(await cluster.client.get("/apis/apps/v1/namespaces/tst/deployments/web"), "the owners' sync did not apply the release");
+        // A developer may read tst in Argo CD but not sync it: Argo CD itself refuses.
+        const dev = await cli(["sync", "--stage", "tst", "--json"], { ARGOCD_AUTH_TOKEN: tokens.dev });
+        assert.equal(dev.code, 3, dev.stderr);
+        assert.match(JSON.parse(dev.stdout).error.message, /answered 403: permission denied: applications, sync, tst\/tst, sub: dev/);
+        // A tst owner may not even see prod.
+        const other = await cli(["sync", "--stage", "prod", "--json"], { ARGOCD_AUTH_TOKEN: tokens["tst-owner"] });
+        assert.equal(other.code, 3, other.stderr);
+        assert.match(JSON.parse(other.stdout).error.message, /answered 403: permission denied/);
+        assert.equal(await cluster.client.get("/apis/apps/v1/namespaces/tst/deployments/web"), undefined, "a refused sync changed tst");
+
+        // The owner syncs through the tool with their own token, from a file.
+        const tokenFile = path.join(p.dir, "tst-owner.token");
+        fs.writeFileSync(tokenFile, tokens["tst-owner"], { mode: 0o600 });
+        const synced = await cli(["sync", "--stage", "tst", "--argocd-token-file", tokenFile, "--wait", "--timeout", "120", "--for", "synced", "--json"]);
+        assert.equal(synced.code, 0, synced.stderr);
+        const answer = JSON.parse(synced.stdout) as { deployment: { state: string; commit: string; operationBy?: string } };
+        assert.equal(answer.deployment.state, "synced");
+        assert.equal(answer.deployment.commit, head);
+        assert.ok(await cluster.client.get("/apis/apps/v1/namespaces/tst/deployments/web"), "the owner's sync did not apply the release");
+        // Argo CD recorded the owner as the one who started it, and the runner shows it.
+        const live = (await app("tst")) as App & { status: { operationState?: { operation?: { initiatedBy?: { username?: string } } } } };
+        assert.equal(live.status.operationState?.operation?.initiatedBy?.username, "tst-owner");
+        const after = await cli(["status", "--stage", "tst"]);
+        assert.match(after.stdout, /^ {2}tst: synced: synced at [0-9a-f]{12}, health Progressing \(last operation Succeeded by tst-owner at \S+\)$/m);
+    });
+
+    it("a deny sync window blocks the perf owner's sync; prod's window allows its owners' manual syncs", async function () {
+        const perf = await cli(["promote", "web@1.1.0", "--to", "perf", "--commit", COMMIT, "--json"]);
+        assert.equal(perf.code, 0, perf.stderr);
+        const blocked = await cli(["sync", "--stage", "perf", "--json"], { ARGOCD_AUTH_TOKEN: tokens["perf-owner"] });
+        assert.equal(blocked.code, 3, blocked.stderr);
+        const error = JSON.parse(blocked.stdout).error as { kind: string; reason: string; message: string };
+        assert.equal(error.kind, "refused");
+        assert.equal(error.reason, "sync-window");
+        assert.match(error.message, /cannot sync: blocked by sync window/);
+        assert.equal(await cluster.client.get("/apis/apps/v1/namespaces/perf/deployments/web"), undefined, "a blocked sync changed perf");
+
+        const prod = await cli(["promote", "web@1.1.0", "--to", "prod", "--commit", COMMIT, "--json"]);
+        assert.equal(prod.code, 0, prod.stderr);
+        const synced = await cli(["sync", "--stage", "prod", "--wait", "--timeout", "120", "--for", "synced", "--json"], { ARGOCD_AUTH_TOKEN: tokens["prod-owner"] });
+        assert.equal(synced.code, 0, synced.stderr);
+        const deployment = await cluster.client.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>("/apis/apps/v1/namespaces/prod/deployments/web");
+        assert.equal(deployment?.spec.template.spec.containers[0].image, "registry.example/web:1.1.0");
     });
 
     it("CI's path: stages ci promote then stages ci wait through the service, with itg's generated token", async function () {
@@ -180,12 +270,14 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
                     c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
                     c.on("exit", (code) => resolve({ code, stdout, stderr }));
                 });
-            const promoted = await ci(["promote", "web@1.2.0", "--to", "itg", "--bundle", makeBundleDir(p.dir, "web"), "--image", "registry.example/web:1.2.0", "--commit", COMMIT]);
+            // replicas: 0, so that without a kubelet the Deployment still gets Healthy (the
+            // controller manager completes a rollout of no pods) and CI waits for the real thing.
+            const promoted = await ci(["promote", "web@1.2.0", "--to", "itg", "--bundle", makeBundleDir(p.dir, "web", { replicas: 0 }), "--image", "registry.example/web:1.2.0", "--commit", COMMIT]);
             assert.equal(promoted.code, 0, promoted.stderr);
-            const waited = await ci(["wait", "--stage", "itg", "--timeout-minutes", "2", "--for", "synced"]);
+            const waited = await ci(["wait", "--stage", "itg", "--timeout-minutes", "2"]);
             assert.equal(waited.code, 0, waited.stderr);
             assert.equal(JSON.parse(waited.stdout).commit, p.git("rev-parse", "main"));
-            assert.match(waited.stderr, /stages ci wait: itg synced: synced at [0-9a-f]{12}, health Progressing/);
+            assert.match(waited.stderr, /stages ci wait: itg deployed: synced at [0-9a-f]{12}, Healthy/);
             const deployment = await cluster.client.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>("/apis/apps/v1/namespaces/itg/deployments/web");
             assert.equal(deployment?.spec.template.spec.containers[0].image, "registry.example/web:1.2.0");
             // itg's token reads only itg.
@@ -198,6 +290,41 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
                 await exited;
             }
         }
+    });
+
+    it("self-heal: a hand edit of a live object in itg is reverted by Argo CD", async function () {
+        const route = "/apis/apps/v1/namespaces/itg/deployments/web";
+        type D = { spec: { template: { spec: { containers: { name: string; image: string }[] } } } };
+        await cluster.client.request("PATCH", route, { spec: { template: { spec: { containers: [{ name: "app", image: "registry.example/web:hand-edit" }] } } } }, "application/strategic-merge-patch+json");
+        assert.equal((await cluster.client.get<D>(route))?.spec.template.spec.containers[0].image, "registry.example/web:hand-edit");
+        await until("self-heal of the hand-edited Deployment", async () => {
+            const image = (await cluster.client.get<D>(route))?.spec.template.spec.containers[0].image;
+            return image === "registry.example/web:1.2.0" ? image : undefined;
+        });
+    });
+
+    it("a rollback of prod, once its owner syncs, brings back the previous release's objects", async function () {
+        for (const stage of ["tst", "perf", "prod"]) {
+            const r = await cli(["promote", "web@1.2.0", "--to", stage, "--commit", COMMIT, "--json"]);
+            assert.equal(r.code, 0, r.stderr);
+        }
+        type D = { spec: { replicas: number; template: { spec: { containers: { image: string }[] } } } };
+        const asOwner = { ARGOCD_AUTH_TOKEN: tokens["prod-owner"] };
+        // 1.2.0 runs no pods: synced and Healthy, the default of --wait.
+        const up = await cli(["sync", "--stage", "prod", "--wait", "--timeout", "120", "--json"], asOwner);
+        assert.equal(up.code, 0, up.stderr);
+        assert.equal(JSON.parse(up.stdout).deployment.state, "deployed");
+        assert.equal((await cluster.client.get<D>("/apis/apps/v1/namespaces/prod/deployments/web"))?.spec.template.spec.containers[0].image, "registry.example/web:1.2.0");
+
+        const back = await cli(["rollback", "web", "--stage", "prod", "--reason", "smoke test failed", "--json"]);
+        assert.equal(back.code, 0, back.stderr);
+        const pending = await cli(["status", "--stage", "prod", "--json"]);
+        assert.equal((JSON.parse(pending.stdout) as { deployment: { state: string } }[])[0].deployment.state, "pending");
+        const down = await cli(["sync", "--stage", "prod", "--wait", "--timeout", "120", "--for", "synced", "--json"], asOwner);
+        assert.equal(down.code, 0, down.stderr);
+        const d = await cluster.client.get<D>("/apis/apps/v1/namespaces/prod/deployments/web");
+        assert.equal(d?.spec.template.spec.containers[0].image, "registry.example/web:1.1.0");
+        assert.equal(d?.spec.replicas, 2);
     });
 
     it("a release whose chart does not render on Argo CD's repo server ends stages wait at once as a conflict, with Argo CD's reason", async function () {

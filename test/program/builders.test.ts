@@ -2,7 +2,7 @@
 import * as assert from "node:assert/strict";
 
 import { parsePlatformConfig } from "../../src/config/platform";
-import { application, appProject, rbacPolicy } from "../../src/program/argocd/specs";
+import { application, appProject, argocdValues, rbacPolicy } from "../../src/program/argocd/specs";
 import { githubApiRoot } from "../../src/program/github";
 import { branchProtection, scorecardScore, scorecardTiers } from "../../src/program/github/protection";
 import { opsCodeowners, opsSkeleton } from "../../src/program/ops/skeleton";
@@ -108,6 +108,44 @@ describe("Argo CD specs", function () {
             "g, acme:prod-owners, role:prod-owners",
             "g, acme:developers, role:readonly",
             "g, acme:platform-admins, role:admin",
+            "g, gitops-stages-runner, role:readonly",
         ]);
+    });
+
+    it("local accounts: API tokens only, each bound to its teams' groups (so to their roles, nothing more); the runner's own is read-only", function () {
+        const c = parsePlatformConfig(
+            { gitHost: { kind: "local" }, argocd: { accounts: [{ name: "alice", teams: ["tst-owners", "developers"] }, { name: "ci-bot" }] } },
+            { projectDir: "/p", stack: "platform" },
+        );
+        const groups = rbacPolicy(c).split("\n").filter((l) => l.startsWith("g, ") && !l.includes("-owners, role:"));
+        assert.deepEqual(groups, [
+            "g, developers, role:readonly",
+            "g, platform-admins, role:admin",
+            "g, gitops-stages-runner, role:readonly",
+            "g, alice, tst-owners",
+            "g, alice, developers",
+        ]);
+        const cm = argocdValues(c, { adminPasswordHash: "h", webhookSecret: "s" }).configs.cm as Record<string, unknown>;
+        assert.equal(cm["accounts.gitops-stages-runner"], "apiKey");
+        assert.equal(cm["accounts.alice"], "apiKey");
+        assert.equal(cm["accounts.ci-bot"], "apiKey");
+        // No account may sign in with a password: people use SSO.
+        assert.ok(!Object.entries(cm).some(([k, v]) => k.startsWith("accounts.") && String(v).includes("login")));
+    });
+
+    it("account names are checked: Argo CD's and the runner's own names, duplicates and bad characters are refused, all in one error", function () {
+        assert.throws(
+            () =>
+                parsePlatformConfig(
+                    { argocd: { accounts: [{ name: "admin" }, { name: "gitops-stages-runner" }, { name: "a.b" }, { name: "x" }, { name: "x" }, { name: "y", teams: ["Bad Team"] }] } },
+                    { projectDir: "/p", stack: "platform" },
+                ),
+            (e: Error) =>
+                /argocd\.accounts\[0\]\.name = "admin": must not be "admin" or "gitops-stages-runner"/.test(e.message) &&
+                /argocd\.accounts\[1\]\.name = "gitops-stages-runner"/.test(e.message) &&
+                /argocd\.accounts\[2\]\.name = "a\.b": must be 1 to 63 lowercase letters/.test(e.message) &&
+                /argocd\.accounts\[4\]\.name = "x": must be unique/.test(e.message) &&
+                /argocd\.accounts\[5\]\.teams\[0\] = "Bad Team"/.test(e.message),
+        );
     });
 });

@@ -29,6 +29,16 @@ describe("what is deployed: judging an Application against the stage's last comm
         ["a warning condition is no failure", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, conditions: [{ type: "SharedResourceWarning", message: "x" }] }, C, "deployed", /Healthy/],
         ["a stage never changed, synced", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, undefined, "deployed", /Healthy/],
     ];
+    it("the last operation's end and who started it: an account, or Argo CD's automated sync", async function () {
+        const byOwner = await judge({ sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", finishedAt: "2026-12-06T01:00:00Z", operation: { initiatedBy: { username: "tst-owner" } } } }, C, contains);
+        assert.equal(byOwner.operationBy, "tst-owner");
+        assert.equal(byOwner.operationFinishedAt, "2026-12-06T01:00:00Z");
+        const auto = await judge({ sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", operation: { initiatedBy: { automated: true } } } }, C, contains);
+        assert.equal(auto.operationBy, "automated");
+        const none = await judge({ sync: { status: "Synced", revision: C }, health: { status: "Healthy" } }, C, contains);
+        assert.equal(none.operationBy, undefined);
+    });
+
     for (const [title, status, commit, state, message] of cases) {
         it(`${title}: ${state}`, async function () {
             const d = await judge(status, commit, contains);

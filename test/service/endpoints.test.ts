@@ -148,7 +148,7 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
         const deployments = "GET /v1/deployments/{stage}";
         const deployment = await expect(deployments, op, "GET", "/v1/deployments/itg?refresh=true", undefined, 200);
         assert.equal(deployment.body.state, "unknown");
-        assert.match(String(deployment.body.message), /renders Kubernetes to files/);
+        assert.match(String(deployment.body.message), /^live state unknown: no Argo CD configured \(the platform renders Kubernetes to files\)$/);
         await expect(deployments, op, "GET", "/v1/deployments/no-such", undefined, 404, /unknown stage "no-such"/);
         await expect(deployments, op, "GET", "/v1/deployments/BAD_NAME", undefined, 400, /stage = "BAD_NAME": must be/);
         await expect(deployments, op, "GET", "/v1/deployments/itg?refresh=yes", undefined, 400, /refresh = "yes": must be "true" or "false"/);

@@ -18,6 +18,14 @@ import { freePort, listening } from "./fixtures";
 /** A running Argo CD. */
 export interface ArgoCd {
     readonly dir: string;
+    /** The API server's URL (plain HTTP on loopback). */
+    readonly url: string;
+    /**
+     * An API token for a local account the platform declared, issued as an admin does it
+     * (`argocd account generate-token`): a session of `admin` with the platform's generated
+     * password, then `POST /api/v1/account/<name>/token`.
+     */
+    token(account: string, adminPassword: string): Promise<string>;
     /** The last lines of every component's log, for failure messages. */
     logs(): string;
     stop(): Promise<void>;
@@ -31,8 +39,11 @@ function onPath(cmd: string): string | undefined {
     return undefined;
 }
 
-/** Starts Redis, the repo server and the application controller; resolves when they listen. */
-export async function startArgoCd(cluster: Cluster): Promise<ArgoCd> {
+/**
+ * Starts Redis, the repo server, the application controller and the API server (with
+ * authentication and our RBAC on, on `serverPort`); resolves when they listen.
+ */
+export async function startArgoCd(cluster: Cluster, serverPort: number): Promise<ArgoCd> {
     const tc = await testToolchain();
     const paths = Object.fromEntries(tc.components.map((c) => [c.component.name, c.path]));
     for (const name of ["argocd", "helm"]) {
@@ -119,7 +130,32 @@ export async function startArgoCd(cluster: Cluster): Promise<ArgoCd> {
             { ARGOCD_BINARY_NAME: "argocd-application-controller" },
         );
         await ready("application-controller", controllerMetrics);
-        return { dir, logs, stop };
+        const serverMetrics = await freePort();
+        start(
+            "server",
+            paths.argocd,
+            [
+                "--kubeconfig", cluster.kubeconfig, "--namespace", "argocd", "--redis", redisAddr,
+                "--repo-server", `127.0.0.1:${repoPort}`, "--repo-server-plaintext",
+                // Plain HTTP on loopback; no Dex (tokens of local accounts stand in for SSO sessions).
+                "--insecure", "--address", "127.0.0.1", "--port", String(serverPort), "--metrics-port", String(serverMetrics),
+                "--dex-server", "http://127.0.0.1:1", "--loglevel", "info",
+            ],
+            { ARGOCD_BINARY_NAME: "argocd-server" },
+        );
+        await ready("server", serverPort);
+        const url = `http://127.0.0.1:${serverPort}`;
+        const post = async (route: string, body: unknown, token?: string) => {
+            const res = await fetch(url + route, { method: "POST", headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+            const text = await res.text();
+            if (!res.ok) throw new Error(`Argo CD ${route} answered ${res.status}: ${text.slice(0, 300)}`);
+            return JSON.parse(text) as { token: string };
+        };
+        const token = async (account: string, adminPassword: string) => {
+            const session = await post("/api/v1/session", { username: "admin", password: adminPassword });
+            return (await post(`/api/v1/account/${encodeURIComponent(account)}/token`, { id: `test-${Date.now()}` }, session.token)).token;
+        };
+        return { dir, url, token, logs, stop };
     } catch (e) {
         await stop();
         throw e;

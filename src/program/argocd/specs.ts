@@ -2,7 +2,7 @@
  * What gitops-stages authors for Argo CD: one AppProject and one Application per stage, the RBAC
  * policy, and the values passed to the Argo CD chart. Pure functions of the configuration.
  */
-import type { PlatformConfig, Stage } from "../../config/platform";
+import { RUNNER_ARGOCD_ACCOUNT, type PlatformConfig, type Stage } from "../../config/platform";
 import { opsPaths } from "../ops/paths";
 
 /** The in-cluster API server, as Argo CD names it. */
@@ -115,6 +115,10 @@ export function rbacPolicy(cfg: PlatformConfig): string {
     }
     lines.push(`g, ${ssoGroup(cfg, cfg.teams.developers)}, role:readonly`);
     lines.push(`g, ${ssoGroup(cfg, cfg.teams.platformAdmins)}, role:admin`);
+    // Local accounts take their teams' rights: Argo CD's RBAC resolves a subject's roles through
+    // the team's own `g` lines above (role inheritance), so an account is never given more.
+    lines.push(`g, ${RUNNER_ARGOCD_ACCOUNT}, role:readonly`);
+    for (const a of cfg.argocd.accounts) for (const team of a.teams) lines.push(`g, ${a.name}, ${ssoGroup(cfg, team)}`);
     return lines.join("\n") + "\n";
 }
 
@@ -136,6 +140,9 @@ export function argocdValues(cfg: PlatformConfig, inputs: ArgoCdValueInputs) {
                 "admin.enabled": true,
                 // Argo CD polls the ops repo only as a fallback: the webhook triggers syncs.
                 "timeout.reconciliation": "300s",
+                // Local accounts sign in with API tokens only (an admin issues them with
+                // `argocd account generate-token --account <name>`); people use SSO.
+                ...Object.fromEntries([RUNNER_ARGOCD_ACCOUNT, ...cfg.argocd.accounts.map((a) => a.name)].map((n) => [`accounts.${n}`, "apiKey"])),
             },
             rbac: { "policy.csv": rbacPolicy(cfg), "policy.default": "", scopes: "[groups]" },
             secret: {
