@@ -70,15 +70,16 @@ export async function send(base: string, token: string, method: string, route: s
  * `stages ci wait`: reads the stage's deployment (asking Argo CD to refresh first) every 2 s until
  * it is `deployed`; `failed` and `unknown` end it at once, the deadline as a timeout (exit 5).
  */
-async function waitDeployed(base: string, token: string, stage: string, minutes: number, until: "deployed" | "synced", opts: { retries: number; log: (l: string) => void }): Promise<number> {
+async function waitDeployed(base: string, token: string, stage: string, release: string | undefined, minutes: number, until: "deployed" | "synced", opts: { retries: number; log: (l: string) => void }): Promise<number> {
     // The CLI's bound (86400 s), in minutes.
     if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 1440) {
         opts.log("stages ci wait: --timeout-minutes must be a number of minutes from more than 0 to 1440");
         return 2;
     }
-    const route = `/v1/deployments/${encodeURIComponent(stage)}`;
+    // With a release, the service checks the stage holds it (404 if not: nothing to wait for).
+    const route = `/v1/deployments/${encodeURIComponent(stage)}${release ? `?release=${encodeURIComponent(release)}` : ""}`;
     const deadline = Date.now() + minutes * 60_000;
-    let answer = await send(base, token, "GET", `${route}?refresh=true`, undefined, opts);
+    let answer = await send(base, token, "GET", `${route}${release ? "&" : "?"}refresh=true`, undefined, opts);
     let shown = "";
     for (;;) {
         const error = answer.body.error as { kind?: string; message?: string } | undefined;
@@ -189,7 +190,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
                 log(`stages ci wait: --for must be "deployed" (synced and Healthy) or "synced", got ${JSON.stringify(values.for)}`);
                 return 2;
             }
-            return waitDeployed(base, token, values.stage, Number(values["timeout-minutes"]), values.for, opts);
+            return waitDeployed(base, token, values.stage, positionals[0], Number(values["timeout-minutes"]), values.for, opts);
         default:
             log(`stages ci: unknown verb "${verb ?? ""}" (promote, preview, mr-deploy, mr-destroy, status, wait)`);
             return 2;

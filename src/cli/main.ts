@@ -69,7 +69,7 @@ service:
   ci promote|preview <app>@<version> --to <stage> --commit <sha> [--bundle <dir> --image <ref>]
   ci mr-deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha>
   ci mr-destroy <n>      ci status [--stage <stage>]
-  ci wait --stage <stage> [--timeout-minutes 60] [--for deployed|synced]   as wait, through the service
+  ci wait [<app>@<version>] --stage <stage> [--timeout-minutes 60] [--for deployed|synced]   as wait, through the service
       The client CI calls: GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for
       the request and exits with the codes above.
 

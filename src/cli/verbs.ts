@@ -12,9 +12,9 @@ import { RunnerError, classify, exitCode, publicError } from "../runner/errors";
 import { describeBackend, platformStackName } from "../runner/adapters/backend";
 import type { Deployment } from "../runner/deployed";
 import type { AuditEntry } from "../runner/runner";
-import { DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "../config/validate";
+import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
 import { ArgoCdClient } from "../runner/argocd";
-import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseRollbackRequest } from "../runner/core";
+import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "../runner/core";
 import { AssembledRunner, argoCdUrl, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
 import { requireRight } from "../runner/rights";
 
@@ -38,14 +38,6 @@ function appAtVersion(arg: string | undefined): { app?: string; version?: string
     const at = arg.lastIndexOf("@");
     if (at <= 0) throw new RunnerError("invalid", `"${arg}" must be <app>@<version>`);
     return { app: arg.slice(0, at), version: arg.slice(at + 1) };
-}
-
-/** `<app>@<version>` of `wait`, checked as a promotion's app and version are. */
-function releaseArg(arg: string): { app: string; version: string } {
-    const { app, version } = appAtVersion(arg);
-    if (!app || !DNS_LABEL.test(app)) throw new RunnerError("invalid", `app = ${JSON.stringify(app ?? null)}: ${DNS_LABEL_RULE}`);
-    if (!version || !SEMVER.test(version)) throw new RunnerError("invalid", `version = ${JSON.stringify(version ?? null)}: ${SEMVER_RULE}`);
-    return { app, version };
 }
 
 /** `--timeout` of `wait` and `sync --wait`: whole seconds, default 600. */
@@ -289,7 +281,7 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
         case "wait": {
             const { positionals } = parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } });
             if (positionals.length > 1) throw new RunnerError("invalid", `wait takes at most one <app>@<version>, got ${positionals.length} arguments`);
-            const release = positionals[0] !== undefined ? releaseArg(positionals[0]) : undefined;
+            const release = positionals[0] !== undefined ? parseReleaseRef(positionals[0], "<app>@<version>") : undefined;
             const stage = stageArg(values.stage, true)!;
             const timeout = timeoutSeconds(values.timeout);
             const until = untilArg(values.for);

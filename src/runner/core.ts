@@ -185,6 +185,20 @@ export function findStage(stages: readonly PipelineStage[], name: string): { sta
     return { stage: stages[index], index };
 }
 
+/**
+ * `<app>@<version>` as the CLI's `wait` and the service's `release` parameter take it, checked as a
+ * promotion's app and version are; `field` names the argument in errors.
+ */
+export function parseReleaseRef(value: string, field: string): { app: string; version: string } {
+    const at = value.lastIndexOf("@");
+    const app = at > 0 ? value.slice(0, at) : "";
+    const version = at > 0 ? value.slice(at + 1) : "";
+    if (!DNS_LABEL.test(app) || !SEMVER.test(version)) {
+        throw new RunnerError("invalid", `${field} = ${JSON.stringify(value)}: must be <app>@<version>, the app ${DNS_LABEL_RULE.replace(/^must be /, "")} and the version ${SEMVER_RULE.replace(/^must be /, "")}`);
+    }
+    return { app, version };
+}
+
 /** Whether the stage is frozen for promotions at `now`, and which window says so. */
 export function freezeAt(stage: PipelineStage, now: Date): string | undefined {
     const open = (w: SyncWindow) => windowOpenSince(w.schedule, w.duration, w.timeZone, now) !== undefined;

@@ -97,6 +97,17 @@ export function lineChanges(before: string | undefined, after: string): { remove
     return { removed: parts.filter((p) => p.removed).flatMap((p) => p.value), added: parts.filter((p) => p.added).flatMap((p) => p.value) };
 }
 
+/**
+ * Refuses (not found) a wait for a release the stage's ops folder does not hold: Argo CD could
+ * never deploy it there, so waiting would only end at the deadline.
+ */
+function holdsRelease(stage: string, outputs: Record<string, unknown>, release: { app: string; version: string }): void {
+    const held = ((outputs.releases ?? {}) as Record<string, { version?: string }>)[release.app]?.version;
+    if (held !== release.version) {
+        throw new RunnerError("not-found", `${release.app}@${release.version} is not what stage ${stage} holds (${held ? `its ops folder holds ${release.app}@${held}` : `it holds no release of ${release.app}`}): nothing to wait for`);
+    }
+}
+
 /** The answer to an owner's sync: where it was started and, when waited for, what it deployed. */
 export interface SyncAnswer {
     readonly stage: string;
@@ -461,12 +472,14 @@ export class Runner {
      * What Argo CD has deployed of a stage, against the stage's last ops commit; with `refresh`,
      * Argo CD is asked to compare again first (its answer shows on a later read).
      */
-    async deployment(stageName: string, refresh = false): Promise<Deployment> {
+    async deployment(stageName: string, refresh = false, release?: { app: string; version: string }): Promise<Deployment> {
         const { stage } = findStage(await this.pipeline(), stageName);
+        const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
+        if (release) holdsRelease(stageName, outputs, release);
         const apps = await this.applications();
         try {
             if (refresh && apps.port) await apps.port.refresh(stageName).catch(() => undefined);
-            return await this.judgeDeployment(stage, await this.stageHead(stageName, (await this.deps.engine.stackOutputs(stageName)) ?? {}), apps);
+            return await this.judgeDeployment(stage, await this.stageHead(stageName, outputs), apps);
         } finally {
             if (apps.port) apps.close();
         }
@@ -486,12 +499,7 @@ export class Runner {
     ): Promise<Deployment> {
         const { stage } = findStage(await this.pipeline(), stageName);
         const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
-        if (opts.release) {
-            const held = ((outputs.releases ?? {}) as Record<string, { version?: string }>)[opts.release.app]?.version;
-            if (held !== opts.release.version) {
-                throw new RunnerError("not-found", `${opts.release.app}@${opts.release.version} is not what stage ${stageName} holds (${held ? `its ops folder holds ${opts.release.app}@${held}` : `it holds no release of ${opts.release.app}`}): nothing to wait for`);
-            }
-        }
+        if (opts.release) holdsRelease(stageName, outputs, opts.release);
         const apps = opts.applications ? { port: opts.applications, missing: "", close: () => undefined } : await this.applications();
         if (!apps.port) throw new RunnerError(apps.reason ? "unavailable" : "not-found", apps.missing);
         try {

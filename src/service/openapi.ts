@@ -137,10 +137,12 @@ export function openApiDocument() {
             "/v1/status": { get: { ...syncOp("What runs where", undefined, "status"), parameters: [{ name: "stage", in: "query", schema: label }] } },
             "/v1/deployments/{stage}": {
                 get: {
-                    ...syncOp("What Argo CD has deployed of the stage, judged against its last ops commit (refresh=true asks Argo CD to compare again first)", undefined, "status"),
+                    ...syncOp("What Argo CD has deployed of the stage, judged against its last ops commit (refresh=true asks Argo CD to compare again first; release=<app>@<version> checks the stage holds that release)", undefined, "status"),
                     parameters: [
                         { name: "stage", in: "path", required: true, schema: label },
                         { name: "refresh", in: "query", schema: { type: "string", enum: ["true", "false"] } },
+                        // The stage must hold this release (404 otherwise): what `stages ci wait <app>@<version>` sends.
+                        { name: "release", in: "query", schema: { type: "string", pattern: "^[a-z]([-a-z0-9]*[a-z0-9])?@[0-9]" } },
                     ],
                 },
             },

@@ -1,7 +1,9 @@
 /**
  * The status page served at `/`: one HTML document with inline script and style, no build step.
  * It asks for a token (kept in the tab's sessionStorage, sent as a bearer header, never in a URL),
- * then shows the pipeline as columns of stages and apps as rows, holds and pending approvals, and
+ * then shows the pipeline as columns of stages and apps as rows, holds and pending approvals, what
+ * Argo CD reports per stage (a colour per state, whose sync a manual stage waits for, who started
+ * the last operation), and
  * each stage's recent history, each update linked to the ops repo commit it wrote (shown in the
  * page from `/v1/history/<stage>/commits/<sha>`, and on the host's web page when it has one).
  */
@@ -20,6 +22,12 @@ export const STATUS_PAGE = `<!doctype html>
   td.held { background: #fff8c5; } td.empty { color: #8c959f; }
   .badge { font-size: .75rem; border-radius: .6rem; padding: 0 .4rem; margin-left: .3rem; background: #ddf4ff; }
   .badge.hold { background: #ffebe9; } .badge.approval { background: #fbefff; }
+  .badge.waiting { background: #fff8c5; } .op { font-size: .75rem; color: #57606a; }
+  /* What Argo CD reports, as a colour: deployed green, applied but not Healthy yet pale green,
+     waiting or syncing amber, failed red, unknown grey. */
+  td.state-deployed { background: #dafbe1; } td.state-synced { background: #eefbf1; }
+  td.state-pending, td.state-syncing { background: #fff8c5; } td.state-failed { background: #ffebe9; }
+  td.state-unknown { background: #f6f8fa; color: #57606a; }
   #error { color: #cf222e; } form { margin: 1rem 0; }
   code { font-size: .85rem; } code.commit { color: #57606a; margin-left: .3rem; }
   #detail-text { background: #f6f8fa; padding: .6rem; overflow-x: auto; max-height: 40rem; }
@@ -57,7 +65,13 @@ async function load() {
       return '<td class="' + (e.hold ? "held" : "") + '" data-stage="' + esc(r.stage) + '" data-app="' + esc(app) + '">' + esc(e.version) + hold + "</td>";
     }).join("") + "</tr>").join("")
       // Desired above, deployed (what Argo CD reports) below.
-      + '<tr class="deployed"><th>(deployed)</th>' + rows.map((r) => '<td title="' + esc(r.deployment ? r.deployment.message : "") + '">' + esc(r.deployment ? r.deployment.state : "-") + "</td>").join("") + "</tr>";
+      + '<tr class="deployed"><th>(deployed)</th>' + rows.map((r) => {
+        const d = r.deployment || { state: "-", message: "" };
+        // A manual stage's commit waits for its owners: the badge says whose sync it is.
+        const waiting = d.waitingFor ? '<span class="badge waiting">waiting for a sync by ' + esc(d.waitingFor.join(", ")) + "</span>" : "";
+        const op = d.operation ? '<div class="op">last operation ' + esc(d.operation) + (d.operationBy ? " by " + esc(d.operationBy) : "") + (d.operationFinishedAt ? " at " + esc(d.operationFinishedAt) : "") + "</div>" : "";
+        return '<td class="state-' + esc(d.state) + '" title="' + esc(d.message) + '">' + esc(d.state) + waiting + op + "</td>";
+      }).join("") + "</tr>";
     const parts = [];
     for (const stage of stages) {
       let history = [];

@@ -12,7 +12,7 @@ import * as path from "node:path";
 
 import { Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
 import type { Actor } from "../runner/core";
-import { checkRequester, parseHoldRequest, parsePromoteRequest, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
+import { checkRequester, parseHoldRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
@@ -397,7 +397,8 @@ export class Service {
                 requireRight(actor, "status", stage);
                 const refresh = url.searchParams.get("refresh") ?? "false";
                 if (refresh !== "true" && refresh !== "false") throw new RunnerError("invalid", `refresh = ${JSON.stringify(refresh)}: must be "true" or "false"`);
-                return { status: 200, body: await runner.deployment(stage, refresh === "true") };
+                const release = url.searchParams.get("release");
+                return { status: 200, body: await runner.deployment(stage, refresh === "true", release === null ? undefined : parseReleaseRef(release, "release")) };
             }
             if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
                 const stage = decodeURIComponent(m[1]);

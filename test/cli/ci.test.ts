@@ -32,7 +32,7 @@ describe("CI of the dev repo", function () {
         }
         const itgSteps = wf.jobs["promote-itg"].steps.map((s) => s.run ?? "");
         const tests = itgSteps.findIndex((r) => /integration-test\.sh itg/.test(r));
-        const waits = itgSteps.findIndex((r) => /^\$CLIENT wait --stage itg /.test(r));
+        const waits = itgSteps.findIndex((r) => /^\$CLIENT wait "\$APP@\$\{\{ steps.build.outputs.version \}\}" --stage itg /.test(r));
         assert.ok(tests > 0, "the integration tests run after itg");
         // Against what Argo CD deployed: the wait comes between the promotion and the tests.
         assert.ok(waits > 0 && waits < tests, `the wait for Argo CD's sync must precede the tests: ${JSON.stringify(itgSteps)}`);

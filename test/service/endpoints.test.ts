@@ -152,6 +152,9 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
         await expect(deployments, op, "GET", "/v1/deployments/no-such", undefined, 404, /unknown stage "no-such"/);
         await expect(deployments, op, "GET", "/v1/deployments/BAD_NAME", undefined, 400, /stage = "BAD_NAME": must be/);
         await expect(deployments, op, "GET", "/v1/deployments/itg?refresh=yes", undefined, 400, /refresh = "yes": must be "true" or "false"/);
+        // A release the stage does not hold could never be deployed there: 404 at once, not a wait.
+        await expect(deployments, op, "GET", "/v1/deployments/itg?release=web@9.9.9", undefined, 404, /web@9\.9\.9 is not what stage itg holds/);
+        await expect(deployments, op, "GET", "/v1/deployments/itg?release=web", undefined, 400, /release = "web": must be <app>@<version>/);
         await expect(deployments, anonymous, "GET", "/v1/deployments/itg", undefined, 401);
         await expect(deployments, outsider, "GET", "/v1/deployments/itg", undefined, 403, /not allowed to status in stage itg/);
 

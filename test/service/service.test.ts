@@ -391,6 +391,9 @@ describe("the runner service over HTTP", function () {
             const rows = await page.$$eval("#pipeline tbody tr", (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
             const web = rows.find((r) => r[0] === "web");
             assert.deepEqual(web, ["web", "1.0.0", "-", "-", "-"]);
+            // Rendered to files, there is no Argo CD: the deployed row says so, never a success.
+            assert.deepEqual(rows.find((r) => r[0] === "(deployed)"), ["(deployed)", "unknown", "unknown", "unknown", "unknown"]);
+            assert.match(String(await page.getAttribute("#pipeline tr.deployed td", "title")), /^live state unknown: no Argo CD configured/);
             const p1 = rows.find((r) => r[0] === "p1");
             assert.deepEqual(p1?.slice(0, 3), ["p1", "1.0.0", "1.0.0"]);
             await page.waitForSelector("ul.history[data-stage=tst] a");

@@ -144,7 +144,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
                 // The tests run against what Argo CD deployed, not against the commit alone (a
                 // first stage synced by hand would wait for its owners, so it gets no wait).
                 ...(cfg.stages[0].sync === "automatic"
-                    ? ["      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait --stage ${stage} --timeout-minutes 15`]
+                    ? ["      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait "$APP@${version}" --stage ${stage} --timeout-minutes 15`]
                     : []),
                 "      - name: Integration tests against the stage",
                 `        run: ./ci/integration-test.sh ${stage}`,
