@@ -76,6 +76,9 @@ export interface PlatformDeps {
     readonly env: NodeJS.ProcessEnv;
 }
 
+/** The user name of Argo CD's read-only credentials for an ops repo the local host serves over HTTP(S). */
+export const OPS_READ_USER = "argocd";
+
 /** Declares the platform stack and returns its outputs. */
 export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chartAvailability, env: process.env }): Promise<Record<string, unknown>> {
     const admin = new random.RandomPassword("argocd-admin", { length: 32, special: false });
@@ -91,6 +94,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
     let notApplicable: NotApplicable[] = [];
     let opsPushToken: pulumi.Output<string> | undefined;
     let opsChecks: pulumi.Output<{ api: string; repository: string }> | undefined;
+    let opsReadCredentials: pulumi.Output<{ username: string; password: string }> | undefined;
 
     if (cfg.gitHost.kind === "local") {
         const paths = localRepoPaths(cfg);
@@ -125,6 +129,13 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         devRepoUrl = dev.path;
         opsRepoUrl = ops.path;
         argocdOpsUrl = cfg.gitHost.serveUrl ?? pulumi.interpolate`file://${ops.path}`;
+        // Served over HTTP(S), Argo CD reads the ops repo with credentials of its own, as from any
+        // company git server: generated here, given to Argo CD's repository secret, and handed to
+        // the operator (secret output opsReadCredentials) to set on the server.
+        if (cfg.gitHost.serveUrl && /^https?:/.test(cfg.gitHost.serveUrl)) {
+            const password = new random.RandomPassword("ops-read-password", { length: 40, special: false }).result;
+            opsReadCredentials = password.apply((p) => ({ username: OPS_READ_USER, password: p }));
+        }
         notApplicable = localHostNotApplicable();
         for (const n of notApplicable) pulumi.log.info(`not applicable with the local git host: ${n.item} (${n.reason})`);
     } else {
@@ -180,6 +191,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         provider,
         opsRepoUrl: argocdOpsUrl,
         opsRepoSshPrivateKey: sshKey?.privateKey,
+        ...(opsReadCredentials ? { opsRepoHttpCredentials: opsReadCredentials } : {}),
         adminPasswordHash: admin.bcryptHash,
         webhookSecret: webhookSecret.result,
         installChart: charts[0].installed,
@@ -196,6 +208,8 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         // with this token, which its hook checks; on GitHub by reporting the validate check first.
         opsPushToken: opsPushToken ? pulumi.secret(opsPushToken) : null,
         opsChecks: opsChecks ?? null,
+        // Local host served over HTTP(S): the credentials Argo CD reads the ops repo with, to set on the server.
+        opsReadCredentials: opsReadCredentials ? pulumi.secret(opsReadCredentials) : null,
         argocdUrl: cfg.argocd.url,
         argocdAdminPassword: pulumi.secret(admin.result),
         argocdApplications: argocd.applications,

@@ -1,7 +1,8 @@
 /**
  * The GitOps loop closed on real parts: the platform stack on the cluster tier's kube-apiserver,
- * the ops repo served over git:// on loopback, and a real Argo CD (repo server and application
- * controller) syncing what the runner commits. A promotion into itg, made with the `stages` CLI as
+ * the ops repo served over git's smart HTTP on loopback with the read credentials the platform
+ * generated, and a real Argo CD (repo server, application controller and API server, with the
+ * platform's RBAC and local accounts) syncing what the runner commits. A promotion into itg, made with the `stages` CLI as
  * CI's runner would, is rendered by Argo CD from the ops repo's umbrella chart and applied.
  */
 import * as assert from "node:assert/strict";
@@ -14,7 +15,7 @@ import { ArgoCd, startArgoCd } from "../support/argocd";
 import { argoCdTestChart } from "../support/argocd-chart";
 import { Cluster, startCluster } from "../support/cluster";
 import { repoRoot } from "../support/engine";
-import { GitDaemon, freePort, makeBundleDir, startGitDaemon } from "../support/fixtures";
+import { GitHttpServer, freePort, makeBundleDir, startGitHttp } from "../support/fixtures";
 import { plant } from "../support/planted";
 import { Pipeline, bootstrapPipeline } from "../support/service";
 
@@ -25,7 +26,9 @@ type App = { metadata: { annotations?: Record<string, string> }; status?: { sync
 
 describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster tier)", function () {
     let cluster: Cluster;
-    let daemon: GitDaemon;
+    let gitServer: GitHttpServer;
+    /** The read credentials the platform generated for Argo CD, set on the git server once known. */
+    let readCredentials: { username: string; password: string } | undefined;
     let argocd: ArgoCd;
     let p: Pipeline;
     let gitDir: string;
@@ -61,7 +64,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
     before(async function () {
         cluster = await startCluster();
         gitDir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-argocd-git-"));
-        daemon = await startGitDaemon(gitDir);
+        gitServer = await startGitHttp(gitDir, () => readCredentials);
         const serverPort = await freePort();
         // A deny window open at every minute: perf's refuses every sync; prod's lets its owners'
         // manual syncs through (manualSync), as Argo CD documents.
@@ -72,7 +75,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             [],
             {},
             {
-                gitHost: { kind: "local", path: gitDir, serveUrl: daemon.url("app-ops.git") },
+                gitHost: { kind: "local", path: gitDir, serveUrl: gitServer.url("app-ops.git") },
                 cluster: { kubeconfig: cluster.kubeconfig, skipAwait: true },
                 argocd: {
                     chart: { path: argoCdTestChart() },
@@ -88,6 +91,9 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
                 sealedSecrets: { chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } },
             },
         );
+        // The operator sets the platform's generated read credentials on the git server.
+        readCredentials = JSON.parse(p.pulumi("stack", "output", "opsReadCredentials", "--show-secrets", "--json", "--stack", "platform")) as { username: string; password: string };
+        plant(readCredentials.password);
         const t0 = Date.now();
         argocd = await startArgoCd(cluster, serverPort);
         process.stderr.write(`      argo cd up in ${Date.now() - t0} ms\n`);
@@ -97,7 +103,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
 
     after(async function () {
         await argocd?.stop();
-        await daemon?.stop();
+        await gitServer?.stop();
         p?.dispose();
         if (gitDir) fs.rmSync(gitDir, { recursive: true, force: true });
         cluster?.client.close();
@@ -111,6 +117,12 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             return s?.sync?.revision === head && s.sync.status === "Synced" ? s : undefined;
         });
         assert.equal(status.sync?.status, "Synced");
+        // Over git's smart HTTP with the credentials of the repository secret the platform made (the
+        // server answers anything else with 401, as git's own first, anonymous request gets).
+        assert.ok(gitServer.requests.some((r) => r.authorized && r.path === "/app-ops.git/git-upload-pack"), `Argo CD never fetched with the platform's credentials: ${JSON.stringify(gitServer.requests.slice(0, 10))}`);
+        const secret = await cluster.client.get<{ data: Record<string, string> }>("/api/v1/namespaces/argocd/secrets/gitops-stages-ops-repo");
+        assert.equal(Buffer.from(secret!.data.username, "base64").toString(), "argocd");
+        assert.equal(Buffer.from(secret!.data.url, "base64").toString(), gitServer.url("app-ops.git"));
     });
 
     it("a promotion into itg with the CLI is synced automatically: the Deployment of the release appears in namespace itg at the commit the runner made", async function () {

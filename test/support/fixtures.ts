@@ -1,6 +1,7 @@
 /** Release bundles and git servers for tests. */
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 
@@ -101,5 +102,85 @@ export async function startGitDaemon(basePath: string): Promise<GitDaemon> {
                 child.once("exit", () => resolve());
                 child.kill("SIGTERM");
             }),
+    };
+}
+
+/** Git's smart HTTP on loopback, read-only, behind basic authentication. */
+export interface GitHttpServer {
+    readonly url: (repo: string) => string;
+    /** Requests seen: whether each carried the right credentials (for assertions). */
+    readonly requests: { path: string; authorized: boolean }[];
+    stop(): Promise<void>;
+}
+
+/**
+ * Serves the bare repositories under `basePath` with `git http-backend` (git's own smart HTTP CGI
+ * program) on a free loopback port, as a company git server would: every request must carry basic
+ * credentials equal to what `credentials()` returns then (so a test can start the server before the
+ * platform stack generated them); pushes are refused. Node's http module stands in for the web
+ * server that would run the CGI program.
+ */
+export async function startGitHttp(basePath: string, credentials: () => { username: string; password: string } | undefined): Promise<GitHttpServer> {
+    const requests: { path: string; authorized: boolean }[] = [];
+    const server = http.createServer((req, res) => {
+        const url = new URL(req.url ?? "/", "http://localhost");
+        const want = credentials();
+        const given = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+        const authorized = want !== undefined && given !== undefined && Buffer.from(given, "base64").toString() === `${want.username}:${want.password}`;
+        requests.push({ path: url.pathname, authorized });
+        if (!authorized) {
+            res.writeHead(401, { "www-authenticate": 'Basic realm="ops"' });
+            return res.end("authentication required\n");
+        }
+        if (url.pathname.endsWith("/git-receive-pack") || url.searchParams.get("service") === "git-receive-pack") {
+            res.writeHead(403);
+            return res.end("read-only\n");
+        }
+        const cgi = spawn("git", ["http-backend"], {
+            env: {
+                ...process.env,
+                GIT_PROJECT_ROOT: basePath,
+                GIT_HTTP_EXPORT_ALL: "1",
+                PATH_INFO: decodeURIComponent(url.pathname),
+                QUERY_STRING: url.search.slice(1),
+                REQUEST_METHOD: req.method ?? "GET",
+                CONTENT_TYPE: req.headers["content-type"] ?? "",
+                REMOTE_USER: want.username,
+                REMOTE_ADDR: "127.0.0.1",
+                ...(req.headers["content-encoding"] ? { HTTP_CONTENT_ENCODING: req.headers["content-encoding"] } : {}),
+                ...(req.headers["git-protocol"] ? { GIT_PROTOCOL: String(req.headers["git-protocol"]) } : {}),
+            },
+            stdio: ["pipe", "pipe", "ignore"],
+        });
+        req.pipe(cgi.stdin);
+        // A CGI answer: header lines, a blank line, then the body.
+        let head = Buffer.alloc(0);
+        let started = false;
+        cgi.stdout.on("data", (chunk: Buffer) => {
+            if (started) return void res.write(chunk);
+            head = Buffer.concat([head, chunk]);
+            const end = head.indexOf("\r\n\r\n");
+            if (end < 0) return;
+            started = true;
+            let status = 200;
+            const headers: Record<string, string> = {};
+            for (const line of head.subarray(0, end).toString().split("\r\n")) {
+                const i = line.indexOf(":");
+                const name = line.slice(0, i).trim();
+                const value = line.slice(i + 1).trim();
+                if (name.toLowerCase() === "status") status = Number(value.split(" ")[0]);
+                else headers[name] = value;
+            }
+            res.writeHead(status, headers);
+            res.write(head.subarray(end + 4));
+        });
+        cgi.on("close", () => res.end());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as net.AddressInfo).port;
+    return {
+        url: (repo) => `http://127.0.0.1:${port}/${repo}`,
+        requests,
+        stop: () => new Promise<void>((r) => server.close(() => r())),
     };
 }

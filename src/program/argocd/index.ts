@@ -39,6 +39,8 @@ export interface ArgoCdArgs {
     readonly opsRepoUrl: pulumi.Input<string>;
     /** Private key for an SSH ops repository URL (GitHub deploy key); none for local repositories. */
     readonly opsRepoSshPrivateKey?: pulumi.Input<string>;
+    /** Basic credentials for an HTTP(S) ops repository URL (the local host served over HTTP). */
+    readonly opsRepoHttpCredentials?: pulumi.Input<{ username: string; password: string }>;
     /** bcrypt hash of the generated admin password. */
     readonly adminPasswordHash: pulumi.Input<string>;
     readonly webhookSecret: pulumi.Input<string>;
@@ -91,11 +93,12 @@ export class ArgoCd extends pulumi.ComponentResource {
                     // Argo CD picks up repository credentials by this label.
                     labels: { ...commonLabels("repository"), "argocd.argoproj.io/secret-type": "repository" },
                 },
-                stringData: pulumi.all([args.opsRepoUrl, args.opsRepoSshPrivateKey]).apply(([url, key]) => ({
+                stringData: pulumi.all([args.opsRepoUrl, args.opsRepoSshPrivateKey, args.opsRepoHttpCredentials]).apply(([url, key, http]) => ({
                     type: "git",
                     name: "ops",
                     url,
                     ...(key ? { sshPrivateKey: key } : {}),
+                    ...(http ? { username: http.username, password: http.password } : {}),
                 })),
             },
             { ...child, dependsOn: [namespace] },
