@@ -159,6 +159,9 @@ export const ARGOCD_GITOPS_ENGINE = "v0.0.0-20260914071520-c9c369efcc5b";
 /** The Helm that Argo CD v3.5.7 pins (`hack/tool-versions.sh`: helm4_version=4.2.1); its repo server shells out to it. */
 export const HELM_VERSION = "v4.2.1";
 
+/** actionlint, the linter of GitHub Actions workflows the tests run over every generated workflow. */
+export const ACTIONLINT_VERSION = "v1.7.12";
+
 /** The etcd behind that API server. */
 export const ETCD_VERSION = "v3.6.16";
 
@@ -321,6 +324,22 @@ export function components(pins: Pins, options: RecipeOptions): Component[] {
                 version: HELM_VERSION,
                 mainPackage: "helm.sh/helm/v4/cmd/helm",
                 ldflags: [`-X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}`],
+            },
+        },
+        {
+            // The tests check every generated GitHub Actions workflow with it.
+            name: "actionlint",
+            binary: "actionlint",
+            version: ACTIONLINT_VERSION.slice(1),
+            role: "tool",
+            optional: false,
+            set: "tests",
+            recipe: {
+                type: "go-wrapper",
+                module: "github.com/rhysd/actionlint",
+                version: ACTIONLINT_VERSION,
+                mainPackage: "github.com/rhysd/actionlint/cmd/actionlint",
+                ldflags: [`-X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION}`],
             },
         },
     );

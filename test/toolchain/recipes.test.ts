@@ -36,6 +36,7 @@ describe("toolchain recipes", function () {
                 ["etcd", "3.6.16", "tool"],
                 ["argocd", "3.5.7", "tool"],
                 ["helm", "4.2.1", "tool"],
+                ["actionlint", "1.7.12", "tool"],
             ],
         );
     });
@@ -61,7 +62,7 @@ describe("toolchain recipes", function () {
         const engine = ["pulumi", "language-nodejs", "dynamic-provider-shim", "policy-shim", "kubernetes", "random"];
         assert.deepEqual(names(), engine, "the default is the engine set");
         assert.deepEqual(names("engine"), engine);
-        assert.deepEqual(names("tests"), [...engine, "kubeseal", "sealed-secrets-controller", "kube-apiserver", "kube-controller-manager", "etcd", "argocd", "helm"]);
+        assert.deepEqual(names("tests"), [...engine, "kubeseal", "sealed-secrets-controller", "kube-apiserver", "kube-controller-manager", "etcd", "argocd", "helm", "actionlint"]);
         assert.equal(components(pins, { withGithub: true, set: "engine" }).at(-1)?.name, "github", "GitHub's provider is part of the engine when asked for");
     });
 

@@ -159,6 +159,7 @@ describe("toolchain resolver", function () {
                 ["etcd", "3.6.16"],
                 ["argocd", "3.5.7"],
                 ["helm", "4.2.1"],
+                ["actionlint", "1.7.12"],
             ],
         );
         for (const c of out.components) assert.ok(["PATH", "PULUMI_HOME", "cache", "built"].includes(c.origin), c.origin);

@@ -3,7 +3,7 @@
  * each stage's folder to that stage's owners, and one folder per stage that Argo CD can render
  * from the first day (an umbrella chart with no dependencies yet). Pure functions.
  */
-import { CI_PATHS, OPS_CHECK_PATHS, ciWorkflow, opsValidateWorkflow } from "./workflows";
+import { CI_PATHS, OPS_CHECK_PATHS, ciWorkflow, opsValidateWorkflow, starterScript } from "./workflows";
 import type { PlatformConfig } from "../../config/platform";
 import { stageFiles } from "../stage/files";
 import { opsPaths } from "./paths";
@@ -139,7 +139,9 @@ export function devSkeleton(cfg: PlatformConfig, ciClient?: string): Record<stri
     return {
         // CI calls the runner service through the client the platform ships with the workflow.
         ...(ciClient ? { [CI_PATHS.workflow]: ciWorkflow(cfg), [CI_PATHS.client]: ciClient } : {}),
+        // Runnable starters of what the workflow calls, so the first push is not red: the team replaces them.
+        ...(ciClient ? { [CI_PATHS.build]: starterScript("build.sh"), [CI_PATHS.integrationTest]: starterScript("integration-test.sh") } : {}),
         [opsPaths.codeowners]: devCodeowners(cfg),
-        "README.md": `# ${cfg.repositories.dev.name}\n\nApplication code, its Helm chart, one non-sensitive values file per stage (\`deploy/values/<stage>.yaml\`) and CI.\nSensitive values never go here: they live in the ops repository as SealedSecrets.\n`,
+        "README.md": `# ${cfg.repositories.dev.name}\n\nApplication code, its Helm chart (\`deploy/chart/\`), one non-sensitive values file per stage (\`deploy/values/<stage>.yaml\`) and CI.\nSensitive values never go here: they live in the ops repository as SealedSecrets.\n\nCI (\`.github/workflows/gitops-stages.yml\`) calls \`ci/build.sh\` to build the image and the release bundle and \`ci/integration-test.sh <stage>\` to test a stage once Argo CD deployed the release there. Both are starters written once by the platform: replace them with the app's own build and tests, keeping the outputs \`ci/build.sh\` documents.\n`,
     };
 }

@@ -7,8 +7,23 @@ import * as path from "node:path";
 
 import type { PlatformConfig } from "../../config/platform";
 
-/** Where the client script and the workflow live in the dev repo. */
-export const CI_PATHS = { client: ".github/gitops-stages/ci.js", workflow: ".github/workflows/gitops-stages.yml" } as const;
+/** Where the client script, the workflow and the starters of the app's own build and tests live in the dev repo. */
+export const CI_PATHS = {
+    client: ".github/gitops-stages/ci.js",
+    workflow: ".github/workflows/gitops-stages.yml",
+    build: "ci/build.sh",
+    integrationTest: "ci/integration-test.sh",
+} as const;
+
+/**
+ * A starter script the dev repo is seeded with (the app's build, its tests against a stage): kept
+ * as shell files in the source tree, where they can be read and linted as what they are.
+ */
+export function starterScript(name: "build.sh" | "integration-test.sh"): string {
+    // Compiled: dist/src/program/ops/ -> <root>/src/program/ops/starters; from source: ./starters.
+    const dir = __filename.endsWith(".js") ? path.resolve(__dirname, "..", "..", "..", "..", "src", "program", "ops", "starters") : path.resolve(__dirname, "starters");
+    return fs.readFileSync(path.join(dir, name), "utf8");
+}
 
 /** Where the `validate` check and its workflow live in the ops repo. */
 export const OPS_CHECK_PATHS = { validator: ".github/gitops-stages/validate.js", workflow: ".github/workflows/validate.yml" } as const;
@@ -111,7 +126,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
         `    environment: ${first}`,
         ...JOB_START,
         "      - name: Build the image and the release bundle (chart/ and values/) into build/bundle",
-        "        run: ./ci/build.sh \"mr-${{ github.event.number }}\"",
+        "        run: bash ci/build.sh \"mr-${{ github.event.number }}\"",
         "      - run: $CLIENT mr-deploy --mr ${{ github.event.number }} --app $APP --bundle build/bundle --image \"$(cat build/image)\" --commit ${{ github.sha }}",
         "  mr-destroy:",
         "    if: github.event_name == 'pull_request' && github.event.action == 'closed'",
@@ -139,7 +154,7 @@ export function ciWorkflow(cfg: PlatformConfig): string {
             lines.push(
                 "      - name: Build the image and the release bundle (chart/ and values/) into build/",
                 "        id: build",
-                "        run: ./ci/build.sh release && echo \"version=$(cat build/version)\" >> \"$GITHUB_OUTPUT\"",
+                "        run: bash ci/build.sh release && echo \"version=$(cat build/version)\" >> \"$GITHUB_OUTPUT\"",
                 `      - run: $CLIENT promote "$APP@${version}" --to ${stage} --bundle build/bundle --image "$(cat build/image)" --commit \${{ github.sha }}`,
                 // The tests run against what Argo CD deployed, not against the commit alone (a
                 // first stage synced by hand would wait for its owners, so it gets no wait).
@@ -147,7 +162,9 @@ export function ciWorkflow(cfg: PlatformConfig): string {
                     ? ["      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait "$APP@${version}" --stage ${stage} --timeout-minutes 15`]
                     : []),
                 "      - name: Integration tests against the stage",
-                `        run: ./ci/integration-test.sh ${stage}`,
+                `        run: bash ci/integration-test.sh ${stage}`,
+                "        env:",
+                "          SMOKE_URL: ${{ vars.SMOKE_URL }}",
             );
         } else {
             lines.push(`      - run: $CLIENT promote "$APP@${version}" --to ${stage} --commit \${{ github.sha }}`);
