@@ -30,6 +30,7 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
             replica: { type: "string" },
             concurrency: { type: "string" },
             "rate-per-minute": { type: "string" },
+            "watch-seconds": { type: "string" },
         },
         strict: true,
         allowPositionals: false,
@@ -40,10 +41,10 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
         return 2;
     }
     // A limit that is not a whole number would leave a service that runs nothing while /readyz says ready.
-    for (const [flag, max] of [["concurrency", 64], ["rate-per-minute", 1_000_000]] as const) {
+    for (const [flag, min, max] of [["concurrency", 1, 64], ["rate-per-minute", 1, 1_000_000], ["watch-seconds", 0, 86_400]] as const) {
         const v = values[flag];
-        if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= max)) {
-            process.stderr.write(`stages serve: --${flag}: must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}\n`);
+        if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max)) {
+            process.stderr.write(`stages serve: --${flag}: must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}\n`);
             return 2;
         }
     }
@@ -60,6 +61,7 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
         limits: {
             ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
             ...(values["rate-per-minute"] ? { ratePerMinute: Number(values["rate-per-minute"]) } : {}),
+            ...(values["watch-seconds"] !== undefined ? { watchIntervalMs: Number(values["watch-seconds"]) * 1000 } : {}),
         },
     });
     const { url } = await service.start(port, values.host);

@@ -1,7 +1,8 @@
 /**
  * Git plumbing over the git CLI: read a branch's files and write one commit to it, without a
- * working tree and without force. This module imports only Node built-ins because Pulumi's
- * dynamic-provider host loads it by path (see resources.ts).
+ * working tree and without force. This module imports only Node built-ins and modules of ours
+ * that do too (no npm package), because Pulumi's dynamic-provider host loads it by path (see
+ * resources.ts).
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -10,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { COMMIT } from "../config/validate";
+import { GitHubError, GitHubRest } from "../github/rest";
 import { formatProblems, validateOpsChange } from "../program/ops/validate";
 
 /** A git failure; `reason` is what the host said, with credentials removed. */
@@ -374,31 +376,18 @@ async function pushChecked(scratch: Scratch, remote: string, commit: string, bra
 }
 
 /**
- * Reports `validate` = success on a commit. Each call waits at most 30 s; a network error, a 5xx
- * or a 429 is tried again after 1 s, then 2 s (GitHub's secondary rate limits and brief outages).
+ * Reports `validate` = success on a commit, through the one GitHub client (which tries a network
+ * error, a 5xx or a 429 again after 1 s, then 2 s, each call waiting at most 30 s).
  */
 async function reportValidate(checks: NonNullable<PushAs["checks"]>, commit: string): Promise<void> {
-    const url = `${checks.api.replace(/\/$/, "")}/repos/${checks.repository}/statuses/${commit}`;
-    const scrub = (text: string) => redact(text).split(checks.token).join("***");
-    for (let attempt = 1; ; attempt++) {
-        let failure: string;
-        try {
-            const res = await fetch(url, {
-                method: "POST",
-                signal: AbortSignal.timeout(30_000),
-                headers: { authorization: `Bearer ${checks.token}`, accept: "application/vnd.github+json", "x-github-api-version": "2022-11-28", "content-type": "application/json" },
-                body: JSON.stringify({ state: "success", context: "validate", description: "validated by the gitops-stages runner (the rules of the validate workflow)" }),
-            });
-            if (res.ok) return;
-            const text = (await res.text().catch(() => "")).slice(0, 300);
-            failure = `GitHub answered ${res.status} for ${scrub(url)}: ${scrub(text)}`;
-            if (res.status < 500 && res.status !== 429) throw new GitError("cannot report the validate status", failure);
-        } catch (e) {
-            if (e instanceof GitError) throw e;
-            failure = scrub(e instanceof Error ? e.message : String(e));
-        }
-        if (attempt >= 3) throw new GitError("cannot report the validate status", `${failure} (after ${attempt} attempts)`);
-        await new Promise((r) => setTimeout(r, 1000 * attempt));
+    try {
+        await new GitHubRest(checks.token, { redact }).commitStatus(checks, commit, {
+            state: "success",
+            context: "validate",
+            description: "validated by the gitops-stages runner (the rules of the validate workflow)",
+        });
+    } catch (e) {
+        throw new GitError("cannot report the validate status", e instanceof GitHubError ? e.message : String(e));
     }
 }
 

@@ -95,6 +95,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
     let opsPushToken: pulumi.Output<string> | undefined;
     let opsChecks: pulumi.Output<{ api: string; repository: string }> | undefined;
     let opsReadCredentials: pulumi.Output<{ username: string; password: string }> | undefined;
+    let devRepository: pulumi.Output<{ api: string; repository: string }> | undefined;
 
     if (cfg.gitHost.kind === "local") {
         const paths = localRepoPaths(cfg);
@@ -162,6 +163,7 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         devRepoUrl = gh.devRepoUrl;
         opsRepoUrl = gh.opsRepoUrl;
         opsChecks = gh.opsChecks;
+        devRepository = gh.devRepository;
         argocdOpsUrl = gh.opsRepoSshUrl;
         skeletonCommit = pulumi.output("");
     }
@@ -208,6 +210,8 @@ export async function platform(cfg: PlatformConfig, deps: PlatformDeps = { chart
         // with this token, which its hook checks; on GitHub by reporting the validate check first.
         opsPushToken: opsPushToken ? pulumi.secret(opsPushToken) : null,
         opsChecks: opsChecks ?? null,
+        // GitHub: where the service records Deployments of what the stages' owners synced.
+        devRepository: devRepository ?? null,
         // Local host served over HTTP(S): the credentials Argo CD reads the ops repo with, to set on the server.
         opsReadCredentials: opsReadCredentials ? pulumi.secret(opsReadCredentials) : null,
         argocdUrl: cfg.argocd.url,

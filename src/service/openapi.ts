@@ -146,6 +146,12 @@ export function openApiDocument() {
                     ],
                 },
             },
+            "/v1/deployments/{stage}/records": {
+                get: {
+                    ...syncOp("What the service's watch recorded of the stage: each last ops commit Argo CD deployed (or failed to), newest first, with the GitHub Deployments it created", undefined, "status"),
+                    parameters: [{ name: "stage", in: "path", required: true, schema: label }],
+                },
+            },
             "/v1/history/{stage}": { get: { ...syncOp("A stage's audit trail from the stack's update history", undefined, "history"), parameters: [{ name: "stage", in: "path", required: true, schema: label }] } },
             "/v1/history/{stage}/commits/{commit}": {
                 get: {

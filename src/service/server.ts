@@ -20,7 +20,9 @@ import { Verb, requireRight } from "../runner/rights";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles, writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
+import { OBSERVER, type Observation, REPORT_VERB, observations, reportObservation } from "./deployments";
 import { STATUS_PAGE } from "./page";
+import { type GitHubRepo, GitHubRest } from "../github/rest";
 import type { RequestRecord, RequestStore } from "./store";
 
 function invalidIfAny(c: Checker): void {
@@ -38,10 +40,12 @@ export interface Limits {
     readonly requestTimeoutMs: number;
     /** Requests of different stacks run at once, per replica. */
     readonly concurrency: number;
+    /** How often the service looks at what Argo CD deployed, to record it (0: never). */
+    readonly watchIntervalMs: number;
 }
 
-/** Defaults: 16 MiB bodies, 120 requests a minute with bursts of 60, 30 s to send a request, 4 stacks at once. */
-export const DEFAULT_LIMITS: Limits = { bodyBytes: 16 * 1024 * 1024, ratePerMinute: 120, burst: 60, requestTimeoutMs: 30_000, concurrency: 4 };
+/** Defaults: 16 MiB bodies, 120 requests a minute with bursts of 60, 30 s to send a request, 4 stacks at once, a look at Argo CD every 30 s. */
+export const DEFAULT_LIMITS: Limits = { bodyBytes: 16 * 1024 * 1024, ratePerMinute: 120, burst: 60, requestTimeoutMs: 30_000, concurrency: 4, watchIntervalMs: 30_000 };
 
 /** What the service runs on. */
 export interface ServiceDeps {
@@ -53,9 +57,14 @@ export interface ServiceDeps {
     readonly log: (entry: Record<string, unknown>) => void;
     readonly limits?: Partial<Limits>;
     readonly now?: () => Date;
+    /** Where `GITHUB_TOKEN` is read for recording GitHub Deployments (default: the process's). */
+    readonly env?: NodeJS.ProcessEnv;
 }
 
 const LEASE_MS = 60_000;
+
+/** Who the watch's records run as: no rights, no teams (it only reports). */
+const WATCH_ACTOR: Actor = { name: OBSERVER, teams: [], canOverrideOrder: false, grants: [] };
 const FINAL = new Set(["done", "failed", "superseded"]);
 
 /** The body of a queued request: what to run and for whom. */
@@ -88,6 +97,7 @@ export class Service {
     private tokenCache?: { at: number; outputs: Record<string, unknown> };
     private coalescingCache?: { at: number; stages: Set<string> };
     private pumping = false;
+    private watching = false;
 
     constructor(private readonly deps: ServiceDeps) {
         this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
@@ -107,8 +117,53 @@ export class Service {
         this.timers.push(setInterval(() => void this.deps.store.renew(this.deps.replicaId, new Date(this.now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4));
         // Requests of a replica that died come back to the queue when its lease runs out.
         this.timers.push(setInterval(() => void this.deps.store.recover(this.deps.replicaId + "\0none", this.now()).catch(() => undefined), LEASE_MS / 4));
+        if (this.limits.watchIntervalMs > 0) this.timers.push(setInterval(() => void this.watch(), this.limits.watchIntervalMs));
         this.ready = true;
         void this.pump();
+    }
+
+    /**
+     * Looks at what Argo CD deployed and records each stage's newly deployed (or failed) commit as
+     * a request of the watch's own (see deployments.ts); a worker then reports it. Never throws: a
+     * look that fails is logged and the next one comes.
+     */
+    private async watch(): Promise<void> {
+        if (this.watching || this.stopping) return;
+        this.watching = true;
+        try {
+            const rows = await this.deps.assembled.runner.status();
+            for (const o of observations(rows)) {
+                const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+                const work: Work = { request: o as unknown as Record<string, unknown>, actor: WATCH_ACTOR };
+                const { created } = await this.deps.store.create({ id, verb: REPORT_VERB, stack: `deployments:${o.stage}`, body: work, principal: OBSERVER, idempotencyKey: o.key }, this.now());
+                if (created) this.deps.log({ level: "info", msg: "deployment observed", requestId: id, stage: o.stage, commit: o.commit, state: o.state, by: o.by });
+            }
+            void this.pump();
+        } catch (e) {
+            this.deps.log({ level: "warn", msg: "looking at what Argo CD deployed failed; trying again at the next look", error: e instanceof Error ? e.message : String(e) });
+        } finally {
+            this.watching = false;
+        }
+    }
+
+    /** What the watch recorded of a stage, newest first (from the request log's last 500 requests). */
+    private async watchRecords(stage: string): Promise<unknown[]> {
+        const recent = await this.deps.store.recent(500);
+        return recent
+            .filter((r) => r.verb === REPORT_VERB && r.stack === `deployments:${stage}`)
+            .map((r) => {
+                const o = (r.body as Work).request as unknown as Observation;
+                return { requestId: r.id, recordedAt: r.createdAt, state: r.state, commit: o.commit, outcome: o.state, by: o.by ?? null, apps: o.apps, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
+            });
+    }
+
+    /** The dev repo on GitHub and a client for it, when the platform is on GitHub (else undefined). */
+    private async githubDev(): Promise<{ dev: GitHubRepo; rest: GitHubRest } | undefined> {
+        const dev = (await this.platformOutputs()).devRepository as GitHubRepo | null | undefined;
+        if (!dev) return undefined;
+        const token = (this.deps.env ?? process.env).GITHUB_TOKEN;
+        if (!token) throw new RunnerError("invalid", `GITHUB_TOKEN is not set: the service records GitHub Deployments on ${dev.repository} with it (it needs deployments: write there)`);
+        return { dev, rest: new GitHubRest(token) };
     }
 
     /** The HTTP request listener: every route, authentication, limits and logging. */
@@ -391,6 +446,16 @@ export class Service {
                 requireRight(actor, "status", stageParam);
                 return { status: 200, body: await runner.status(stageParam) };
             }
+            if ((m = /^\/v1\/deployments\/([^/]+)\/records$/.exec(p))) {
+                const stage = decodeURIComponent(m[1]);
+                this.label("stage", stage);
+                requireRight(actor, "status", stage);
+                await runner.deployment(stage).catch((e: unknown) => {
+                    // Only an unknown stage matters here: the records stand whatever Argo CD says now.
+                    if (e instanceof RunnerError && e.kind === "not-found") throw e;
+                });
+                return { status: 200, body: await this.watchRecords(stage) };
+            }
             if ((m = /^\/v1\/deployments\/([^/]+)$/.exec(p))) {
                 const stage = decodeURIComponent(m[1]);
                 this.label("stage", stage);
@@ -624,6 +689,9 @@ export class Service {
                     break;
                 case "drift":
                     result = await runner.drift(request.stage as string | undefined);
+                    break;
+                case REPORT_VERB:
+                    result = await reportObservation(request as unknown as Observation, await this.githubDev());
                     break;
                 default:
                     throw new RunnerError("internal", `unknown verb ${rec.verb}`);

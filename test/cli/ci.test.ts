@@ -18,14 +18,28 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ co
 }
 
 describe("CI of the dev repo", function () {
-    it("the workflow: MR deploy and destroy, then one promotion job per stage in order, each in its stage's environment", function () {
+    it("the workflow: MR deploy and destroy; itg promoted, waited for and tested on push; each stage synced by hand tested and promoted on from the deployment its owners' sync records", function () {
         const cfg = parsePlatformConfig({ stages: [{ name: "itg" }, { name: "tst" }, { name: "perf", requireReview: true }, { name: "prod", requireReview: true }] }, { projectDir: "/srv/project", stack: "platform" });
-        const wf = YAML.parse(ciWorkflow(cfg)) as { on: Record<string, unknown>; jobs: Record<string, { if: string; needs?: string; environment: string; steps: { run?: string }[]; outputs?: Record<string, string> }> };
-        assert.deepEqual(Object.keys(wf.jobs), ["mr-deploy", "mr-destroy", "promote-itg", "promote-tst", "promote-perf", "promote-prod"]);
+        type Wf = { on: Record<string, unknown>; jobs: Record<string, { if: string; needs?: string; environment: string; steps: { run?: string }[]; outputs?: Record<string, string> }> };
+        const wf = YAML.parse(ciWorkflow(cfg)) as Wf;
+        assert.ok("deployment_status" in wf.on, "the workflow does not react to deployment statuses");
+        assert.deepEqual(Object.keys(wf.jobs), ["mr-deploy", "mr-destroy", "promote-itg", "promote-tst", "verify-tst", "promote-perf", "verify-perf", "promote-prod", "verify-prod"]);
         assert.match(wf.jobs["mr-deploy"].if, /pull_request.*!= 'closed'/);
         assert.match(wf.jobs["mr-destroy"].if, /== 'closed'/);
         assert.ok(wf.jobs["mr-deploy"].steps.some((s) => /\$CLIENT mr-deploy --mr \$\{\{ github.event.number \}\}/.test(s.run ?? "")));
-        assert.deepEqual(["tst", "perf", "prod"].map((s) => wf.jobs[`promote-${s}`].needs), ["promote-itg", "promote-tst", "promote-perf"]);
+        // itg syncs itself: tst follows in the same push run.
+        assert.equal(wf.jobs["promote-tst"].needs, "promote-itg");
+        assert.equal(wf.jobs["promote-tst"].if, "github.event_name == 'push'");
+        // tst, perf, prod are synced by their owners: the next step starts from the deployment status.
+        for (const [stage, next] of [["tst", "perf"], ["perf", "prod"]]) {
+            const verify = wf.jobs[`verify-${stage}`];
+            assert.match(verify.if, new RegExp(`deployment_status.state == 'success' && github.event.deployment.environment == '${stage}'`));
+            assert.ok(verify.steps.some((st) => new RegExp(`integration-test\\.sh ${stage}$`).test(st.run ?? "")), stage);
+            assert.equal(wf.jobs[`promote-${next}`].needs, `verify-${stage}`);
+            assert.equal(wf.jobs[`promote-${next}`].if, verify.if);
+            assert.equal(wf.jobs[`promote-${next}`].outputs!.version, "${{ github.event.deployment.payload.version }}");
+        }
+        assert.match(wf.jobs["verify-prod"].if, /environment == 'prod'/);
         for (const s of ["itg", "tst", "perf", "prod"]) {
             assert.equal(wf.jobs[`promote-${s}`].environment, s);
             assert.ok(wf.jobs[`promote-${s}`].steps.some((st) => new RegExp(`\\$CLIENT promote .* --to ${s} `).test(st.run ?? "")), s);
@@ -36,11 +50,13 @@ describe("CI of the dev repo", function () {
         assert.ok(tests > 0, "the integration tests run after itg");
         // Against what Argo CD deployed: the wait comes between the promotion and the tests.
         assert.ok(waits > 0 && waits < tests, `the wait for Argo CD's sync must precede the tests: ${JSON.stringify(itgSteps)}`);
-        assert.match(wf.jobs["promote-prod"].outputs!.version, /needs\.promote-perf\.outputs\.version/);
-        // A first stage its owners sync by hand gets no wait: it would block every run.
+        // No job waits for a sync by hand.
+        for (const s of ["tst", "perf", "prod"]) assert.ok(!wf.jobs[`promote-${s}`].steps.some((st) => /\$CLIENT wait/.test(st.run ?? "")), s);
+        // A first stage its owners sync by hand gets no wait either: it is verified from its deployment.
         const manual = parsePlatformConfig({ stages: [{ name: "itg", sync: "manual" }, { name: "prod" }] }, { projectDir: "/srv/project", stack: "platform" });
-        const manualWf = YAML.parse(ciWorkflow(manual)) as typeof wf;
+        const manualWf = YAML.parse(ciWorkflow(manual)) as Wf;
         assert.ok(!manualWf.jobs["promote-itg"].steps.some((st) => /\$CLIENT wait/.test(st.run ?? "")));
+        assert.equal(manualWf.jobs["promote-prod"].needs, "verify-itg");
     });
 
     it("the dev repo's skeleton carries the workflow and the client script", function () {

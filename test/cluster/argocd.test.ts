@@ -268,7 +268,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
     });
 
     it("CI's path: stages ci promote then stages ci wait through the service, with itg's generated token", async function () {
-        const service = spawn(process.execPath, [STAGES_BIN, "serve", "--port", "0", "--replica", "argocd"], { env: p.env, stdio: ["ignore", "pipe", "pipe"] });
+        const service = spawn(process.execPath, [STAGES_BIN, "serve", "--port", "0", "--replica", "argocd", "--watch-seconds", "1"], { env: p.env, stdio: ["ignore", "pipe", "pipe"] });
         try {
             let out = "";
             service.stdout.on("data", (b: Buffer) => (out += b.toString()));
@@ -290,6 +290,18 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             assert.equal(waited.code, 0, waited.stderr);
             assert.equal(JSON.parse(waited.stdout).commit, p.git("rev-parse", "main"));
             assert.match(waited.stderr, /stages ci wait: itg deployed: synced at [0-9a-f]{12}, Healthy/);
+            // The service's watch saw it too, and recorded it once (the local host has no GitHub to tell).
+            const head = p.git("rev-parse", "main");
+            const records = await until("the watch's record of itg at the promotion's commit", async () => {
+                const res = await fetch(`${url}/v1/deployments/itg/records`, { headers: { authorization: `Bearer ${p.operatorToken}` } });
+                const list = (await res.json()) as { commit: string; outcome: string; state: string; by: string | null; result?: { message: string } }[];
+                return list.some((r) => r.commit === head && r.state === "done") ? list : undefined;
+            }, 60_000);
+            const mine = records.filter((r) => r.commit === head);
+            assert.equal(mine.length, 1, JSON.stringify(records));
+            assert.equal(mine[0].outcome, "deployed");
+            assert.equal(mine[0].by, "automated");
+            assert.match(mine[0].result!.message, /^itg deployed at [0-9a-f]{12} \(recorded in the request log; no GitHub dev repo to tell\)$/);
             const deployment = await cluster.client.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>("/apis/apps/v1/namespaces/itg/deployments/web");
             assert.equal(deployment?.spec.template.spec.containers[0].image, "registry.example/web:1.2.0");
             // itg's token reads only itg.

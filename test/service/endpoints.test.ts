@@ -157,6 +157,13 @@ describe("every endpoint, in process: success, 400, 401, 403, 404, 409, 429", fu
         await expect(deployments, op, "GET", "/v1/deployments/itg?release=web", undefined, 400, /release = "web": must be <app>@<version>/);
         await expect(deployments, anonymous, "GET", "/v1/deployments/itg", undefined, 401);
         await expect(deployments, outsider, "GET", "/v1/deployments/itg", undefined, 403, /not allowed to status in stage itg/);
+        // The watch's records: none here (rendered to files, nothing is deployed to observe).
+        const records = "GET /v1/deployments/{stage}/records";
+        assert.deepEqual((await expect(records, op, "GET", "/v1/deployments/itg/records", undefined, 200)).body, []);
+        await expect(records, op, "GET", "/v1/deployments/no-such/records", undefined, 404, /unknown stage "no-such"/);
+        await expect(records, op, "GET", "/v1/deployments/BAD_NAME/records", undefined, 400, /stage = "BAD_NAME": must be/);
+        await expect(records, anonymous, "GET", "/v1/deployments/itg/records", undefined, 401);
+        await expect(records, outsider, "GET", "/v1/deployments/itg/records", undefined, 403, /not allowed to status in stage itg/);
 
         const history = await expect("GET /v1/history/{stage}", op, "GET", "/v1/history/itg", undefined, 200);
         const entries = history.body as unknown as { kind: string; change?: { kind: string; app: string; version?: string } }[];

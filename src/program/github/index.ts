@@ -80,6 +80,8 @@ export class GithubPipeline extends pulumi.ComponentResource {
     readonly opsRepoSshUrl: pulumi.Output<string>;
     /** Where the runner reports the ops repo's `validate` status (the platform's `opsChecks` output). */
     readonly opsChecks: pulumi.Output<{ api: string; repository: string }>;
+    /** Where the service records GitHub Deployments of the stages (the platform's `devRepository` output). */
+    readonly devRepository: pulumi.Output<{ api: string; repository: string }>;
     /** The ops repo resource, for resources that must wait for it. */
     readonly opsRepo: github.Repository;
     readonly devRepo: github.Repository;
@@ -125,6 +127,7 @@ export class GithubPipeline extends pulumi.ComponentResource {
         this.opsRepoSshUrl = this.opsRepo.sshCloneUrl;
         const api = githubApiRoot(host.baseUrl);
         this.opsChecks = this.opsRepo.name.apply((n) => ({ api, repository: `${host.owner}/${n}` }));
+        this.devRepository = this.devRepo.name.apply((n) => ({ api, repository: `${host.owner}/${n}` }));
 
         // Repository permissions: admins administer both; developers write code and read the ops
         // repo; stage owners read code and write the ops repo (their folders, via CODEOWNERS review).

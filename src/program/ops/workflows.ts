@@ -102,20 +102,32 @@ const JOB_START = [
     "      - uses: actions/checkout@v4",
 ];
 
-/** The workflow: MR environments, then publish and promote through the stages in order. */
+/**
+ * The workflow: MR environments, then publish and promote through the stages in order.
+ *
+ * A stage Argo CD syncs automatically is waited for in the job that promoted into it (`ci wait`),
+ * then tested, and the next promotion follows in the same run. A stage its owners sync by hand
+ * may be synced hours later, which no job should sit waiting for (GitHub ends a job after 6 hours):
+ * the run ends with that promotion, and the runner service, which watches the stages, records a
+ * GitHub Deployment of the release on this repository once the owners' sync is Synced and Healthy
+ * (or failed). Its `deployment_status` event starts a new run: that stage's tests (`verify-<stage>`),
+ * then the promotion into the next stage, with the version from the deployment's payload.
+ */
 export function ciWorkflow(cfg: PlatformConfig): string {
-    const stages = cfg.stages.map((s) => s.name);
-    const first = stages[0];
+    const stages = cfg.stages;
+    const first = stages[0].name;
     const lines = [
         "# Written by the gitops-stages platform stack (once; edit the build steps to fit the app).",
         "# Each job runs in the GitHub Environment of its stage, which holds that stage's runner token;",
-        "# environments marked for review wait for their owners before the job starts.",
+        "# environments marked for review wait for their owners before the job starts. Stages synced by",
+        "# hand continue from the GitHub Deployment the runner service records once their owners synced.",
         "name: gitops-stages",
         "on:",
         "  pull_request:",
         "    types: [opened, synchronize, reopened, closed]",
         "  push:",
         "    branches: [main]",
+        "  deployment_status:",
         "env:",
         "  APP: ${{ vars.GITOPS_STAGES_APP || github.event.repository.name }}",
         "  CLIENT: node .github/gitops-stages/ci.js",
@@ -135,41 +147,51 @@ export function ciWorkflow(cfg: PlatformConfig): string {
         ...JOB_START,
         "      - run: $CLIENT mr-destroy ${{ github.event.number }}",
     ];
-    let previous: string | undefined;
+    const tests = (stage: string) => ["      - name: Tests against the stage", `        run: bash ci/integration-test.sh ${stage}`, "        env:", "          SMOKE_URL: ${{ vars.SMOKE_URL }}"];
+    const deployedHere = (stage: string) =>
+        `github.event_name == 'deployment_status' && github.event.deployment_status.state == 'success' && github.event.deployment.environment == '${stage}'`;
     for (const [i, stage] of stages.entries()) {
-        const job = `promote-${stage}`;
-        // The version travels from the first job to the last through job outputs.
-        const version = i === 0 ? "${{ steps.build.outputs.version }}" : `\${{ needs.${previous}.outputs.version }}`;
+        const prev = i > 0 ? stages[i - 1] : undefined;
+        const job = `promote-${stage.name}`;
+        // Where the version comes from: the build, the job before in the same run, or the payload
+        // of the deployment whose status started this run.
+        const version = !prev ? "${{ steps.build.outputs.version }}" : prev.sync === "automatic" ? `\${{ needs.promote-${prev.name}.outputs.version }}` : "${{ github.event.deployment.payload.version }}";
+        const trigger = !prev ? "github.event_name == 'push'" : prev.sync === "automatic" ? "github.event_name == 'push'" : deployedHere(prev.name);
+        const needs = !prev ? undefined : prev.sync === "automatic" ? `promote-${prev.name}` : `verify-${prev.name}`;
         lines.push(
             `  ${job}:`,
-            "    if: github.event_name == 'push'",
-            ...(previous ? [`    needs: ${previous}`] : []),
+            `    if: ${trigger}`,
+            ...(needs ? [`    needs: ${needs}`] : []),
             "    runs-on: ubuntu-latest",
-            `    environment: ${stage}`,
+            `    environment: ${stage.name}`,
             "    outputs:",
             `      version: ${version}`,
             ...JOB_START,
         );
-        if (i === 0) {
+        if (!prev) {
             lines.push(
                 "      - name: Build the image and the release bundle (chart/ and values/) into build/",
                 "        id: build",
                 "        run: bash ci/build.sh release && echo \"version=$(cat build/version)\" >> \"$GITHUB_OUTPUT\"",
-                `      - run: $CLIENT promote "$APP@${version}" --to ${stage} --bundle build/bundle --image "$(cat build/image)" --commit \${{ github.sha }}`,
-                // The tests run against what Argo CD deployed, not against the commit alone (a
-                // first stage synced by hand would wait for its owners, so it gets no wait).
-                ...(cfg.stages[0].sync === "automatic"
-                    ? ["      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait "$APP@${version}" --stage ${stage} --timeout-minutes 15`]
-                    : []),
-                "      - name: Integration tests against the stage",
-                `        run: bash ci/integration-test.sh ${stage}`,
-                "        env:",
-                "          SMOKE_URL: ${{ vars.SMOKE_URL }}",
+                `      - run: $CLIENT promote "$APP@${version}" --to ${stage.name} --bundle build/bundle --image "$(cat build/image)" --commit \${{ github.sha }}`,
             );
         } else {
-            lines.push(`      - run: $CLIENT promote "$APP@${version}" --to ${stage} --commit \${{ github.sha }}`);
+            lines.push(`      - run: $CLIENT promote "$APP@${version}" --to ${stage.name} --commit \${{ github.sha }}`);
         }
-        previous = job;
+        if (stage.sync === "automatic") {
+            // The tests run against what Argo CD deployed, not against the commit alone.
+            lines.push("      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait "$APP@${version}" --stage ${stage.name} --timeout-minutes 15`, ...tests(stage.name));
+        } else {
+            // Synced by its owners whenever they choose: tested in the run their sync starts.
+            lines.push(
+                `  verify-${stage.name}:`,
+                `    if: ${deployedHere(stage.name)}`,
+                "    runs-on: ubuntu-latest",
+                `    environment: ${stage.name}`,
+                ...JOB_START,
+                ...tests(stage.name),
+            );
+        }
     }
     return lines.join("\n") + "\n";
 }
