@@ -19,6 +19,7 @@ import { selfContainedEnv } from "../src/runner/adapters/environment";
 import { AssembledRunner, createRunner } from "../src/runner/index";
 import { VERBS, hashToken } from "../src/runner/rights";
 import { makeBundleDir } from "../test/support/fixtures";
+import { argocdLoop } from "./argocd";
 import { median, time } from "./stats";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
@@ -268,4 +269,6 @@ export async function pipelineBenchmarks(only: readonly string[], runs: number):
     if (want("promotion")) await promotionVsBareAndFloor(runs);
     if (want("scale")) await scale(Math.max(3, Math.floor(runs / 2)));
     if (want("throughput")) await throughput();
+    // Needs the tests set of the toolchain (cluster binaries, Argo CD): only when asked by name.
+    if (only.includes("argocd")) await argocdLoop(runs);
 }

@@ -348,6 +348,7 @@ export class Runner {
                 ...(change.overrideOrder ? { overrideOrder: true } : {}),
             };
         });
+        if (result.state === "done") await this.nudge(req.to);
         return this.remember(key, result);
     }
 
@@ -394,7 +395,25 @@ export class Runner {
                 ...(r.recovered ? { recovered: r.recovered } : {}),
             };
         });
+        if (result.state === "done") await this.nudge(req.stage);
         return this.remember(key, result);
+    }
+
+    /**
+     * After a commit, asks Argo CD to compare the stage's Application again now, as the ops repo's
+     * push webhook does on GitHub: an automatic stage then syncs in seconds instead of at Argo CD's
+     * next poll (3 minutes by default), and a manual one shows OutOfSync at once. Best effort: a
+     * refresh that fails changes nothing of the promotion, which has landed; it is logged.
+     */
+    private async nudge(stage: string): Promise<void> {
+        const apps = await this.applications();
+        try {
+            await apps.port?.refresh(stage);
+        } catch (e) {
+            this.deps.log(`could not ask Argo CD to refresh ${stage} (it will see the commit at its next poll): ${e instanceof Error ? e.message : String(e)}`);
+        } finally {
+            apps.close();
+        }
     }
 
     /** Sets (hold) or clears (release) a hold on an app in a stage. */
@@ -402,7 +421,7 @@ export class Runner {
         const req = parseHoldRequest(raw);
         findStage(await this.pipeline(), req.stage);
         const requestId = opts.requestId ?? this.deps.newId();
-        return this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
+        const result = await this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
             const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
             const r = await this.deps.engine.update(
                 req.stage,
@@ -427,6 +446,8 @@ export class Runner {
                 durationMs: r.durationMs,
             };
         });
+        if (result.state === "done") await this.nudge(req.stage);
+        return result;
     }
 
     /** Records an owner's approval of a release (app and version) going into a stage that requires one. */

@@ -43,7 +43,7 @@ function onPath(cmd: string): string | undefined {
  * Starts Redis, the repo server, the application controller and the API server (with
  * authentication and our RBAC on, on `serverPort`); resolves when they listen.
  */
-export async function startArgoCd(cluster: Cluster, serverPort: number): Promise<ArgoCd> {
+export async function startArgoCd(cluster: Cluster, serverPort: number, opts: { appResyncSeconds?: number } = {}): Promise<ArgoCd> {
     const tc = await testToolchain();
     const paths = Object.fromEntries(tc.components.map((c) => [c.component.name, c.path]));
     for (const name of ["argocd", "helm"]) {
@@ -124,8 +124,8 @@ export async function startArgoCd(cluster: Cluster, serverPort: number): Promise
             [
                 "--kubeconfig", cluster.kubeconfig, "--namespace", "argocd", "--redis", redisAddr,
                 "--repo-server", `127.0.0.1:${repoPort}`, "--repo-server-plaintext", "--metrics-port", String(controllerMetrics),
-                // Reconcile often: the tests wait on it (the default is 3 minutes).
-                "--app-resync", "20", "--loglevel", "info",
+                // Reconcile often: the tests wait on it (the default is 3 minutes; the benchmark keeps it).
+                "--app-resync", String(opts.appResyncSeconds ?? 20), "--loglevel", "info",
             ],
             { ARGOCD_BINARY_NAME: "argocd-application-controller" },
         );
