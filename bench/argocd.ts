@@ -28,8 +28,9 @@ type App = { status?: { sync?: { status?: string; revision?: string }; health?: 
 export async function argocdLoop(runs: number): Promise<{ promoteMs: number[]; syncedMs: number[] }> {
     const cluster = await startCluster();
     const gitDir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-bench-argocd-git-"));
-    let credentials: { username: string; password: string } | undefined;
-    const git = await startGitHttp(gitDir, () => credentials);
+    // Set on the git server once the platform generated them, as an operator would.
+    const read: { credentials?: { username: string; password: string } } = {};
+    const git = await startGitHttp(gitDir, () => read.credentials);
     const serverPort = await freePort();
     const p = await bootstrapPipeline("gitops-stages-bench-argocd-", [{ name: "itg" }, { name: "tst" }], [], {}, {
         gitHost: { kind: "local", path: gitDir, serveUrl: git.url("app-ops.git") },
@@ -37,7 +38,7 @@ export async function argocdLoop(runs: number): Promise<{ promoteMs: number[]; s
         argocd: { chart: { path: argoCdTestChart() }, url: `http://127.0.0.1:${serverPort}` },
         sealedSecrets: { chart: { path: path.join(repoRoot, "test/charts/sealed-secrets") } },
     });
-    credentials = JSON.parse(p.pulumi("stack", "output", "opsReadCredentials", "--show-secrets", "--json", "--stack", "platform")) as { username: string; password: string };
+    read.credentials = JSON.parse(p.pulumi("stack", "output", "opsReadCredentials", "--show-secrets", "--json", "--stack", "platform")) as { username: string; password: string };
     const argocd = await startArgoCd(cluster, serverPort, { appResyncSeconds: DEFAULT_POLL_S });
     const cli = (args: string[]) =>
         new Promise<void>((resolve, reject) => {

@@ -10,10 +10,11 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import YAML from "yaml";
 
 import { ArgoCd, startArgoCd } from "../support/argocd";
 import { argoCdTestChart } from "../support/argocd-chart";
-import { Cluster, startCluster } from "../support/cluster";
+import { Cluster, exposeSealedSecretsController, hostAddress, startCluster } from "../support/cluster";
 import { repoRoot } from "../support/engine";
 import { GitHttpServer, freePort, makeBundleDir, startGitHttp } from "../support/fixtures";
 import { plant } from "../support/planted";
@@ -246,6 +247,33 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         assert.equal(live.status.operationState?.operation?.initiatedBy?.username, "tst-owner");
         const after = await cli(["status", "--stage", "tst"]);
         assert.match(after.stdout, /^ {2}tst: synced: synced at [0-9a-f]{12}, health Progressing \(last operation Succeeded by tst-owner at \S+\)$/m);
+    });
+
+    it("a sealed secret committed with stages secret set reaches tst through the umbrella chart when its owner syncs, and the real controller unseals it there", async function () {
+        const host = hostAddress();
+        const controller = await cluster.startSealedSecretsController(host);
+        await exposeSealedSecretsController(cluster, controller, host);
+        const value = plant(`tst-db-${Math.random().toString(36).slice(2)}`);
+        const file = path.join(p.dir, "db-password");
+        fs.writeFileSync(file, value, { mode: 0o600 });
+        const set = await cli(["secret", "set", "web", "--stage", "tst", `PASSWORD=@${file}`, "--reason", "database credentials", "--json"]);
+        assert.equal(set.code, 0, set.stderr);
+        const sealed = YAML.parse(p.git("show", "main:environments/tst/secrets/web.yaml")) as { metadata: { name: string; namespace: string } };
+        assert.equal(sealed.metadata.namespace, "tst");
+        // Committed, not deployed: tst waits for its owners again.
+        const st = await cli(["status", "--stage", "tst", "--json"]);
+        assert.deepEqual((JSON.parse(st.stdout) as { deployment: { waitingFor?: string[] } }[])[0].deployment.waitingFor, ["tst-owners"]);
+        const synced = await cli(["sync", "--stage", "tst", "--wait", "--timeout", "120", "--for", "synced", "--json"], { ARGOCD_AUTH_TOKEN: tokens["tst-owner"] });
+        assert.equal(synced.code, 0, synced.stderr);
+        // Argo CD applied the SealedSecret from the umbrella chart; the controller made the Secret.
+        assert.ok(await cluster.client.get(`/apis/bitnami.com/v1alpha1/namespaces/tst/sealedsecrets/${sealed.metadata.name}`), "Argo CD did not apply the SealedSecret");
+        const secret = await until("the controller unsealing the secret in tst", async () => {
+            const s = await cluster.client.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/tst/secrets/${sealed.metadata.name}`);
+            return s?.data?.PASSWORD ? s : undefined;
+        });
+        assert.equal(Buffer.from(secret.data!.PASSWORD, "base64").toString("utf8"), value);
+        // The value is nowhere in the ops repo.
+        assert.ok(!p.git("log", "-p", "main").includes(value), "the secret's value reached the ops repo");
     });
 
     it("a deny sync window blocks the perf owner's sync; prod's window allows its owners' manual syncs", async function () {

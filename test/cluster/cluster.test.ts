@@ -14,7 +14,7 @@ import type { KubeClient } from "../../src/kube/client";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { AssembledRunner, createRunner } from "../../src/runner/index";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
-import { Cluster, startCluster } from "../support/cluster";
+import { Cluster, exposeSealedSecretsController, hostAddress, startCluster } from "../support/cluster";
 import { repoRoot, testToolchain } from "../support/engine";
 import { argoCdTestChart } from "../support/argocd-chart";
 import { makeBundleDir } from "../support/fixtures";
@@ -95,26 +95,10 @@ describe("the cluster tier: a real kube-apiserver and etcd", function () {
         // No kubelet runs Pods here, so the controller runs as a process on this host's address,
         // and a Pod object whose status carries that address backs the Service's endpoints: the API
         // server's proxy, our client, our sealing and the controller are all the real ones.
-        const host = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
-        assert.ok(host, "the cluster tier needs a non-loopback IPv4 address for the controller's endpoint");
+        const host = hostAddress();
         const controller = await cluster.startSealedSecretsController(host);
         process.stderr.write(`      sealed-secrets-controller up in ${cluster.timings.sealedSecretsController} ms\n`);
-        const port = controller.port;
-        const ns = "/api/v1/namespaces/kube-system";
-        if (!(await client.get(`${ns}/serviceaccounts/default`))) await client.request("POST", `${ns}/serviceaccounts`, { metadata: { name: "default" } });
-        await client.request("POST", `${ns}/pods`, {
-            metadata: { name: "sealed-secrets-controller-0", labels: { "app.kubernetes.io/name": "sealed-secrets" } },
-            spec: { automountServiceAccountToken: false, containers: [{ name: "controller", image: "registry.example/sealed-secrets-controller:process" }] },
-        });
-        await client.request("PATCH", `${ns}/pods/sealed-secrets-controller-0/status`, { status: { podIP: host, podIPs: [{ ip: host }] } }, "application/merge-patch+json");
-        const targetRef = { kind: "Pod", name: "sealed-secrets-controller-0", namespace: "kube-system" };
-        await client.request("POST", `${ns}/endpoints`, { metadata: { name: "sealed-secrets-controller" }, subsets: [{ addresses: [{ ip: host, targetRef }], ports: [{ name: "http", port }] }] });
-        await client.request("POST", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", {
-            metadata: { name: "sealed-secrets-controller-test", labels: { "kubernetes.io/service-name": "sealed-secrets-controller" } },
-            addressType: "IPv4",
-            endpoints: [{ addresses: [host], conditions: { ready: true }, targetRef }],
-            ports: [{ name: "http", port, protocol: "TCP" }],
-        });
+        await exposeSealedSecretsController(cluster, controller, host);
 
         const operator = { name: "olivia", grants: [{ stages: ["tst"], verbs: ["secrets" as const] }] };
         const r = await assembled.secrets.set({ app: "web", stage: "tst", scope: "strict", replace: false, values: { PASSWORD: Buffer.from("through-the-proxy") } }, operator);

@@ -205,3 +205,37 @@ export async function startCluster(): Promise<Cluster> {
         throw e;
     }
 }
+
+/**
+ * Makes a controller process reachable as the chart's Service `sealed-secrets-controller` in
+ * kube-system: no kubelet runs Pods here, so a Pod object whose status carries the host's address
+ * backs the Service's endpoints (and endpoint slices), and the API server's proxy, our client and
+ * the controller are all the real ones. `host` must be a non-loopback address of this machine (the
+ * API server refuses to proxy to loopback).
+ */
+export async function exposeSealedSecretsController(cluster: Cluster, controller: SealedSecretsController, host: string): Promise<void> {
+    const client = cluster.client;
+    const port = controller.port;
+    const ns = "/api/v1/namespaces/kube-system";
+    if (!(await client.get(`${ns}/serviceaccounts/default`))) await client.request("POST", `${ns}/serviceaccounts`, { metadata: { name: "default" } });
+    await client.request("POST", `${ns}/pods`, {
+        metadata: { name: "sealed-secrets-controller-0", labels: { "app.kubernetes.io/name": "sealed-secrets" } },
+        spec: { automountServiceAccountToken: false, containers: [{ name: "controller", image: "registry.example/sealed-secrets-controller:process" }] },
+    });
+    await client.request("PATCH", `${ns}/pods/sealed-secrets-controller-0/status`, { status: { podIP: host, podIPs: [{ ip: host }] } }, "application/merge-patch+json");
+    const targetRef = { kind: "Pod", name: "sealed-secrets-controller-0", namespace: "kube-system" };
+    await client.request("POST", `${ns}/endpoints`, { metadata: { name: "sealed-secrets-controller" }, subsets: [{ addresses: [{ ip: host, targetRef }], ports: [{ name: "http", port }] }] });
+    await client.request("POST", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", {
+        metadata: { name: "sealed-secrets-controller-test", labels: { "kubernetes.io/service-name": "sealed-secrets-controller" } },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [host], conditions: { ready: true }, targetRef }],
+        ports: [{ name: "http", port, protocol: "TCP" }],
+    });
+}
+
+/** A non-loopback IPv4 address of this machine (for endpoints the API server will proxy to). */
+export function hostAddress(): string {
+    const host = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+    if (!host) throw new Error("the cluster tier needs a non-loopback IPv4 address for the controller's endpoint");
+    return host;
+}
