@@ -206,6 +206,7 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
         const stage = stageArg(values.stage, true)!;
         const waitMs = values.wait ? timeoutSeconds(values.timeout) * 1000 : undefined;
         if (!values.wait && values.timeout !== undefined) throw new RunnerError("invalid", "--timeout: only with --wait");
+        if (!values.wait && values.for !== undefined) throw new RunnerError("invalid", "--for: only with --wait");
         const until = untilArg(values.for);
         const tokenFile = values["argocd-token-file"] as string | undefined;
         const token = tokenFile !== undefined ? { value: readArgoCdTokenFile(tokenFile), from: `--argocd-token-file (${tokenFile})` } : process.env.ARGOCD_AUTH_TOKEN ? { value: process.env.ARGOCD_AUTH_TOKEN.trim(), from: "$ARGOCD_AUTH_TOKEN" } : undefined;

@@ -396,10 +396,17 @@ export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx:
         }),
     };
     const accountNames = new Set<string>();
+    // Teams are RBAC subjects too (on the local host a group is the bare team name): an account
+    // named like one would get that team's roles whatever its own `teams` say.
+    const knownTeams = new Set([teams.platformAdmins, teams.developers, ...stages.flatMap((s) => s.owners)]);
     for (const [i, acc] of argocd.accounts.entries()) {
         if (acc.name === "admin" || acc.name === RUNNER_ARGOCD_ACCOUNT) c.fail(k(`argocd.accounts[${i}].name`), acc.name, `must not be "admin" or "${RUNNER_ARGOCD_ACCOUNT}" (Argo CD's and the runner's own accounts)`);
+        else if (knownTeams.has(acc.name)) c.fail(k(`argocd.accounts[${i}].name`), acc.name, "must not be the name of a team (it would take that team's roles)");
         else if (accountNames.has(acc.name)) c.fail(k(`argocd.accounts[${i}].name`), acc.name, "must be unique among argocd.accounts");
         accountNames.add(acc.name);
+        for (const [j, team] of acc.teams.entries()) {
+            if (!knownTeams.has(team)) c.fail(k(`argocd.accounts[${i}].teams[${j}]`), team, `must be a team of this platform (${[...knownTeams].join(", ")})`);
+        }
     }
     const ss = c.object(k("sealedSecrets"), raw.sealedSecrets, ["namespace", "chart"]);
     const sealedSecrets = {

@@ -85,27 +85,43 @@ export class GitHubRest {
      * Records a Deployment of `ref` to `environment` with its final status, as a deployment tool
      * does once the release runs there: `deployment_status` events start the workflows that react.
      * `auto_merge` and `required_contexts` are off: the release was built and checked already.
+     * Idempotent by `payload.opsCommit`: a Deployment an earlier attempt made for the same ops
+     * commit is reused, and a final status it already has is not posted again (each status starts
+     * workflow runs).
      */
     async recordDeployment(
         repo: GitHubRepo,
-        d: { ref: string; environment: string; description: string; payload: Record<string, unknown>; production: boolean; state: "success" | "failure"; logUrl?: string },
-    ): Promise<{ id: number; url?: string }> {
-        const created = await this.request<{ id: number; url?: string }>(repo, "POST", "/deployments", {
-            ref: d.ref,
-            environment: d.environment,
-            description: d.description.slice(0, 140),
-            payload: d.payload,
-            auto_merge: false,
-            required_contexts: [],
-            production_environment: d.production,
-            transient_environment: false,
-        });
-        await this.request(repo, "POST", `/deployments/${created.id}/statuses`, {
+        d: { ref: string; environment: string; description: string; payload: { opsCommit: string } & Record<string, unknown>; production: boolean; state: "success" | "failure"; logUrl?: string },
+    ): Promise<{ id: number; existed: boolean }> {
+        const query = `sha=${encodeURIComponent(d.ref)}&environment=${encodeURIComponent(d.environment)}&per_page=100`;
+        const earlier = (await this.request<{ id: number; payload?: { opsCommit?: string } | string }[]>(repo, "GET", `/deployments?${query}`)).find(
+            (x) => typeof x.payload === "object" && x.payload?.opsCommit === d.payload.opsCommit,
+        );
+        let id: number;
+        if (earlier) {
+            id = earlier.id;
+            const statuses = await this.request<{ state: string }[]>(repo, "GET", `/deployments/${id}/statuses?per_page=100`);
+            if (statuses.some((x) => x.state === d.state)) return { id, existed: true };
+        } else {
+            id = (
+                await this.request<{ id: number }>(repo, "POST", "/deployments", {
+                    ref: d.ref,
+                    environment: d.environment,
+                    description: d.description.slice(0, 140),
+                    payload: d.payload,
+                    auto_merge: false,
+                    required_contexts: [],
+                    production_environment: d.production,
+                    transient_environment: false,
+                })
+            ).id;
+        }
+        await this.request(repo, "POST", `/deployments/${id}/statuses`, {
             state: d.state,
             environment: d.environment,
             description: d.description.slice(0, 140),
             ...(d.logUrl ? { log_url: d.logUrl } : {}),
         });
-        return created;
+        return { id, existed: earlier !== undefined };
     }
 }

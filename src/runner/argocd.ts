@@ -13,6 +13,8 @@ import { RunnerError } from "./errors";
 /** An Application as Argo CD's API returns it (the fields we read). */
 export interface ApplicationResource {
     readonly metadata?: { readonly name?: string };
+    /** The operation requested and not yet taken up by the controller (a sync just asked for). */
+    readonly operation?: { readonly initiatedBy?: { readonly username?: string; readonly automated?: boolean } };
     readonly status?: ApplicationStatus;
 }
 
@@ -95,7 +97,7 @@ export class ArgoCdClient {
         if (res.status === 401) throw new RunnerError("unauthorized", `${said} (the token from ${this.source.tokenFrom} is not valid there)`);
         if (res.status === 403) {
             // A sync window's refusal is a policy answer (try later), not a missing right.
-            if (/blocked by sync window/.test(message)) throw new RunnerError("refused", said, "sync-window");
+            if (/blocked by sync window/i.test(message)) throw new RunnerError("refused", said, "sync-window");
             throw new RunnerError("forbidden", said);
         }
         if (res.status === 404) throw new RunnerError("not-found", said);

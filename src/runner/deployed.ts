@@ -36,8 +36,8 @@ export interface ApplicationStatus {
  */
 export interface Deployment {
     readonly state: "deployed" | "synced" | "pending" | "syncing" | "failed" | "unknown";
-    /** For `unknown`: why (`render`: no cluster; `absent`: no Application; `unreadable`: the read failed). */
-    readonly reason?: "render" | "absent" | "unreadable";
+    /** For `unknown`: why (`render`: no cluster; `absent`: no Application; `unreadable`: the read failed; `denied`: Argo CD refused the read). */
+    readonly reason?: "render" | "absent" | "unreadable" | "denied";
     /** The stage's last ops commit (what should be deployed), when it has one. */
     readonly commit?: string;
     /** The ops repo revision Argo CD compared against, its sync and health status, the last operation. */
@@ -51,6 +51,8 @@ export interface Deployment {
     readonly reconciledAt?: string;
     /** For a manual stage whose commit is not synced yet: the teams whose sync it waits for. */
     readonly waitingFor?: readonly string[];
+    /** Argo CD's sync and health predate the end of its last operation: not to be trusted until it compares again. */
+    readonly stale?: true;
     readonly message: string;
 }
 
@@ -94,7 +96,16 @@ export class KubeApplications implements ApplicationsPort {
  * says whether `revision` is `commit` or a later commit of main (Argo CD compares the whole
  * repository's head, which later commits to other stages move on).
  */
-export async function judge(status: ApplicationStatus | undefined, commit: string | undefined, contains: (commit: string, revision: string) => Promise<boolean>): Promise<Deployment> {
+export async function judge(
+    status: ApplicationStatus | undefined,
+    commit: string | undefined,
+    contains: (commit: string, revision: string) => Promise<boolean>,
+    /**
+     * A sync was just requested: the operation state Argo CD showed before it (its start time, or
+     * null for none) is the previous operation's, and until another replaces it nothing of it counts.
+     */
+    requested?: { readonly previousStart: string | null },
+): Promise<Deployment> {
     if (!status) return { state: "unknown", reason: "absent", ...(commit ? { commit } : {}), message: "Argo CD has no Application for this stage" };
     const revision = status.sync?.revision;
     const base = {
@@ -107,6 +118,9 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
         ...(initiator(status) ? { operationBy: initiator(status) } : {}),
         ...(status.reconciledAt ? { reconciledAt: status.reconciledAt } : {}),
     };
+    if (requested && (status.operationState?.startedAt ?? null) === requested.previousStart) {
+        return { state: "syncing", ...base, message: "Argo CD has not started the requested sync yet" };
+    }
     if (status.operationState?.phase === "Running" || status.operationState?.phase === "Terminating") {
         return { state: "syncing", ...base, message: `Argo CD is syncing ${short(status.operationState.syncResult?.revision ?? revision)}` };
     }
@@ -124,6 +138,12 @@ export async function judge(status: ApplicationStatus | undefined, commit: strin
     const opHolds = opRevision !== undefined && (commit === undefined || opRevision === commit || (await contains(commit, opRevision)));
     if ((status.operationState?.phase === "Failed" || status.operationState?.phase === "Error") && opHolds) {
         return { state: "failed", ...base, message: `the last sync failed: ${status.operationState.message ?? "no message"}` };
+    }
+    // A comparison made before the last operation finished says nothing about what that operation
+    // applied (Kargo's akuity/kargo#2196): wait for the next one (waitDeployed asks for it).
+    const finished = status.operationState?.finishedAt;
+    if (finished && status.reconciledAt && Date.parse(status.reconciledAt) < Date.parse(finished)) {
+        return { state: "syncing", stale: true, ...base, message: `Argo CD last compared at ${status.reconciledAt}, before its last operation finished (${finished}): waiting for a fresh comparison` };
     }
     if (status.sync?.status === "Synced") {
         const health = status.health?.status ?? "Unknown";
@@ -151,7 +171,8 @@ function short(commit: string | undefined): string {
  * before the commit would be stale; a refresh that fails is not fatal, the next reconcile comes
  * anyway). `failed` ends the wait as a conflict; an absent Application or no cluster as not-found;
  * an unreadable Application is read again until the deadline, which ends it as a timeout naming
- * the last state.
+ * the last state. A stale status (compared before the last operation finished) is never taken as
+ * done: Argo CD is asked to refresh again.
  */
 export async function waitDeployed(
     read: () => Promise<Deployment>,
@@ -164,7 +185,11 @@ export async function waitDeployed(
         const d = await read();
         if (d.state === "deployed" || (d.state === "synced" && opts.until === "synced")) return d;
         if (d.state === "failed") throw new RunnerError("conflict", d.message, "sync-failed");
+        // A refused read will not be allowed by waiting (a token without the right): at once.
+        if (d.state === "unknown" && d.reason === "denied") throw new RunnerError("forbidden", d.message);
         if (d.state === "unknown" && d.reason !== "unreadable") throw new RunnerError("not-found", d.message);
+        // A stale status asks for the comparison it lacks (a failed request is not fatal: the controller refreshes after each operation anyway).
+        if (d.stale) await refresh().catch(() => undefined);
         if (Date.now() >= deadline) throw new RunnerError("timeout", `not ${opts.until ?? "deployed"} after ${Math.round(opts.timeoutMs / 1000)} s: ${d.message}`);
         if (opts.signal?.aborted) throw new RunnerError("timeout", `stopped while waiting: ${d.message}`);
         await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 2000, Math.max(0, deadline - Date.now()))));

@@ -516,17 +516,17 @@ export class Runner {
     async wait(
         stageName: string,
         timeoutMs: number,
-        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort } = {},
+        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort; requested?: { previousStart: string | null } } = {},
     ): Promise<Deployment> {
         const { stage } = findStage(await this.pipeline(), stageName);
         const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
         if (opts.release) holdsRelease(stageName, outputs, opts.release);
         const apps = opts.applications ? { port: opts.applications, missing: "", close: () => undefined } : await this.applications();
-        if (!apps.port) throw new RunnerError(apps.reason ? "unavailable" : "not-found", apps.missing);
+        if (!apps.port) throw apps.failure ? new RunnerError(apps.failure.kind, apps.missing, apps.failure.reason) : new RunnerError("not-found", apps.missing);
         try {
             const port = apps.port;
             const commit = await this.stageHead(stageName, outputs);
-            return await waitDeployed(() => this.judgeDeployment(stage, commit, apps), () => port.refresh(stageName), { timeoutMs, until: opts.until, signal: opts.signal });
+            return await waitDeployed(() => this.judgeDeployment(stage, commit, apps, opts.requested), () => port.refresh(stageName), { timeoutMs, until: opts.until, signal: opts.signal });
         } finally {
             apps.close();
         }
@@ -541,21 +541,25 @@ export class Runner {
     async sync(stageName: string, client: ArgoCdClient, opts: { waitMs?: number; until?: "deployed" | "synced"; signal?: AbortSignal } = {}): Promise<SyncAnswer> {
         findStage(await this.pipeline(), stageName);
         const app = await client.sync(stageName);
-        const by = app.status?.operationState?.operation?.initiatedBy?.username;
+        // The answer carries the operation just requested; its status still shows the previous one.
+        const by = app.operation?.initiatedBy?.username;
         const started: SyncAnswer = { stage: stageName, argocd: client.url, message: `Argo CD started a sync of ${stageName}${by ? ` for ${by}` : ""}` };
         if (opts.waitMs === undefined) return started;
-        const deployment = await this.wait(stageName, opts.waitMs, { until: opts.until, signal: opts.signal, applications: new ArgoCdApplications(client) });
+        const requested = { previousStart: app.status?.operationState?.startedAt ?? null };
+        const deployment = await this.wait(stageName, opts.waitMs, { until: opts.until, signal: opts.signal, applications: new ArgoCdApplications(client), requested });
         return { ...started, deployment, message: `${stageName} ${deployment.state}: ${deployment.message}` };
     }
 
     /** Argo CD's Applications, once per call (or why there are none). */
-    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; reason?: "unreadable"; close: () => void }> {
+    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; failure?: RunnerError; close: () => void }> {
         try {
             const port = await this.deps.applications?.();
             return { port, missing: "no Argo CD configured (the platform renders Kubernetes to files)", close: () => port?.close?.() };
         } catch (e) {
-            // Configured but not usable (a token file that cannot be read, no platform output): not render mode.
-            return { missing: `cannot reach Argo CD's Applications: ${e instanceof Error ? e.message : String(e)}`, reason: "unreadable", close: () => undefined };
+            // Configured but not usable (a token file that cannot be read, no platform output): not
+            // render mode, and the failure keeps its kind (a bad setting is invalid, not unavailable).
+            const failure = e instanceof RunnerError ? e : new RunnerError("unavailable", e instanceof Error ? e.message : String(e));
+            return { missing: `cannot reach Argo CD's Applications: ${failure.message}`, failure, close: () => undefined };
         }
     }
 
@@ -573,17 +577,23 @@ export class Runner {
         }
     }
 
-    private async judgeDeployment(stage: PipelineStage, commit: string | undefined, apps: { port?: ApplicationsPort; missing: string; reason?: "unreadable" }): Promise<Deployment> {
+    private async judgeDeployment(
+        stage: PipelineStage,
+        commit: string | undefined,
+        apps: { port?: ApplicationsPort; missing: string; failure?: RunnerError },
+        requested?: { previousStart: string | null },
+    ): Promise<Deployment> {
         const c = commit ? { commit } : {};
-        if (!apps.port) return { state: "unknown", reason: apps.reason ?? "render", ...c, message: `live state unknown: ${apps.missing}` };
+        if (!apps.port) return { state: "unknown", reason: apps.failure ? "unreadable" : "render", ...c, message: `live state unknown: ${apps.missing}` };
         let status: ApplicationStatus | undefined;
         try {
             status = await apps.port.application(stage.name);
         } catch (e) {
-            return { state: "unknown", reason: "unreadable", ...c, message: `cannot read Argo CD's Application ${stage.name}: ${e instanceof Error ? e.message : String(e)}` };
+            const denied = e instanceof RunnerError && (e.kind === "unauthorized" || e.kind === "forbidden");
+            return { state: "unknown", reason: denied ? "denied" : "unreadable", ...c, message: `cannot read Argo CD's Application ${stage.name}: ${e instanceof Error ? e.message : String(e)}` };
         }
         // An ancestry check that fails (the ops repo unreachable) counts as "not contained": pending, read again.
-        const d = await judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false));
+        const d = await judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false), requested);
         // A manual stage's commit waits for its owners: say whose sync it is, as people ask "who do I ping?".
         if (d.state === "pending" && stage.sync === "manual" && stage.owners.length > 0) {
             return { ...d, waitingFor: [...stage.owners], message: `waiting for a sync by ${stage.owners.join(", ")}: ${d.message}` };

@@ -3,10 +3,12 @@
  * sync hours after the promotion, and no CI job should wait that long, so the service watches the
  * stages and, once a stage's last ops commit is deployed (Synced and Healthy) or its sync failed,
  * records that as a request of its own in the request log (one per stage, commit and outcome, made
- * unique by an idempotency key, so several replicas record it once) and, on the GitHub host, as a
- * GitHub Deployment of each app's release on the dev repo with its status. The dev repo's workflow
- * reacts to that `deployment_status`: the stage's tests, then the next promotion.
+ * unique by an idempotency key, so several replicas record it once). A worker then reports it: when
+ * that commit is a promotion and the platform is on GitHub, as a GitHub Deployment of the release
+ * on the dev repo with its status. The dev repo's workflow reacts to that `deployment_status`: the
+ * stage's tests, then the next promotion.
  */
+import type { CommitInfo } from "../git/engine";
 import type { StatusRow } from "../runner/runner";
 import { GitHubRepo, GitHubRest } from "../github/rest";
 
@@ -16,7 +18,7 @@ export const OBSERVER = "(deployment-watch)";
 /** The verb of those requests. */
 export const REPORT_VERB = "report-deployment";
 
-/** One observation to record: a stage's commit that Argo CD deployed, or whose sync failed. */
+/** One observation to record: a stage's last commit that Argo CD deployed, or whose sync failed. */
 export interface Observation {
     readonly stage: string;
     readonly commit: string;
@@ -24,11 +26,9 @@ export interface Observation {
     readonly message: string;
     /** Who started the sync that got there (Argo CD's record), when known. */
     readonly by?: string;
-    /** The releases the stage's ops folder holds at that commit: app -> version and source commit. */
-    readonly apps: Readonly<Record<string, { version: string; sourceCommit?: string }>>;
     /** Whether this is the pipeline's last stage (a production environment on GitHub). */
     readonly last: boolean;
-    /** The key that makes the record unique: stage, commit and outcome. */
+    /** The key that makes the record unique: stage, commit and outcome (at most 124 characters). */
     readonly key: string;
 }
 
@@ -44,12 +44,39 @@ export function observations(rows: readonly StatusRow[]): Observation[] {
             state: d.state,
             message: d.message,
             ...(d.operationBy ? { by: d.operationBy } : {}),
-            apps: Object.fromEntries(Object.entries(r.apps).map(([app, e]) => [app, { version: e.version, ...(e.sourceCommit ? { sourceCommit: e.sourceCommit } : {}) }])),
             last: i === rows.length - 1,
-            key: `deployment:${r.stage}:${d.commit}:${d.state}`,
+            // 40 hex digits name a commit in SHA-1 and SHA-256 repositories alike, and keep the key
+            // within the request log's 128 characters (a 63-character stage: 124).
+            key: `deployment:${r.stage}:${d.commit.slice(0, 40)}:${d.state}`,
         });
     }
     return out;
+}
+
+/** What a stage's commit changed, from its message (see `commitMessage`): a release of one app, or nothing of that kind. */
+export interface CommitChange {
+    readonly kind: "promote" | "rollback";
+    readonly app: string;
+    readonly version: string;
+    readonly sourceCommit?: string;
+    readonly requestId?: string;
+}
+
+/**
+ * The release a commit brought, read from the commit itself (its subject and trailers), so a record
+ * names what that commit deployed and never what the stage's stack says later. Holds, releases of
+ * holds, secrets and operators' commits bring no release: undefined.
+ */
+export function commitChange(c: Pick<CommitInfo, "subject" | "trailers">): CommitChange | undefined {
+    const m = /^(Promote|Roll back) ([a-z][a-z0-9-]*) (\S+) to ([a-z][a-z0-9-]*) \(request ([^)\s]+)\)$/.exec(c.subject);
+    if (!m) return undefined;
+    return {
+        kind: m[1] === "Promote" ? "promote" : "rollback",
+        app: m[2],
+        version: m[3],
+        ...(c.trailers["Source-Commit"] ? { sourceCommit: c.trailers["Source-Commit"] } : {}),
+        requestId: c.trailers["Request-Id"] ?? m[5],
+    };
 }
 
 /** What recording an observation did. */
@@ -57,31 +84,38 @@ export interface Reported {
     readonly stage: string;
     readonly commit: string;
     readonly state: "deployed" | "failed";
-    /** GitHub Deployments created on the dev repo, per app; empty without GitHub. */
-    readonly githubDeployments: readonly { app: string; version: string; ref: string; id: number }[];
+    readonly change: CommitChange | null;
+    /** The GitHub Deployment made (or found made by an earlier attempt); null without one. */
+    readonly githubDeployment: { readonly app: string; readonly version: string; readonly ref: string; readonly id: number } | null;
     readonly message: string;
 }
 
 /**
- * Records an observation: on GitHub (when `dev` and a token are given), one Deployment per app
- * release whose source commit is known, to the stage's environment, with the outcome as its
- * status and the release in its payload (`app`, `version`, `opsCommit`: what the workflow reads).
+ * Records an observation. On GitHub (when `github` is given) and for a promotion whose source
+ * commit is known: one Deployment of the release to the stage's environment, with the outcome as
+ * its status and the release in its payload (`app`, `version`, `kind`, `opsCommit`: what the
+ * workflow reads). A retry after a partial failure finds the Deployment and the status an earlier
+ * attempt made (by `opsCommit`) instead of making them again, so no workflow runs twice.
  */
-export async function reportObservation(o: Observation, github?: { dev: GitHubRepo; rest: GitHubRest }): Promise<Reported> {
-    const base = { stage: o.stage, commit: o.commit, state: o.state };
-    if (!github) return { ...base, githubDeployments: [], message: `${o.stage} ${o.state} at ${o.commit.slice(0, 12)} (recorded in the request log; no GitHub dev repo to tell)` };
-    const created: { app: string; version: string; ref: string; id: number }[] = [];
-    for (const [app, e] of Object.entries(o.apps)) {
-        if (!e.sourceCommit) continue;
-        const d = await github.rest.recordDeployment(github.dev, {
-            ref: e.sourceCommit,
-            environment: o.stage,
-            description: `${app} ${e.version} ${o.state === "deployed" ? "deployed" : "failed to deploy"} in ${o.stage}${o.by ? ` (sync by ${o.by})` : ""}`,
-            payload: { app, version: e.version, opsCommit: o.commit },
-            production: o.last,
-            state: o.state === "deployed" ? "success" : "failure",
-        });
-        created.push({ app, version: e.version, ref: e.sourceCommit, id: d.id });
+export async function reportObservation(o: Observation, change: CommitChange | undefined, github?: { dev: GitHubRepo; rest: GitHubRest }): Promise<Reported> {
+    const base = { stage: o.stage, commit: o.commit, state: o.state, change: change ?? null };
+    const what = change ? `${change.kind === "promote" ? "promotion" : "rollback"} of ${change.app} ${change.version}` : "a change that brings no release";
+    const at = `${o.stage} ${o.state} at ${o.commit.slice(0, 12)} (${what})`;
+    if (!github) return { ...base, githubDeployment: null, message: `${at}: recorded in the request log; no GitHub dev repo to tell` };
+    if (!change || change.kind !== "promote" || !change.sourceCommit) {
+        return { ...base, githubDeployment: null, message: `${at}: recorded in the request log; no GitHub Deployment (only promotions with a source commit make one)` };
     }
-    return { ...base, githubDeployments: created, message: `${o.stage} ${o.state} at ${o.commit.slice(0, 12)}: ${created.length} GitHub Deployment(s) recorded on ${github.dev.repository}` };
+    const d = await github.rest.recordDeployment(github.dev, {
+        ref: change.sourceCommit,
+        environment: o.stage,
+        description: `${change.app} ${change.version} ${o.state === "deployed" ? "deployed" : "failed to deploy"} in ${o.stage}${o.by ? ` (sync by ${o.by})` : ""}`,
+        payload: { app: change.app, version: change.version, kind: change.kind, opsCommit: o.commit },
+        production: o.last,
+        state: o.state === "deployed" ? "success" : "failure",
+    });
+    return {
+        ...base,
+        githubDeployment: { app: change.app, version: change.version, ref: change.sourceCommit, id: d.id },
+        message: `${at}: GitHub Deployment ${d.id} ${d.existed ? "found" : "recorded"} on ${github.dev.repository}`,
+    };
 }

@@ -20,7 +20,7 @@ import { Verb, requireRight } from "../runner/rights";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles, writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
-import { OBSERVER, type Observation, REPORT_VERB, observations, reportObservation } from "./deployments";
+import { OBSERVER, type Observation, REPORT_VERB, commitChange, observations, reportObservation } from "./deployments";
 import { STATUS_PAGE } from "./page";
 import { type GitHubRepo, GitHubRest } from "../github/rest";
 import type { RequestRecord, RequestStore } from "./store";
@@ -98,6 +98,9 @@ export class Service {
     private coalescingCache?: { at: number; stages: Set<string> };
     private pumping = false;
     private watching = false;
+    private warnedNoGithubToken = false;
+    /** Reports that failed, by observation key: how often, and when the watch may record them again. */
+    private readonly reportBackoff = new Map<string, { failures: number; nextAt: number }>();
 
     constructor(private readonly deps: ServiceDeps) {
         this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
@@ -131,8 +134,19 @@ export class Service {
         if (this.watching || this.stopping) return;
         this.watching = true;
         try {
+            // On GitHub without a token every report would fail: say so (once) instead of recording failures.
+            const dev = (await this.platformOutputs()).devRepository;
+            if (dev && !(this.deps.env ?? process.env).GITHUB_TOKEN) {
+                if (!this.warnedNoGithubToken) this.deps.log({ level: "warn", msg: "GITHUB_TOKEN is not set: what Argo CD deploys is not recorded as GitHub Deployments on the dev repo until it is (the token needs deployments: write there)" });
+                this.warnedNoGithubToken = true;
+                return;
+            }
             const rows = await this.deps.assembled.runner.status();
+            const now = this.now().getTime();
             for (const o of observations(rows)) {
+                // A report that failed (GitHub down) is tried again, later each time, up to every 30 minutes.
+                const backoff = this.reportBackoff.get(o.key);
+                if (backoff && backoff.nextAt > now) continue;
                 const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
                 const work: Work = { request: o as unknown as Record<string, unknown>, actor: WATCH_ACTOR };
                 const { created } = await this.deps.store.create({ id, verb: REPORT_VERB, stack: `deployments:${o.stage}`, body: work, principal: OBSERVER, idempotencyKey: o.key }, this.now());
@@ -146,6 +160,20 @@ export class Service {
         }
     }
 
+    /** Reports an observation the watch recorded: what its commit changed, then GitHub when there is one. */
+    private async report(o: Observation): Promise<unknown> {
+        try {
+            const details = await this.deps.assembled.runner.stageCommit(o.stage, o.commit);
+            const result = await reportObservation(o, commitChange(details), await this.githubDev());
+            this.reportBackoff.delete(o.key);
+            return result;
+        } catch (e) {
+            const failures = (this.reportBackoff.get(o.key)?.failures ?? 0) + 1;
+            this.reportBackoff.set(o.key, { failures, nextAt: this.now().getTime() + Math.min(30 * 60_000, this.limits.watchIntervalMs * 2 ** failures) });
+            throw e;
+        }
+    }
+
     /** What the watch recorded of a stage, newest first (from the request log's last 500 requests). */
     private async watchRecords(stage: string): Promise<unknown[]> {
         const recent = await this.deps.store.recent(500);
@@ -153,7 +181,7 @@ export class Service {
             .filter((r) => r.verb === REPORT_VERB && r.stack === `deployments:${stage}`)
             .map((r) => {
                 const o = (r.body as Work).request as unknown as Observation;
-                return { requestId: r.id, recordedAt: r.createdAt, state: r.state, commit: o.commit, outcome: o.state, by: o.by ?? null, apps: o.apps, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
+                return { requestId: r.id, recordedAt: r.createdAt, state: r.state, commit: o.commit, outcome: o.state, by: o.by ?? null, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
             });
     }
 
@@ -691,7 +719,7 @@ export class Service {
                     result = await runner.drift(request.stage as string | undefined);
                     break;
                 case REPORT_VERB:
-                    result = await reportObservation(request as unknown as Observation, await this.githubDev());
+                    result = await this.report(request as unknown as Observation);
                     break;
                 default:
                     throw new RunnerError("internal", `unknown verb ${rec.verb}`);

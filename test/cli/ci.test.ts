@@ -46,7 +46,7 @@ describe("CI of the dev repo", function () {
         }
         const itgSteps = wf.jobs["promote-itg"].steps.map((s) => s.run ?? "");
         const tests = itgSteps.findIndex((r) => /integration-test\.sh itg/.test(r));
-        const waits = itgSteps.findIndex((r) => /^\$CLIENT wait "\$APP@\$\{\{ steps.build.outputs.version \}\}" --stage itg /.test(r));
+        const waits = itgSteps.findIndex((r) => /^\$CLIENT wait "\$APP@\$VERSION" --stage itg /.test(r));
         assert.ok(tests > 0, "the integration tests run after itg");
         // Against what Argo CD deployed: the wait comes between the promotion and the tests.
         assert.ok(waits > 0 && waits < tests, `the wait for Argo CD's sync must precede the tests: ${JSON.stringify(itgSteps)}`);
@@ -57,6 +57,19 @@ describe("CI of the dev repo", function () {
         const manualWf = YAML.parse(ciWorkflow(manual)) as Wf;
         assert.ok(!manualWf.jobs["promote-itg"].steps.some((st) => /\$CLIENT wait/.test(st.run ?? "")));
         assert.equal(manualWf.jobs["promote-prod"].needs, "verify-itg");
+        // Only a promotion of this repository's app moves the pipeline on (not a rollback, not another app).
+        assert.match(manualWf.jobs["verify-itg"].if, /payload\.kind == 'promote' && github\.event\.deployment\.payload\.app == \(vars\.GITOPS_STAGES_APP \|\| github\.event\.repository\.name\)/);
+        // The version from a payload reaches the script through the environment, never its text.
+        const promoteProd = (manualWf.jobs["promote-prod"] as unknown as { steps: { run?: string; env?: Record<string, string> }[] }).steps.find((st) => /\$CLIENT promote/.test(st.run ?? ""))!;
+        assert.ok(!promoteProd.run!.includes("${{"), promoteProd.run);
+        assert.equal(promoteProd.env!.VERSION, "${{ github.event.deployment.payload.version }}");
+        // Manual, then automatic, then manual: the stage after the automatic one follows in the run
+        // that the first stage's deployment started.
+        const mixed = YAML.parse(ciWorkflow(parsePlatformConfig({ stages: [{ name: "qa", sync: "manual" }, { name: "itg", sync: "automatic" }, { name: "prod" }] }, { projectDir: "/srv/project", stack: "platform" }))) as Wf;
+        assert.equal(mixed.jobs["promote-itg"].needs, "verify-qa");
+        assert.equal(mixed.jobs["promote-prod"].needs, "promote-itg");
+        assert.equal(mixed.jobs["promote-prod"].if, mixed.jobs["promote-itg"].if);
+        assert.match(mixed.jobs["promote-prod"].if, /environment == 'qa'/);
     });
 
     it("the dev repo's skeleton carries the workflow and the client script", function () {

@@ -206,7 +206,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         const tst = rows.find((x) => x.stage === "tst")!.deployment;
         assert.equal(tst.state, "pending");
         assert.deepEqual(tst.waitingFor, ["tst-owners"]);
-        assert.match(tst.message, /^waiting for a sync by tst-owners: committed \([0-9a-f]{12}\), not yet synced/);
+        assert.match(tst.message, /^waiting for a sync by tst-owners: committed, not yet synced: Argo CD reports OutOfSync at [0-9a-f]{12}$/);
         const human = await cli(["status"]);
         assert.match(human.stdout, /^\(deployed\)\s+synced\s+pending\s+\S+\s+\S+$/m);
         assert.match(human.stdout, /^ {2}tst: pending: waiting for a sync by tst-owners/m);

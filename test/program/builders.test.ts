@@ -133,11 +133,11 @@ describe("Argo CD specs", function () {
         assert.ok(!Object.entries(cm).some(([k, v]) => k.startsWith("accounts.") && String(v).includes("login")));
     });
 
-    it("account names are checked: Argo CD's and the runner's own names, duplicates and bad characters are refused, all in one error", function () {
+    it("account names are checked: Argo CD's and the runner's own names, team names, duplicates, bad characters and unknown teams are refused, all in one error", function () {
         assert.throws(
             () =>
                 parsePlatformConfig(
-                    { argocd: { accounts: [{ name: "admin" }, { name: "gitops-stages-runner" }, { name: "a.b" }, { name: "x" }, { name: "x" }, { name: "y", teams: ["Bad Team"] }] } },
+                    { argocd: { accounts: [{ name: "admin" }, { name: "gitops-stages-runner" }, { name: "a.b" }, { name: "x" }, { name: "x" }, { name: "y", teams: ["Bad Team"] }, { name: "prod-owners" }, { name: "z", teams: ["nobody"] }] } },
                     { projectDir: "/p", stack: "platform" },
                 ),
             (e: Error) =>
@@ -145,7 +145,9 @@ describe("Argo CD specs", function () {
                 /argocd\.accounts\[1\]\.name = "gitops-stages-runner"/.test(e.message) &&
                 /argocd\.accounts\[2\]\.name = "a\.b": must be 1 to 63 lowercase letters/.test(e.message) &&
                 /argocd\.accounts\[4\]\.name = "x": must be unique/.test(e.message) &&
-                /argocd\.accounts\[5\]\.teams\[0\] = "Bad Team"/.test(e.message),
+                /argocd\.accounts\[5\]\.teams\[0\] = "Bad Team"/.test(e.message) &&
+                /argocd\.accounts\[6\]\.name = "prod-owners": must not be the name of a team/.test(e.message) &&
+                /argocd\.accounts\[7\]\.teams\[0\] = "nobody": must be a team of this platform \(platform-admins, developers, itg-owners/.test(e.message),
         );
     });
 });

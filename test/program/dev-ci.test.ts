@@ -26,13 +26,14 @@ describe("the dev repo's CI as it runs", function () {
     before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-dev-ci-"))));
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-    it("actionlint finds nothing in any generated workflow (default pipeline, a first stage synced by hand, the ops repo's validate)", async function () {
+    it("actionlint finds nothing in any generated workflow (default pipeline, a first stage synced by hand, manual then automatic stages, the ops repo's validate)", async function () {
         const tc = await testToolchain();
         const actionlint = tc.components.find((c) => c.component.name === "actionlint")?.path;
         assert.ok(actionlint && fs.existsSync(actionlint), "the toolchain did not provide actionlint: run `npm run toolchain -- --set tests`");
         const configs = {
             default: parsePlatformConfig({}, { projectDir: "/p", stack: "platform" }),
             manualFirst: parsePlatformConfig({ stages: [{ name: "qa", sync: "manual" }, { name: "prod" }] }, { projectDir: "/p", stack: "platform" }),
+            mixed: parsePlatformConfig({ stages: [{ name: "qa", sync: "manual" }, { name: "itg", sync: "automatic" }, { name: "prod" }] }, { projectDir: "/p", stack: "platform" }),
         };
         const files: string[] = [];
         for (const [name, cfg] of Object.entries(configs)) {
@@ -87,6 +88,13 @@ describe("the dev repo's CI as it runs", function () {
         assert.match(fs.readFileSync(path.join(repo, "build", "version"), "utf8"), /^2\.3\.4-mr-17\.g[0-9a-f]{12}\n$/);
         assert.match(mr.stdout, /image registry\.example\/shop@sha256:b{64}/);
 
+        // As people write it: a leading v, a comment, build metadata; an MR build is still a prerelease of the core.
+        fs.writeFileSync(path.join(repo, "deploy", "chart", "Chart.yaml"), "apiVersion: v2\nname: shop\nversion: 0.1.0\nappVersion: v2.4.0+build.7 # bumped by release-please\n");
+        await run("bash", ["ci/build.sh", "release"], { cwd: repo, env });
+        assert.equal(fs.readFileSync(path.join(repo, "build", "version"), "utf8"), "2.4.0+build.7\n");
+        await run("bash", ["ci/build.sh", "mr-3"], { cwd: repo, env });
+        assert.match(fs.readFileSync(path.join(repo, "build", "version"), "utf8"), /^2\.4\.0-mr-3\.g[0-9a-f]{12}\n$/);
+
         const usage = await run("bash", ["ci/build.sh", "nightly"], { cwd: repo, env }).catch((e: { code: number; stderr: string }) => e);
         assert.equal("code" in usage ? usage.code : 0, 2);
         fs.rmSync(path.join(repo, "deploy", "chart"), { recursive: true });
@@ -106,6 +114,13 @@ describe("the dev repo's CI as it runs", function () {
             const ok = await run("bash", [script, "itg"], { env: { ...process.env, SMOKE_URL: url } });
             assert.match(ok.stdout, /itg: .*\/healthz answered 2xx/);
             assert.deepEqual(hits, ["/healthz"]);
+            // A stage that answers 500: the script fails, saying what it saw (one attempt, no waiting).
+            const broken = http.createServer((_req, res) => res.writeHead(500).end("no"));
+            await new Promise<void>((r) => broken.listen(0, "127.0.0.1", r));
+            const bad = await run("bash", [script, "itg"], { env: { ...process.env, SMOKE_ATTEMPTS: "1", SMOKE_URL: `http://127.0.0.1:${(broken.address() as AddressInfo).port}/` } }).catch((e: { code: number; stderr: string }) => e);
+            await new Promise<void>((r) => broken.close(() => r()));
+            assert.equal("code" in bad ? bad.code : 0, 1);
+            assert.match(bad.stderr, /did not answer 2xx in 1 attempts/);
             const env = { ...process.env };
             delete env.SMOKE_URL;
             const none = await run("bash", [script, "tst"], { env });

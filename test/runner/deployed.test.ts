@@ -27,8 +27,28 @@ describe("what is deployed: judging an Application against the stage's last comm
         ["a failed comparison leaves the branch's name as revision", { sync: { status: "Unknown", revision: "main" }, conditions: [{ type: "ComparisonError", message: "helm template failed" }] }, C, "failed", /helm template failed/],
         ["an error condition at an older resolved revision: not this commit's", { sync: { status: "Unknown", revision: OLDER }, conditions: [{ type: "ComparisonError", message: "x" }] }, C, "pending", /not yet synced/],
         ["a warning condition is no failure", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, conditions: [{ type: "SharedResourceWarning", message: "x" }] }, C, "deployed", /Healthy/],
+        ["synced and healthy, but compared before the last sync finished (stale)", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, reconciledAt: "2026-12-06T01:00:00Z", operationState: { phase: "Succeeded", finishedAt: "2026-12-06T01:00:05Z", syncResult: { revision: C } } }, C, "syncing", /before its last operation finished .*waiting for a fresh comparison/],
+        ["synced and healthy, compared after the last sync finished", { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, reconciledAt: "2026-12-06T01:00:05Z", operationState: { phase: "Succeeded", finishedAt: "2026-12-06T01:00:05Z", syncResult: { revision: C } } }, C, "deployed", /Healthy/],
         ["a stage never changed, synced", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, undefined, "deployed", /Healthy/],
     ];
+    it("right after a sync request, the previous operation's outcome does not count until Argo CD starts the new one", async function () {
+        const failedBefore = { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", message: "old failure", startedAt: "2026-12-06T01:00:00Z", syncResult: { revision: C } } };
+        const requested = { previousStart: "2026-12-06T01:00:00Z" };
+        assert.equal((await judge(failedBefore, C, contains, requested)).state, "syncing");
+        assert.equal((await judge(failedBefore, C, contains)).state, "failed");
+        const started = { ...failedBefore, operationState: { phase: "Running", startedAt: "2026-12-06T01:05:00Z" } };
+        assert.equal((await judge(started, C, contains, requested)).state, "syncing");
+        const done = { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", startedAt: "2026-12-06T01:05:00Z", syncResult: { revision: C } } };
+        assert.equal((await judge(done, C, contains, requested)).state, "deployed");
+        // No operation before: none after is not the answer yet either.
+        assert.equal((await judge({ sync: { status: "OutOfSync", revision: C } }, C, contains, { previousStart: null })).state, "syncing");
+    });
+
+    it("a refused read ends a wait at once as forbidden, whatever the deadline", async function () {
+        const denied = waitDeployed(async () => ({ state: "unknown", reason: "denied", message: "cannot read Argo CD's Application itg: Argo CD answered 403: permission denied" }), async () => undefined, { timeoutMs: 60_000, pollMs: 1 });
+        await assert.rejects(denied, (e: RunnerError) => e.kind === "forbidden" && /permission denied/.test(e.message));
+    });
+
     it("the last operation's end and who started it: an account, or Argo CD's automated sync", async function () {
         const byOwner = await judge({ sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", finishedAt: "2026-12-06T01:00:00Z", operation: { initiatedBy: { username: "tst-owner" } } } }, C, contains);
         assert.equal(byOwner.operationBy, "tst-owner");
@@ -62,6 +82,13 @@ describe("waiting on a deployment", function () {
         assert.equal(got.state, "deployed");
         assert.equal(refreshed, 1);
         assert.equal((await waitDeployed(seq(d("pending"), d("synced")), async () => undefined, { timeoutMs: 5000, pollMs: 1, until: "synced" })).state, "synced");
+    });
+
+    it("a stale status is never done: the wait asks Argo CD to refresh again and takes the fresh answer", async function () {
+        let refreshed = 0;
+        const got = await waitDeployed(seq(d("syncing", { stale: true }), d("syncing", { stale: true }), d("deployed")), async () => void refreshed++, { timeoutMs: 5000, pollMs: 1 });
+        assert.equal(got.state, "deployed");
+        assert.equal(refreshed, 3, "one refresh at the start and one per stale answer");
     });
 
     it("a failed refresh is not fatal; an unreadable Application is read again", async function () {

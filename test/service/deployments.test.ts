@@ -1,119 +1,176 @@
 /**
- * The service's watch of what Argo CD deployed: which stages it records (pure), and how a record
- * becomes GitHub Deployments on the dev repo, against a stand-in of GitHub's REST API on loopback
- * (the calls and bodies GitHub documents for `POST /repos/{owner}/{repo}/deployments` and
- * `.../deployments/{id}/statuses`), with the one GitHub client's retries and token scrubbing.
+ * The service's watch of what Argo CD deployed: which stages it records and what a commit changed
+ * (pure), and how a record becomes a GitHub Deployment on the dev repo, against a stand-in of
+ * GitHub's REST API on loopback (the calls and bodies GitHub documents for `GET`/`POST
+ * /repos/{owner}/{repo}/deployments` and `.../deployments/{id}/statuses`), with the one GitHub
+ * client's retries, token scrubbing and idempotency.
  */
 import * as assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { GitHubError, GitHubRest } from "../../src/github/rest";
+import { commitMessage } from "../../src/program/stage/files";
 import type { Deployment } from "../../src/runner/deployed";
 import type { StatusRow } from "../../src/runner/runner";
-import { observations, reportObservation } from "../../src/service/deployments";
+import { commitChange, observations, reportObservation } from "../../src/service/deployments";
 
 const C = "c".repeat(40);
 const SRC = "5".repeat(40);
 const TOKEN = "ghs_watchtoken123";
 
-function row(stage: string, deployment: Partial<Deployment> & { state: Deployment["state"] }, apps: StatusRow["apps"] = {}): StatusRow {
-    return { stage, apps, lastChange: null, deployment: { message: `${deployment.state} now`, ...deployment } };
+function row(stage: string, deployment: Partial<Deployment> & { state: Deployment["state"] }): StatusRow {
+    return { stage, apps: {}, lastChange: null, deployment: { message: `${deployment.state} now`, ...deployment } };
 }
-const release = (version: string, sourceCommit?: string) => ({ version, requestId: "r-1", requester: "ci", promotedAt: "2026-12-06T00:00:00Z", ...(sourceCommit ? { sourceCommit } : {}) });
+
+/** A commit's subject and trailers as the runner writes them. */
+function commit(message: string): { subject: string; trailers: Record<string, string> } {
+    const lines = message.trimEnd().split("\n");
+    return { subject: lines[0], trailers: Object.fromEntries(lines.filter((l) => /^[A-Z][A-Za-z-]+: /.test(l)).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 2)])) };
+}
 
 describe("the deployment watch", function () {
     it("records a stage's last commit once deployed or failed, keyed by stage, commit and outcome; nothing for pending, synced, syncing or unknown", function () {
         const rows = [
-            row("itg", { state: "deployed", commit: C, operationBy: "automated" }, { web: release("1.2.0", SRC) }),
+            row("itg", { state: "deployed", commit: C, operationBy: "automated" }),
             row("tst", { state: "pending", commit: C, waitingFor: ["tst-owners"] }),
             row("perf", { state: "synced", commit: C }),
-            row("prod", { state: "failed", commit: C, operationBy: "prod-owner" }, { web: release("1.1.0") }),
+            row("prod", { state: "failed", commit: C, operationBy: "prod-owner" }),
             row("dr", { state: "unknown", reason: "render" }),
         ];
-        const obs = observations(rows);
         assert.deepEqual(
-            obs.map((o) => [o.stage, o.state, o.key, o.by, o.last]),
+            observations(rows).map((o) => [o.stage, o.state, o.key, o.by, o.last]),
             [
                 ["itg", "deployed", `deployment:itg:${C}:deployed`, "automated", false],
                 ["prod", "failed", `deployment:prod:${C}:failed`, "prod-owner", false],
             ],
         );
-        assert.deepEqual(obs[0].apps, { web: { version: "1.2.0", sourceCommit: SRC } });
-        // The key fits the request log's idempotency keys (128 characters at most), even for a 63-character stage.
-        const long = observations([row("s".repeat(63), { state: "deployed", commit: C })])[0];
+        // The key fits the request log's idempotency keys (128 characters), even for a 63-character
+        // stage and a SHA-256 commit.
+        const long = observations([row("s".repeat(63), { state: "deployed", commit: "e".repeat(64) })])[0];
         assert.ok(long.key.length <= 128, `${long.key.length}`);
+        assert.equal(observations([row("prod", { state: "deployed", commit: C })])[0].last, true);
+    });
+
+    it("reads what a commit changed from the commit itself: a promotion or a rollback of one app; holds and other commits bring no release", function () {
+        const promote = commit(commitMessage("tst", { kind: "promote", app: "web", version: "1.2.0", requestId: "r-1", requester: "ci-itg", sourceCommit: SRC }));
+        assert.deepEqual(commitChange(promote), { kind: "promote", app: "web", version: "1.2.0", sourceCommit: SRC, requestId: "r-1" });
+        const rollback = commit(commitMessage("prod", { kind: "rollback", app: "web", version: "1.1.0", requestId: "r-2", requester: "sre", reason: "smoke tests failed" }));
+        assert.deepEqual(commitChange(rollback), { kind: "rollback", app: "web", version: "1.1.0", requestId: "r-2" });
+        assert.equal(commitChange(commit(commitMessage("tst", { kind: "hold", app: "web", requestId: "r-3", requester: "sre" }))), undefined);
+        assert.equal(commitChange({ subject: "Seal secret web in tst", trailers: {} }), undefined);
     });
 
     describe("on GitHub", function () {
         let server: http.Server;
         let api: string;
         const calls: { method: string; url: string; auth?: string; body: Record<string, unknown> }[] = [];
-        let failFirst = 0;
+        let failNext = 0;
+        let deployments: { id: number; sha: string; environment: string; payload: unknown; statuses: string[] }[] = [];
+        const promotion = { kind: "promote" as const, app: "web", version: "1.2.0", sourceCommit: SRC, requestId: "r-1" };
 
         before(async function () {
-            let next = 100;
             server = http.createServer((req, res) => {
                 let text = "";
                 req.on("data", (b: Buffer) => (text += b.toString()));
                 req.on("end", () => {
-                    calls.push({ method: req.method ?? "", url: req.url ?? "", auth: req.headers.authorization, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} });
-                    if (failFirst > 0) {
-                        failFirst--;
-                        return res.writeHead(502, { "content-type": "application/json" }).end(`{"message":"bad gateway for ${TOKEN}"}`);
+                    const url = new URL(req.url ?? "/", "http://x");
+                    calls.push({ method: req.method ?? "", url: url.pathname, auth: req.headers.authorization, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} });
+                    const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+                    if (failNext > 0) {
+                        failNext--;
+                        return json(502, { message: `bad gateway for ${TOKEN}` });
                     }
-                    if (req.url === "/repos/acme/missing/deployments") return res.writeHead(404, { "content-type": "application/json" }).end('{"message":"Not Found"}');
-                    if (req.method === "POST" && /^\/repos\/acme\/shop\/deployments$/.test(req.url ?? "")) return res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ id: next++, url: "x" }));
-                    if (req.method === "POST" && /^\/repos\/acme\/shop\/deployments\/\d+\/statuses$/.test(req.url ?? "")) return res.writeHead(201, { "content-type": "application/json" }).end('{"id":1}');
-                    res.writeHead(404).end("{}");
+                    if (!url.pathname.startsWith("/repos/acme/shop/")) return json(404, { message: "Not Found" });
+                    const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+                    let m: RegExpExecArray | null;
+                    if (req.method === "GET" && url.pathname === "/repos/acme/shop/deployments") {
+                        return json(200, deployments.filter((d) => d.sha === url.searchParams.get("sha") && d.environment === url.searchParams.get("environment")).map(({ id, payload }) => ({ id, payload })));
+                    }
+                    if (req.method === "POST" && url.pathname === "/repos/acme/shop/deployments") {
+                        const d = { id: 100 + deployments.length, sha: String(body.ref), environment: String(body.environment), payload: body.payload, statuses: [] };
+                        deployments.push(d);
+                        return json(201, { id: d.id });
+                    }
+                    if ((m = /^\/repos\/acme\/shop\/deployments\/(\d+)\/statuses$/.exec(url.pathname))) {
+                        const d = deployments.find((x) => x.id === Number(m![1]))!;
+                        if (req.method === "GET") return json(200, d.statuses.map((state) => ({ state })));
+                        d.statuses.push(String(body.state));
+                        return json(201, { id: 1 });
+                    }
+                    json(404, { message: "Not Found" });
                 });
             });
             await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
             api = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
         });
         after(() => new Promise<void>((r) => server.close(() => r())));
-        beforeEach(() => (calls.length = 0));
+        beforeEach(() => {
+            calls.length = 0;
+            deployments = [];
+            failNext = 0;
+        });
+        const gh = (repository = "acme/shop") => ({ dev: { api, repository }, rest: new GitHubRest(TOKEN, { pauseMs: 1 }) });
 
-        it("a deployed stage becomes one Deployment per app release with a known source commit, to the stage's environment, with a success status and the release in its payload", async function () {
-            const [o] = observations([row("tst", { state: "deployed", commit: C, operationBy: "tst-owner" }, { web: release("1.2.0", SRC), legacy: release("0.9.0") })]);
-            const rest = new GitHubRest(TOKEN, { pauseMs: 1 });
-            const r = await reportObservation(o, { dev: { api, repository: "acme/shop" }, rest });
-            assert.deepEqual(r.githubDeployments, [{ app: "web", version: "1.2.0", ref: SRC, id: 100 }]);
-            assert.deepEqual(calls.map((c) => `${c.method} ${c.url}`), ["POST /repos/acme/shop/deployments", "POST /repos/acme/shop/deployments/100/statuses"]);
+        it("a deployed promotion becomes one Deployment of the release on the dev repo, to the stage's environment, with a success status and the release in its payload", async function () {
+            const [o] = observations([row("tst", { state: "deployed", commit: C, operationBy: "tst-owner" })]);
+            const r = await reportObservation(o, promotion, gh());
+            assert.deepEqual(r.githubDeployment, { app: "web", version: "1.2.0", ref: SRC, id: 100 });
+            assert.deepEqual(calls.map((c) => `${c.method} ${c.url}`), ["GET /repos/acme/shop/deployments", "POST /repos/acme/shop/deployments", "POST /repos/acme/shop/deployments/100/statuses"]);
             assert.ok(calls.every((c) => c.auth === `Bearer ${TOKEN}`));
-            const d = calls[0].body;
+            const d = calls[1].body;
             assert.equal(d.ref, SRC);
             assert.equal(d.environment, "tst");
-            assert.deepEqual(d.payload, { app: "web", version: "1.2.0", opsCommit: C });
+            assert.deepEqual(d.payload, { app: "web", version: "1.2.0", kind: "promote", opsCommit: C });
             assert.equal(d.auto_merge, false);
             assert.deepEqual(d.required_contexts, []);
             assert.match(String(d.description), /^web 1\.2\.0 deployed in tst \(sync by tst-owner\)$/);
-            assert.deepEqual(calls[1].body, { state: "success", environment: "tst", description: d.description });
+            assert.deepEqual(calls[2].body, { state: "success", environment: "tst", description: d.description });
         });
 
-        it("a failed sync is a failure status; a 5xx is tried again; a 4xx is final and its message never holds the token", async function () {
-            const [o] = observations([row("prod", { state: "failed", commit: C }, { web: release("1.2.0", SRC) })]);
-            failFirst = 1;
-            const rest = new GitHubRest(TOKEN, { pauseMs: 1 });
-            await reportObservation(o, { dev: { api, repository: "acme/shop" }, rest });
-            assert.equal(calls.length, 3, "the 502 was not tried again");
-            assert.equal(calls[2].body.state, "failure");
-            assert.equal(calls[1].body.production_environment, true);
+        it("a retry finds what an earlier attempt made: no second Deployment, no second status (each would start workflow runs)", async function () {
+            const [o] = observations([row("tst", { state: "deployed", commit: C })]);
+            await reportObservation(o, promotion, gh());
+            calls.length = 0;
+            const again = await reportObservation(o, promotion, gh());
+            assert.equal(again.githubDeployment?.id, 100);
+            assert.match(again.message, /GitHub Deployment 100 found/);
+            assert.deepEqual(calls.map((c) => `${c.method} ${c.url}`), ["GET /repos/acme/shop/deployments", "GET /repos/acme/shop/deployments/100/statuses"]);
+            assert.equal(deployments.length, 1);
+            assert.deepEqual(deployments[0].statuses, ["success"]);
+            // An attempt that made the Deployment but failed before its status: the retry adds the status only.
+            deployments[0].statuses = [];
+            await reportObservation(o, promotion, gh());
+            assert.equal(deployments.length, 1);
+            assert.deepEqual(deployments[0].statuses, ["success"]);
+        });
 
-            failFirst = 5;
-            const gone = await reportObservation(o, { dev: { api, repository: "acme/shop" }, rest }).catch((e: unknown) => e);
+        it("a failed sync is a failure status; a 5xx is tried again; a 4xx is final and no message holds the token", async function () {
+            const [o] = observations([row("prod", { state: "failed", commit: C })]);
+            failNext = 1;
+            await reportObservation(o, promotion, gh());
+            assert.equal(calls.filter((c) => c.url === "/repos/acme/shop/deployments" && c.method === "GET").length, 2, "the 502 was not tried again");
+            assert.deepEqual(deployments[0].statuses, ["failure"]);
+            assert.equal(calls.find((c) => c.method === "POST" && c.url === "/repos/acme/shop/deployments")!.body.production_environment, true);
+
+            failNext = 5;
+            const gone = await reportObservation({ ...o, commit: "d".repeat(40) }, promotion, gh()).catch((e: unknown) => e);
             assert.ok(gone instanceof GitHubError && gone.status === 502 && /after 3 attempts/.test(gone.message), String(gone));
             assert.ok(!gone.message.includes(TOKEN), gone.message);
-            failFirst = 0;
-            const missing = await reportObservation(o, { dev: { api, repository: "acme/missing" }, rest }).catch((e: unknown) => e);
+            failNext = 0;
+            const missing = await reportObservation(o, promotion, gh("acme/missing")).catch((e: unknown) => e);
             assert.ok(missing instanceof GitHubError && missing.status === 404, String(missing));
         });
 
-        it("without GitHub, the record stays in the request log only and says so", async function () {
-            const [o] = observations([row("itg", { state: "deployed", commit: C }, { web: release("1.2.0", SRC) })]);
-            const r = await reportObservation(o);
-            assert.deepEqual(r.githubDeployments, []);
-            assert.match(r.message, /recorded in the request log; no GitHub dev repo to tell/);
+        it("rollbacks, commits without a release and a stage without GitHub are recorded in the request log only, and say so", async function () {
+            const [o] = observations([row("prod", { state: "deployed", commit: C })]);
+            const rollback = await reportObservation(o, { kind: "rollback", app: "web", version: "1.1.0" }, gh());
+            assert.equal(rollback.githubDeployment, null);
+            assert.match(rollback.message, /^prod deployed at c{12} \(rollback of web 1\.1\.0\): recorded in the request log; no GitHub Deployment/);
+            const none = await reportObservation(o, undefined, gh());
+            assert.match(none.message, /\(a change that brings no release\)/);
+            const local = await reportObservation(o, promotion);
+            assert.match(local.message, /recorded in the request log; no GitHub dev repo to tell$/);
             assert.equal(calls.length, 0);
         });
     });

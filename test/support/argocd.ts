@@ -61,6 +61,9 @@ export async function startArgoCd(cluster: Cluster, serverPort: number, opts: { 
         fs.chmodSync(path.join(bin, f), 0o755);
     }
     fs.symlinkSync(paths.helm, path.join(bin, "helm"));
+    // git's credential prompt for HTTP repositories: Argo CD sets GIT_ASKPASS=argocd, the CLI mode of
+    // the same binary, which asks the repo server's askpass socket for the repository's credentials.
+    fs.symlinkSync(paths.argocd, path.join(bin, "argocd"));
     for (const sub of ["tls", "ssh", "gnupg", "gpg", "tmp"]) fs.mkdirSync(path.join(dir, sub), { mode: 0o700 });
     const env: NodeJS.ProcessEnv = {
         ...process.env,

@@ -1,6 +1,6 @@
 /**
  * A real Kubernetes control plane for the cluster test tier: etcd, kube-apiserver and the
- * kube-controller-manager (for namespace deletion and garbage collection), built by the toolchain
+ * kube-controller-manager (namespace deletion, garbage collection, Deployment status), built by the toolchain
  * and started on free loopback ports with generated certificates. No kubelet runs, so pods never
  * start: the stacks are configured with skipAwait. Everything is stopped and removed by `stop()`.
  */
@@ -167,7 +167,9 @@ export async function startCluster(): Promise<Cluster> {
         t = Date.now();
         const kcm = start("kube-controller-manager", kcmBin, [
             "--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
-            "--controllers", "namespace,garbagecollector", "--leader-elect=false", "--secure-port", "0",
+            // deployment: Deployments get a status, so Argo CD judges their health for real (a
+            // rollout of no pods completes; one of pods, which no kubelet starts, stays Progressing).
+            "--controllers", "namespace,garbagecollector,deployment", "--leader-elect=false", "--secure-port", "0",
             "--use-service-account-credentials=false", "--v", "1",
         ]);
         // The controller manager has no readiness endpoint here; it is ready when it runs.

@@ -23,6 +23,9 @@ export function makeBundleDir(root: string, app: string, opts: { stages?: string
             "    app: {{ .Chart.Name }}",
             "spec:",
             "  replicas: {{ .Values.replicas }}",
+            // No kubelet runs in the cluster tier: a rollout of pods never completes there, and must
+            // not turn Degraded (the default deadline is 600 s) while a test suite runs.
+            "  progressDeadlineSeconds: 86400",
             "  selector:",
             "    matchLabels:",
             "      app: {{ .Chart.Name }}",

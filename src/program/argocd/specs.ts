@@ -116,7 +116,8 @@ export function rbacPolicy(cfg: PlatformConfig): string {
     lines.push(`g, ${ssoGroup(cfg, cfg.teams.developers)}, role:readonly`);
     lines.push(`g, ${ssoGroup(cfg, cfg.teams.platformAdmins)}, role:admin`);
     // Local accounts take their teams' rights: Argo CD's RBAC resolves a subject's roles through
-    // the team's own `g` lines above (role inheritance), so an account is never given more.
+    // the team's own `g` lines above (role inheritance). Account names may not be team names (the
+    // config parser refuses them), so an account gets nothing but its teams' roles.
     lines.push(`g, ${RUNNER_ARGOCD_ACCOUNT}, role:readonly`);
     for (const a of cfg.argocd.accounts) for (const team of a.teams) lines.push(`g, ${a.name}, ${ssoGroup(cfg, team)}`);
     return lines.join("\n") + "\n";

@@ -148,16 +148,24 @@ export function ciWorkflow(cfg: PlatformConfig): string {
         "      - run: $CLIENT mr-destroy ${{ github.event.number }}",
     ];
     const tests = (stage: string) => ["      - name: Tests against the stage", `        run: bash ci/integration-test.sh ${stage}`, "        env:", "          SMOKE_URL: ${{ vars.SMOKE_URL }}"];
+    // A Deployment the runner service recorded: a promotion of this repository's app that the
+    // stage's owners synced and that runs Healthy. (Whoever else may create Deployments here gains
+    // nothing: the runner refuses a promotion whose previous stage does not run that release.)
     const deployedHere = (stage: string) =>
-        `github.event_name == 'deployment_status' && github.event.deployment_status.state == 'success' && github.event.deployment.environment == '${stage}'`;
+        `github.event_name == 'deployment_status' && github.event.deployment_status.state == 'success' && github.event.deployment.environment == '${stage}' && github.event.deployment.payload.kind == 'promote' && github.event.deployment.payload.app == (vars.GITOPS_STAGES_APP || github.event.repository.name)`;
+    // What starts each stage's promotion: the push for the first stage and every stage after an
+    // automatic one in the same run; the deployment of the stage before when its owners sync it.
+    const triggers: string[] = [];
     for (const [i, stage] of stages.entries()) {
         const prev = i > 0 ? stages[i - 1] : undefined;
         const job = `promote-${stage.name}`;
-        // Where the version comes from: the build, the job before in the same run, or the payload
-        // of the deployment whose status started this run.
-        const version = !prev ? "${{ steps.build.outputs.version }}" : prev.sync === "automatic" ? `\${{ needs.promote-${prev.name}.outputs.version }}` : "${{ github.event.deployment.payload.version }}";
-        const trigger = !prev ? "github.event_name == 'push'" : prev.sync === "automatic" ? "github.event_name == 'push'" : deployedHere(prev.name);
+        const trigger = !prev ? "github.event_name == 'push'" : prev.sync === "automatic" ? triggers[i - 1] : deployedHere(prev.name);
+        triggers.push(trigger);
         const needs = !prev ? undefined : prev.sync === "automatic" ? `promote-${prev.name}` : `verify-${prev.name}`;
+        // The version: from the build, from the job before in the same run, or from the payload of
+        // the deployment whose status started this run (through the environment, never into the
+        // script's text: the runner checks it as a version).
+        const version = !prev ? "${{ steps.build.outputs.version }}" : prev.sync === "automatic" ? `\${{ needs.promote-${prev.name}.outputs.version }}` : "${{ github.event.deployment.payload.version }}";
         lines.push(
             `  ${job}:`,
             `    if: ${trigger}`,
@@ -173,24 +181,25 @@ export function ciWorkflow(cfg: PlatformConfig): string {
                 "      - name: Build the image and the release bundle (chart/ and values/) into build/",
                 "        id: build",
                 "        run: bash ci/build.sh release && echo \"version=$(cat build/version)\" >> \"$GITHUB_OUTPUT\"",
-                `      - run: $CLIENT promote "$APP@${version}" --to ${stage.name} --bundle build/bundle --image "$(cat build/image)" --commit \${{ github.sha }}`,
+                `      - run: $CLIENT promote "$APP@$VERSION" --to ${stage.name} --bundle build/bundle --image "$(cat build/image)" --commit "$GITHUB_SHA"`,
+                "        env:",
+                `          VERSION: ${version}`,
             );
         } else {
-            lines.push(`      - run: $CLIENT promote "$APP@${version}" --to ${stage.name} --commit \${{ github.sha }}`);
+            lines.push(`      - run: $CLIENT promote "$APP@$VERSION" --to ${stage.name} --commit "$GITHUB_SHA"`, "        env:", `          VERSION: ${version}`);
         }
         if (stage.sync === "automatic") {
             // The tests run against what Argo CD deployed, not against the commit alone.
-            lines.push("      - name: Wait until Argo CD has synced the promotion and the stage is Healthy", `        run: $CLIENT wait "$APP@${version}" --stage ${stage.name} --timeout-minutes 15`, ...tests(stage.name));
-        } else {
-            // Synced by its owners whenever they choose: tested in the run their sync starts.
             lines.push(
-                `  verify-${stage.name}:`,
-                `    if: ${deployedHere(stage.name)}`,
-                "    runs-on: ubuntu-latest",
-                `    environment: ${stage.name}`,
-                ...JOB_START,
+                "      - name: Wait until Argo CD has synced the promotion and the stage is Healthy",
+                `        run: $CLIENT wait "$APP@$VERSION" --stage ${stage.name} --timeout-minutes 15`,
+                "        env:",
+                `          VERSION: ${version}`,
                 ...tests(stage.name),
             );
+        } else {
+            // Synced by its owners whenever they choose: tested in the run their sync starts.
+            lines.push(`  verify-${stage.name}:`, `    if: ${deployedHere(stage.name)}`, "    runs-on: ubuntu-latest", `    environment: ${stage.name}`, ...JOB_START, ...tests(stage.name));
         }
     }
     return lines.join("\n") + "\n";

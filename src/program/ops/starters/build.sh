@@ -24,14 +24,18 @@ values_dir="${VALUES_DIR:-deploy/values}"
 [ -f "$chart_dir/Chart.yaml" ] || { echo "ci/build.sh: no Helm chart at $chart_dir/Chart.yaml (set CHART_DIR or add the chart)" >&2; exit 1; }
 [ -d "$values_dir" ] || { echo "ci/build.sh: no values folder at $values_dir (one <stage>.yaml per stage; set VALUES_DIR)" >&2; exit 1; }
 
-app_version="$(sed -n 's/^appVersion:[[:space:]]*//p' "$chart_dir/Chart.yaml" | head -n 1 | tr -d "\"'[:space:]")"
+# appVersion: "1.2.3" # a comment  ->  1.2.3 (quotes, a trailing comment and a leading v dropped)
+app_version="$(sed -n 's/^appVersion:[[:space:]]*//p' "$chart_dir/Chart.yaml" | head -n 1 | sed 's/[[:space:]]#.*$//' | tr -d "\"'[:space:]")"
+app_version="${app_version#v}"
 [ -n "$app_version" ] || { echo "ci/build.sh: $chart_dir/Chart.yaml has no appVersion: the release version comes from it" >&2; exit 1; }
 if [ "$kind" = release ]; then
   version="$app_version"
 else
-  # A merge request's build is not a release: a prerelease of the version, unique per commit.
-  # "g" keeps the identifier alphanumeric (an all-digit one with a leading zero is not semver).
-  version="${app_version%%-*}-${kind}.g$(git rev-parse --short=12 HEAD)"
+  # A merge request's build is not a release: a prerelease of the version's core (without its own
+  # prerelease or build metadata), unique per commit. "g" keeps the identifier alphanumeric (an
+  # all-digit one with a leading zero is not semver).
+  core="${app_version%%+*}"
+  version="${core%%-*}-${kind}.g$(git rev-parse --short=12 HEAD)"
 fi
 
 repository="${GITHUB_REPOSITORY:-$(basename "$PWD")}"
