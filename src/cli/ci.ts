@@ -94,6 +94,8 @@ async function waitDeployed(base: string, token: string, stage: string, release:
         const done = (code: number) => (process.stdout.write(JSON.stringify(answer.body, null, 2) + "\n"), code);
         if (d.state === "deployed" || (d.state === "synced" && until === "synced")) return done(0);
         if (d.state === "failed") return done(CODES.conflict);
+        // Argo CD refused the runner's read: waiting will not change that.
+        if (d.state === "unknown" && d.reason === "denied") return done(CODES.forbidden);
         if (d.state === "unknown" && d.reason !== "unreadable") return done(CODES["not-found"]);
         if (Date.now() > deadline) {
             opts.log(`stages ci wait: ${stage} not ${until} after ${minutes} minutes: ${d.message}`);

@@ -101,10 +101,11 @@ export async function judge(
     commit: string | undefined,
     contains: (commit: string, revision: string) => Promise<boolean>,
     /**
-     * A sync was just requested: the operation state Argo CD showed before it (its start time, or
-     * null for none) is the previous operation's, and until another replaces it nothing of it counts.
+     * A sync was just requested: the operation state Argo CD showed before it (its start and end,
+     * or null for none) is the previous operation's, and until another replaces it nothing of it
+     * counts. Both times are compared: they have a precision of one second.
      */
-    requested?: { readonly previousStart: string | null },
+    requested?: { readonly previous: { readonly startedAt?: string; readonly finishedAt?: string } | null },
 ): Promise<Deployment> {
     if (!status) return { state: "unknown", reason: "absent", ...(commit ? { commit } : {}), message: "Argo CD has no Application for this stage" };
     const revision = status.sync?.revision;
@@ -118,7 +119,8 @@ export async function judge(
         ...(initiator(status) ? { operationBy: initiator(status) } : {}),
         ...(status.reconciledAt ? { reconciledAt: status.reconciledAt } : {}),
     };
-    if (requested && (status.operationState?.startedAt ?? null) === requested.previousStart) {
+    const op = status.operationState;
+    if (requested && (requested.previous === null ? !op : op?.startedAt === requested.previous.startedAt && op?.finishedAt === requested.previous.finishedAt)) {
         return { state: "syncing", ...base, message: "Argo CD has not started the requested sync yet" };
     }
     if (status.operationState?.phase === "Running" || status.operationState?.phase === "Terminating") {

@@ -516,7 +516,7 @@ export class Runner {
     async wait(
         stageName: string,
         timeoutMs: number,
-        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort; requested?: { previousStart: string | null } } = {},
+        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort; requested?: { previous: { startedAt?: string; finishedAt?: string } | null } } = {},
     ): Promise<Deployment> {
         const { stage } = findStage(await this.pipeline(), stageName);
         const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
@@ -545,7 +545,8 @@ export class Runner {
         const by = app.operation?.initiatedBy?.username;
         const started: SyncAnswer = { stage: stageName, argocd: client.url, message: `Argo CD started a sync of ${stageName}${by ? ` for ${by}` : ""}` };
         if (opts.waitMs === undefined) return started;
-        const requested = { previousStart: app.status?.operationState?.startedAt ?? null };
+        const before = app.status?.operationState;
+        const requested = { previous: before ? { ...(before.startedAt ? { startedAt: before.startedAt } : {}), ...(before.finishedAt ? { finishedAt: before.finishedAt } : {}) } : null };
         const deployment = await this.wait(stageName, opts.waitMs, { until: opts.until, signal: opts.signal, applications: new ArgoCdApplications(client), requested });
         return { ...started, deployment, message: `${stageName} ${deployment.state}: ${deployment.message}` };
     }
@@ -581,7 +582,7 @@ export class Runner {
         stage: PipelineStage,
         commit: string | undefined,
         apps: { port?: ApplicationsPort; missing: string; failure?: RunnerError },
-        requested?: { previousStart: string | null },
+        requested?: { previous: { startedAt?: string; finishedAt?: string } | null },
     ): Promise<Deployment> {
         const c = commit ? { commit } : {};
         if (!apps.port) return { state: "unknown", reason: apps.failure ? "unreadable" : "render", ...c, message: `live state unknown: ${apps.missing}` };
@@ -623,6 +624,19 @@ export class Runner {
                 ...(opsCommit ? { opsCommit: opsCommit.commit, ...(opsCommit.url ? { opsCommitUrl: opsCommit.url } : {}) } : {}),
             };
         });
+    }
+
+    /**
+     * The stage's commits from `commit` back (newest first), among its last {@link HISTORY_COMMITS}:
+     * what the watch reads to tell which promotions a deployed commit holds. Not found when
+     * `commit` is not among them.
+     */
+    async stageCommitsUpTo(stageName: string, commit: string): Promise<CommitInfo[]> {
+        findStage(await this.pipeline(), stageName);
+        const commits = await this.deps.ops.stageCommits(stageName, HISTORY_COMMITS);
+        const at = commits.findIndex((c) => c.commit === commit || c.commit.startsWith(commit));
+        if (at < 0) throw new RunnerError("not-found", `no commit ${commit} of stage ${stageName} among its last ${HISTORY_COMMITS}`);
+        return commits.slice(at);
     }
 
     /** One ops repo commit of a stage's folder: message, changed files and patch. */

@@ -79,43 +79,68 @@ export function commitChange(c: Pick<CommitInfo, "subject" | "trailers">): Commi
     };
 }
 
+/**
+ * The releases a deployed commit holds that promotions brought, one per app: walking the stage's
+ * commits from that commit back, each app's newest promotion or rollback is what runs; the
+ * promotions among them are what the watch reports (several may reach a manual stage before its
+ * owners sync, and a hold, a secret or an operator's commit may come after them).
+ */
+export function promotionsAt(commits: readonly Pick<CommitInfo, "commit" | "subject" | "trailers">[]): { commit: string; change: CommitChange }[] {
+    const seen = new Set<string>();
+    const out: { commit: string; change: CommitChange }[] = [];
+    for (const c of commits) {
+        const change = commitChange(c);
+        if (!change || seen.has(change.app)) continue;
+        seen.add(change.app);
+        if (change.kind === "promote") out.push({ commit: c.commit, change });
+    }
+    return out;
+}
+
 /** What recording an observation did. */
 export interface Reported {
     readonly stage: string;
     readonly commit: string;
     readonly state: "deployed" | "failed";
-    readonly change: CommitChange | null;
-    /** The GitHub Deployment made (or found made by an earlier attempt); null without one. */
-    readonly githubDeployment: { readonly app: string; readonly version: string; readonly ref: string; readonly id: number } | null;
+    /** The promotions the deployed commit holds, each with its GitHub Deployment (made, or found made by an earlier attempt) or why there is none. */
+    readonly releases: readonly { readonly app: string; readonly version: string; readonly opsCommit: string; readonly githubDeployment: number | null; readonly note?: string }[];
     readonly message: string;
 }
 
 /**
- * Records an observation. On GitHub (when `github` is given) and for a promotion whose source
- * commit is known: one Deployment of the release to the stage's environment, with the outcome as
- * its status and the release in its payload (`app`, `version`, `kind`, `opsCommit`: what the
- * workflow reads). A retry after a partial failure finds the Deployment and the status an earlier
- * attempt made (by `opsCommit`) instead of making them again, so no workflow runs twice.
+ * Records an observation. On GitHub (when `github` is given), for each promotion the deployed
+ * commit holds whose source commit is known: one Deployment of the release to the stage's
+ * environment, with the outcome as its status and the release in its payload (`app`, `version`,
+ * `kind`, `opsCommit`: the promotion's own commit; `stageCommit`: the commit deployed). Idempotent
+ * by `opsCommit` (see `GitHubRest.recordDeployment`), so a release reported with an earlier commit
+ * is found, not made again, and no workflow runs twice.
  */
-export async function reportObservation(o: Observation, change: CommitChange | undefined, github?: { dev: GitHubRepo; rest: GitHubRest }): Promise<Reported> {
-    const base = { stage: o.stage, commit: o.commit, state: o.state, change: change ?? null };
-    const what = change ? `${change.kind === "promote" ? "promotion" : "rollback"} of ${change.app} ${change.version}` : "a change that brings no release";
-    const at = `${o.stage} ${o.state} at ${o.commit.slice(0, 12)} (${what})`;
-    if (!github) return { ...base, githubDeployment: null, message: `${at}: recorded in the request log; no GitHub dev repo to tell` };
-    if (!change || change.kind !== "promote" || !change.sourceCommit) {
-        return { ...base, githubDeployment: null, message: `${at}: recorded in the request log; no GitHub Deployment (only promotions with a source commit make one)` };
+export async function reportObservation(o: Observation, promotions: readonly { commit: string; change: CommitChange }[], github?: { dev: GitHubRepo; rest: GitHubRest }): Promise<Reported> {
+    const at = `${o.stage} ${o.state} at ${o.commit.slice(0, 12)}`;
+    const names = promotions.map((p) => `${p.change.app} ${p.change.version}`).join(", ") || "no promoted release";
+    const releases: Reported["releases"][number][] = [];
+    for (const p of promotions) {
+        const base = { app: p.change.app, version: p.change.version, opsCommit: p.commit };
+        if (!github) {
+            releases.push({ ...base, githubDeployment: null });
+            continue;
+        }
+        if (!p.change.sourceCommit) {
+            releases.push({ ...base, githubDeployment: null, note: "no source commit: no Deployment" });
+            continue;
+        }
+        const d = await github.rest.recordDeployment(github.dev, {
+            ref: p.change.sourceCommit,
+            environment: o.stage,
+            description: `${p.change.app} ${p.change.version} ${o.state === "deployed" ? "deployed" : "failed to deploy"} in ${o.stage}${o.by ? ` (sync by ${o.by})` : ""}`,
+            payload: { app: p.change.app, version: p.change.version, kind: p.change.kind, opsCommit: p.commit, stageCommit: o.commit },
+            production: o.last,
+            state: o.state === "deployed" ? "success" : "failure",
+        });
+        releases.push({ ...base, githubDeployment: d.id, ...(d.existed ? { note: "found, made by an earlier report" } : {}) });
     }
-    const d = await github.rest.recordDeployment(github.dev, {
-        ref: change.sourceCommit,
-        environment: o.stage,
-        description: `${change.app} ${change.version} ${o.state === "deployed" ? "deployed" : "failed to deploy"} in ${o.stage}${o.by ? ` (sync by ${o.by})` : ""}`,
-        payload: { app: change.app, version: change.version, kind: change.kind, opsCommit: o.commit },
-        production: o.last,
-        state: o.state === "deployed" ? "success" : "failure",
-    });
-    return {
-        ...base,
-        githubDeployment: { app: change.app, version: change.version, ref: change.sourceCommit, id: d.id },
-        message: `${at}: GitHub Deployment ${d.id} ${d.existed ? "found" : "recorded"} on ${github.dev.repository}`,
-    };
+    const message = github
+        ? `${at} (${names}): ${releases.filter((r) => r.githubDeployment !== null).length} GitHub Deployment(s) on ${github.dev.repository}`
+        : `${at} (${names}): recorded in the request log; no GitHub dev repo to tell`;
+    return { stage: o.stage, commit: o.commit, state: o.state, releases, message };
 }

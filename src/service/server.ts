@@ -20,9 +20,9 @@ import { Verb, requireRight } from "../runner/rights";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles, writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
-import { OBSERVER, type Observation, REPORT_VERB, commitChange, observations, reportObservation } from "./deployments";
+import { OBSERVER, type Observation, REPORT_VERB, observations, promotionsAt, reportObservation } from "./deployments";
 import { STATUS_PAGE } from "./page";
-import { type GitHubRepo, GitHubRest } from "../github/rest";
+import { GitHubError, type GitHubRepo, GitHubRest } from "../github/rest";
 import type { RequestRecord, RequestStore } from "./store";
 
 function invalidIfAny(c: Checker): void {
@@ -99,7 +99,10 @@ export class Service {
     private pumping = false;
     private watching = false;
     private warnedNoGithubToken = false;
-    /** Reports that failed, by observation key: how often, and when the watch may record them again. */
+    /**
+     * Reports that failed (and may succeed later), by observation key: how often, and when this
+     * replica's watch may record them again. In memory: another replica's watch keeps its own.
+     */
     private readonly reportBackoff = new Map<string, { failures: number; nextAt: number }>();
 
     constructor(private readonly deps: ServiceDeps) {
@@ -143,7 +146,10 @@ export class Service {
             }
             const rows = await this.deps.assembled.runner.status();
             const now = this.now().getTime();
-            for (const o of observations(rows)) {
+            const seen = observations(rows);
+            // A stage that moved on has new keys: forget the backoff of the old ones.
+            for (const key of this.reportBackoff.keys()) if (!seen.some((o) => o.key === key)) this.reportBackoff.delete(key);
+            for (const o of seen) {
                 // A report that failed (GitHub down) is tried again, later each time, up to every 30 minutes.
                 const backoff = this.reportBackoff.get(o.key);
                 if (backoff && backoff.nextAt > now) continue;
@@ -160,14 +166,26 @@ export class Service {
         }
     }
 
-    /** Reports an observation the watch recorded: what its commit changed, then GitHub when there is one. */
+    /**
+     * Reports an observation the watch recorded: the promotions its commit holds, then GitHub when
+     * there is one. A refusal that trying again cannot change (GitHub's 4xx but 429, a commit no
+     * longer in the stage's recent history) ends the report, recorded with its reason; anything
+     * else fails it, and the watch records it again later (see `watch`).
+     */
     private async report(o: Observation): Promise<unknown> {
         try {
-            const details = await this.deps.assembled.runner.stageCommit(o.stage, o.commit);
-            const result = await reportObservation(o, commitChange(details), await this.githubDev());
+            const commits = await this.deps.assembled.runner.stageCommitsUpTo(o.stage, o.commit);
+            const result = await reportObservation(o, promotionsAt(commits), await this.githubDev());
             this.reportBackoff.delete(o.key);
             return result;
         } catch (e) {
+            const final = (e instanceof GitHubError && e.status >= 400 && e.status < 500 && e.status !== 429) || (e instanceof RunnerError && (e.kind === "not-found" || e.kind === "invalid"));
+            if (final) {
+                this.reportBackoff.delete(o.key);
+                const message = `${o.stage} ${o.state} at ${o.commit.slice(0, 12)}: not reported: ${e instanceof Error ? e.message : String(e)}`;
+                this.deps.log({ level: "warn", msg: "a deployment could not be reported, and trying again would not help", stage: o.stage, commit: o.commit, error: message });
+                return { stage: o.stage, commit: o.commit, state: o.state, releases: [], message };
+            }
             const failures = (this.reportBackoff.get(o.key)?.failures ?? 0) + 1;
             this.reportBackoff.set(o.key, { failures, nextAt: this.now().getTime() + Math.min(30 * 60_000, this.limits.watchIntervalMs * 2 ** failures) });
             throw e;

@@ -34,7 +34,11 @@ describe("CI of the dev repo", function () {
         for (const [stage, next] of [["tst", "perf"], ["perf", "prod"]]) {
             const verify = wf.jobs[`verify-${stage}`];
             assert.match(verify.if, new RegExp(`deployment_status.state == 'success' && github.event.deployment.environment == '${stage}'`));
-            assert.ok(verify.steps.some((st) => new RegExp(`integration-test\\.sh ${stage}$`).test(st.run ?? "")), stage);
+            const runs = verify.steps.map((st) => st.run ?? "");
+            // A Deployment anyone could have made is checked against what Argo CD runs, before the tests.
+            const check = runs.findIndex((r) => r === `$CLIENT wait "$APP@$VERSION" --stage ${stage} --timeout-minutes 5`);
+            const testsAt = runs.findIndex((r) => new RegExp(`integration-test\\.sh ${stage}$`).test(r));
+            assert.ok(check > 0 && testsAt > check, `${stage}: ${JSON.stringify(runs)}`);
             assert.equal(wf.jobs[`promote-${next}`].needs, `verify-${stage}`);
             assert.equal(wf.jobs[`promote-${next}`].if, verify.if);
             assert.equal(wf.jobs[`promote-${next}`].outputs!.version, "${{ github.event.deployment.payload.version }}");

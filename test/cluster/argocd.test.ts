@@ -330,7 +330,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             assert.equal(mine[0].outcome, "deployed");
             assert.equal(mine[0].by, "automated");
             // What that commit brought, read from the commit: the promotion CI just made.
-            assert.match(mine[0].result!.message, /^itg deployed at [0-9a-f]{12} \(promotion of web 1\.2\.0\): recorded in the request log; no GitHub dev repo to tell$/);
+            assert.match(mine[0].result!.message, /^itg deployed at [0-9a-f]{12} \(web 1\.2\.0\): recorded in the request log; no GitHub dev repo to tell$/);
             const deployment = await cluster.client.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>("/apis/apps/v1/namespaces/itg/deployments/web");
             assert.equal(deployment?.spec.template.spec.containers[0].image, "registry.example/web:1.2.0");
             // itg's token reads only itg.

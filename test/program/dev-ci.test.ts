@@ -92,6 +92,7 @@ describe("the dev repo's CI as it runs", function () {
         fs.writeFileSync(path.join(repo, "deploy", "chart", "Chart.yaml"), "apiVersion: v2\nname: shop\nversion: 0.1.0\nappVersion: v2.4.0+build.7 # bumped by release-please\n");
         await run("bash", ["ci/build.sh", "release"], { cwd: repo, env });
         assert.equal(fs.readFileSync(path.join(repo, "build", "version"), "utf8"), "2.4.0+build.7\n");
+        assert.equal(fs.readFileSync(path.join(repo, "build", "image"), "utf8"), "ghcr.io/acme/shop:2.4.0_build.7\n");
         await run("bash", ["ci/build.sh", "mr-3"], { cwd: repo, env });
         assert.match(fs.readFileSync(path.join(repo, "build", "version"), "utf8"), /^2\.4\.0-mr-3\.g[0-9a-f]{12}\n$/);
 

@@ -32,16 +32,19 @@ describe("what is deployed: judging an Application against the stage's last comm
         ["a stage never changed, synced", { sync: { status: "Synced", revision: OLDER }, health: { status: "Healthy" } }, undefined, "deployed", /Healthy/],
     ];
     it("right after a sync request, the previous operation's outcome does not count until Argo CD starts the new one", async function () {
-        const failedBefore = { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", message: "old failure", startedAt: "2026-12-06T01:00:00Z", syncResult: { revision: C } } };
-        const requested = { previousStart: "2026-12-06T01:00:00Z" };
+        const failedBefore = { sync: { status: "OutOfSync", revision: C }, operationState: { phase: "Failed", message: "old failure", startedAt: "2026-12-06T01:00:00Z", finishedAt: "2026-12-06T01:00:02Z", syncResult: { revision: C } } };
+        const requested = { previous: { startedAt: "2026-12-06T01:00:00Z", finishedAt: "2026-12-06T01:00:02Z" } };
         assert.equal((await judge(failedBefore, C, contains, requested)).state, "syncing");
         assert.equal((await judge(failedBefore, C, contains)).state, "failed");
         const started = { ...failedBefore, operationState: { phase: "Running", startedAt: "2026-12-06T01:05:00Z" } };
         assert.equal((await judge(started, C, contains, requested)).state, "syncing");
+        // A new operation started in the same second as the previous one: told apart by its end.
+        const sameSecond = { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", startedAt: "2026-12-06T01:00:00Z", finishedAt: "2026-12-06T01:00:03Z", syncResult: { revision: C } } };
+        assert.equal((await judge(sameSecond, C, contains, requested)).state, "deployed");
         const done = { sync: { status: "Synced", revision: C }, health: { status: "Healthy" }, operationState: { phase: "Succeeded", startedAt: "2026-12-06T01:05:00Z", syncResult: { revision: C } } };
         assert.equal((await judge(done, C, contains, requested)).state, "deployed");
         // No operation before: none after is not the answer yet either.
-        assert.equal((await judge({ sync: { status: "OutOfSync", revision: C } }, C, contains, { previousStart: null })).state, "syncing");
+        assert.equal((await judge({ sync: { status: "OutOfSync", revision: C } }, C, contains, { previous: null })).state, "syncing");
     });
 
     it("a refused read ends a wait at once as forbidden, whatever the deadline", async function () {

@@ -13,7 +13,7 @@ import { GitHubError, GitHubRest } from "../../src/github/rest";
 import { commitMessage } from "../../src/program/stage/files";
 import type { Deployment } from "../../src/runner/deployed";
 import type { StatusRow } from "../../src/runner/runner";
-import { commitChange, observations, reportObservation } from "../../src/service/deployments";
+import { commitChange, observations, promotionsAt, reportObservation } from "../../src/service/deployments";
 
 const C = "c".repeat(40);
 const SRC = "5".repeat(40);
@@ -61,13 +61,33 @@ describe("the deployment watch", function () {
         assert.equal(commitChange({ subject: "Seal secret web in tst", trailers: {} }), undefined);
     });
 
+    it("the releases a deployed commit holds: each app's newest promotion or rollback from that commit back; only promotions are reported", function () {
+        const at = (sha: string, message: string) => ({ commit: sha.repeat(40), ...commit(message) });
+        const commits = [
+            at("1", commitMessage("tst", { kind: "hold", app: "web", requestId: "r-5", requester: "sre" })),
+            at("2", commitMessage("tst", { kind: "promote", app: "api", version: "2.0.0", requestId: "r-4", requester: "ci", sourceCommit: SRC })),
+            at("3", commitMessage("tst", { kind: "rollback", app: "web", version: "1.1.0", requestId: "r-3", requester: "sre" })),
+            at("4", commitMessage("tst", { kind: "promote", app: "web", version: "1.2.0", requestId: "r-2", requester: "ci", sourceCommit: SRC })),
+            at("5", commitMessage("tst", { kind: "promote", app: "api", version: "1.9.0", requestId: "r-1", requester: "ci", sourceCommit: SRC })),
+            at("6", commitMessage("tst", { kind: "promote", app: "db", version: "0.3.0", requestId: "r-0", requester: "ci", sourceCommit: SRC })),
+        ];
+        assert.deepEqual(
+            promotionsAt(commits).map((p) => [p.commit.slice(0, 1), p.change.app, p.change.version]),
+            [
+                ["2", "api", "2.0.0"],
+                ["6", "db", "0.3.0"],
+            ],
+        );
+    });
+
     describe("on GitHub", function () {
         let server: http.Server;
         let api: string;
         const calls: { method: string; url: string; auth?: string; body: Record<string, unknown> }[] = [];
         let failNext = 0;
         let deployments: { id: number; sha: string; environment: string; payload: unknown; statuses: string[] }[] = [];
-        const promotion = { kind: "promote" as const, app: "web", version: "1.2.0", sourceCommit: SRC, requestId: "r-1" };
+        const P = "a".repeat(40);
+        const promotion = [{ commit: P, change: { kind: "promote" as const, app: "web", version: "1.2.0", sourceCommit: SRC, requestId: "r-1" } }];
 
         before(async function () {
             server = http.createServer((req, res) => {
@@ -115,13 +135,13 @@ describe("the deployment watch", function () {
         it("a deployed promotion becomes one Deployment of the release on the dev repo, to the stage's environment, with a success status and the release in its payload", async function () {
             const [o] = observations([row("tst", { state: "deployed", commit: C, operationBy: "tst-owner" })]);
             const r = await reportObservation(o, promotion, gh());
-            assert.deepEqual(r.githubDeployment, { app: "web", version: "1.2.0", ref: SRC, id: 100 });
+            assert.deepEqual(r.releases, [{ app: "web", version: "1.2.0", opsCommit: P, githubDeployment: 100 }]);
             assert.deepEqual(calls.map((c) => `${c.method} ${c.url}`), ["GET /repos/acme/shop/deployments", "POST /repos/acme/shop/deployments", "POST /repos/acme/shop/deployments/100/statuses"]);
             assert.ok(calls.every((c) => c.auth === `Bearer ${TOKEN}`));
             const d = calls[1].body;
             assert.equal(d.ref, SRC);
             assert.equal(d.environment, "tst");
-            assert.deepEqual(d.payload, { app: "web", version: "1.2.0", kind: "promote", opsCommit: C });
+            assert.deepEqual(d.payload, { app: "web", version: "1.2.0", kind: "promote", opsCommit: P, stageCommit: C });
             assert.equal(d.auto_merge, false);
             assert.deepEqual(d.required_contexts, []);
             assert.match(String(d.description), /^web 1\.2\.0 deployed in tst \(sync by tst-owner\)$/);
@@ -132,9 +152,9 @@ describe("the deployment watch", function () {
             const [o] = observations([row("tst", { state: "deployed", commit: C })]);
             await reportObservation(o, promotion, gh());
             calls.length = 0;
-            const again = await reportObservation(o, promotion, gh());
-            assert.equal(again.githubDeployment?.id, 100);
-            assert.match(again.message, /GitHub Deployment 100 found/);
+            // Reported again with a later deployed commit (a hold came after): the same Deployment, found.
+            const again = await reportObservation({ ...o, commit: "9".repeat(40) }, promotion, gh());
+            assert.deepEqual(again.releases, [{ app: "web", version: "1.2.0", opsCommit: P, githubDeployment: 100, note: "found, made by an earlier report" }]);
             assert.deepEqual(calls.map((c) => `${c.method} ${c.url}`), ["GET /repos/acme/shop/deployments", "GET /repos/acme/shop/deployments/100/statuses"]);
             assert.equal(deployments.length, 1);
             assert.deepEqual(deployments[0].statuses, ["success"]);
@@ -154,7 +174,7 @@ describe("the deployment watch", function () {
             assert.equal(calls.find((c) => c.method === "POST" && c.url === "/repos/acme/shop/deployments")!.body.production_environment, true);
 
             failNext = 5;
-            const gone = await reportObservation({ ...o, commit: "d".repeat(40) }, promotion, gh()).catch((e: unknown) => e);
+            const gone = await reportObservation(o, [{ ...promotion[0], commit: "d".repeat(40) }], gh()).catch((e: unknown) => e);
             assert.ok(gone instanceof GitHubError && gone.status === 502 && /after 3 attempts/.test(gone.message), String(gone));
             assert.ok(!gone.message.includes(TOKEN), gone.message);
             failNext = 0;
@@ -162,15 +182,14 @@ describe("the deployment watch", function () {
             assert.ok(missing instanceof GitHubError && missing.status === 404, String(missing));
         });
 
-        it("rollbacks, commits without a release and a stage without GitHub are recorded in the request log only, and say so", async function () {
+        it("a promotion without a source commit makes no Deployment, and without GitHub the record stays in the request log only; both say so", async function () {
             const [o] = observations([row("prod", { state: "deployed", commit: C })]);
-            const rollback = await reportObservation(o, { kind: "rollback", app: "web", version: "1.1.0" }, gh());
-            assert.equal(rollback.githubDeployment, null);
-            assert.match(rollback.message, /^prod deployed at c{12} \(rollback of web 1\.1\.0\): recorded in the request log; no GitHub Deployment/);
-            const none = await reportObservation(o, undefined, gh());
-            assert.match(none.message, /\(a change that brings no release\)/);
+            const bare = await reportObservation(o, [{ commit: P, change: { kind: "promote", app: "web", version: "1.1.0" } }], gh());
+            assert.deepEqual(bare.releases, [{ app: "web", version: "1.1.0", opsCommit: P, githubDeployment: null, note: "no source commit: no Deployment" }]);
+            const none = await reportObservation(o, [], gh());
+            assert.match(none.message, /^prod deployed at c{12} \(no promoted release\): 0 GitHub Deployment\(s\) on acme\/shop$/);
             const local = await reportObservation(o, promotion);
-            assert.match(local.message, /recorded in the request log; no GitHub dev repo to tell$/);
+            assert.match(local.message, /^prod deployed at c{12} \(web 1\.2\.0\): recorded in the request log; no GitHub dev repo to tell$/);
             assert.equal(calls.length, 0);
         });
     });

@@ -149,8 +149,8 @@ export function ciWorkflow(cfg: PlatformConfig): string {
     ];
     const tests = (stage: string) => ["      - name: Tests against the stage", `        run: bash ci/integration-test.sh ${stage}`, "        env:", "          SMOKE_URL: ${{ vars.SMOKE_URL }}"];
     // A Deployment the runner service recorded: a promotion of this repository's app that the
-    // stage's owners synced and that runs Healthy. (Whoever else may create Deployments here gains
-    // nothing: the runner refuses a promotion whose previous stage does not run that release.)
+    // stage's owners synced and that runs Healthy. Anyone with write access may create Deployments
+    // too, so the verify job first asks the runner whether Argo CD really runs that release there.
     const deployedHere = (stage: string) =>
         `github.event_name == 'deployment_status' && github.event.deployment_status.state == 'success' && github.event.deployment.environment == '${stage}' && github.event.deployment.payload.kind == 'promote' && github.event.deployment.payload.app == (vars.GITOPS_STAGES_APP || github.event.repository.name)`;
     // What starts each stage's promotion: the push for the first stage and every stage after an
@@ -199,7 +199,18 @@ export function ciWorkflow(cfg: PlatformConfig): string {
             );
         } else {
             // Synced by its owners whenever they choose: tested in the run their sync starts.
-            lines.push(`  verify-${stage.name}:`, `    if: ${deployedHere(stage.name)}`, "    runs-on: ubuntu-latest", `    environment: ${stage.name}`, ...JOB_START, ...tests(stage.name));
+            lines.push(
+                `  verify-${stage.name}:`,
+                `    if: ${deployedHere(stage.name)}`,
+                "    runs-on: ubuntu-latest",
+                `    environment: ${stage.name}`,
+                ...JOB_START,
+                "      - name: Check with the runner that Argo CD runs this release in the stage, Healthy",
+                `        run: $CLIENT wait "$APP@$VERSION" --stage ${stage.name} --timeout-minutes 5`,
+                "        env:",
+                "          VERSION: ${{ github.event.deployment.payload.version }}",
+                ...tests(stage.name),
+            );
         }
     }
     return lines.join("\n") + "\n";

@@ -39,7 +39,8 @@ else
 fi
 
 repository="${GITHUB_REPOSITORY:-$(basename "$PWD")}"
-image="${IMAGE:-ghcr.io/${repository,,}:${version}}"
+# An image tag may not hold "+": build metadata becomes "_" (Helm's convention).
+image="${IMAGE:-ghcr.io/${repository,,}:${version//+/_}}"
 
 rm -rf build
 mkdir -p build/bundle
