@@ -124,6 +124,8 @@ export interface StatusRow {
     readonly lastChange: StageChange | null;
     /** What Argo CD has deployed of it (see deployed.ts). */
     readonly deployment: Deployment;
+    /** The stage's Application in Argo CD's web UI (its last operation, its resources); absent in render mode. */
+    readonly argocdApp?: string;
 }
 
 /** One audit entry of a stage. */
@@ -472,6 +474,9 @@ export class Runner {
         const stages = await this.pipeline();
         const wanted = stageName ? [findStage(stages, stageName).stage] : stages;
         const apps = await this.applications();
+        const platform = await this.deps.engine.platformOutputs();
+        const ui = apps.port && typeof platform.argocdUrl === "string" ? platform.argocdUrl.replace(/\/+$/, "") : undefined;
+        const namespace = (platform.argocdCluster as { namespace?: string } | undefined)?.namespace ?? "argocd";
         try {
             return await Promise.all(
                 wanted.map(async (s) => {
@@ -481,6 +486,7 @@ export class Runner {
                         apps: (outputs.releases as StatusRow["apps"]) ?? {},
                         lastChange: (outputs.lastChange as StageChange | null) ?? null,
                         deployment: await this.judgeDeployment(s, await this.stageHead(s.name, outputs), apps),
+                        ...(ui ? { argocdApp: `${ui}/applications/${encodeURIComponent(namespace)}/${encodeURIComponent(s.name)}` } : {}),
                     };
                 }),
             );

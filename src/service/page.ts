@@ -70,7 +70,9 @@ async function load() {
         // A manual stage's commit waits for its owners: the badge says whose sync it is.
         const waiting = d.waitingFor ? '<span class="badge waiting">waiting for a sync by ' + esc(d.waitingFor.join(", ")) + "</span>" : "";
         const op = d.operation ? '<div class="op">last operation ' + esc(d.operation) + (d.operationBy ? " by " + esc(d.operationBy) : "") + (d.operationFinishedAt ? " at " + esc(d.operationFinishedAt) : "") + "</div>" : "";
-        return '<td class="state-' + esc(d.state) + '" title="' + esc(d.message) + '">' + esc(d.state) + waiting + op + "</td>";
+        // The state links to the stage's Application in Argo CD (its last operation, its resources).
+        const state = r.argocdApp ? '<a href="' + esc(r.argocdApp) + '" rel="noopener">' + esc(d.state) + "</a>" : esc(d.state);
+        return '<td class="state-' + esc(d.state) + '" title="' + esc(d.message) + '">' + state + waiting + op + "</td>";
       }).join("") + "</tr>";
     const parts = [];
     for (const stage of stages) {

@@ -203,6 +203,7 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         assert.equal(st.code, 0, st.stderr);
         const rows = JSON.parse(st.stdout) as { stage: string; deployment: { state: string; message: string; waitingFor?: string[] } }[];
         assert.equal(rows.find((x) => x.stage === "itg")!.deployment.state, "synced");
+        assert.equal((rows.find((x) => x.stage === "tst") as unknown as { argocdApp: string }).argocdApp, `${argocd.url}/applications/argocd/tst`);
         const tst = rows.find((x) => x.stage === "tst")!.deployment;
         assert.equal(tst.state, "pending");
         assert.deepEqual(tst.waitingFor, ["tst-owners"]);
