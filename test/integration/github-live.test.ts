@@ -1,5 +1,6 @@
 /**
- * The platform stack against real GitHub, and one promotion through its protected ops repo. Runs
+ * The platform stack against real GitHub, one promotion through its protected ops repo, and the
+ * GitHub Deployment the service's watch records of it on the dev repo. Runs
  * only when GITHUB_TOKEN and GITHUB_OWNER are set (an organisation and a token allowed to create
  * repositories and teams there) and GITHUB_RUNNER_ACTOR (the token's own identity as branch
  * protection names it, so that the runner is the ops repo's bypass); otherwise it reports itself
@@ -13,7 +14,9 @@ import * as path from "node:path";
 
 import { LocalWorkspace } from "@pulumi/pulumi/automation";
 
+import { GitHubRepo, GitHubRest } from "../../src/github/rest";
 import { prepareProjectCopy } from "../../src/project";
+import { observations, reportObservation } from "../../src/service/deployments";
 import { createEngine, disposeEngine, repoRoot } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 import { bootstrapPipeline } from "../support/service";
@@ -98,6 +101,23 @@ describe("platform stack on real GitHub (live)", function () {
             // No side branch is left behind.
             const branches = (await (await fetch(`https://api.github.com/repos/${owner}/${prefix}-ops/branches`, { headers: { authorization: `Bearer ${token}` } })).json()) as { name: string }[];
             assert.deepEqual(branches.map((b) => b.name), ["main"]);
+
+            // The service's watch records what a stage's owners deployed as a Deployment on the dev
+            // repo (platform output devRepository), once per promotion commit.
+            const dev = JSON.parse(p.pulumi("stack", "output", "devRepository", "--json", "--stack", "platform")) as GitHubRepo;
+            assert.equal(dev.repository, `${owner}/${prefix}-dev`);
+            const devHead = (await (await fetch(`https://api.github.com/repos/${owner}/${prefix}-dev/commits/main`, { headers: { authorization: `Bearer ${token}` } })).json()) as { sha: string };
+            const [o] = observations([{ stage: "itg", apps: {}, lastChange: null, deployment: { state: "deployed", commit: String(head.sha), message: "synced, Healthy" } }]);
+            const promotion = { commit: String(head.sha), change: { kind: "promote" as const, app: "web", version: "1.0.0", sourceCommit: devHead.sha } };
+            const first = await reportObservation(o, [promotion], { dev, rest: new GitHubRest(token) });
+            const id = first.releases[0].githubDeployment;
+            assert.ok(id, first.message);
+            const again = await reportObservation(o, [promotion], { dev, rest: new GitHubRest(token) });
+            assert.equal(again.releases[0].githubDeployment, id);
+            const listed = (await (await fetch(`https://api.github.com/repos/${owner}/${prefix}-dev/deployments?environment=itg`, { headers: { authorization: `Bearer ${token}` } })).json()) as { id: number; payload: { app: string; version: string } }[];
+            assert.deepEqual(listed.map((d) => [d.id, d.payload.app, d.payload.version]), [[id, "web", "1.0.0"]]);
+            const deploymentStatuses = (await (await fetch(`https://api.github.com/repos/${owner}/${prefix}-dev/deployments/${id}/statuses`, { headers: { authorization: `Bearer ${token}` } })).json()) as { state: string }[];
+            assert.deepEqual(deploymentStatuses.map((x) => x.state), ["success"]);
         } finally {
             // Each destroy on its own, so that a failed first one still removes the repositories and teams.
             const problems: string[] = [];
