@@ -74,7 +74,8 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             "gitops-stages-argocd-",
             [{ name: "itg" }, { name: "tst" }, { name: "perf", syncWindows: [{ ...always, manualSync: false }] }, { name: "prod", syncWindows: [{ ...always, manualSync: true }] }],
             [],
-            {},
+            // A release manager of the CLI who may skip the stage order (recorded in the commit).
+            { "release-manager": { teams: ["prod-owners"], overrideOrder: true } },
             {
                 gitHost: { kind: "local", path: gitDir, serveUrl: gitServer.url("app-ops.git") },
                 cluster: { kubeconfig: cluster.kubeconfig, skipAwait: true },
@@ -358,10 +359,10 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
     });
 
     it("a rollback of prod, once its owner syncs, brings back the previous release's objects", async function () {
-        for (const stage of ["tst", "perf", "prod"]) {
-            const r = await cli(["promote", "web@1.2.0", "--to", stage, "--commit", COMMIT, "--json"]);
-            assert.equal(r.code, 0, r.stderr);
-        }
+        // Straight from itg to prod, as a release manager may (the commit records the override).
+        const r = await cli(["promote", "web@1.2.0", "--to", "prod", "--override-order", "--commit", COMMIT, "--as", "release-manager", "--json"], { GITOPS_STAGES_TOKEN: "" });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(p.git("log", "-1", "--format=%B", "main"), /^Override: stage order overridden by the requester$/m);
         type D = { spec: { replicas: number; template: { spec: { containers: { image: string }[] } } } };
         const asOwner = { ARGOCD_AUTH_TOKEN: tokens["prod-owner"] };
         // 1.2.0 runs no pods: synced and Healthy, the default of --wait.
