@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { chromium } from "playwright-core";
 import YAML from "yaml";
 
 import { ArgoCd, startArgoCd } from "../support/argocd";
@@ -338,6 +339,31 @@ describe("the GitOps loop: a real Argo CD syncs what the runner commits (cluster
             // itg's token reads only itg.
             const other = await ci(["wait", "--stage", "tst", "--timeout-minutes", "1", "--for", "synced"]);
             assert.equal(other.code, 3, other.stderr);
+
+            // The status page, as a person sees it: each stage's live state as a colour, whose sync
+            // a manual stage waits for, a link to Argo CD (screenshot kept in test-artifacts/).
+            const executablePath = "/usr/bin/chromium";
+            assert.ok(fs.existsSync(executablePath), "Chromium is not installed (Debian package chromium): `npm test` installs it");
+            const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+            try {
+                const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+                await page.goto(url + "/");
+                await page.fill("#token", p.operatorToken);
+                await page.click("button[type=submit]");
+                await page.waitForSelector("#pipeline tr.deployed td");
+                const cells = await page.$$eval("#pipeline tr.deployed td", (tds) => tds.map((td) => ({ cls: td.className, text: td.textContent ?? "", href: td.querySelector("a")?.getAttribute("href") ?? "" })));
+                assert.deepEqual(cells.map((c) => c.cls), ["state-deployed", "state-synced", "state-pending", "state-synced"], JSON.stringify(cells));
+                assert.match(cells[2].text, /^pendingwaiting for a sync by perf-owners/);
+                assert.match(cells[0].text, /last operation Succeeded by automated at /);
+                assert.match(cells[1].text, /last operation Succeeded by tst-owner at /);
+                assert.equal(cells[0].href, `${argocd.url}/applications/argocd/itg`);
+                const artifacts = path.join(repoRoot, "test-artifacts");
+                fs.mkdirSync(artifacts, { recursive: true });
+                await page.screenshot({ path: path.join(artifacts, "status-page-live.png"), fullPage: true });
+                assert.ok(fs.statSync(path.join(artifacts, "status-page-live.png")).size > 1000);
+            } finally {
+                await browser.close();
+            }
         } finally {
             if (service.exitCode === null && service.signalCode === null) {
                 const exited = new Promise((r) => service.once("exit", r));
