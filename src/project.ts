@@ -20,6 +20,11 @@ export function findProjectRoot(from: string = __dirname): string {
 /** A workspace folder that mirrors the project: copies of Pulumi.yaml and stacks/, links to the rest. */
 export function prepareProjectCopy(root: string, into: string): void {
     fs.mkdirSync(path.join(into, "stacks"), { recursive: true });
+    // An empty `.git` folder ends Pulumi's search for the repository enclosing the workspace here: it
+    // finds no repository in it, so it records the update's metadata from the PULUMI_GIT_* and
+    // PULUMI_VCS_* variables the runner sets (the release's), never from the checkout or folder the
+    // data folder happens to sit in (which is not what the update deployed).
+    fs.mkdirSync(path.join(into, ".git"), { recursive: true });
     fs.copyFileSync(path.join(root, "Pulumi.yaml"), path.join(into, "Pulumi.yaml"));
     for (const f of fs.readdirSync(path.join(root, "stacks"))) {
         const target = path.join(into, "stacks", f);

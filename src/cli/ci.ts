@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
-const CODES: Record<string, number> = { invalid: 2, unauthorized: 3, forbidden: 3, refused: 3, "rate-limited": 5, "not-found": 4, conflict: 5, timeout: 5, unavailable: 5, internal: 1 };
+import { ERROR_MAP, EXIT, exitOfKind } from "../runner/error-map";
 
 /** Reads a bundle folder into the upload form: `{ files: { "chart/...": text } }`. */
 export function bundleFiles(dir: string): { files: Record<string, string> } {
@@ -74,7 +74,7 @@ async function waitDeployed(base: string, token: string, stage: string, release:
     // The CLI's bound (86400 s), in minutes.
     if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 1440) {
         opts.log("stages ci wait: --timeout-minutes must be a number of minutes from more than 0 to 1440");
-        return 2;
+        return ERROR_MAP.invalid.exit;
     }
     // With a release, the service checks the stage holds it (404 if not: nothing to wait for).
     const route = `/v1/deployments/${encodeURIComponent(stage)}${release ? `?release=${encodeURIComponent(release)}` : ""}`;
@@ -85,7 +85,7 @@ async function waitDeployed(base: string, token: string, stage: string, release:
         const error = answer.body.error as { kind?: string; message?: string } | undefined;
         if (answer.status >= 400 || error) {
             opts.log(`stages ci wait: ${error?.kind ?? "error"}: ${error?.message ?? `HTTP ${answer.status}`}`);
-            return CODES[error?.kind ?? "internal"] ?? 1;
+            return exitOfKind(error?.kind ?? "internal");
         }
         const d = answer.body as { state?: string; message?: string; reason?: string };
         if (d.state !== shown) opts.log(`stages ci wait: ${stage} ${d.state}: ${d.message}`);
@@ -93,13 +93,13 @@ async function waitDeployed(base: string, token: string, stage: string, release:
         // The last answer goes to stdout whatever the outcome, as for every other verb.
         const done = (code: number) => (process.stdout.write(JSON.stringify(answer.body, null, 2) + "\n"), code);
         if (d.state === "deployed" || (d.state === "synced" && until === "synced")) return done(0);
-        if (d.state === "failed") return done(CODES.conflict);
+        if (d.state === "failed") return done(ERROR_MAP.conflict.exit);
         // Argo CD refused the runner's read: waiting will not change that.
-        if (d.state === "unknown" && d.reason === "denied") return done(CODES.forbidden);
-        if (d.state === "unknown" && d.reason !== "unreadable") return done(CODES["not-found"]);
+        if (d.state === "unknown" && d.reason === "denied") return done(ERROR_MAP.forbidden.exit);
+        if (d.state === "unknown" && d.reason !== "unreadable") return done(ERROR_MAP["not-found"].exit);
         if (Date.now() > deadline) {
             opts.log(`stages ci wait: ${stage} not ${until} after ${minutes} minutes: ${d.message}`);
-            return done(CODES.timeout);
+            return done(ERROR_MAP.timeout.exit);
         }
         await new Promise((r) => setTimeout(r, 2000));
         answer = await send(base, token, "GET", route, undefined, opts);
@@ -135,7 +135,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
     const token = env.GITOPS_STAGES_TOKEN;
     if (!base || !token) {
         log(`stages ci: ${!base ? "GITOPS_STAGES_URL" : "GITOPS_STAGES_TOKEN"} is not set (the service's URL and this job's token)`);
-        return 2;
+        return ERROR_MAP.invalid.exit;
     }
     const ciRunUrl = values["ci-run"] ?? (env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : undefined);
     const opts = { retries: Number(values.retries), log };
@@ -148,7 +148,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
             const at = spec.lastIndexOf("@");
             if (at <= 0) {
                 log(`stages ci ${verb}: the first argument must be <app>@<version>`);
-                return 2;
+                return ERROR_MAP.invalid.exit;
             }
             const app = spec.slice(0, at);
             const version = spec.slice(at + 1);
@@ -186,16 +186,16 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
         case "wait":
             if (!values.stage) {
                 log("stages ci wait: --stage is required");
-                return 2;
+                return ERROR_MAP.invalid.exit;
             }
             if (values.for !== "deployed" && values.for !== "synced") {
                 log(`stages ci wait: --for must be "deployed" (synced and Healthy) or "synced", got ${JSON.stringify(values.for)}`);
-                return 2;
+                return ERROR_MAP.invalid.exit;
             }
             return waitDeployed(base, token, values.stage, positionals[0], Number(values["timeout-minutes"]), values.for, opts);
         default:
             log(`stages ci: unknown verb "${verb ?? ""}" (promote, preview, mr-deploy, mr-destroy, status, wait)`);
-            return 2;
+            return ERROR_MAP.invalid.exit;
     }
     let answer = await send(base, token, body === undefined ? "GET" : "POST", route, body, opts);
     const deadline = Date.now() + Number(values["timeout-minutes"]) * 60_000;
@@ -206,7 +206,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
         shown = state;
         if (Date.now() > deadline) {
             log(`stages ci: request ${String(answer.body.requestId)} still ${state} after ${values["timeout-minutes"]} minutes; it keeps running on the service`);
-            return 5;
+            return ERROR_MAP.timeout.exit;
         }
         await new Promise((r) => setTimeout(r, 1000));
         answer = await send(base, token, "GET", `/v1/requests/${String(answer.body.requestId)}`, undefined, opts);
@@ -215,9 +215,9 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
     const error = (answer.body.error ?? undefined) as { kind?: string; message?: string; reason?: string } | undefined;
     if (answer.status >= 400 || error) {
         log(`stages ci ${verb}: ${error?.kind ?? "error"}${error?.reason ? ` (${error.reason})` : ""}: ${error?.message ?? `HTTP ${answer.status}`}`);
-        return CODES[error?.kind ?? "internal"] ?? 1;
+        return exitOfKind(error?.kind ?? "internal");
     }
     const result = (answer.body.result ?? answer.body) as { message?: string };
     log(`stages ci ${verb}: ${String(answer.body.state ?? "ok")}${result.message ? `: ${result.message}` : ""}`);
-    return 0;
+    return EXIT.ok;
 }

@@ -1,25 +1,19 @@
 /**
  * The `stages` command line. Each verb parses its arguments, calls the core, prints a readable
- * result (or JSON with --json) and exits with the code decided in `exitCodes`.
+ * result (or JSON with --json) and exits with the code the error map (src/runner/error-map.ts) gives.
  */
 import * as path from "node:path";
 
 import { cliPulumiHome } from "../runner/adapters/backend";
 import { TOOLCHAIN_SETS, type ToolchainSet } from "../toolchain/recipes";
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
+import { EXIT } from "../runner/error-map";
 import { ciVerb } from "./ci";
 import { serveVerb } from "./serve";
 import { runnerVerb } from "./verbs";
 
-/** Exit codes, decided in this one place. */
-export const exitCodes = {
-    ok: 0,
-    failure: 1,
-    invalidInput: 2,
-    refused: 3,
-    notFound: 4,
-    conflict: 5,
-} as const;
+/** Exit codes of the verbs that are not requests (toolchain, usage); requests' come from the error map. */
+const exitCodes = EXIT;
 
 /** Project root: the folder holding package.json, three levels above dist/src/cli. */
 export const projectRoot = path.resolve(__dirname, "..", "..", "..");

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 import type { CommitDetails } from "../git/engine";
+import { EXIT } from "../runner/error-map";
 import { RunnerError, classify, exitCode, publicError } from "../runner/errors";
 import { describeBackend, platformStackName } from "../runner/adapters/backend";
 import type { Deployment } from "../runner/deployed";
@@ -92,7 +93,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
             cancelling = sig;
             process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
             runner.cancel(`interrupted by ${sig}`);
-            const code = sig === "SIGINT" ? 130 : 143;
+            const code = sig === "SIGINT" ? EXIT.cancelledByInterrupt : EXIT.cancelledByTerm;
             runner.idle().finally(() => {
                 process.stderr.write(`stages: cancelled by ${sig}\n`);
                 process.exit(code);
@@ -110,7 +111,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
             // The update failed because we cancelled it: that is the answer, not an internal error.
             process.stderr.write(`stages ${verb}: cancelled by ${cancelling}; the stack's lock was released\n`);
             if (json) out(JSON.stringify({ error: { kind: "conflict", message: `cancelled by ${cancelling}`, requestId } }, null, 2) + "\n");
-            return cancelling === "SIGINT" ? 130 : 143;
+            return cancelling === "SIGINT" ? EXIT.cancelledByInterrupt : EXIT.cancelledByTerm;
         }
         const e = classify(raw);
         const pub = publicError(e, requestId);

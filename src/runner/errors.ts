@@ -6,9 +6,9 @@
 import { ValidationError } from "../config/validate";
 import { GitError } from "../git/engine";
 import { ReleaseConflictError } from "../release/publish";
+import { ERROR_MAP, type ErrorKind } from "./error-map";
 
-/** Kinds of runner errors. */
-export type ErrorKind = "invalid" | "unauthorized" | "forbidden" | "not-found" | "refused" | "conflict" | "timeout" | "unavailable" | "internal";
+export type { ErrorKind } from "./error-map";
 
 /** A failure with a kind and a message safe to show to the caller. */
 export class RunnerError extends Error {
@@ -33,33 +33,16 @@ export function classify(e: unknown): unknown {
     return e;
 }
 
-/** Exit codes of the `stages` CLI: 2 invalid input, 3 refused by policy, 4 not found, 5 conflict, timeout or a service it needs unreachable, 1 anything else. */
+/** Exit code of an error for the `stages` CLI (see error-map.ts); anything not classified is 1. */
 export function exitCode(raw: unknown): number {
     const e = classify(raw);
-    if (!(e instanceof RunnerError)) return 1;
-    switch (e.kind) {
-        case "invalid":
-            return 2;
-        case "refused":
-        case "unauthorized":
-        case "forbidden":
-            return 3;
-        case "not-found":
-            return 4;
-        case "conflict":
-        case "timeout":
-        case "unavailable":
-            return 5;
-        case "internal":
-            return 1;
-    }
+    return e instanceof RunnerError ? ERROR_MAP[e.kind].exit : ERROR_MAP.internal.exit;
 }
 
-/** HTTP status of an error (for the service). */
+/** HTTP status of an error for the service (see error-map.ts). */
 export function httpStatus(raw: unknown): number {
     const e = classify(raw);
-    if (!(e instanceof RunnerError)) return 500;
-    return { invalid: 400, unauthorized: 401, forbidden: 403, "not-found": 404, refused: 409, conflict: 409, timeout: 504, unavailable: 503, internal: 500 }[e.kind];
+    return e instanceof RunnerError ? ERROR_MAP[e.kind].http : ERROR_MAP.internal.http;
 }
 
 /** What a caller may see of an error: the message for runner errors, a request id only for anything else. */

@@ -29,9 +29,29 @@ export interface HistoryEntry {
     readonly changes: Record<string, number>;
 }
 
+/**
+ * What an update does, for Pulumi's update metadata (`pulumi stack history`, Pulumi Cloud's update
+ * page): the change, who asked (the authenticated principal), and where the release came from.
+ */
+export interface UpdateMetadata {
+    readonly requestId: string;
+    /** promote, rollback, hold, release, mr-deploy, mr-destroy. */
+    readonly kind: string;
+    /** The authenticated principal that asked. */
+    readonly requester: string;
+    /** The dev repo's commit the release was built from. */
+    readonly sourceCommit?: string;
+    /** The CI run that asked (its web page). */
+    readonly ciRunUrl?: string;
+    /** The merge request the change belongs to. */
+    readonly mr?: number;
+}
+
 /** Options of an update. */
 export interface UpdateOptions {
     readonly message: string;
+    /** Recorded with the update in the state backend; without it the update's metadata says only what Pulumi finds itself. */
+    readonly metadata?: UpdateMetadata;
     readonly dryRun?: boolean;
     /** Refresh the state from the world first, so drift (objects edited behind Pulumi's back) is corrected. */
     readonly refresh?: boolean;

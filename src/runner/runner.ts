@@ -31,7 +31,7 @@ import {
 import { ArgoCdApplications, type ArgoCdClient } from "./argocd";
 import { ApplicationStatus, ApplicationsPort, Deployment, judge, waitDeployed } from "./deployed";
 import { RunnerError } from "./errors";
-import type { EnginePort, HistoryEntry, RunnerStore } from "./ports";
+import type { EnginePort, HistoryEntry, RunnerStore, UpdateMetadata } from "./ports";
 import { StackQueues } from "./queue";
 
 /** The ops repository as the runner uses it. */
@@ -106,6 +106,18 @@ function holdsRelease(stage: string, outputs: Record<string, unknown>, release: 
     if (held !== release.version) {
         throw new RunnerError("not-found", `${release.app}@${release.version} is not what stage ${stage} holds (${held ? `its ops folder holds ${release.app}@${held}` : `it holds no release of ${release.app}`}): nothing to wait for`);
     }
+}
+
+/** A promotion's update metadata: the release's source commit, CI run and merge request, and who asked. */
+function promoteMetadata(req: ReturnType<typeof parsePromoteRequest>, requestId: string): UpdateMetadata {
+    return {
+        requestId,
+        kind: req.dryRun ? "preview" : "promote",
+        requester: req.requester,
+        sourceCommit: req.source.commit,
+        ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}),
+        ...(req.source.mr !== undefined ? { mr: req.source.mr } : {}),
+    };
 }
 
 /** The answer to an owner's sync: where it was started and, when waited for, what it deployed. */
@@ -305,7 +317,7 @@ export class Runner {
                     if (d.removed.length || d.added.length) files[p] = d;
                 }
             }
-            const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput });
+            const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput, metadata: promoteMetadata(req, requestId) });
             return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r?.changes ?? {}, files };
         }
         const result = await this.queued(req.to, requestId, key, req.app, async (signal) => {
@@ -331,7 +343,7 @@ export class Runner {
                     await this.deps.ops.check(req.to, releases);
                     return { stage: { releases, change } };
                 },
-                { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput },
+                { message: commitMessage(req.to, change), signal, onOutput: opts.onOutput, metadata: promoteMetadata(req, requestId) },
             );
             if (!r) return { ...base, state: "noop", message: noop ?? "nothing to do", ...(publishCommit ? { publishCommit } : {}) };
             if (r.result !== "succeeded") throw new RunnerError("internal", `the update of ${req.to} did not succeed`);
@@ -380,7 +392,7 @@ export class Runner {
                     change = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
                     return { stage: { releases: adoptLanded(planPromotion(current, change, at, { by: req.requester, reason: change.reason!, at }), await this.deps.ops.ledger(req.stage), req.app), change } };
                 },
-                { message: `Roll back ${req.app} in ${req.stage} (request ${requestId})`, signal, onOutput: opts.onOutput },
+                { message: `Roll back ${req.app} in ${req.stage} (request ${requestId})`, signal, onOutput: opts.onOutput, metadata: { requestId, kind: "rollback", requester: req.requester } },
             );
             if (!r || r.result !== "succeeded" || !change) throw new RunnerError("internal", `the update of ${req.stage} did not succeed`);
             return {
@@ -433,7 +445,7 @@ export class Runner {
                     const at = this.deps.now().toISOString();
                     return { stage: { releases: adoptLanded(planHold(current, req.app, req.stage, set ? { by: req.requester, reason: req.reason ?? "", at } : undefined), await this.deps.ops.ledger(req.stage), req.app), change } };
                 },
-                { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput },
+                { message: commitMessage(req.stage, change), signal, onOutput: opts.onOutput, metadata: { requestId, kind: change.kind, requester: req.requester } },
             );
             if (!r) return { requestId, state: "noop", kind: change.kind, stage: req.stage, app: req.app, message: `${req.app} has no hold in ${req.stage}` };
             return {
@@ -693,6 +705,7 @@ export class Runner {
                     message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`,
                     signal,
                     onOutput: opts.onOutput,
+                    metadata: { requestId, kind: "mr-deploy", requester, sourceCommit, mr },
                     // On a live cluster, read the objects back first so a redeploy also undoes hand edits.
                     refresh: this.deps.mrCluster(mr).kubeconfig !== undefined,
                 },
@@ -720,7 +733,7 @@ export class Runner {
         const stack = `mr-${mr}`;
         const requestId = opts.requestId ?? this.deps.newId();
         return this.queued(stack, requestId, undefined, "destroy", async (signal) => {
-            const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput });
+            const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput, metadata: { requestId, kind: "mr-destroy", requester, mr } });
             return { requestId, state: "done", kind: "remove", stage: stack, app: "", message: `merge request ${mr} destroyed`, changes: r.changes, durationMs: r.durationMs };
         });
     }

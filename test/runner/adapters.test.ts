@@ -6,6 +6,7 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 
+import { METADATA_VARS, metadataEnv, vcsOf } from "../../src/runner/adapters/automation";
 import { rotated } from "../../src/runner/adapters/controller";
 import { parseSecretsFile } from "../../src/secrets/store";
 import { RunnerError } from "../../src/runner/errors";
@@ -51,5 +52,33 @@ describe("an engine that goes away under the inline program", function () {
             assert.notEqual(r.status, 0, `${e}: the process kept running`);
             assert.doesNotMatch(r.stdout, /still running/);
         }
+    });
+});
+
+describe("update metadata", function () {
+    it("names the release, the CI run, the merge request and the principal; only what is known", function () {
+        const env = metadataEnv({ requestId: "r-1", kind: "promote", requester: "ci-itg", sourceCommit: "a".repeat(40), ciRunUrl: "https://ci.example/run/1", mr: 12 }, "https://github.com/acme/app.git");
+        assert.deepEqual(env, {
+            PULUMI_CI_SYSTEM: "gitops-stages",
+            PULUMI_CI_BUILD_ID: "r-1",
+            PULUMI_CI_BUILD_TYPE: "promote",
+            PULUMI_GIT_COMMITTER: "ci-itg",
+            PULUMI_CI_BUILD_URL: "https://ci.example/run/1",
+            PULUMI_PR_NUMBER: "12",
+            PULUMI_GIT_HEAD: "a".repeat(40),
+            PULUMI_VCS_REPO_KIND: "github.com",
+            PULUMI_VCS_REPO_OWNER: "acme",
+            PULUMI_VCS_REPO_NAME: "app",
+        });
+        for (const k of Object.keys(env)) assert.ok((METADATA_VARS as readonly string[]).includes(k), `${k} is not reset between updates`);
+        const hold = metadataEnv({ requestId: "r-2", kind: "hold", requester: "operator" });
+        assert.deepEqual(Object.keys(hold).sort(), ["PULUMI_CI_BUILD_ID", "PULUMI_CI_BUILD_TYPE", "PULUMI_CI_SYSTEM", "PULUMI_GIT_COMMITTER"]);
+    });
+
+    it("reads host, owner and name from the URLs people write, and a local repository's folder name", function () {
+        assert.deepEqual(vcsOf("git@gitlab.example:group/sub/app.git"), { kind: "gitlab.example", owner: "group/sub", name: "app" });
+        assert.deepEqual(vcsOf("ssh://git@git.example:2222/acme/app"), { kind: "git.example", owner: "acme", name: "app" });
+        assert.deepEqual(vcsOf("/srv/git/app.git"), { kind: "local", name: "app" });
+        assert.deepEqual(vcsOf("file:///srv/git/app.git/"), { kind: "local", name: "app" });
     });
 });

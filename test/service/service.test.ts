@@ -164,6 +164,52 @@ describe("the runner service over HTTP", function () {
         assert.equal((await settle(op, release.body.requestId as string)).state, "done");
     });
 
+    it("each update carries the promotion in Pulumi's history (source commit, CI run, merge request, principal), nothing of a checkout around the data folder", async function () {
+        // The data folder inside a git checkout, as the demo's sits in the tool's own: Pulumi would
+        // describe every update with that checkout's commit and author if it looked there.
+        execFileSync("git", ["init", "-q", "-b", "main", p.dir]);
+        execFileSync("git", ["-C", p.dir, "-c", "user.name=Tool Author", "-c", "user.email=tool@example.invalid", "commit", "-q", "--allow-empty", "-m", "the tool's own checkout"]);
+        const checkout = execFileSync("git", ["-C", p.dir, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+        try {
+            const ci = api(base, p.ciTokens.itg);
+            const source = "fedcba9876543210fedcba9876543210fedcba98";
+            const run = "https://ci.example/acme/app/runs/4242";
+            const r = await ci("POST", "/v1/promote", promoteBody("audit", "1.0.0", "itg", { requester: "alice", image: "registry.example/audit:1.0.0", bundle: upload("audit"), source: { commit: source, ciRunUrl: run, mr: 77 } }));
+            assert.equal(r.status, 202, JSON.stringify(r.body));
+            const done = await settle(ci, r.body.requestId as string);
+            assert.equal(done.state, "done", JSON.stringify(done.error));
+            const history = JSON.parse(p.pulumi("stack", "history", "--json", "--stack", "itg")) as { message: string; environment: Record<string, string> }[];
+            const update = history[0];
+            assert.match(update.message, new RegExp(`^Promote audit 1\\.0\\.0 to itg \\(request ${r.body.requestId as string}\\)`));
+            const env = update.environment;
+            assert.equal(env["git.head"], source, JSON.stringify(env));
+            assert.equal(env["git.committer"], "ci-itg", "the principal, not the body's claim");
+            assert.equal(env["ci.system"], "gitops-stages");
+            assert.equal(env["ci.build.id"], r.body.requestId);
+            assert.equal(env["ci.build.type"], "promote");
+            assert.equal(env["ci.build.url"], run);
+            assert.equal(env["ci.pr.number"], "77");
+            assert.equal(env["vcs.kind"], "local");
+            assert.equal(env["vcs.repo"], "app-dev");
+            const all = JSON.stringify(history);
+            assert.ok(!all.includes(checkout), "an update names the enclosing checkout's commit");
+            assert.ok(!/Tool Author|tool@example\.invalid|vcs\.root/.test(all), `an update names the enclosing checkout: ${all.slice(0, 2000)}`);
+            assert.ok(!all.includes("alice"), "the body's requester reached the history");
+            // The next update of another kind carries its own metadata, nothing of this one's.
+            const hold = await api(base, p.operatorToken)("POST", "/v1/hold", { app: "audit", stage: "itg", reason: "audit" });
+            assert.equal((await settle(api(base, p.operatorToken), hold.body.requestId as string)).state, "done");
+            const next = (JSON.parse(p.pulumi("stack", "history", "--json", "--stack", "itg")) as { environment: Record<string, string> }[])[0].environment;
+            assert.equal(next["ci.build.type"], "hold");
+            assert.equal(next["git.committer"], "operator");
+            assert.equal(next["git.head"], undefined);
+            assert.equal(next["ci.build.url"], undefined);
+            const release = await api(base, p.operatorToken)("POST", "/v1/release", { app: "audit", stage: "itg" });
+            assert.equal((await settle(api(base, p.operatorToken), release.body.requestId as string)).state, "done");
+        } finally {
+            fs.rmSync(path.join(p.dir, ".git"), { recursive: true, force: true });
+        }
+    });
+
     it("a push the git host refuses fails the request as a conflict with the host's reason, as the CLI reports it (not as internal)", async function () {
         const hook = path.join(p.ops, "hooks", "pre-receive");
         // The platform's own protection hook is put back afterwards: later tests run against it.

@@ -3,6 +3,8 @@
  * `stages ci` (shipped into the repo as one dependency-free script), and that script itself.
  */
 import * as fs from "node:fs";
+
+import * as esbuild from "esbuild";
 import * as path from "node:path";
 
 import type { PlatformConfig } from "../../config/platform";
@@ -36,13 +38,10 @@ function shippedScript(compiled: string[], header: string[], call: string): stri
     // Compiled: dist/src/program/ops/ -> dist/src/<...>; from source: <root>/dist/src/<...>.
     const file = __filename.endsWith(".js") ? path.resolve(__dirname, "..", "..", ...compiled) : path.resolve(__dirname, "..", "..", "..", "dist", "src", ...compiled);
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` (or either README command) before \`pulumi up\``);
-    return [
-        "#!/usr/bin/env node",
-        ...header.map((l) => `// ${l}`),
-        fs.readFileSync(file, "utf8").replace(/\/\/# sourceMappingURL=.*$/m, ""),
-        call,
-        "",
-    ].join("\n");
+    // One file with what it imports from the project (the error map), so the dev repo needs
+    // nothing but Node.js to run it.
+    const bundled = esbuild.buildSync({ entryPoints: [file], bundle: true, platform: "node", format: "cjs", target: "node18", write: false, legalComments: "none", logLevel: "silent" });
+    return ["#!/usr/bin/env node", ...header.map((l) => `// ${l}`), bundled.outputFiles[0].text.trimEnd(), call, ""].join("\n");
 }
 
 /** The `stages ci` client as a standalone script, for the dev repo. */

@@ -21,7 +21,7 @@ import {
 
 import type { PipelineStage } from "../core";
 import { RunnerError } from "../errors";
-import type { EnginePort, HistoryEntry, UpdateOptions, UpdateResult } from "../ports";
+import type { EnginePort, HistoryEntry, UpdateMetadata, UpdateOptions, UpdateResult } from "../ports";
 import { describeBackend } from "./backend";
 import { acquireDirLock, alive, sleep } from "./dir-lock";
 import type { RunnerEnvironment } from "./environment";
@@ -59,6 +59,48 @@ export function staleBackendLocks(backendUrl: string, stack: string): { file: st
         });
 }
 
+/** The variables {@link metadataEnv} sets; each update sets them afresh, so one update's never reach the next. */
+export const METADATA_VARS = [
+    "PULUMI_CI_SYSTEM",
+    "PULUMI_CI_BUILD_ID",
+    "PULUMI_CI_BUILD_TYPE",
+    "PULUMI_CI_BUILD_URL",
+    "PULUMI_PR_NUMBER",
+    "PULUMI_GIT_HEAD",
+    "PULUMI_GIT_COMMITTER",
+    "PULUMI_VCS_REPO_OWNER",
+    "PULUMI_VCS_REPO_NAME",
+    "PULUMI_VCS_REPO_KIND",
+] as const;
+
+/**
+ * The environment that makes Pulumi record an update as the promotion it is. Pulumi reads the
+ * generic CI variables (`PULUMI_CI_*`, `PULUMI_PR_NUMBER`) always, ahead of any CI it detects, and
+ * the `PULUMI_GIT_*` and `PULUMI_VCS_*` ones only when no git repository encloses the workspace
+ * (which `prepareProjectCopy` sees to). So `git.head` is the dev repo's source commit, `vcs.*` the
+ * dev repo, `git.committer` the principal that asked, `ci.build.url` the CI run, `ci.build.id` the
+ * request id and `ci.pr.number` the merge request. The source commit's author is not known here, so
+ * `git.author` stays unset rather than naming the wrong person.
+ */
+export function metadataEnv(m: UpdateMetadata, devRepoUrl?: string): Record<string, string> {
+    const env: Record<string, string> = { PULUMI_CI_SYSTEM: "gitops-stages", PULUMI_CI_BUILD_ID: m.requestId, PULUMI_CI_BUILD_TYPE: m.kind, PULUMI_GIT_COMMITTER: m.requester };
+    if (m.ciRunUrl) env.PULUMI_CI_BUILD_URL = m.ciRunUrl;
+    if (m.mr !== undefined) env.PULUMI_PR_NUMBER = String(m.mr);
+    if (m.sourceCommit) env.PULUMI_GIT_HEAD = m.sourceCommit;
+    const repo = devRepoUrl ? vcsOf(devRepoUrl) : undefined;
+    if (repo?.kind) env.PULUMI_VCS_REPO_KIND = repo.kind;
+    if (repo?.owner) env.PULUMI_VCS_REPO_OWNER = repo.owner;
+    if (repo?.name) env.PULUMI_VCS_REPO_NAME = repo.name;
+    return env;
+}
+
+/** Host, owner and name of a repository URL (`https://host/owner/name.git`, `git@host:owner/name`), or the name of a local one. */
+export function vcsOf(url: string): { kind?: string; owner?: string; name: string } {
+    const m = /^(?:[a-z+]+:\/\/(?:[^@/]*@)?([^/:]+)(?::\d+)?\/|[^@/]+@([^:/]+):)(?:(.+)\/)?([^/]+?)(?:\.git)?\/?$/.exec(url);
+    if (m && !url.startsWith("file:")) return { kind: m[1] ?? m[2], ...(m[3] ? { owner: m[3] } : {}), name: m[4] };
+    return { kind: "local", name: path.basename(url.replace(/^file:\/\//, "").replace(/\/+$/, "")).replace(/\.git$/, "") };
+}
+
 /** Whether an error is an inline program's call to an engine that went away (gRPC UNAVAILABLE or CANCELLED). */
 export function isEngineDisconnect(e: unknown): boolean {
     const code = (e as { code?: unknown } | null)?.code;
@@ -91,7 +133,10 @@ function guardEngineDisconnects(log: (line: string) => void): void {
 export class AutomationEngine implements EnginePort {
     private workspace: Promise<LocalWorkspace> | undefined;
     private refreshWorkspace: Promise<LocalWorkspace> | undefined;
+    /** One workspace per stack for its updates, whose environment carries the update's metadata (see `updating`). */
+    private readonly updateWorkspaces = new Map<string, Promise<LocalWorkspace>>();
     private readonly selectedForRefresh = new Map<string, Stack>();
+    private readonly selectedForUpdate = new Map<string, Stack>();
     private selecting: Promise<unknown> = Promise.resolve();
     private readonly selected = new Map<string, Stack>();
 
@@ -134,14 +179,50 @@ export class AutomationEngine implements EnginePort {
         });
     }
 
+    /**
+     * The workspace a stack's updates run in. A workspace's environment goes to every command it
+     * runs, and each update carries its own metadata there (`metadataEnv`): with one workspace for
+     * all stacks, an update of one stage would be recorded with another's metadata when both run at
+     * once. Updates of one stack never overlap (the stack's lock), so its workspace's environment
+     * is set just before each, under that lock.
+     */
+    private updateWs(name: string): Promise<LocalWorkspace> {
+        let ws = this.updateWorkspaces.get(name);
+        if (!ws) {
+            ws = this.createWorkspace(this.env.envVars);
+            this.updateWorkspaces.set(name, ws);
+        }
+        return ws;
+    }
+
+    /** The stack `name` for an update, its workspace's environment set to `metadata`'s (and nothing of an earlier update's). */
+    private async updating(name: string, create: boolean, metadata: UpdateMetadata | undefined): Promise<Stack | undefined> {
+        const stack = await this.stack(name, create, "update");
+        if (!stack) return undefined;
+        const ws = stack.workspace as LocalWorkspace;
+        const base = Object.fromEntries(Object.entries(this.env.envVars).filter(([k]) => !(METADATA_VARS as readonly string[]).includes(k)));
+        ws.envVars = { ...base, ...(metadata ? metadataEnv(metadata, await this.devRepoUrl()) : {}) };
+        return stack;
+    }
+
+    /** The dev repo's URL from the platform's outputs, for update metadata (undefined when unknown). */
+    private async devRepoUrl(): Promise<string | undefined> {
+        try {
+            const dev = ((await this.platformOutputs()).repositories as { dev?: unknown } | undefined)?.dev;
+            return typeof dev === "string" ? dev : undefined;
+        } catch {
+            return undefined;
+        }
+    }
+
     /** Selects (or creates) a stack; selection rewrites shared workspace files, so it is serialised. */
-    private async stack(name: string, create: boolean, forRefresh = false): Promise<Stack | undefined> {
+    private async stack(name: string, create: boolean, purpose: "read" | "refresh" | "update" = "read"): Promise<Stack | undefined> {
         // Selecting costs a CLI run; every command names its stack (--stack), so one selection per
         // process and workspace is enough.
-        const cache = forRefresh ? this.selectedForRefresh : this.selected;
+        const cache = purpose === "refresh" ? this.selectedForRefresh : purpose === "update" ? this.selectedForUpdate : this.selected;
         const known = cache.get(name);
         if (known) return known;
-        const ws = await (forRefresh ? this.refreshWs() : this.ws());
+        const ws = await (purpose === "refresh" ? this.refreshWs() : purpose === "update" ? this.updateWs(name) : this.ws());
         const run = this.selecting.then(async () => {
             try {
                 return create ? await Stack.createOrSelect(name, ws) : await Stack.select(name, ws);
@@ -278,7 +359,7 @@ export class AutomationEngine implements EnginePort {
     }
 
     private async refreshForRecovery(stack: Stack): Promise<void> {
-        const refreshing = await this.stack(stack.name, false, true);
+        const refreshing = await this.stack(stack.name, false, "refresh");
         await (refreshing ?? stack).refresh({ clearPendingCreates: true });
     }
 
@@ -289,10 +370,10 @@ export class AutomationEngine implements EnginePort {
     ): Promise<UpdateResult | undefined> {
         const started = Date.now();
         return this.exclusive(name, opts.signal, async () => {
-            const existing = await this.stack(name, false);
+            const existing = await this.updating(name, false, opts.metadata);
             const config = await plan(existing ? await this.outputsOf(name, existing) : undefined);
             if (config === undefined) return undefined;
-            const stack = existing ?? (await this.stack(name, true))!;
+            const stack = existing ?? (await this.updating(name, true, opts.metadata))!;
             this.writeConfig(name, config);
             // A stack left inconsistent by a killed update is recovered before anything else.
             const recoveredFirst = await this.recoverIfStale(stack);
@@ -319,7 +400,7 @@ export class AutomationEngine implements EnginePort {
         const stack = await this.stack(name, false);
         if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
         const details: string[] = [];
-        const refreshing = (await this.stack(name, false, true)) ?? stack;
+        const refreshing = (await this.stack(name, false, "refresh")) ?? stack;
         const { value } = await this.withRecovery(stack, signal, () =>
             refreshing.refresh({
                 previewOnly: true,
@@ -359,11 +440,14 @@ export class AutomationEngine implements EnginePort {
     async destroy(name: string, opts: UpdateOptions): Promise<UpdateResult> {
         const started = Date.now();
         return this.exclusive(name, opts.signal, async () => {
-            const stack = await this.stack(name, false);
+            const stack = await this.updating(name, false, opts.metadata);
             if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
             const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
             await (await this.ws()).removeStack(name);
             this.selected.delete(name);
+            this.selectedForUpdate.delete(name);
+            this.selectedForRefresh.delete(name);
+            this.updateWorkspaces.delete(name);
             return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
         });
     }
