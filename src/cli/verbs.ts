@@ -15,9 +15,8 @@ import type { Deployment } from "../runner/deployed";
 import type { AuditEntry } from "../runner/runner";
 import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
 import { ArgoCdClient } from "../runner/argocd";
-import { parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "../runner/core";
+import { type Command, Commands } from "../runner/commands";
 import { AssembledRunner, argoCdUrl, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
-import { requireRight } from "../runner/rights";
 
 /** Options every runner verb takes. */
 const COMMON = {
@@ -218,6 +217,23 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
         return runner.sync(stage, client, { ...(waitMs !== undefined ? { waitMs } : {}), until });
     }
     const who = await principal();
+    const command = await toCommand(verb, argv, parse, () => values);
+    // Exactly what the service does with a request, but run here and now: the same parsing,
+    // requester, rights and policy (src/runner/commands.ts).
+    return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}) });
+}
+
+/**
+ * A command line as a command of the command layer: flags become the fields the HTTP API takes.
+ * Only what the command line spells its own way is read here (`<app>@<version>`, files, stdin).
+ */
+async function toCommand(
+    verb: string,
+    argv: string[],
+    parse: (options: Record<string, { type: "string" | "boolean"; multiple?: boolean }>, allowPositionals?: boolean) => { positionals: string[] },
+    flags: () => Record<string, unknown>,
+): Promise<Command> {
+    const opt = (key: string, flag: string) => (flags()[flag] !== undefined ? { [key]: flags()[flag] } : {});
     switch (verb) {
         case "promote":
         case "preview": {
@@ -232,157 +248,120 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
                 "idempotency-key": { type: "string" },
                 "override-order": { type: "boolean" },
             });
+            const v = flags();
             const { app, version } = appAtVersion(positionals[0]);
-            const request = {
-                app,
-                version,
-                to: values.to,
-                ...(values.bundle !== undefined ? { bundle: path.resolve(values.bundle as string) } : {}),
-                ...(values.image !== undefined ? { image: values.image } : {}),
-                requester: who.name,
-                source: { commit: values.commit, ...(values.mr !== undefined ? { mr: Number(values.mr) } : {}), ...(values["ci-run"] !== undefined ? { ciRunUrl: values["ci-run"] } : {}) },
-                ...(values.reason !== undefined ? { reason: values.reason } : {}),
-                ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
-                dryRun: verb === "preview",
-                overrideOrder: values["override-order"] === true,
+            return {
+                verb,
+                input: {
+                    app,
+                    version,
+                    to: v.to,
+                    ...opt("image", "image"),
+                    source: { commit: v.commit, ...(v.mr !== undefined ? { mr: numberFlag(v.mr) } : {}), ...(v["ci-run"] !== undefined ? { ciRunUrl: v["ci-run"] } : {}) },
+                    ...opt("reason", "reason"),
+                    ...opt("idempotencyKey", "idempotency-key"),
+                    overrideOrder: v["override-order"] === true,
+                },
+                ...(v.bundle !== undefined ? { bundle: { dir: path.resolve(v.bundle as string) } } : {}),
             };
-            requireRight(who, verb === "preview" ? "preview" : "promote", parsePromoteRequest(request).to);
-            return runner.promote(request, who, { onOutput });
         }
         case "rollback": {
             const { positionals } = parse({ stage: { type: "string" }, to: { type: "string" }, reason: { type: "string" }, "idempotency-key": { type: "string" } });
-            const request = {
-                app: positionals[0],
-                stage: values.stage,
-                ...(values.to !== undefined ? { to: values.to } : {}),
-                requester: who.name,
-                ...(values.reason !== undefined ? { reason: values.reason } : {}),
-                ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
-            };
-            requireRight(who, "rollback", parseRollbackRequest(request).stage);
-            return runner.rollback(request, { onOutput });
+            return { verb, input: { app: positionals[0], stage: flags().stage, ...opt("to", "to"), ...opt("reason", "reason"), ...opt("idempotencyKey", "idempotency-key") } };
         }
         case "hold":
         case "release": {
             const { positionals } = parse({ stage: { type: "string" }, reason: { type: "string" } });
-            const request = { app: positionals[0], stage: values.stage, requester: who.name, ...(values.reason !== undefined ? { reason: values.reason } : {}) };
-            requireRight(who, "hold", parseHoldRequest(request).stage);
-            return runner.hold(request, verb === "hold", { onOutput });
+            return { verb, input: { app: positionals[0], stage: flags().stage, ...opt("reason", "reason") } };
         }
         case "approve": {
             const { positionals } = parse({ stage: { type: "string" } });
-            const { app, version } = appAtVersion(positionals[0]);
-            requireRight(who, "approve", stageArg(values.stage, true));
-            return runner.approve({ app, version, stage: values.stage }, who);
+            return { verb, input: { ...appAtVersion(positionals[0]), stage: flags().stage } };
         }
-        case "status": {
+        case "status":
+        case "drift":
             parse({ stage: { type: "string" } }, false);
-            requireRight(who, "status", stageArg(values.stage));
-            return runner.status(values.stage as string | undefined);
-        }
+            return { verb, input: { ...opt("stage", "stage") } };
         case "wait": {
             const { positionals } = parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } });
             if (positionals.length > 1) throw new RunnerError("invalid", `wait takes at most one <app>@<version>, got ${positionals.length} arguments`);
-            const release = positionals[0] !== undefined ? parseReleaseRef(positionals[0], "<app>@<version>") : undefined;
-            const stage = stageArg(values.stage, true)!;
-            const timeout = timeoutSeconds(values.timeout);
-            const until = untilArg(values.for);
-            requireRight(who, "status", stage);
-            return runner.wait(stage, timeout * 1000, { until, ...(release ? { release } : {}) });
+            const v = flags();
+            return { verb, input: { stage: v.stage, timeoutSeconds: timeoutSeconds(v.timeout), until: untilArg(v.for), ...(positionals[0] !== undefined ? { release: positionals[0] } : {}) } };
         }
         case "history": {
             const { positionals } = parse({ commit: { type: "string" } });
-            requireRight(who, "history", stageArg(positionals[0], true));
-            if (values.commit !== undefined) return runner.stageCommit(positionals[0], values.commit as string);
-            return runner.history(positionals[0]);
-        }
-        case "drift": {
-            parse({ stage: { type: "string" } }, false);
-            requireRight(who, "drift", stageArg(values.stage));
-            return runner.drift(values.stage as string | undefined);
+            return { verb, input: { stage: positionals[0], ...opt("commit", "commit") } };
         }
         case "mr": {
             const [sub, ...rest] = argv;
-            argv = rest;
+            argv.splice(0, argv.length, ...rest);
             if (sub === "deploy") {
                 parse({ mr: { type: "string" }, app: { type: "string" }, bundle: { type: "string" }, image: { type: "string" }, commit: { type: "string" }, "ttl-hours": { type: "string" } }, false);
-                const request = {
-                    mr: values.mr === undefined ? undefined : Number(values.mr),
-                    app: values.app,
-                    bundle: values.bundle === undefined ? undefined : path.resolve(values.bundle as string),
-                    image: values.image,
-                    sourceCommit: values.commit,
-                    ...(values["ttl-hours"] !== undefined ? { ttlHours: Number(values["ttl-hours"]) } : {}),
-                    requester: who.name,
+                const v = flags();
+                return {
+                    verb: "mr-deploy",
+                    input: { mr: numberFlag(v.mr), app: v.app, image: v.image, sourceCommit: v.commit, ...(v["ttl-hours"] !== undefined ? { ttlHours: numberFlag(v["ttl-hours"]) } : {}) },
+                    ...(v.bundle !== undefined ? { bundle: { dir: path.resolve(v.bundle as string) } } : {}),
                 };
-                parseMrDeployRequest(request);
-                requireRight(who, "mr");
-                return runner.mrDeploy(request, { onOutput });
             }
             if (sub === "destroy") {
                 const { positionals } = parse({});
-                const mr = Number(positionals[0]);
-                if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(positionals[0] ?? null)}: must be a whole number from 1`);
-                requireRight(who, "mr");
-                return runner.mrDestroy(mr, who.name, { onOutput });
+                return { verb: "mr-destroy", input: { mr: numberFlag(positionals[0]) } };
             }
             if (sub === "reap") {
                 parse({}, false);
-                requireRight(who, "mr");
-                return runner.mrReap(who.name, { onOutput });
+                return { verb: "mr-reap", input: {} };
             }
             throw new RunnerError("invalid", `unknown mr verb "${sub ?? ""}" (deploy, destroy, reap)`);
         }
         case "secret": {
             const [sub, ...rest] = argv;
-            argv = rest;
+            argv.splice(0, argv.length, ...rest);
             const common = { stage: { type: "string" }, reason: { type: "string" }, "controller-url": { type: "string" } } as const;
             if (sub === "set") {
                 const { positionals } = parse({ ...common, name: { type: "string" }, namespace: { type: "string" }, cert: { type: "string" }, "namespace-wide": { type: "boolean" }, "cluster-wide": { type: "boolean" }, replace: { type: "boolean" } });
-                if (values["namespace-wide"] && values["cluster-wide"]) throw new RunnerError("invalid", "scope: choose one of --namespace-wide and --cluster-wide");
+                const v = flags();
+                if (v["namespace-wide"] && v["cluster-wide"]) throw new RunnerError("invalid", "scope: choose one of --namespace-wide and --cluster-wide");
                 const [app, ...pairs] = positionals;
-                const secretValues = readSecretValues(pairs, () => fs.readFileSync(0));
-                return assembled.secrets.set(
-                    {
+                return {
+                    verb: "secret-set",
+                    input: {
                         app,
-                        stage: values.stage as string,
-                        ...(values.name !== undefined ? { name: values.name as string } : {}),
-                        ...(values.namespace !== undefined ? { namespace: values.namespace as string } : {}),
-                        scope: values["cluster-wide"] ? "cluster-wide" : values["namespace-wide"] ? "namespace-wide" : "strict",
-                        replace: values.replace === true,
-                        values: secretValues,
-                        ...(values.cert !== undefined ? { certificate: readPem(values.cert as string, "cert") } : {}),
-                        ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
+                        stage: v.stage,
+                        ...opt("name", "name"),
+                        ...opt("namespace", "namespace"),
+                        scope: v["cluster-wide"] ? "cluster-wide" : v["namespace-wide"] ? "namespace-wide" : "strict",
+                        replace: v.replace === true,
+                        ...(v.cert !== undefined ? { certificate: readPem(v.cert as string, "cert") } : {}),
+                        ...opt("reason", "reason"),
                     },
-                    who,
-                );
+                    values: readSecretValues(pairs, () => fs.readFileSync(0)),
+                };
             }
             if (sub === "list") {
                 const { positionals } = parse(common);
-                return assembled.secrets.list(values.stage as string, positionals[0], who);
+                return { verb: "secret-list", input: { stage: flags().stage, ...(positionals[0] !== undefined ? { app: positionals[0] } : {}) } };
             }
             if (sub === "rm") {
                 const { positionals } = parse({ ...common, name: { type: "string" } });
                 const [app, ...keys] = positionals;
-                return assembled.secrets.remove({ app, stage: values.stage as string, keys, ...(values.name !== undefined ? { name: values.name as string } : {}), ...(values.reason !== undefined ? { reason: values.reason as string } : {}) }, who);
+                return { verb: "secret-rm", input: { app, stage: flags().stage, keys, ...opt("name", "name"), ...opt("reason", "reason") } };
             }
             if (sub === "reseal") {
                 parse({ ...common, cert: { type: "string" }, "private-key": { type: "string", multiple: true } }, false);
-                const keys = ((values["private-key"] as string[] | undefined) ?? []).map((f) => readPem(f, "private-key"));
-                return assembled.secrets.reseal(
-                    {
-                        stage: values.stage as string,
-                        ...(values.cert !== undefined ? { certificate: readPem(values.cert as string, "cert") } : {}),
-                        privateKeys: keys,
-                        ...(values.reason !== undefined ? { reason: values.reason as string } : {}),
-                    },
-                    who,
-                );
+                const v = flags();
+                const keys = ((v["private-key"] as string[] | undefined) ?? []).map((f) => readPem(f, "private-key"));
+                return { verb: "secret-reseal", input: { stage: v.stage, ...(v.cert !== undefined ? { certificate: readPem(v.cert as string, "cert") } : {}), privateKeys: keys, ...opt("reason", "reason") } };
             }
             throw new RunnerError("invalid", `unknown secret verb "${sub ?? ""}" (set, list, rm, reseal)`);
         }
     }
     throw new RunnerError("invalid", `unknown verb "${verb}"`);
+}
+
+/** A number flag as the API's number; text that is not one stays text, so the command names it in its error. */
+function numberFlag(value: unknown): unknown {
+    return typeof value === "string" && /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
 }
 
 function render(verb: string, result: unknown): string {

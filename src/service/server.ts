@@ -10,15 +10,14 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
+import { Checker, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
+import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands } from "../runner/commands";
 import type { Actor } from "../runner/core";
-import { checkRequester, parseHoldRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest, parseMrDeployRequest } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
-import { Verb, requireRight } from "../runner/rights";
-import type { SealingScope } from "../secrets/seal";
-import { checkBundleFiles, writeBundle } from "./bundle-upload";
+import type { Verb } from "../runner/rights";
+import { writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
 import { OBSERVER, type Observation, REPORT_VERB, observations, promotionsAt, reportObservation } from "./deployments";
 import { STATUS_PAGE } from "./page";
@@ -105,7 +104,11 @@ export class Service {
      */
     private readonly reportBackoff = new Map<string, { failures: number; nextAt: number }>();
 
+    /** The one command layer, shared with the CLI. */
+    private readonly commands: Commands;
+
     constructor(private readonly deps: ServiceDeps) {
+        this.commands = new Commands(deps.assembled);
         this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
         this.now = deps.now ?? (() => new Date());
     }
@@ -382,145 +385,25 @@ export class Service {
 
     private async route(method: string, url: URL, actor: Actor, body: Record<string, unknown> | undefined, res: http.ServerResponse): Promise<{ status: number; body: unknown; headers?: Record<string, string> } | undefined> {
         const p = url.pathname;
-        const runner = this.deps.assembled.runner;
-        const secrets = this.deps.assembled.secrets;
-        const b = asPrincipal(method, p, body ?? {}, actor);
-        const stageParam = url.searchParams.get("stage") ?? undefined;
-        if (stageParam !== undefined) this.label("stage", stageParam);
         let m: RegExpExecArray | null;
-        if (method === "POST") {
-            switch (p) {
-                case "/v1/promote":
-                case "/v1/preview": {
-                    const dryRun = p === "/v1/preview";
-                    // The route says whether it previews; a body saying otherwise would be silently overruled.
-                    if ("dryRun" in b) throw new RunnerError("invalid", `request.dryRun: is not a known setting (${dryRun ? "this route only previews" : "POST /v1/preview previews"})`);
-                    const withBundle = b.bundle !== undefined ? { ...b, bundle: "(uploaded)" } : b;
-                    const req = parsePromoteRequest({ ...withBundle, dryRun });
-                    const files = b.bundle !== undefined ? checkBundleFiles((b.bundle as { files?: unknown })?.files) : undefined;
-                    requireRight(actor, dryRun ? "preview" : "promote", req.to);
-                    // Refusals by policy are answered now (409 with the reason); the worker decides again on the state it finds.
-                    await runner.promote({ ...withBundle, dryRun }, actor, { checkOnly: true });
-                    return this.enqueue(dryRun ? "preview" : "promote", req.to, { ...b, dryRun }, actor, { coalesceKey: dryRun ? undefined : req.app, idempotencyKey: req.idempotencyKey, files });
-                }
-                case "/v1/rollback": {
-                    const req = parseRollbackRequest(b);
-                    requireRight(actor, "rollback", req.stage);
-                    return this.enqueue("rollback", req.stage, b, actor, { idempotencyKey: req.idempotencyKey });
-                }
-                case "/v1/hold":
-                case "/v1/release": {
-                    const req = parseHoldRequest(b);
-                    requireRight(actor, "hold", req.stage);
-                    return this.enqueue(p === "/v1/hold" ? "hold" : "release", req.stage, b, actor, {});
-                }
-                case "/v1/mr/deploy": {
-                    const req = parseMrDeployRequest({ ...b, bundle: b.bundle !== undefined ? "(uploaded)" : undefined });
-                    const files = b.bundle !== undefined ? checkBundleFiles((b.bundle as { files?: unknown })?.files) : undefined;
-                    requireRight(actor, "mr");
-                    return this.enqueue("mr-deploy", `mr-${req.mr}`, b, actor, { files });
-                }
-                case "/v1/mr/destroy": {
-                    const mr = this.mrNumber(b, ["mr", "requester"]);
-                    requireRight(actor, "mr");
-                    return this.enqueue("mr-destroy", `mr-${mr}`, b, actor, {});
-                }
-                case "/v1/mr/reap": {
-                    this.fields(b, ["requester"]);
-                    requireRight(actor, "mr");
-                    return this.enqueue("mr-reap", "mr-reap", b, actor, {});
-                }
-                case "/v1/drift": {
-                    this.fields(b, ["stage"]);
-                    const stage = b.stage as string | undefined;
-                    requireRight(actor, "drift", stage);
-                    return this.enqueue("drift", `drift:${stage ?? "*"}`, b, actor, {});
-                }
-                case "/v1/approve": {
-                    this.fields(b, ["app", "version", "stage"]);
-                    if (typeof b.stage !== "string") throw new RunnerError("invalid", "stage: is required (a stage name)");
-                    requireRight(actor, "approve", b.stage);
-                    return this.recorded("approve", b.stage, b, actor, () => runner.approve(b, actor));
-                }
-                case "/v1/secrets/set": {
-                    this.fields(b, ["app", "stage", "name", "namespace", "scope", "replace", "values", "certificate", "reason"]);
-                    const values = this.secretValues(b.values);
-                    const scope = (b.scope ?? "strict") as SealingScope;
-                    if (!["strict", "namespace-wide", "cluster-wide"].includes(scope)) throw new RunnerError("invalid", 'scope: must be "strict", "namespace-wide" or "cluster-wide"');
-                    // Recorded without the values: the log keeps key names only.
-                    const redacted = { ...b, values: Object.keys(values) };
-                    return this.recorded("secret-set", `secrets:${String(b.stage)}`, redacted, actor, () =>
-                        secrets.set(
-                            {
-                                app: b.app as string,
-                                stage: b.stage as string,
-                                ...(b.name !== undefined ? { name: b.name as string } : {}),
-                                ...(b.namespace !== undefined ? { namespace: b.namespace as string } : {}),
-                                scope,
-                                replace: b.replace === true,
-                                values,
-                                ...(typeof b.certificate === "string" ? { certificate: b.certificate } : {}),
-                                ...(typeof b.reason === "string" ? { reason: b.reason } : {}),
-                            },
-                            actor,
-                        ),
-                    );
-                }
-                case "/v1/secrets/rm": {
-                    this.fields(b, ["app", "stage", "name", "keys", "reason"]);
-                    const keys = Array.isArray(b.keys) ? (b.keys as unknown[]).map(String) : [];
-                    return this.recorded("secret-rm", `secrets:${String(b.stage)}`, b, actor, () =>
-                        secrets.remove({ app: b.app as string, stage: b.stage as string, keys, ...(b.name !== undefined ? { name: b.name as string } : {}), ...(typeof b.reason === "string" ? { reason: b.reason } : {}) }, actor),
-                    );
-                }
-                case "/v1/secrets/reseal": {
-                    const c = new Checker();
-                    const o = c.object("request", b, ["stage", "certificate", "privateKeys", "reason"]);
-                    const certificate = o.certificate !== undefined ? c.string("certificate", o.certificate) : undefined;
-                    const privateKeys = c.strings("privateKeys", o.privateKeys, []);
-                    const reason = o.reason !== undefined ? c.string("reason", o.reason) : undefined;
-                    invalidIfAny(c);
-                    const redacted = { stage: b.stage, certificate: certificate !== undefined, privateKeys: privateKeys.length };
-                    return this.recorded("secret-reseal", `secrets:${String(b.stage)}`, redacted, actor, () =>
-                        secrets.reseal({ stage: b.stage as string, ...(certificate !== undefined ? { certificate } : {}), privateKeys, ...(reason !== undefined ? { reason } : {}) }, actor),
-                    );
-                }
-            }
+        // Every route but the request log's own is a command: translated here, then parsed,
+        // authorised, checked and run (or queued) by the command layer, as for the CLI.
+        const command = this.command(method, url, body ?? {});
+        if (command) {
+            const admitted = await this.commands.admit(command, actor, { policyNow: true });
+            if (admitted.long) return this.enqueue(admitted, actor);
+            if (RECORDED_AT_ONCE.has(admitted.verb)) return this.recorded(admitted, actor);
+            return { status: 200, body: await this.commands.run(admitted, actor) };
         }
         if (method === "GET") {
-            if (p === "/v1/status") {
-                requireRight(actor, "status", stageParam);
-                return { status: 200, body: await runner.status(stageParam) };
-            }
             if ((m = /^\/v1\/deployments\/([^/]+)\/records$/.exec(p))) {
-                const stage = decodeURIComponent(m[1]);
-                this.label("stage", stage);
-                requireRight(actor, "status", stage);
-                await runner.deployment(stage).catch((e: unknown) => {
+                const admitted = await this.commands.admit({ verb: "deployment", input: { stage: decodeURIComponent(m[1]) } }, actor);
+                const stage = admitted.request.stage as string;
+                await this.deps.assembled.runner.deployment(stage).catch((e: unknown) => {
                     // Only an unknown stage matters here: the records stand whatever Argo CD says now.
                     if (e instanceof RunnerError && e.kind === "not-found") throw e;
                 });
                 return { status: 200, body: await this.watchRecords(stage) };
-            }
-            if ((m = /^\/v1\/deployments\/([^/]+)$/.exec(p))) {
-                const stage = decodeURIComponent(m[1]);
-                this.label("stage", stage);
-                requireRight(actor, "status", stage);
-                const refresh = url.searchParams.get("refresh") ?? "false";
-                if (refresh !== "true" && refresh !== "false") throw new RunnerError("invalid", `refresh = ${JSON.stringify(refresh)}: must be "true" or "false"`);
-                const release = url.searchParams.get("release");
-                return { status: 200, body: await runner.deployment(stage, refresh === "true", release === null ? undefined : parseReleaseRef(release, "release")) };
-            }
-            if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
-                const stage = decodeURIComponent(m[1]);
-                this.label("stage", stage);
-                requireRight(actor, "history", stage);
-                if (m[2] !== undefined) return { status: 200, body: await runner.stageCommit(stage, decodeURIComponent(m[2])) };
-                return { status: 200, body: await runner.history(stage) };
-            }
-            if (p === "/v1/secrets") {
-                if (!stageParam) throw new RunnerError("invalid", "stage: the query parameter is required");
-                return { status: 200, body: await secrets.list(stageParam, url.searchParams.get("app") ?? undefined, actor) };
             }
             if ((m = /^\/v1\/requests\/([^/]+)(\/events)?$/.exec(p))) {
                 const c = new Checker();
@@ -537,28 +420,40 @@ export class Service {
         throw new HttpError(404, "not-found", `no route ${method} ${p}`);
     }
 
-    /** Refuses a path or query value that is not a DNS label, naming the parameter. */
-    private label(key: string, value: string): void {
-        const c = new Checker();
-        c.string(key, value, undefined, DNS_LABEL, DNS_LABEL_RULE);
-        invalidIfAny(c);
-    }
-
-    /** Refuses unknown fields, with the runner's own checker (the parsers' wording). */
-    private fields(b: Record<string, unknown>, allowed: readonly string[]): void {
-        const c = new Checker();
-        c.object("request", b, allowed);
-        invalidIfAny(c);
-    }
-
-    private mrNumber(b: Record<string, unknown>, allowed: readonly string[]): number {
-        const c = new Checker();
-        const o = c.object("request", b, allowed);
-        const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
-        if (o.mr === undefined) c.fail("mr", undefined, "is required");
-        c.string("requester", o.requester);
-        invalidIfAny(c);
-        return mr;
+    /**
+     * A route and its body or query as a command (undefined for the request log's own routes):
+     * the only translation HTTP does. Uploaded bundles and base64 secret values are this
+     * transport's encodings, decoded here; everything else is the command layer's to check.
+     */
+    private command(method: string, url: URL, b: Record<string, unknown>): Command | undefined {
+        const p = url.pathname;
+        const query = (...keys: string[]) => Object.fromEntries(keys.flatMap((k) => (url.searchParams.has(k) ? [[k, url.searchParams.get(k)]] : [])));
+        let m: RegExpExecArray | null;
+        if (method === "POST") {
+            const verb = POST_COMMANDS[p];
+            if (!verb) return undefined;
+            if (verb === "secret-set") {
+                const { values, ...input } = b;
+                return { verb, input, values: this.secretValues(values) };
+            }
+            if (verb === "promote" || verb === "preview" || verb === "mr-deploy") {
+                const { bundle, ...input } = b;
+                return { verb, input, ...(bundle !== undefined ? { bundle: { files: (bundle as { files?: unknown } | null)?.files } } : {}) };
+            }
+            return { verb, input: b };
+        }
+        if (method !== "GET") return undefined;
+        if (p === "/v1/status") return { verb: "status", input: query("stage") };
+        if (p === "/v1/secrets") return { verb: "secret-list", input: query("stage", "app") };
+        if ((m = /^\/v1\/deployments\/([^/]+)$/.exec(p))) {
+            const refresh = url.searchParams.get("refresh") ?? "false";
+            if (refresh !== "true" && refresh !== "false") throw new RunnerError("invalid", `refresh = ${JSON.stringify(refresh)}: must be "true" or "false"`);
+            return { verb: "deployment", input: { stage: decodeURIComponent(m[1]), refresh: refresh === "true", ...query("release") } };
+        }
+        if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
+            return { verb: "history", input: { stage: decodeURIComponent(m[1]), ...(m[2] !== undefined ? { commit: decodeURIComponent(m[2]) } : {}) } };
+        }
+        return undefined;
     }
 
     private secretValues(raw: unknown): Record<string, Buffer> {
@@ -572,30 +467,30 @@ export class Service {
     }
 
     /** Records a long request (and its uploaded bundle) durably, then answers 202. */
-    private async enqueue(verb: string, stack: string, request: Record<string, unknown>, actor: Actor, opts: { coalesceKey?: string; idempotencyKey?: string; files?: Record<string, string> }) {
+    private async enqueue(admitted: Admitted, actor: Actor) {
         // The record's id is always the service's own: idempotency keys are per principal (two tokens
         // may use the same key), so a key cannot name a record.
         const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
-        let body = request;
-        if (opts.files !== undefined) {
+        let request = admitted.request;
+        if (admitted.files !== undefined) {
             const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
-            writeBundle(dir, opts.files);
-            body = { ...request, bundle: dir };
+            writeBundle(dir, admitted.files);
+            request = { ...request, bundle: dir };
         }
-        const work: Work = { request: body, actor };
-        const { record, created } = await this.deps.store.create({ id, verb, stack, body: work, principal: actor.name, coalesceKey: opts.coalesceKey, idempotencyKey: opts.idempotencyKey }, this.now());
+        const work: Work = { request, actor };
+        const { record, created } = await this.deps.store.create({ id, verb: admitted.verb, stack: admitted.stack, body: work, principal: actor.name, coalesceKey: admitted.coalesceKey, idempotencyKey: admitted.idempotencyKey }, this.now());
         if (created) void this.pump();
         if (!created && FINAL.has(record.state)) return { status: 200, body: view(record) };
         return { status: 202, body: { ...view(record), links: { self: `/v1/requests/${record.id}`, events: `/v1/requests/${record.id}/events` } } };
     }
 
-    /** Runs a short request now, and records it (without secret values) with its outcome. */
-    private async recorded(verb: string, stack: string, request: unknown, actor: Actor, run: () => Promise<unknown>) {
+    /** Runs a change answered at once (approvals, secrets) now, and records it (without secret values) with its outcome. */
+    private async recorded(admitted: Admitted, actor: Actor) {
         const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
         // A short request never waits in the queue; its record is written finished.
-        await this.deps.store.create({ id, verb, stack: `${stack}#${id}`, body: { request, actor: { name: actor.name } }, principal: actor.name }, this.now());
+        await this.deps.store.create({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name }, this.now());
         try {
-            const result = await run();
+            const result = await this.commands.run(admitted, actor);
             await this.deps.store.finish(id, "done", this.now(), { result });
             return { status: 200, body: result };
         } catch (e) {
@@ -710,38 +605,10 @@ export class Service {
         const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t) };
         this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         try {
-            const runner = this.deps.assembled.runner;
             let result: unknown;
-            switch (rec.verb) {
-                case "promote":
-                case "preview":
-                    result = await runner.promote(request, actor, opts);
-                    break;
-                case "rollback":
-                    result = await runner.rollback(request, opts);
-                    break;
-                case "hold":
-                case "release":
-                    result = await runner.hold(request, rec.verb === "hold", opts);
-                    break;
-                case "mr-deploy":
-                    result = await runner.mrDeploy(request, opts);
-                    break;
-                case "mr-destroy":
-                    result = await runner.mrDestroy(request.mr as number, request.requester as string, opts);
-                    break;
-                case "mr-reap":
-                    result = await runner.mrReap(request.requester as string, opts);
-                    break;
-                case "drift":
-                    result = await runner.drift(request.stage as string | undefined);
-                    break;
-                case REPORT_VERB:
-                    result = await this.report(request as unknown as Observation);
-                    break;
-                default:
-                    throw new RunnerError("internal", `unknown verb ${rec.verb}`);
-            }
+            if (rec.verb === REPORT_VERB) result = await this.report(request as unknown as Observation);
+            else if ((COMMAND_VERBS as readonly string[]).includes(rec.verb)) result = await this.commands.run({ verb: rec.verb as CommandVerb, request }, actor, opts);
+            else throw new RunnerError("internal", `unknown verb ${rec.verb}`);
             flush();
             const state = (result as { state?: string }).state === "superseded" ? "superseded" : "done";
             await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, state, this.now(), { result }));
@@ -780,6 +647,26 @@ export function view(rec: RequestRecord) {
     };
 }
 
+/** The command each POST route is. */
+const POST_COMMANDS: Readonly<Record<string, CommandVerb>> = {
+    "/v1/promote": "promote",
+    "/v1/preview": "preview",
+    "/v1/rollback": "rollback",
+    "/v1/hold": "hold",
+    "/v1/release": "release",
+    "/v1/approve": "approve",
+    "/v1/drift": "drift",
+    "/v1/mr/deploy": "mr-deploy",
+    "/v1/mr/destroy": "mr-destroy",
+    "/v1/mr/reap": "mr-reap",
+    "/v1/secrets/set": "secret-set",
+    "/v1/secrets/rm": "secret-rm",
+    "/v1/secrets/reseal": "secret-reseal",
+};
+
+/** Changes answered at once, recorded in the request log with their outcome. */
+const RECORDED_AT_ONCE: ReadonlySet<CommandVerb> = new Set(["approve", "secret-set", "secret-rm", "secret-reseal"]);
+
 /** Verbs of the routes, for the OpenAPI document and the rights matrix. */
 export const ROUTE_VERBS: Readonly<Record<string, Verb>> = {
     "POST /v1/promote": "promote",
@@ -809,18 +696,4 @@ export function pruneBundles(dataDir: string, now = Date.now()): void {
         const p = path.join(dir, name);
         if (now - fs.statSync(p).mtimeMs > 86_400_000) fs.rmSync(p, { recursive: true, force: true });
     }
-}
-
-/** The routes whose requests name a requester (it becomes the commit's `Requester` trailer). */
-const REQUESTER_ROUTES = new Set(["/v1/promote", "/v1/preview", "/v1/rollback", "/v1/hold", "/v1/release", "/v1/mr/deploy", "/v1/mr/destroy", "/v1/mr/reap"]);
-
-/**
- * The body with the authenticated principal as its requester: the audit trail records who asked,
- * never a name the caller wrote. A requester the body gives is still checked like any field (so a
- * malformed one is `invalid`, not silently dropped), then replaced.
- */
-function asPrincipal(method: string, route: string, body: Record<string, unknown>, actor: Actor): Record<string, unknown> {
-    if (method !== "POST" || !REQUESTER_ROUTES.has(route)) return body;
-    if (body.requester !== undefined) checkRequester(body.requester);
-    return { ...body, requester: actor.name };
 }
