@@ -165,6 +165,11 @@ export class Checker {
             try {
                 const u = new URL(s);
                 if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
+                // URLs end up in commits, stack config and update metadata: never a credential.
+                if (u.username || u.password) {
+                    this.fail(key, `${u.protocol}//***@${u.host}${u.pathname}`, "must not carry a user name or password");
+                    return s;
+                }
             } catch {
                 this.fail(key, value, "must be an http:// or https:// URL");
             }

@@ -137,13 +137,48 @@ interface RunResult {
     stderr: string;
 }
 
-function git(args: readonly string[], opts: { cwd: string; input?: string | Buffer; env?: NodeJS.ProcessEnv }): Promise<RunResult> {
+/**
+ * Arguments and environment with the credentials of remote URLs (`https://user:token@host/...`)
+ * moved out of the command line, where any user of the machine could read them (`ps`), into an
+ * `Authorization` header git sends to that URL only, given as configuration in the environment.
+ */
+export function credentialsOutOfArgv(args: readonly string[], env: NodeJS.ProcessEnv): { args: string[]; env: NodeJS.ProcessEnv } {
+    let n = Number.parseInt(env.GIT_CONFIG_COUNT ?? "0", 10) || 0;
+    const extra: NodeJS.ProcessEnv = {};
+    const seen = new Set<string>();
+    const decode = (s: string) => {
+        try {
+            return decodeURIComponent(s);
+        } catch {
+            return s;
+        }
+    };
+    const out = args.map((arg) => {
+        if (!/^https?:\/\/[^/@\s]+@/i.test(arg)) return arg;
+        const u = new URL(arg);
+        const basic = Buffer.from(`${decode(u.username)}:${decode(u.password)}`).toString("base64");
+        u.username = "";
+        u.password = "";
+        const bare = u.toString();
+        // One header per URL, however often the command names it.
+        if (!seen.has(bare)) {
+            seen.add(bare);
+            extra[`GIT_CONFIG_KEY_${n}`] = `http.${bare}.extraHeader`;
+            extra[`GIT_CONFIG_VALUE_${n}`] = `Authorization: Basic ${basic}`;
+            n++;
+        }
+        return bare;
+    });
+    return { args: out, env: Object.keys(extra).length ? { ...env, ...extra, GIT_CONFIG_COUNT: String(n) } : env };
+}
+
+function git(rawArgs: readonly string[], opts: { cwd: string; input?: string | Buffer; env?: NodeJS.ProcessEnv }): Promise<RunResult> {
+    const { args, env } = credentialsOutOfArgv(rawArgs, { ...process.env, ...opts.env });
     return new Promise((resolve, reject) => {
         const child = spawn("git", args, {
             cwd: opts.cwd,
             env: {
-                ...process.env,
-                ...opts.env,
+                ...env,
                 // Never ask a terminal for credentials: fail with the host's reason instead.
                 GIT_TERMINAL_PROMPT: "0",
                 GIT_CONFIG_NOSYSTEM: "1",

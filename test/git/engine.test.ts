@@ -5,6 +5,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { startGitHttp } from "../support/fixtures";
+import { plant } from "../support/planted";
 import { GitError, commitFiles, computeChange, ensureBareRepository, listFiles, observedDigest, readFiles, redact } from "../../src/git/engine";
 
 const author = { name: "gitops-stages test", email: "test@gitops-stages.invalid" };
@@ -197,3 +199,41 @@ function thirdPartyPushInit(remote: string): void {
         fs.rmSync(dir, { recursive: true, force: true });
     }
 }
+
+describe("credentials of remote URLs", function () {
+    it("never reach git's command line, and the server still gets them (as a header)", async function () {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-argv-"));
+        const secret = plant(`pw-${Math.random().toString(36).slice(2)}x${Date.now().toString(36)}`);
+        const server = await startGitHttp(dir, () => ({ username: "reader", password: secret }));
+        const savedPath = process.env.PATH;
+        try {
+            const repo = path.join(dir, "r.git");
+            execFileSync("git", ["init", "-q", "--bare", "-b", "main", repo]);
+            const work = path.join(dir, "work");
+            execFileSync("git", ["init", "-q", "-b", "main", work]);
+            fs.writeFileSync(path.join(work, "a.txt"), "served\n");
+            execFileSync("git", ["-C", work, "add", "a.txt"]);
+            execFileSync("git", ["-C", work, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "a"]);
+            execFileSync("git", ["-C", work, "push", "-q", repo, "main"]);
+            // A git on PATH that writes down every command line it is given, then runs the real one.
+            const real = execFileSync("sh", ["-c", "command -v git"], { encoding: "utf8" }).trim();
+            const shim = path.join(dir, "bin");
+            fs.mkdirSync(shim);
+            const argvLog = path.join(dir, "argv.log");
+            fs.writeFileSync(path.join(shim, "git"), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argvLog}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+            process.env.PATH = `${shim}:${savedPath}`;
+            const remote = server.url("r.git").replace("http://", `http://reader:${encodeURIComponent(secret)}@`);
+            const read = await readFiles(remote, "main", ["a.txt"]);
+            assert.equal(read.files["a.txt"], "served\n");
+            const logged = fs.readFileSync(argvLog, "utf8");
+            assert.ok(logged.includes(server.url("r.git")), `git was not run against the server:\n${logged}`);
+            assert.ok(!logged.includes(secret) && !logged.includes("reader:"), "the credentials were on git's command line");
+            assert.ok(server.requests.some((r) => r.authorized), "the server never got the credentials");
+            assert.ok(!server.requests.some((r) => !r.authorized && r.path.endsWith("/git-upload-pack")), "a fetch went out without them");
+        } finally {
+            process.env.PATH = savedPath;
+            await server.stop();
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
