@@ -1,23 +1,15 @@
 /**
- * A small Kubernetes API client: reads a kubeconfig (client certificates, bearer tokens, CA data
- * inline or in files) and sends JSON requests over HTTPS with Node's own TLS. It serves the few
- * calls the runner makes to a cluster (the Sealed Secrets controller's certificate and key
- * rotation through the API server's service proxy) and the cluster test tier's read-backs.
+ * The few calls the runner makes to a cluster (Argo CD's Applications, the Sealed Secrets
+ * controller's certificate and key rotation through the API server's service proxy) and the
+ * cluster test tier's read-backs: JSON over HTTPS. The kubeconfig, its context and every way it
+ * authenticates are the official Kubernetes client library's (@kubernetes/client-node): client
+ * certificates, tokens, exec credential plugins (EKS, GKE, AKS), OIDC. The request itself stays a
+ * plain HTTPS call on a raw API path, which is what these few calls are (a service proxy path, a
+ * custom resource read as JSON); the library's typed API classes would wrap the same paths.
  */
-import * as fs from "node:fs";
 import * as https from "node:https";
-import * as path from "node:path";
-import YAML from "yaml";
 
-/** Where and how to reach an API server. */
-export interface KubeTarget {
-    readonly server: string;
-    readonly ca?: Buffer;
-    readonly cert?: Buffer;
-    readonly key?: Buffer;
-    readonly token?: string;
-    readonly insecure: boolean;
-}
+import { KubeConfig } from "@kubernetes/client-node";
 
 /** A failed API call: the HTTP status and the server's message (never the request's credentials). */
 export class KubeError extends Error {
@@ -32,42 +24,33 @@ export class KubeError extends Error {
     }
 }
 
-/** Reads a kubeconfig and picks `context` (default: its current-context). */
-export function loadKubeconfig(file: string, context?: string): KubeTarget {
-    const doc = YAML.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
-    const named = <T>(list: unknown, name: string, what: string): T => {
-        const found = (Array.isArray(list) ? list : []).find((e: { name?: string }) => e?.name === name) as Record<string, unknown> | undefined;
-        if (!found) throw new Error(`kubeconfig ${file}: no ${what} named "${name}"`);
-        return found[what] as T;
-    };
-    const ctxName = context ?? (doc["current-context"] as string | undefined);
-    if (!ctxName) throw new Error(`kubeconfig ${file}: no context given and no current-context set`);
-    const ctx = named<{ cluster: string; user: string }>(doc.contexts, ctxName, "context");
-    const cluster = named<Record<string, string | boolean>>(doc.clusters, ctx.cluster, "cluster");
-    const user = named<Record<string, string>>(doc.users, ctx.user, "user") ?? {};
-    const base = path.dirname(file);
-    const material = (data: unknown, ref: unknown): Buffer | undefined => {
-        if (typeof data === "string") return Buffer.from(data, "base64");
-        if (typeof ref === "string") return fs.readFileSync(path.resolve(base, ref));
-        return undefined;
-    };
-    const tokenFile = user.tokenFile ? fs.readFileSync(path.resolve(base, user.tokenFile), "utf8").trim() : undefined;
-    return {
-        server: String(cluster.server).replace(/\/+$/, ""),
-        ca: material(cluster["certificate-authority-data"], cluster["certificate-authority"]),
-        cert: material(user["client-certificate-data"], user["client-certificate"]),
-        key: material(user["client-key-data"], user["client-key"]),
-        token: user.token ?? tokenFile,
-        insecure: cluster["insecure-skip-tls-verify"] === true,
-    };
+/**
+ * A kubeconfig and its context, read by the Kubernetes client library: every way a kubeconfig
+ * authenticates (client certificates, tokens and token files, exec credential plugins as EKS, GKE
+ * and AKS use, OIDC) and trusts its server (CA data or file, insecure-skip-tls-verify).
+ */
+export function loadKubeconfig(file: string, context?: string): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    if (context !== undefined) {
+        if (!kc.getContextObject(context)) throw new Error(`kubeconfig ${file}: no context named "${context}"`);
+        kc.setCurrentContext(context);
+    }
+    if (!kc.getCurrentContext()) throw new Error(`kubeconfig ${file}: no context given and no current-context set`);
+    if (!kc.getCurrentCluster()) throw new Error(`kubeconfig ${file}: the context "${kc.getCurrentContext()}" names no cluster the file has`);
+    return kc;
 }
 
 /** A JSON client for one API server. */
 export class KubeClient {
     private readonly agent: https.Agent;
+    private readonly server: string;
 
-    constructor(private readonly target: KubeTarget) {
-        this.agent = new https.Agent({ ca: target.ca, cert: target.cert, key: target.key, rejectUnauthorized: !target.insecure, keepAlive: false });
+    constructor(private readonly config: KubeConfig) {
+        const cluster = config.getCurrentCluster();
+        if (!cluster) throw new Error(`kubeconfig: the context "${config.getCurrentContext()}" names no cluster`);
+        this.server = cluster.server.replace(/\/+$/, "");
+        this.agent = new https.Agent({ keepAlive: false });
     }
 
     /** A client from a kubeconfig file. */
@@ -77,16 +60,19 @@ export class KubeClient {
 
     /** Sends a request; JSON bodies are encoded, JSON answers decoded, anything else returned as text. */
     async request(method: string, apiPath: string, body?: unknown, contentType = "application/json"): Promise<unknown> {
-        const url = new URL(this.target.server + apiPath);
+        const url = new URL(this.server + apiPath);
         const payload = body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? Buffer.from(body) : Buffer.from(JSON.stringify(body));
         const headers: Record<string, string> = { accept: "application/json, */*" };
         if (payload) {
             headers["content-type"] = contentType;
             headers["content-length"] = String(payload.length);
         }
-        if (this.target.token) headers.authorization = `Bearer ${this.target.token}`;
+        // The library fills in how this kubeconfig trusts its server and authenticates: CA,
+        // client certificate, a token, or one an exec plugin or OIDC provider issues (and renews).
+        const options: https.RequestOptions = { method, headers, agent: this.agent, timeout: 30_000 };
+        await this.config.applyToHTTPSOptions(options);
         const { status, text, type } = await new Promise<{ status: number; text: string; type: string }>((resolve, reject) => {
-            const req = https.request(url, { method, headers, agent: this.agent, timeout: 30_000 }, (res) => {
+            const req = https.request(url, options, (res) => {
                 const chunks: Buffer[] = [];
                 res.on("data", (c: Buffer) => chunks.push(c));
                 res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8"), type: String(res.headers["content-type"] ?? "") }));
