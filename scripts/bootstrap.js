@@ -156,7 +156,7 @@ switch (job) {
     case "reliability":
         // The reliability suites at full size (npm test runs them at CI size).
         step("reliability suites (mocha, full size)", bin("mocha"), ["--reporter", path.join(root, "test/support/reporter.js"), "dist/test/reliability/*.test.js", "dist/test/cluster/argocd.test.js"], {
-            env: { ...process.env, FUZZ_RUNS: process.env.FUZZ_RUNS || "10000", CRASH_TRIALS: process.env.CRASH_TRIALS || "100", ARGOCD_SCENARIOS: "full" },
+            env: { ...process.env, FUZZ_RUNS: process.env.FUZZ_RUNS || "10000", CRASH_TRIALS: process.env.CRASH_TRIALS || "100", ARGOCD_SCENARIOS: "full", PARITY: "full" },
         });
         break;
     case "demo":

@@ -3,21 +3,12 @@
  * updates cancelled cleanly and requeued, no stack left locked). Logs are JSON lines on stdout.
  */
 import * as os from "node:os";
-import * as path from "node:path";
 import { parseArgs } from "node:util";
 
-import { createRunner } from "../runner/index";
-import { PostgresStore } from "../service/postgres-store";
+import { dataDirFrom } from "../runner/adapters/environment";
+import { createRunner, openStore } from "../runner/index";
+import { serviceLog } from "../service/log";
 import { Service, pruneBundles } from "../service/server";
-import { SqliteStore } from "../service/sqlite-store";
-import type { RequestStore } from "../service/store";
-
-/** Opens the request store a `--database` value names: `postgres://...`, `sqlite:<file>` or a file path. */
-export async function openStore(database: string | undefined, dataDir: string): Promise<RequestStore> {
-    if (database && /^postgres(ql)?:\/\//.test(database)) return PostgresStore.open(database);
-    const file = database ? database.replace(/^sqlite:/, "") : path.join(dataDir, "service", "requests.db");
-    return new SqliteStore(path.resolve(file));
-}
 
 /** Runs `stages serve`; resolves with the exit code once stopped. */
 export async function serveVerb(argv: string[], projectRoot: string): Promise<number> {
@@ -48,10 +39,13 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
             return 2;
         }
     }
-    const log = (entry: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + "\n");
-    const assembled = await createRunner({ projectRoot, log: (line) => log({ level: "info", msg: line }) });
+    const log = serviceLog();
+    // One database for the request log and the runner's records (approvals, answers): the same
+    // one the CLIs of this deployment use ($GITOPS_STAGES_DATABASE), so they see each other's.
+    const database = values.database ?? process.env.GITOPS_STAGES_DATABASE;
+    const store = await openStore(database, dataDirFrom(projectRoot));
+    const assembled = await createRunner({ projectRoot, store, log: (line) => log({ level: "info", msg: line }) });
     pruneBundles(assembled.environment.dataDir);
-    const store = await openStore(values.database, assembled.environment.dataDir);
     const service = new Service({
         assembled,
         store,
@@ -65,7 +59,7 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
         },
     });
     const { url } = await service.start(port, values.host);
-    log({ level: "info", msg: "listening", url, database: values.database?.startsWith("postgres") ? "postgres" : "sqlite" });
+    log({ level: "info", msg: "listening", url, database: database && /^postgres(ql)?:/.test(database) ? "postgres" : "sqlite" });
     return new Promise<number>((resolve) => {
         let stopping = false;
         const stop = (sig: NodeJS.Signals) => {

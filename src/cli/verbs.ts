@@ -15,7 +15,7 @@ import type { Deployment } from "../runner/deployed";
 import type { AuditEntry } from "../runner/runner";
 import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
 import { ArgoCdClient } from "../runner/argocd";
-import { type Command, Commands } from "../runner/commands";
+import { type Command, Commands, cliOwner } from "../runner/commands";
 import { AssembledRunner, argoCdUrl, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
 
 /** Options every runner verb takes. */
@@ -79,11 +79,13 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
     const requestId = newRequestId();
     let logFile: string | undefined;
     let cancelling: NodeJS.Signals | undefined;
+    let idle: (() => Promise<void>) | undefined;
     const out = (text: string) => process.stdout.write(text);
     try {
         const controllerUrl = flagValue(argv, "--controller-url") ?? process.env.GITOPS_STAGES_CONTROLLER_URL;
         const assembled = await createRunner({ projectRoot, ...(controllerUrl ? { controllerUrl } : {}) });
         const { runner, environment } = assembled;
+        idle = () => runner.idle();
         logFile = path.join(environment.dataDir, "runner.log");
         const progress = argv.includes("--quiet") || json ? undefined : (s: string) => process.stderr.write(s);
         const onSignal = (sig: NodeJS.Signals) => {
@@ -92,11 +94,13 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
             cancelling = sig;
             process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
             runner.cancel(`interrupted by ${sig}`);
+            // The request then ends through its own path (its outcome recorded in the request log,
+            // then exit 130/143 below); only a process that hangs beyond that is ended here.
             const code = sig === "SIGINT" ? EXIT.cancelledByInterrupt : EXIT.cancelledByTerm;
-            runner.idle().finally(() => {
+            setTimeout(() => {
                 process.stderr.write(`stages: cancelled by ${sig}\n`);
                 process.exit(code);
-            });
+            }, 30_000).unref();
         };
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
@@ -108,6 +112,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
     } catch (raw) {
         if (cancelling) {
             // The update failed because we cancelled it: that is the answer, not an internal error.
+            await idle?.();
             process.stderr.write(`stages ${verb}: cancelled by ${cancelling}; the stack's lock was released\n`);
             if (json) out(JSON.stringify({ error: { kind: "conflict", message: `cancelled by ${cancelling}`, requestId } }, null, 2) + "\n");
             return cancelling === "SIGINT" ? EXIT.cancelledByInterrupt : EXIT.cancelledByTerm;
@@ -220,7 +225,10 @@ async function dispatch(verb: string, argv: string[], assembled: AssembledRunner
     const command = await toCommand(verb, argv, parse, () => values);
     // Exactly what the service does with a request, but run here and now: the same parsing,
     // requester, rights and policy (src/runner/commands.ts).
-    return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}) });
+    // Changes are recorded in the request log and run under its lock of the stack, which a
+    // service on the same database honours too.
+    const log = { store: assembled.log, owner: cliOwner(), lockWaitMs: settings.lockWaitSeconds * 1000, notice: (line: string) => process.stderr.write(`stages: ${line}\n`) };
+    return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}), log });
 }
 
 /**

@@ -8,12 +8,18 @@
  * workers (the service) or the CLI process run what {@link Commands.admit} admitted through
  * {@link Commands.run}.
  */
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, formatProblem } from "../config/validate";
+import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles } from "../service/bundle-upload";
 import { type Actor, checkRequester, parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "./core";
-import { RunnerError } from "./errors";
+import * as os from "node:os";
+
+import { CLI_OWNER, endedError } from "../service/sqlite-store";
+import type { RequestStore } from "../service/store";
+import { alive, sleep } from "./adapters/dir-lock";
+import { RunnerError, publicError } from "./errors";
 import { type Verb, requireRight } from "./rights";
+import { newRequestId } from "./ids";
 import type { Runner } from "./runner";
 import type { SecretValues, Secrets } from "./secrets";
 
@@ -44,6 +50,9 @@ export type CommandVerb = (typeof COMMAND_VERBS)[number];
 
 /** Commands that change a stack: queued in the request log, one at a time per stack. */
 const LONG: ReadonlySet<CommandVerb> = new Set(["promote", "preview", "rollback", "hold", "release", "drift", "mr-deploy", "mr-destroy", "mr-reap"]);
+
+/** Changes answered at once (approvals, secrets): recorded in the request log with their outcome, never queued. */
+export const RECORDED_AT_ONCE: ReadonlySet<CommandVerb> = new Set(["approve", "secret-set", "secret-rm", "secret-reseal"]);
 
 /** Commands whose requester is recorded (the ops commit's `Requester` trailer, the update's metadata). */
 const WITH_REQUESTER: ReadonlySet<CommandVerb> = new Set(["promote", "preview", "rollback", "hold", "release", "mr-deploy", "mr-destroy", "mr-reap"]);
@@ -101,6 +110,36 @@ export interface Admitted {
     /** What the request log keeps of the request: no secret values, no key material. */
     readonly recorded: unknown;
     readonly values?: SecretValues;
+}
+
+/**
+ * The request log as a process that runs its own requests (the CLI) uses it: each change is
+ * recorded there, runs only while no other request of its stack runs (the log's one lock per
+ * stack, which a service sharing the database honours too), and ends with its outcome recorded.
+ */
+export interface ProcessLog {
+    readonly store: RequestStore;
+    /** This process as the owner of what it runs: `cli:<host>:<pid>`. */
+    readonly owner: string;
+    /** How long to wait for a stack another request runs. */
+    readonly lockWaitMs: number;
+    readonly now?: () => Date;
+    /** Told when a request of a process that ended is failed so this one can run. */
+    readonly notice?: (line: string) => void;
+}
+
+/** How long a process's claim on a running request lasts unless renewed (every quarter of it). */
+const LEASE_MS = 60_000;
+
+/** Whether the owner of a running request is a CLI process of this machine that no longer runs. */
+export function ownerEnded(owner: string | undefined): boolean {
+    const m = owner ? /^cli:(.+):(\d+)$/.exec(owner) : null;
+    return m !== null && m[1] === os.hostname() && !alive(Number(m[2]));
+}
+
+/** This process as a request's owner in the log. */
+export function cliOwner(): string {
+    return `${CLI_OWNER}${os.hostname()}:${process.pid}`;
 }
 
 /** Options of a run. */
@@ -202,11 +241,12 @@ export class Commands {
             case "approve": {
                 const c = new Checker();
                 const o = c.object("request", input, ["app", "version", "stage"]);
+                const app = c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
+                const version = c.string("version", o.version, undefined, SEMVER, SEMVER_RULE);
                 const stage = stageOf(c, o.stage, true)!;
                 invalidIfAny(c);
                 requireRight(actor, "approve", stage);
-                // The runner checks app and version (and that the release is published).
-                return { ...base, stack: `approve:${stage}`, request: { app: o.app, version: o.version, stage } };
+                return { ...base, stack: `approve:${stage}`, request: { app, version, stage } };
             }
             case "status": {
                 const c = new Checker();
@@ -251,13 +291,14 @@ export class Commands {
             case "secret-set": {
                 const c = new Checker();
                 const o = c.object("request", input, ["app", "stage", "name", "namespace", "scope", "replace", "certificate", "reason"]);
+                c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
                 const stage = stageOf(c, o.stage, true)!;
                 const scope = c.oneOf("scope", o.scope, ["strict", "namespace-wide", "cluster-wide"] as const, "strict");
                 const replace = c.boolean("replace", o.replace, false);
                 const certificate = o.certificate === undefined ? undefined : c.string("certificate", o.certificate);
                 const reason = o.reason === undefined ? undefined : c.string("reason", o.reason);
                 invalidIfAny(c);
-                if (!cmd.values) throw new RunnerError("invalid", "values: at least one KEY is required");
+                if (!cmd.values || Object.keys(cmd.values).length === 0) throw new RunnerError("invalid", "values: at least one KEY is required");
                 requireRight(actor, "secrets", stage);
                 const request = {
                     app: o.app,
@@ -284,6 +325,7 @@ export class Commands {
             case "secret-rm": {
                 const c = new Checker();
                 const o = c.object("request", input, ["app", "stage", "name", "keys", "reason"]);
+                c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
                 const stage = stageOf(c, o.stage, true)!;
                 const keys = c.strings("keys", o.keys, []);
                 const reason = o.reason === undefined ? undefined : c.string("reason", o.reason);
@@ -357,8 +399,67 @@ export class Commands {
         }
     }
 
-    /** Admits and runs a command at once (the CLI's way, and the service's for commands answered at once). */
-    async execute(cmd: Command, actor: Actor, opts: RunOptions = {}): Promise<unknown> {
-        return this.run(await this.admit(cmd, actor), actor, opts);
+    /**
+     * Admits and runs a command at once (the CLI's way). With `log`, a change is recorded in the
+     * request log and run under its lock of the stack (see {@link ProcessLog}); an idempotency key
+     * its principal used for a request that succeeded answers that request's result.
+     */
+    async execute(cmd: Command, actor: Actor, opts: RunOptions & { log?: ProcessLog } = {}): Promise<unknown> {
+        const admitted = await this.admit(cmd, actor);
+        if (!opts.log || !(admitted.long || RECORDED_AT_ONCE.has(admitted.verb))) return this.run(admitted, actor, opts);
+        return this.logged(admitted, actor, opts.log, opts);
+    }
+
+    private async logged(admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions): Promise<unknown> {
+        const now = log.now ?? (() => new Date());
+        const deadline = Date.now() + log.lockWaitMs;
+        let delay = 200;
+        for (;;) {
+            const id = newRequestId();
+            // Changes answered at once lock nothing: a stack label of their own.
+            const stack = admitted.long ? admitted.stack : `${admitted.stack}#${id}`;
+            const at = now();
+            const got = await log.store.begin(
+                { id, verb: admitted.verb, stack, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name, ...(admitted.idempotencyKey ? { idempotencyKey: admitted.idempotencyKey } : {}) },
+                log.owner,
+                at,
+                new Date(at.getTime() + LEASE_MS),
+            );
+            if (got?.created) return this.runLogged(got.record.id, admitted, actor, log, opts);
+            if (got && (got.record.state === "done" || got.record.state === "superseded")) return got.record.result;
+            // Busy: the stack's running request, or the earlier request of the same key, still going.
+            const blocking = got?.record ?? (await log.store.runningOn(stack));
+            if (blocking?.state === "running" && ownerEnded(blocking.owner)) {
+                // Only if it is still that owner's: a process that finished meanwhile keeps its outcome.
+                if (await log.store.finish(blocking.id, "failed", now(), { error: endedError(blocking.id, blocking.owner!) }, blocking.owner)) {
+                    log.notice?.(`request ${blocking.id} of ${blocking.owner} was left running by a process that ended; recorded as failed`);
+                }
+                continue;
+            }
+            if (Date.now() > deadline) {
+                throw new RunnerError("timeout", `stack ${admitted.stack} stayed busy with request ${blocking?.id ?? "(another)"} for ${Math.round(log.lockWaitMs / 1000)}s; try again later`);
+            }
+            // A replica or a CLI on another machine that died: the log takes its requests back once its lease runs out.
+            await log.store.recover(null, now());
+            await sleep(delay, opts.signal);
+            delay = Math.min(delay * 2, 2000);
+        }
+    }
+
+    private async runLogged(id: string, admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions): Promise<unknown> {
+        const now = log.now ?? (() => new Date());
+        const renew = setInterval(() => void log.store.renew(log.owner, new Date(now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4);
+        try {
+            const result = await this.run(admitted, actor, { ...opts, requestId: id });
+            // Only while the request is still this process's (see RequestStore.finish).
+            if (!(await log.store.finish(id, "done", now(), { result }, log.owner))) log.notice?.(`request ${id} was taken from this process (its lease ran out) before it finished; its record says what happened since`);
+            return result;
+        } catch (e) {
+            // Recorded as it failed; if even that fails, the record's dead owner tells the next process.
+            await log.store.finish(id, "failed", now(), { error: publicError(e, id) }, log.owner).catch(() => undefined);
+            throw e;
+        } finally {
+            clearInterval(renew);
+        }
     }
 }

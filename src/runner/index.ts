@@ -2,7 +2,6 @@
  * Assembles a runner for this machine: the environment (toolchain, backend, data folder), the
  * Automation API engine, the ops repo, the file store and the runner settings file.
  */
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -14,13 +13,17 @@ import { ArgoCdApplications, ArgoCdClient } from "./argocd";
 import { KubeApplications } from "./deployed";
 import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
-import { FileStore } from "./adapters/file-store";
 import { GitOpsRepo } from "./adapters/ops-repo";
-import { type Actor, checkRequester } from "./core";
+import { type Actor, type Approval, checkRequester } from "./core";
 import { RunnerError } from "./errors";
 import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
+import type { RunnerStore } from "./ports";
+import { newRequestId } from "./ids";
 import { Runner } from "./runner";
 import { Secrets } from "./secrets";
+import { PostgresStore } from "../service/postgres-store";
+import { SqliteStore } from "../service/sqlite-store";
+import type { RequestStore } from "../service/store";
 
 /** Settings of a runner (`<data>/runner.json`). */
 export interface RunnerSettings {
@@ -111,10 +114,7 @@ export function tokenActor(settings: RunnerSettings, platformOutputs: Record<str
     return { name: who.name, grants: who.grants, teams: who.teams, canOverrideOrder: who.overrideOrder };
 }
 
-/** A request id: time-ordered and unique enough to name in commits and logs. */
-export function newRequestId(): string {
-    return `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
-}
+export { newRequestId } from "./ids";
 
 /** A runner and what it runs on. */
 export interface AssembledRunner {
@@ -125,6 +125,8 @@ export interface AssembledRunner {
     readonly platformOutputs: () => Promise<Record<string, unknown>>;
     readonly environment: RunnerEnvironment;
     readonly settings: RunnerSettings;
+    /** The request log's database (the service's own, when it passed it). */
+    readonly log: RequestStore;
 }
 
 /** `~/...` as a shell would read it, so the paths people write in runner.json mean what they expect. */
@@ -142,15 +144,18 @@ export async function createRunner(opts: {
     now?: () => Date;
     /** The Sealed Secrets controller's URL, instead of reaching it through the platform's cluster. */
     controllerUrl?: string;
+    /** Where approvals and answers are kept (the service passes its request log); default: {@link openStore}. */
+    store?: RequestStore;
 }): Promise<AssembledRunner> {
     const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
+    const store = opts.store ?? (await openStore((opts.env ?? process.env).GITOPS_STAGES_DATABASE, environment.dataDir));
     const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log });
     const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env, (key) => engine.platformSecret(key));
     const runner = new Runner({
         engine,
-        store: new FileStore(environment.dataDir),
+        store,
         ops,
         now: opts.now ?? (() => new Date()),
         newId: newRequestId,
@@ -178,7 +183,47 @@ export async function createRunner(opts: {
             return new ProxiedController(KubeClient.fromKubeconfig(c.kubeconfig, c.context), c.namespace, c.name);
         },
     });
-    return { runner, secrets, platformOutputs: () => engine.platformOutputs(), environment, settings };
+    return { runner, secrets, platformOutputs: () => engine.platformOutputs(), environment, settings, log: store };
+}
+
+/**
+ * Opens the request log's database: `postgres://...` (several replicas, and the CLIs next to them),
+ * `sqlite:<file>` or a file path, default `<data>/service/requests.db`, the file `stages serve`
+ * uses by default too, so the CLI and a local service share approvals, answers and requests.
+ * `$GITOPS_STAGES_DATABASE` names it for the CLI, `--database` for `stages serve`.
+ */
+export async function openStore(database: string | undefined, dataDir: string): Promise<RequestStore> {
+    const store = database && /^postgres(ql)?:\/\//.test(database) ? await PostgresStore.open(database) : new SqliteStore(path.resolve(database ? database.replace(/^sqlite:/, "") : path.join(dataDir, "service", "requests.db")));
+    await importRecordsFile(dataDir, store);
+    return store;
+}
+
+/**
+ * Moves what an earlier version kept in `<data>/records.json` (approvals, answers to idempotency
+ * keys) into the database, once: the file is renamed `records.json.imported` afterwards.
+ */
+export async function importRecordsFile(dataDir: string, store: RunnerStore): Promise<void> {
+    const file = path.join(dataDir, "records.json");
+    let text: string;
+    try {
+        text = fs.readFileSync(file, "utf8");
+    } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw e;
+    }
+    const records = JSON.parse(text) as { approvals?: Approval[]; answers?: Record<string, unknown> };
+    for (const a of records.approvals ?? []) await store.addApproval(a);
+    for (const [scoped, answer] of Object.entries(records.answers ?? {})) {
+        // Keys were stored as "<requester>\n<key>"; older unscoped ones name no principal and are left out.
+        const at = scoped.indexOf("\n");
+        if (at > 0) await store.saveAnswer(scoped.slice(0, at), scoped.slice(at + 1), answer);
+    }
+    try {
+        fs.renameSync(file, `${file}.imported`);
+    } catch (e) {
+        // Another process starting at the same moment imported it too (adding is idempotent).
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
 }
 
 /**

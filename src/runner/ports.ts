@@ -84,13 +84,16 @@ export interface EnginePort {
     listStacks(): Promise<string[]>;
 }
 
-/** Durable records of the runner. */
+/**
+ * The runner's durable records, kept in the request log's database (SQLite for the CLI and one
+ * replica, PostgreSQL for several), so every process of a deployment sees the same ones.
+ */
 export interface RunnerStore {
     approvals(): Promise<Approval[]>;
     addApproval(a: Approval): Promise<void>;
     /** Uses up the approval of a release for a stage (after the promotion it allowed). */
     removeApproval(release: Pick<Approval, "app" | "version" | "stage">): Promise<void>;
-    /** The stored answer to an idempotency key. */
-    answer(key: string): Promise<unknown | undefined>;
-    saveAnswer(key: string, value: unknown): Promise<void>;
+    /** The stored (successful) answer to a principal's idempotency key. */
+    answer(principal: string, key: string): Promise<unknown | undefined>;
+    saveAnswer(principal: string, key: string, value: unknown): Promise<void>;
 }

@@ -1,8 +1,8 @@
 /**
- * Per-stack queues: one job per stack at a time, stacks in parallel. A stack's queue is FIFO, or
- * "coalesce": when several jobs for the same app wait, only the newest runs and the others are
- * answered "superseded". Jobs with the same idempotency key waiting or running at the same time
- * share one execution and one answer.
+ * Per-stack queues of one process: one job per stack at a time, stacks in parallel, and a way to
+ * cancel what runs. Across processes the request log decides who runs a stack (one running
+ * request per stack), and coalescing and idempotency keys are the log's too (SQL, shared by every
+ * process); this only keeps one process's own jobs of a stack from overlapping.
  * No I/O: jobs are functions supplied by the runner.
  */
 
@@ -10,20 +10,13 @@
 export interface Job<T> {
     /** Stack the job updates: jobs of one stack never overlap. */
     readonly stack: string;
-    /** Request id (answers name the job that superseded another). */
+    /** Request id. */
     readonly id: string;
-    /** Same key, same execution and answer. */
-    readonly idempotencyKey?: string;
-    /** Jobs with the same coalesce key may supersede each other on "coalesce" stacks (the app). */
-    readonly coalesceKey?: string;
     readonly run: (signal: AbortSignal) => Promise<T>;
 }
 
 /** How a job ended. */
-export type Outcome<T> =
-    | { readonly state: "done"; readonly id: string; readonly result: T }
-    | { readonly state: "superseded"; readonly id: string; readonly by: string }
-    | { readonly state: "failed"; readonly id: string; readonly error: unknown };
+export type Outcome<T> = { readonly state: "done"; readonly id: string; readonly result: T } | { readonly state: "failed"; readonly id: string; readonly error: unknown };
 
 interface Waiting<T> {
     job: Job<T>;
@@ -34,42 +27,15 @@ interface Waiting<T> {
 export class StackQueues {
     private readonly waiting = new Map<string, Waiting<unknown>[]>();
     private readonly running = new Map<string, { job: Job<unknown>; controller: AbortController }>();
-    private readonly byKey = new Map<string, Promise<Outcome<unknown>>>();
 
-    constructor(
-        /** Queue policy of a stack. */
-        private readonly policy: (stack: string) => "fifo" | "coalesce",
-    ) {}
-
-    /** Enqueues a job; resolves when it ran, was superseded or failed. Never rejects. */
+    /** Enqueues a job; resolves when it ran or failed. Never rejects. */
     submit<T>(job: Job<T>): Promise<Outcome<T>> {
-        if (job.idempotencyKey) {
-            const existing = this.byKey.get(job.idempotencyKey);
-            if (existing) return existing as Promise<Outcome<T>>;
-        }
-        const p = new Promise<Outcome<T>>((resolve) => {
+        return new Promise<Outcome<T>>((resolve) => {
             const list = this.waiting.get(job.stack) ?? [];
-            if (this.policy(job.stack) === "coalesce" && job.coalesceKey !== undefined) {
-                // Older waiting jobs for the same app are superseded by this newer one.
-                for (const w of list.filter((x) => x.job.coalesceKey === job.coalesceKey)) {
-                    list.splice(list.indexOf(w), 1);
-                    w.resolve({ state: "superseded", id: w.job.id, by: job.id });
-                }
-            }
             list.push({ job, resolve } as Waiting<unknown>);
             this.waiting.set(job.stack, list);
             this.pump(job.stack);
         });
-        if (job.idempotencyKey) {
-            const key = job.idempotencyKey;
-            this.byKey.set(key, p as Promise<Outcome<unknown>>);
-            // Shared only while in flight: a finished success is answered from the runner's store,
-            // and a failure must not be replayed to the retry that follows it.
-            void p.then(() => {
-                if (this.byKey.get(key) === (p as Promise<Outcome<unknown>>)) this.byKey.delete(key);
-            });
-        }
-        return p;
     }
 
     /** Number of jobs waiting (not running) for a stack. */

@@ -185,12 +185,9 @@ export function releasesFrom(outputs: Record<string, unknown> | undefined): Stag
 
 /** The runner. */
 export class Runner {
-    private readonly queues: StackQueues;
-    private policies = new Map<string, "fifo" | "coalesce">();
+    private readonly queues = new StackQueues();
 
-    constructor(private readonly deps: RunnerDeps) {
-        this.queues = new StackQueues((stack) => this.policies.get(stack) ?? "fifo");
-    }
+    constructor(private readonly deps: RunnerDeps) {}
 
     /** Aborts running updates (they cancel cleanly and release their locks) and fails waiting ones. */
     cancel(reason: string): void {
@@ -218,9 +215,7 @@ export class Runner {
     }
 
     private async pipeline(): Promise<PipelineStage[]> {
-        const stages = await this.deps.engine.pipeline();
-        for (const s of stages) this.policies.set(s.name, s.queue);
-        return stages;
+        return this.deps.engine.pipeline();
     }
 
     /** What runs in a stage, from its stack's outputs (the backend is the source of truth). */
@@ -234,40 +229,32 @@ export class Runner {
     }
 
 
-    /** Runs a job on a stage's queue and turns its outcome into a result or an error. */
-    private async queued(stage: string, id: string, key: string | undefined, app: string, run: (signal: AbortSignal) => Promise<ChangeResult>): Promise<ChangeResult> {
-        const outcome = await this.queues.submit({ stack: stage, id, idempotencyKey: key, coalesceKey: app, run });
+    /** Runs a job on a stack's queue (this process's jobs of a stack never overlap) and turns its outcome into a result or an error. */
+    private async queued<T>(stack: string, id: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+        const outcome = await this.queues.submit({ stack, id, run });
         if (outcome.state === "done") return outcome.result;
-        if (outcome.state === "superseded") {
-            return { requestId: id, state: "superseded", kind: "promote", stage, app, message: `superseded by request ${outcome.by} for the same app`, supersededBy: outcome.by };
-        }
         throw outcome.error;
     }
 
     /**
      * Idempotency keys are per principal (the requester, who is the authenticated principal): two
-     * callers using the same key are two requests. A requester never contains a newline, so the
-     * pair cannot be forged by a key. Only successful answers are remembered: a failed request
-     * throws before `remember`, and its retry runs again.
+     * callers using the same key are two requests. Only successful answers are remembered: a failed
+     * request throws before `remember`, and its retry runs again.
      */
-    private static scoped(requester: string, key: string | undefined): string | undefined {
-        return key === undefined ? undefined : `${requester}\n${key}`;
+    private async remembered(requester: string, key: string | undefined): Promise<ChangeResult | undefined> {
+        return key ? ((await this.deps.store.answer(requester, key)) as ChangeResult | undefined) : undefined;
     }
 
-    private async remembered(key: string | undefined): Promise<ChangeResult | undefined> {
-        return key ? ((await this.deps.store.answer(key)) as ChangeResult | undefined) : undefined;
-    }
-
-    private async remember(key: string | undefined, result: ChangeResult): Promise<ChangeResult> {
-        if (key) await this.deps.store.saveAnswer(key, result);
+    private async remember(requester: string, key: string | undefined, result: ChangeResult): Promise<ChangeResult> {
+        if (key) await this.deps.store.saveAnswer(requester, key, result);
         return result;
     }
 
     /** Promotes (or with dryRun, previews) a release into a stage. */
     async promote(raw: unknown, actor: Actor, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parsePromoteRequest(raw);
-        const key = Runner.scoped(req.requester, req.idempotencyKey);
-        const previous = await this.remembered(key);
+        const key = req.idempotencyKey;
+        const previous = await this.remembered(req.requester, key);
         if (previous) return previous;
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
         const stages = await this.pipeline();
@@ -295,7 +282,7 @@ export class Runner {
         const first = await decide();
         const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
         if (opts.checkOnly) return { ...base, state: first.action === "noop" ? "noop" : "dry-run", message: first.action === "noop" ? first.message : "the policy allows it now" };
-        if (first.action === "noop") return this.remember(key, { ...base, state: "noop", message: first.message });
+        if (first.action === "noop") return this.remember(req.requester, key, { ...base, state: "noop", message: first.message });
         const changeFor = (overrideOrder: boolean): StageChange => ({
             kind: "promote",
             app: req.app,
@@ -320,7 +307,7 @@ export class Runner {
             const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput, metadata: promoteMetadata(req, requestId) });
             return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r?.changes ?? {}, files };
         }
-        const result = await this.queued(req.to, requestId, key, req.app, async (signal) => {
+        const result = await this.queued(req.to, requestId, async (signal): Promise<ChangeResult> => {
             let publishCommit: string | undefined;
             if (req.bundle) {
                 const published = await this.deps.ops.publish(req.bundle, { app: req.app, version: req.version, image: req.image!, source: { commit: req.source.commit, ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}) } }, requestId);
@@ -363,19 +350,19 @@ export class Runner {
             };
         });
         if (result.state === "done") await this.nudge(req.to);
-        return this.remember(key, result);
+        return this.remember(req.requester, key, result);
     }
 
     /** Rolls an app back in a stage and holds it there so automation does not roll it forward again. */
     async rollback(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parseRollbackRequest(raw);
-        const key = Runner.scoped(req.requester, req.idempotencyKey);
-        const previous = await this.remembered(key);
+        const key = req.idempotencyKey;
+        const previous = await this.remembered(req.requester, key);
         if (previous) return previous;
         const stages = await this.pipeline();
         findStage(stages, req.stage);
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
-        const result = await this.queued(req.stage, requestId, key, req.app, async (signal) => {
+        const result = await this.queued(req.stage, requestId, async (signal): Promise<ChangeResult> => {
             const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
             const versions = history.flatMap((h) => {
                 const v = (h.config.stage as { releases?: Record<string, { version: string }> } | undefined)?.releases?.[req.app]?.version;
@@ -410,7 +397,7 @@ export class Runner {
             };
         });
         if (result.state === "done") await this.nudge(req.stage);
-        return this.remember(key, result);
+        return this.remember(req.requester, key, result);
     }
 
     /**
@@ -435,7 +422,7 @@ export class Runner {
         const req = parseHoldRequest(raw);
         findStage(await this.pipeline(), req.stage);
         const requestId = opts.requestId ?? this.deps.newId();
-        const result = await this.queued(req.stage, requestId, undefined, `hold:${req.app}`, async (signal) => {
+        const result = await this.queued(req.stage, requestId, async (signal): Promise<ChangeResult> => {
             const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
             const r = await this.deps.engine.update(
                 req.stage,
@@ -696,7 +683,7 @@ export class Runner {
         const { mr, app, bundle, image, sourceCommit, ttlHours, requester } = parseMrDeployRequest(raw);
         const stack = `mr-${mr}`;
         const requestId = opts.requestId ?? this.deps.newId();
-        return this.queued(stack, requestId, undefined, app, async (signal) => {
+        return this.queued(stack, requestId, async (signal): Promise<ChangeResult & { expiresAt?: string; namespace?: string }> => {
             const createdAt = this.deps.now().toISOString().replace(/\.\d{3}Z$/, "Z");
             const r = await this.deps.engine.update(
                 stack,
@@ -732,7 +719,7 @@ export class Runner {
         checkRequester(requester);
         const stack = `mr-${mr}`;
         const requestId = opts.requestId ?? this.deps.newId();
-        return this.queued(stack, requestId, undefined, "destroy", async (signal) => {
+        return this.queued(stack, requestId, async (signal): Promise<ChangeResult> => {
             const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput, metadata: { requestId, kind: "mr-destroy", requester, mr } });
             return { requestId, state: "done", kind: "remove", stage: stack, app: "", message: `merge request ${mr} destroyed`, changes: r.changes, durationMs: r.durationMs };
         });

@@ -3,6 +3,7 @@
  * runner's parsers, which stay the authority: they refuse unknown fields and name each problem.
  */
 
+import { ERROR_KINDS } from "../runner/error-map";
 import { COMMIT, DNS_LABEL, REQUEST_ID, SEMVER } from "../config/validate";
 import { REASON, REQUESTER } from "../runner/core";
 
@@ -81,7 +82,7 @@ const schemas = {
         result: { description: "the runner's answer, as `stages <verb> --json` prints it" },
         error: { $ref: "#/components/schemas/Error" },
     }),
-    Error: obj(["kind", "message", "requestId"], { kind: { enum: ["invalid", "unauthorized", "forbidden", "not-found", "refused", "conflict", "timeout", "internal", "rate-limited", "unavailable"] }, message: str, reason: str, requestId: str }),
+    Error: obj(["kind", "message", "requestId"], { kind: { enum: ERROR_KINDS }, message: str, reason: str, requestId: str }),
 };
 
 const errors = {

@@ -6,7 +6,8 @@
  */
 import { Pool, PoolClient } from "pg";
 
-import { schema, toRecord } from "./sqlite-store";
+import type { Approval } from "../runner/core";
+import { approvalOf, endedError, requeueable, schema, toRecord } from "./sqlite-store";
 import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./store";
 
 
@@ -84,6 +85,37 @@ export class PostgresStore implements RequestStore {
         return r.rows.length ? toRecord(r.rows[0] as Row) : undefined;
     }
 
+    async begin(req: NewRequest, owner: string, now: Date, leaseUntil: Date): Promise<{ record: RequestRecord; created: boolean } | undefined> {
+        try {
+            return await this.tx(async (c) => {
+                if (req.idempotencyKey) {
+                    await c.query("UPDATE requests SET idempotency_key = NULL WHERE principal = $1 AND idempotency_key = $2 AND state = 'failed'", [req.principal, req.idempotencyKey]);
+                    const existing = await c.query("SELECT * FROM requests WHERE principal = $1 AND idempotency_key = $2 LIMIT 1", [req.principal, req.idempotencyKey]);
+                    if (existing.rows.length) return { record: toRecord(existing.rows[0] as Row), created: false };
+                }
+                const busy = await c.query("SELECT 1 FROM requests WHERE stack = $1 AND state = 'running'", [req.stack]);
+                if (busy.rows.length) return undefined;
+                const inserted = await c.query(
+                    `INSERT INTO requests (id, verb, stack, coalesce_key, body, principal, idempotency_key, state, created_at, started_at, attempts, owner, lease_until)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $8, 1, $9, $10) RETURNING *`,
+                    [req.id, req.verb, req.stack, req.coalesceKey ?? null, JSON.stringify(req.body), req.principal, req.idempotencyKey ?? null, now.toISOString(), owner, leaseUntil.toISOString()],
+                );
+                await this.event(c, req.id, "state", { state: "running", attempt: 1 }, now);
+                return { record: toRecord(inserted.rows[0] as Row), created: true };
+            });
+        } catch (e) {
+            // Another process began a request of the same stack (the running index) or used the
+            // same key (the idempotency index) at the same moment: busy; the caller tries again.
+            if ((e as { code?: string }).code === "23505") return undefined;
+            throw e;
+        }
+    }
+
+    async runningOn(stack: string): Promise<RequestRecord | undefined> {
+        const r = await this.pool.query("SELECT * FROM requests WHERE stack = $1 AND state = 'running'", [stack]);
+        return r.rows.length ? toRecord(r.rows[0] as Row) : undefined;
+    }
+
     async claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined> {
         try {
             return await this.tx(async (c) => {
@@ -102,7 +134,7 @@ export class PostgresStore implements RequestStore {
                     }
                 }
                 const next = await c.query(
-                    `SELECT * FROM requests WHERE state = 'queued' AND stack NOT IN (SELECT stack FROM requests WHERE state = 'running') ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED`,
+                    `SELECT * FROM requests WHERE state = 'queued' AND stack NOT LIKE '%#%' AND stack NOT IN (SELECT stack FROM requests WHERE state = 'running') ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED`,
                 );
                 if (!next.rows.length) return undefined;
                 const row = next.rows[0] as Row;
@@ -125,16 +157,15 @@ export class PostgresStore implements RequestStore {
         await this.pool.query("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2", [leaseUntil.toISOString(), owner]);
     }
 
-    async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }): Promise<void> {
-        await this.tx(async (c) => {
-            await c.query("UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4, owner = NULL, lease_until = NULL WHERE id = $5", [
-                state,
-                outcome.result === undefined ? null : JSON.stringify(outcome.result),
-                outcome.error === undefined ? null : JSON.stringify(outcome.error),
-                now.toISOString(),
-                id,
-            ]);
-            await this.event(c, id, "state", { state }, now);
+    async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {
+        return this.tx(async (c) => {
+            const values = [state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error === undefined ? null : JSON.stringify(outcome.error), now.toISOString(), id];
+            const r =
+                owner === undefined
+                    ? await c.query("UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4, owner = NULL, lease_until = NULL WHERE id = $5", values)
+                    : await c.query("UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4, owner = NULL, lease_until = NULL WHERE id = $5 AND state = 'running' AND owner = $6", [...values, owner]);
+            if (r.rowCount) await this.event(c, id, "state", { state }, now);
+            return (r.rowCount ?? 0) > 0;
         });
     }
 
@@ -145,10 +176,18 @@ export class PostgresStore implements RequestStore {
         });
     }
 
-    async recover(owner: string, now: Date): Promise<string[]> {
+    async recover(owner: string | null, now: Date): Promise<string[]> {
         return this.tx(async (c) => {
-            const rows = await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE state = 'running' AND (owner = $1 OR lease_until < $2) RETURNING id", [owner, now.toISOString()]);
-            for (const r of rows.rows as { id: string }[]) await this.event(c, r.id, "state", { state: "queued", recovered: true }, now);
+            const rows = await c.query("SELECT id, owner, stack FROM requests WHERE state = 'running' AND (owner = $1 OR lease_until < $2) FOR UPDATE", [owner, now.toISOString()]);
+            for (const r of rows.rows as { id: string; owner: string | null; stack: string }[]) {
+                if (!requeueable(r)) {
+                    await c.query("UPDATE requests SET state = 'failed', error = $1, finished_at = $2, owner = NULL, lease_until = NULL WHERE id = $3", [JSON.stringify(endedError(r.id, r.owner ?? "(none)")), now.toISOString(), r.id]);
+                    await this.event(c, r.id, "state", { state: "failed", ended: true }, now);
+                    continue;
+                }
+                await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = $1", [r.id]);
+                await this.event(c, r.id, "state", { state: "queued", recovered: true }, now);
+            }
             return (rows.rows as { id: string }[]).map((r) => r.id);
         });
     }
@@ -165,6 +204,28 @@ export class PostgresStore implements RequestStore {
     async recent(limit: number): Promise<RequestRecord[]> {
         const r = await this.pool.query("SELECT * FROM requests ORDER BY n DESC LIMIT $1", [limit]);
         return (r.rows as Row[]).map(toRecord);
+    }
+
+    async approvals(): Promise<Approval[]> {
+        const r = await this.pool.query("SELECT app, version, stage, approved_by, approved_at FROM approvals ORDER BY approved_at");
+        return (r.rows as Row[]).map(approvalOf);
+    }
+
+    async addApproval(a: Approval): Promise<void> {
+        await this.pool.query("INSERT INTO approvals (app, version, stage, approved_by, approved_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [a.app, a.version, a.stage, a.by, a.at]);
+    }
+
+    async removeApproval(a: Pick<Approval, "app" | "version" | "stage">): Promise<void> {
+        await this.pool.query("DELETE FROM approvals WHERE app = $1 AND version = $2 AND stage = $3", [a.app, a.version, a.stage]);
+    }
+
+    async answer(principal: string, key: string): Promise<unknown | undefined> {
+        const r = await this.pool.query("SELECT answer FROM answers WHERE principal = $1 AND idempotency_key = $2", [principal, key]);
+        return r.rows.length ? JSON.parse((r.rows[0] as { answer: string }).answer) : undefined;
+    }
+
+    async saveAnswer(principal: string, key: string, value: unknown): Promise<void> {
+        await this.pool.query("INSERT INTO answers (principal, idempotency_key, answer) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", [principal, key, JSON.stringify(value)]);
     }
 
     async close(): Promise<void> {

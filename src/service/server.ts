@@ -11,7 +11,8 @@ import * as http from "node:http";
 import * as path from "node:path";
 
 import { Checker, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
-import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands } from "../runner/commands";
+import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, RECORDED_AT_ONCE } from "../runner/commands";
+import { newRequestId } from "../runner/ids";
 import type { Actor } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
@@ -21,6 +22,7 @@ import { writeBundle } from "./bundle-upload";
 import { openApiDocument } from "./openapi";
 import { OBSERVER, type Observation, REPORT_VERB, observations, promotionsAt, reportObservation } from "./deployments";
 import { STATUS_PAGE } from "./page";
+import { redact } from "../git/engine";
 import { GitHubError, type GitHubRepo, GitHubRest } from "../github/rest";
 import type { RequestRecord, RequestStore } from "./store";
 
@@ -125,7 +127,15 @@ export class Service {
         this.timers.push(setInterval(() => void this.pump(), 250));
         this.timers.push(setInterval(() => void this.deps.store.renew(this.deps.replicaId, new Date(this.now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4));
         // Requests of a replica that died come back to the queue when its lease runs out.
-        this.timers.push(setInterval(() => void this.deps.store.recover(this.deps.replicaId + "\0none", this.now()).catch(() => undefined), LEASE_MS / 4));
+        this.timers.push(
+            setInterval(
+                () =>
+                    void this.deps.store.recover(null, this.now()).catch((e: unknown) => {
+                        this.deps.log({ level: "warn", msg: "recovering requests whose lease ran out failed; trying again at the next round", error: e instanceof Error ? e.message : String(e) });
+                    }),
+                LEASE_MS / 4,
+            ),
+        );
         if (this.limits.watchIntervalMs > 0) this.timers.push(setInterval(() => void this.watch(), this.limits.watchIntervalMs));
         this.ready = true;
         void this.pump();
@@ -156,7 +166,7 @@ export class Service {
                 // A report that failed (GitHub down) is tried again, later each time, up to every 30 minutes.
                 const backoff = this.reportBackoff.get(o.key);
                 if (backoff && backoff.nextAt > now) continue;
-                const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+                const id = newRequestId();
                 const work: Work = { request: o as unknown as Record<string, unknown>, actor: WATCH_ACTOR };
                 const { created } = await this.deps.store.create({ id, verb: REPORT_VERB, stack: `deployments:${o.stage}`, body: work, principal: OBSERVER, idempotencyKey: o.key }, this.now());
                 if (created) this.deps.log({ level: "info", msg: "deployment observed", requestId: id, stage: o.stage, commit: o.commit, state: o.state, by: o.by });
@@ -309,7 +319,7 @@ export class Service {
                 send(e.status, { error: { kind: e.kind, message: e.message, requestId: correlation } }, e.headers);
             } else {
                 const status = httpStatus(e);
-                if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: e instanceof Error ? e.stack : String(e) });
+                if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
                 send(status, { error: publicError(e, correlation) });
             }
         } finally {
@@ -470,7 +480,7 @@ export class Service {
     private async enqueue(admitted: Admitted, actor: Actor) {
         // The record's id is always the service's own: idempotency keys are per principal (two tokens
         // may use the same key), so a key cannot name a record.
-        const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+        const id = newRequestId();
         let request = admitted.request;
         if (admitted.files !== undefined) {
             const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
@@ -486,15 +496,17 @@ export class Service {
 
     /** Runs a change answered at once (approvals, secrets) now, and records it (without secret values) with its outcome. */
     private async recorded(admitted: Admitted, actor: Actor) {
-        const id = `r-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
-        // A short request never waits in the queue; its record is written finished.
-        await this.deps.store.create({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name }, this.now());
+        const id = newRequestId();
+        // A change answered at once never waits in the queue: recorded as running here (its stack
+        // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
+        const at = this.now();
+        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
         try {
             const result = await this.commands.run(admitted, actor);
-            await this.deps.store.finish(id, "done", this.now(), { result });
+            await this.deps.store.finish(id, "done", this.now(), { result }, this.deps.replicaId);
             return { status: 200, body: result };
         } catch (e) {
-            await this.deps.store.finish(id, "failed", this.now(), { error: publicError(e, id) });
+            await this.deps.store.finish(id, "failed", this.now(), { error: publicError(e, id) }, this.deps.replicaId);
             throw e;
         }
     }
@@ -574,7 +586,7 @@ export class Service {
      * ever. If the service stops first, the record stays `running`; the replica's next start
      * requeues it, and the re-run adopts a commit that already landed, so nothing is lost or done twice.
      */
-    private async recordOutcome(id: string, op: () => Promise<void>): Promise<void> {
+    private async recordOutcome(id: string, op: () => Promise<unknown>): Promise<void> {
         for (let attempt = 1; ; attempt++) {
             try {
                 await op();
@@ -621,7 +633,7 @@ export class Service {
                 this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
                 return;
             }
-            if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: e instanceof Error ? e.stack : String(e) });
+            if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
             await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, "failed", this.now(), { error: publicError(e, rec.id) }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
         } finally {
@@ -663,9 +675,6 @@ const POST_COMMANDS: Readonly<Record<string, CommandVerb>> = {
     "/v1/secrets/rm": "secret-rm",
     "/v1/secrets/reseal": "secret-reseal",
 };
-
-/** Changes answered at once, recorded in the request log with their outcome. */
-const RECORDED_AT_ONCE: ReadonlySet<CommandVerb> = new Set(["approve", "secret-set", "secret-rm", "secret-reseal"]);
 
 /** Verbs of the routes, for the OpenAPI document and the rights matrix. */
 export const ROUTE_VERBS: Readonly<Record<string, Verb>> = {

@@ -6,6 +6,7 @@ import Database from "better-sqlite3";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
+import type { Approval } from "../runner/core";
 import type { NewRequest, RequestEvent, RequestRecord, RequestStore } from "./store";
 
 /**
@@ -44,6 +45,22 @@ export function schema(ordering: "INTEGER PRIMARY KEY AUTOINCREMENT" | "BIGSERIA
             data TEXT NOT NULL,
             PRIMARY KEY (request_id, seq)
         )`,
+        // Owners' approvals of a release for a stage, used up by the promotion they allow.
+        `CREATE TABLE IF NOT EXISTS approvals (
+            app TEXT NOT NULL,
+            version TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            approved_at TEXT NOT NULL,
+            PRIMARY KEY (app, version, stage)
+        )`,
+        // The runner's answers to idempotency keys, per principal (only successes are kept).
+        `CREATE TABLE IF NOT EXISTS answers (
+            principal TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            PRIMARY KEY (principal, idempotency_key)
+        )`,
     ];
 }
 
@@ -72,6 +89,25 @@ export function toRecord(r: Row): RequestRecord {
         ...opt("owner", r.owner),
         ...opt("leaseUntil", iso(r.lease_until)),
     } as RequestRecord;
+}
+
+/** The prefix of a CLI process's name as the owner of the request it runs (`cli:<host>:<pid>`). */
+export const CLI_OWNER = "cli:";
+
+/** Whether a worker may run a running request again once its owner is gone: not a CLI's, not a change answered at once. */
+export function requeueable(r: { owner: string | null; stack: string }): boolean {
+    return !r.owner?.startsWith(CLI_OWNER) && !r.stack.includes("#");
+}
+
+/** The error recorded for a request whose CLI process ended without finishing it. */
+export function endedError(id: string, owner: string): { kind: "internal"; message: string; requestId: string } {
+    return { kind: "internal", message: `the process that ran it (${owner}) ended before it finished; ask again`, requestId: id };
+}
+
+/** An approval row as an approval. */
+export function approvalOf(r: Row): Approval {
+    const at = r.approved_at as unknown;
+    return { app: r.app as string, version: r.version as string, stage: r.stage as string, by: r.approved_by as string, at: at instanceof Date ? at.toISOString() : (at as string) };
 }
 
 /** An SQLite request store. */
@@ -109,6 +145,27 @@ export class SqliteStore implements RequestStore {
         return r ? toRecord(r) : undefined;
     }
 
+    async begin(req: NewRequest, owner: string, now: Date, leaseUntil: Date): Promise<{ record: RequestRecord; created: boolean } | undefined> {
+        return this.db.transaction(() => {
+            if (req.idempotencyKey) {
+                const existing = this.db.prepare("SELECT * FROM requests WHERE principal = ? AND idempotency_key = ?").get(req.principal, req.idempotencyKey) as Row | undefined;
+                if (existing && existing.state !== "failed") return { record: toRecord(existing), created: false };
+                if (existing) this.db.prepare("UPDATE requests SET idempotency_key = NULL WHERE id = ?").run(existing.id);
+            }
+            if (this.db.prepare("SELECT 1 FROM requests WHERE stack = ? AND state = 'running'").get(req.stack)) return undefined;
+            this.db
+                .prepare("INSERT INTO requests (id, verb, stack, coalesce_key, body, principal, idempotency_key, state, created_at, started_at, attempts, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 1, ?, ?)")
+                .run(req.id, req.verb, req.stack, req.coalesceKey ?? null, JSON.stringify(req.body), req.principal, req.idempotencyKey ?? null, now.toISOString(), now.toISOString(), owner, leaseUntil.toISOString());
+            this.event(req.id, "state", { state: "running", attempt: 1 }, now);
+            return { record: toRecord(this.db.prepare("SELECT * FROM requests WHERE id = ?").get(req.id) as Row), created: true };
+        }).immediate();
+    }
+
+    async runningOn(stack: string): Promise<RequestRecord | undefined> {
+        const r = this.db.prepare("SELECT * FROM requests WHERE stack = ? AND state = 'running'").get(stack) as Row | undefined;
+        return r ? toRecord(r) : undefined;
+    }
+
     async claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined> {
         return this.db.transaction(() => {
             for (const stack of coalescing) {
@@ -126,7 +183,7 @@ export class SqliteStore implements RequestStore {
                 }
             }
             const next = this.db
-                .prepare("SELECT * FROM requests WHERE state = 'queued' AND stack NOT IN (SELECT stack FROM requests WHERE state = 'running') ORDER BY n LIMIT 1")
+                .prepare("SELECT * FROM requests WHERE state = 'queued' AND stack NOT LIKE '%#%' AND stack NOT IN (SELECT stack FROM requests WHERE state = 'running') ORDER BY n LIMIT 1")
                 .get() as Row | undefined;
             if (!next) return undefined;
             this.db
@@ -141,12 +198,15 @@ export class SqliteStore implements RequestStore {
         this.db.prepare("UPDATE requests SET lease_until = ? WHERE state = 'running' AND owner = ?").run(leaseUntil.toISOString(), owner);
     }
 
-    async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }): Promise<void> {
-        this.db.transaction(() => {
-            this.db
-                .prepare("UPDATE requests SET state = ?, result = ?, error = ?, finished_at = ?, owner = NULL, lease_until = NULL WHERE id = ?")
-                .run(state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error === undefined ? null : JSON.stringify(outcome.error), now.toISOString(), id);
-            this.event(id, "state", { state }, now);
+    async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {
+        return this.db.transaction(() => {
+            const values = [state, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error === undefined ? null : JSON.stringify(outcome.error), now.toISOString(), id];
+            const changed =
+                owner === undefined
+                    ? this.db.prepare("UPDATE requests SET state = ?, result = ?, error = ?, finished_at = ?, owner = NULL, lease_until = NULL WHERE id = ?").run(...values).changes
+                    : this.db.prepare("UPDATE requests SET state = ?, result = ?, error = ?, finished_at = ?, owner = NULL, lease_until = NULL WHERE id = ? AND state = 'running' AND owner = ?").run(...values, owner).changes;
+            if (changed) this.event(id, "state", { state }, now);
+            return changed > 0;
         }).immediate();
     }
 
@@ -157,10 +217,15 @@ export class SqliteStore implements RequestStore {
         }).immediate();
     }
 
-    async recover(owner: string, now: Date): Promise<string[]> {
+    async recover(owner: string | null, now: Date): Promise<string[]> {
         return this.db.transaction(() => {
-            const rows = this.db.prepare("SELECT id FROM requests WHERE state = 'running' AND (owner = ? OR lease_until < ?)").all(owner, now.toISOString()) as { id: string }[];
+            const rows = this.db.prepare("SELECT id, owner, stack FROM requests WHERE state = 'running' AND (owner = ? OR lease_until < ?)").all(owner, now.toISOString()) as { id: string; owner: string | null; stack: string }[];
             for (const r of rows) {
+                if (!requeueable(r)) {
+                    this.db.prepare("UPDATE requests SET state = 'failed', error = ?, finished_at = ?, owner = NULL, lease_until = NULL WHERE id = ?").run(JSON.stringify(endedError(r.id, r.owner ?? "(none)")), now.toISOString(), r.id);
+                    this.event(r.id, "state", { state: "failed", ended: true }, now);
+                    continue;
+                }
                 this.db.prepare("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = ?").run(r.id);
                 this.event(r.id, "state", { state: "queued", recovered: true }, now);
             }
@@ -184,6 +249,27 @@ export class SqliteStore implements RequestStore {
 
     async recent(limit: number): Promise<RequestRecord[]> {
         return (this.db.prepare("SELECT * FROM requests ORDER BY n DESC LIMIT ?").all(limit) as Row[]).map(toRecord);
+    }
+
+    async approvals(): Promise<Approval[]> {
+        return (this.db.prepare("SELECT app, version, stage, approved_by, approved_at FROM approvals ORDER BY approved_at").all() as Row[]).map(approvalOf);
+    }
+
+    async addApproval(a: Approval): Promise<void> {
+        this.db.prepare("INSERT INTO approvals (app, version, stage, approved_by, approved_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING").run(a.app, a.version, a.stage, a.by, a.at);
+    }
+
+    async removeApproval(a: Pick<Approval, "app" | "version" | "stage">): Promise<void> {
+        this.db.prepare("DELETE FROM approvals WHERE app = ? AND version = ? AND stage = ?").run(a.app, a.version, a.stage);
+    }
+
+    async answer(principal: string, key: string): Promise<unknown | undefined> {
+        const r = this.db.prepare("SELECT answer FROM answers WHERE principal = ? AND idempotency_key = ?").get(principal, key) as { answer: string } | undefined;
+        return r ? JSON.parse(r.answer) : undefined;
+    }
+
+    async saveAnswer(principal: string, key: string, value: unknown): Promise<void> {
+        this.db.prepare("INSERT INTO answers (principal, idempotency_key, answer) VALUES (?, ?, ?) ON CONFLICT DO NOTHING").run(principal, key, JSON.stringify(value));
     }
 
     async close(): Promise<void> {

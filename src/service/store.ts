@@ -5,6 +5,7 @@
  * every replica that shares the database. Two implementations: SQLite in a file (one replica) and
  * PostgreSQL (several replicas).
  */
+import type { RunnerStore } from "../runner/ports";
 
 /** States of a request. */
 export type RequestState = "queued" | "running" | "done" | "failed" | "superseded";
@@ -44,24 +45,44 @@ export interface RequestEvent {
     readonly data: unknown;
 }
 
-/** The durable log and queue. */
-export interface RequestStore {
+/** The durable log and queue, and in the same database the runner's records (approvals, answers). */
+export interface RequestStore extends RunnerStore {
     /** Records a request as queued, or returns the existing one with the same principal and idempotency key. */
     create(req: NewRequest, now: Date): Promise<{ record: RequestRecord; created: boolean }>;
     get(id: string): Promise<RequestRecord | undefined>;
     /**
-     * Claims the oldest queued request whose stack nothing runs, for `owner` until `leaseUntil`.
+     * Records a request its own process runs at once (the CLI), as `running` under `owner`, if no
+     * request of its stack runs; undefined when one does (the caller waits and tries again). With an
+     * idempotency key the principal used for a request that did not fail, that request is returned
+     * instead (created: false), whatever its stack.
+     */
+    begin(req: NewRequest, owner: string, now: Date, leaseUntil: Date): Promise<{ record: RequestRecord; created: boolean } | undefined>;
+    /** The request of a stack that runs now, if any. */
+    runningOn(stack: string): Promise<RequestRecord | undefined>;
+    /**
+     * Claims the oldest queued request whose stack nothing runs, for `owner` until `leaseUntil`
+     * (never a change answered at once, stack `<label>#<id>`, which its own process runs).
      * On stacks in `coalescing`, older queued requests with the same coalesce key as a newer queued
      * one are first marked superseded by it.
      */
     claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined>;
     /** Extends the lease of running requests of `owner`. */
     renew(owner: string, leaseUntil: Date): Promise<void>;
-    finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }): Promise<void>;
+    /**
+     * Records a request's outcome. With `owner`, only while the request still runs under that owner
+     * (false otherwise): a process whose claim was taken from it (its lease ran out, it was taken
+     * for dead) never overwrites what happened since.
+     */
+    finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean>;
     /** Puts a running request back in the queue (cancelled by a shutdown, or its replica died). */
     requeue(id: string): Promise<void>;
-    /** Requeues running requests of `owner`, or of any replica whose lease ran out before `now`. */
-    recover(owner: string, now: Date): Promise<string[]>;
+    /**
+     * Requeues running requests of `owner` (none: only those whose lease ran out), or of any owner
+     * whose lease ran out before `now`. Requests no worker may run again are failed instead: a
+     * CLI's (owner `cli:...`: nobody else runs what a person asked from their own shell) and the
+     * changes answered at once (stack `<label>#<id>`: their secret values were never recorded).
+     */
+    recover(owner: string | null, now: Date): Promise<string[]>;
     appendEvent(id: string, type: RequestEvent["type"], data: unknown, now: Date): Promise<void>;
     events(id: string, afterSeq: number): Promise<RequestEvent[]>;
     /** The most recent requests, newest first. */

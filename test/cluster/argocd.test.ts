@@ -311,7 +311,7 @@ describe(`the GitOps loop: a real Argo CD syncs what the runner commits (cluster
         try {
             let out = "";
             service.stdout.on("data", (b: Buffer) => (out += b.toString()));
-            const url = await until("the service to listen", async () => /"msg":"listening","url":"([^"]+)"/.exec(out)?.[1], 60_000);
+            const url = await until("the service to listen", async () => /"url":"([^"]+)"[^\n]*"msg":"listening"/.exec(out)?.[1], 60_000);
             const ci = (args: string[]) =>
                 new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
                     const c = spawn(process.execPath, [STAGES_BIN, "ci", ...args], { env: { ...process.env, GITOPS_STAGES_URL: url, GITOPS_STAGES_TOKEN: p.ciTokens.itg }, stdio: ["ignore", "pipe", "pipe"] });

@@ -1,6 +1,6 @@
 /**
  * The runner on the real engine, real git and the real CLI process: promotions through every
- * stage, policy refusals, approvals, rollback with hold, history, idempotency, coalescing,
+ * stage, policy refusals, approvals, rollback with hold, history, idempotency,
  * concurrent CLI processes, kill -9 recovery and SIGINT cancellation.
  */
 import * as assert from "node:assert/strict";
@@ -17,6 +17,7 @@ import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { DEFAULT_USER_VERBS, hashToken } from "../../src/runner/rights";
 import type { Runner } from "../../src/runner/runner";
 import { parseLedger } from "../../src/program/stage/files";
+import { SqliteStore } from "../../src/service/sqlite-store";
 import { repoRoot, testToolchain } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 import { plant } from "../support/planted";
@@ -146,8 +147,11 @@ describe("the runner on the real engine", function () {
         // No idempotency key: this retry has a request id of its own, and the approval still holds.
         const r = await promote("web", "1.0.0", "prod");
         assert.equal(r.state, "done");
-        const records = JSON.parse(fs.readFileSync(path.join(dataDir, "records.json"), "utf8")) as { approvals: { app: string; version: string; stage: string }[] };
-        assert.deepEqual(records.approvals.filter((a) => a.app === "web" && a.stage === "prod"), [], "the approval was used up by the promotion it allowed");
+        // Read from the database every runner process of this data folder shares.
+        const db = new SqliteStore(path.join(dataDir, "service", "requests.db"));
+        const approvals = await db.approvals();
+        await db.close();
+        assert.deepEqual(approvals.filter((a) => a.app === "web" && a.stage === "prod"), [], "the approval was used up by the promotion it allowed");
     });
 
     it("rollback promotes the previous release and holds the app; the hold blocks the next promotion", async function () {
@@ -201,34 +205,6 @@ describe("the runner on the real engine", function () {
         assert.match(shown.stdout, /\nM\tenvironments\/prod\/releases\.json\n/);
         const listed = await cli(["history", "prod"]).done;
         assert.match(listed.stdout, new RegExp(`\\b${entry.opsCommit!.slice(0, 12)}\\b`));
-    });
-
-    it("on itg, waiting requests for the same app are coalesced to the newest", async function () {
-        // Three promotions of api into itg: the first runs; the second waits behind it and is
-        // superseded by the third, which arrives while the second is still waiting.
-        const waitFor = async (cond: () => boolean) => {
-            for (const deadline = Date.now() + 60_000; !cond(); ) {
-                if (Date.now() > deadline) throw new Error("timed out waiting for the queue");
-                await new Promise((r) => setTimeout(r, 20));
-            }
-        };
-        // Another process holds itg (its runner lock, owned by this live test process), so the
-        // first request stays running (waiting for that lock) while the others queue behind it.
-        const held = path.join(dataDir, "locks", "itg");
-        fs.mkdirSync(held, { recursive: true });
-        fs.writeFileSync(path.join(held, "owner.json"), JSON.stringify({ pid: process.pid, hostname: os.hostname() }));
-        const p1 = promote("api", "2.0.0", "itg", { bundle: bundle("api"), image: "registry.example/api:2.0.0" });
-        await waitFor(() => runner.active("itg"));
-        const p2 = promote("api", "2.1.0", "itg", { bundle: bundle("api", 2), image: "registry.example/api:2.1.0" });
-        await waitFor(() => runner.pending("itg") === 1);
-        const p3 = promote("api", "2.2.0", "itg", { bundle: bundle("api", 3), image: "registry.example/api:2.2.0" });
-        const r2early = await p2;
-        assert.equal(r2early.state, "superseded", "the waiting request must be answered as soon as a newer one arrives");
-        fs.rmSync(held, { recursive: true, force: true });
-        const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
-        assert.deepEqual([r1.state, r2.state, r3.state], ["done", "superseded", "done"]);
-        assert.equal(r2.supersededBy, r3.requestId);
-        assert.equal(parseLedger(git("show", "main:environments/itg/releases.json")).api.version, "2.2.0");
     });
 
     it("merge-request environments: deploy, reap only the expired ones, destroy", async function () {
@@ -349,6 +325,7 @@ describe("the runner on the real engine", function () {
 
         it("two CLI processes promoting into the same stage at once both succeed, one after the other", async function () {
             await promote("db", "1.0.0", "itg", { bundle: bundle("db"), image: "registry.example/db:1.0.0" });
+            await promote("api", "2.2.0", "itg", { bundle: bundle("api"), image: "registry.example/api:2.2.0" });
             await promote("api", "2.2.0", "tst");
             const before = commits();
             const a = cli(["promote", "db@1.0.0", "--to", "tst", "--commit", COMMIT, "--json"]);
@@ -369,6 +346,58 @@ describe("the runner on the real engine", function () {
             const ledger = parseLedger(git("show", "main:environments/perf/releases.json"));
             assert.equal(ledger.db.version, "1.0.0");
             assert.equal(ledger.api.version, "2.2.0");
+        });
+
+        it("records its changes in the request log, replays a key's success from it, and waits while another process runs the stack", async function () {
+            const db = new SqliteStore(path.join(dataDir, "service", "requests.db"));
+            try {
+                const args = ["promote", "logged@1.0.0", "--to", "itg", "--bundle", bundle("logged"), "--image", "registry.example/logged:1.0.0", "--commit", COMMIT, "--idempotency-key", "logged-1", "--json"];
+                const first = await cli(args).done;
+                assert.equal(first.code, 0, first.stderr);
+                const answer = JSON.parse(first.stdout) as { requestId: string; state: string };
+                const record = await db.get(answer.requestId);
+                assert.equal(record?.state, "done");
+                assert.equal(record?.verb, "promote");
+                assert.equal(record?.stack, "itg");
+                assert.equal(record?.principal, os.userInfo().username);
+                assert.equal((record?.result as { requestId: string }).requestId, answer.requestId);
+                const before = commits();
+                const again = await cli(args).done;
+                assert.equal(again.code, 0, again.stderr);
+                assert.equal((JSON.parse(again.stdout) as { requestId: string }).requestId, answer.requestId, "the key's success is answered from the log");
+                assert.equal(commits(), before);
+
+                // Another process (a replica sharing the database) runs tst: the CLI waits for it.
+                const now = new Date();
+                const busy = await db.begin({ id: "r-busy-00000001", verb: "promote", stack: "tst", body: {}, principal: "someone" }, "replica-elsewhere", now, new Date(now.getTime() + 600_000));
+                assert.ok(busy?.created);
+                const waiting = cli(["promote", "logged@1.0.0", "--to", "tst", "--commit", COMMIT, "--json"]);
+                let ended = false;
+                void waiting.done.then(() => (ended = true));
+                await new Promise((r) => setTimeout(r, 4000));
+                assert.equal(ended, false, "the CLI ran while another request held the stack");
+                assert.equal(commits(), before);
+                await db.finish("r-busy-00000001", "done", new Date(), { result: {} });
+                const waited = await waiting.done;
+                assert.equal(waited.code, 0, waited.stderr);
+                assert.equal(JSON.parse(waited.stdout).state, "done");
+
+                // A CLI process that died while running a request leaves it running: the next one
+                // sees its process is gone, records it as failed and goes ahead.
+                const gone = spawn(process.execPath, ["-e", ""]);
+                await new Promise((r) => gone.once("exit", r));
+                const at = new Date();
+                await db.begin({ id: "r-dead-00000001", verb: "hold", stack: "tst", body: {}, principal: "someone" }, `cli:${os.hostname()}:${gone.pid}`, at, new Date(at.getTime() + 600_000));
+                const after = await cli(["hold", "logged", "--stage", "tst", "--json"]).done;
+                assert.equal(after.code, 0, after.stderr);
+                assert.match(after.stderr, /request r-dead-00000001 of cli:.* was left running by a process that ended; recorded as failed/);
+                const dead = await db.get("r-dead-00000001");
+                assert.equal(dead?.state, "failed");
+                assert.match((dead?.error as { message: string }).message, /ended before it finished/);
+                assert.equal((await cli(["release", "logged", "--stage", "tst", "--json"]).done).code, 0);
+            } finally {
+                await db.close();
+            }
         });
 
         it("SIGINT during an update cancels it cleanly: exit 130 and no lock left", async function () {

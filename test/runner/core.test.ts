@@ -16,7 +16,7 @@ import {
     rollbackTarget,
 } from "../../src/runner/core";
 import { RunnerError, exitCode, httpStatus, publicError } from "../../src/runner/errors";
-import { Outcome, StackQueues } from "../../src/runner/queue";
+import { StackQueues } from "../../src/runner/queue";
 import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
 
 const stage = (name: string, extra: Partial<PipelineStage> = {}): PipelineStage => ({
@@ -257,7 +257,7 @@ describe("stack queues", function () {
     };
 
     it("runs one job per stack at a time, in order, and different stacks in parallel", async function () {
-        const q = new StackQueues(() => "fifo");
+        const q = new StackQueues();
         const log: string[] = [];
         const gate = deferred();
         const job = (stack: string, id: string, wait?: Promise<void>) =>
@@ -277,43 +277,8 @@ describe("stack queues", function () {
         assert.deepEqual(log.slice(3), ["end a1", "start a2", "end a2"]);
     });
 
-    it("on coalescing stacks, waiting jobs for the same app are superseded by the newest", async function () {
-        const q = new StackQueues((s) => (s === "itg" ? "coalesce" : "fifo"));
-        const gate = deferred();
-        const ran: string[] = [];
-        const job = (id: string, app: string, wait?: Promise<void>) => q.submit({ stack: "itg", id, coalesceKey: app, run: async () => { ran.push(id); if (wait) await wait; return id; } });
-        const running = job("r1", "web", gate.p);
-        const older = job("r2", "web");
-        const other = job("r3", "api");
-        const newest = job("r4", "web");
-        gate.release();
-        const outcomes = await Promise.all([running, older, other, newest]);
-        assert.deepEqual(outcomes.map((o: Outcome<string>) => [o.id, o.state, o.state === "superseded" ? o.by : undefined]), [
-            ["r1", "done", undefined],
-            ["r2", "superseded", "r4"],
-            ["r3", "done", undefined],
-            ["r4", "done", undefined],
-        ]);
-        assert.deepEqual(ran, ["r1", "r3", "r4"]);
-    });
-
-    it("FIFO stacks never supersede", async function () {
-        const q = new StackQueues(() => "fifo");
-        const outcomes = await Promise.all(["p1", "p2", "p3"].map((id) => q.submit({ stack: "prod", id, coalesceKey: "web", run: async () => id })));
-        assert.deepEqual(outcomes.map((o) => o.state), ["done", "done", "done"]);
-    });
-
-    it("the same idempotency key twice runs once and answers the same", async function () {
-        const q = new StackQueues(() => "fifo");
-        let runs = 0;
-        const submit = () => q.submit({ stack: "tst", id: "r1", idempotencyKey: "k1", run: async () => ++runs });
-        const [a, b] = await Promise.all([submit(), submit()]);
-        assert.equal(runs, 1);
-        assert.deepEqual(a, b);
-    });
-
     it("cancelAll aborts the running job's signal and fails waiting ones", async function () {
-        const q = new StackQueues(() => "fifo");
+        const q = new StackQueues();
         let aborted = false;
         const running = q.submit({ stack: "tst", id: "r1", run: (signal) => new Promise((_, reject) => signal.addEventListener("abort", () => ((aborted = true), reject(signal.reason)))) });
         const waiting = q.submit({ stack: "tst", id: "r2", run: async () => "never" });

@@ -28,7 +28,7 @@ describe("the service process: restarts lose nothing and duplicate nothing", fun
         child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
         const deadline = Date.now() + 60_000;
         while (Date.now() < deadline) {
-            const m = /"msg":"listening","url":"([^"]+)"/.exec(output);
+            const m = /"url":"([^"]+)"[^\n]*"msg":"listening"/.exec(output);
             if (m) return m[1];
             if (child.exitCode !== null) break;
             await new Promise((r) => setTimeout(r, 100));

@@ -31,8 +31,9 @@ export function starterScript(name: "build.sh" | "integration-test.sh"): string 
 export const OPS_CHECK_PATHS = { validator: ".github/gitops-stages/validate.js", workflow: ".github/workflows/validate.yml" } as const;
 
 /**
- * A compiled module of ours as a standalone script: the module (it must use only Node's own
- * modules) followed by a call of its entry point, which returns the exit code.
+ * A compiled module of ours as a standalone script: the module bundled with what it imports
+ * (esbuild; it must need nothing beyond Node's own modules at run time) followed by a call of its
+ * entry point, which returns the exit code.
  */
 function shippedScript(compiled: string[], header: string[], call: string): string {
     // Compiled: dist/src/program/ops/ -> dist/src/<...>; from source: <root>/dist/src/<...>.

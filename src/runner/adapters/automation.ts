@@ -91,6 +91,9 @@ export function metadataEnv(m: UpdateMetadata, devRepoUrl?: string): Record<stri
     if (repo?.kind) env.PULUMI_VCS_REPO_KIND = repo.kind;
     if (repo?.owner) env.PULUMI_VCS_REPO_OWNER = repo.owner;
     if (repo?.name) env.PULUMI_VCS_REPO_NAME = repo.name;
+    // What is not known is set empty, which Pulumi reads as unset: a value the runner's own
+    // environment carries (a CI's PULUMI_PR_NUMBER, say) must not describe this update.
+    for (const k of METADATA_VARS) env[k] ??= "";
     return env;
 }
 
