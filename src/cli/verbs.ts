@@ -5,7 +5,6 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 
 import type { CommitDetails } from "../git/engine";
 import { EXIT } from "../runner/error-map";
@@ -16,14 +15,8 @@ import type { AuditEntry } from "../runner/runner";
 import { DNS_LABEL, DNS_LABEL_RULE } from "../config/validate";
 import { ArgoCdClient } from "../runner/argocd";
 import { type Command, Commands, cliOwner } from "../runner/commands";
+import type { ParsedVerb } from "./program";
 import { AssembledRunner, argoCdUrl, cliActor, createRunner, defaultUser, newRequestId, tokenActor } from "../runner/index";
-
-/** Options every runner verb takes. */
-const COMMON = {
-    json: { type: "boolean" },
-    as: { type: "string" },
-    quiet: { type: "boolean" },
-} as const;
 
 /** A stage named on the command line, checked before any right is (bad input is `invalid`, whoever asks). */
 function stageArg(value: unknown, required = false): string | undefined {
@@ -73,21 +66,22 @@ function table(rows: string[][]): string {
     return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") + "\n";
 }
 
-/** Runs a runner verb; returns the exit code. */
-export async function runnerVerb(verb: string, argv: string[], projectRoot: string): Promise<number> {
-    const json = argv.includes("--json");
+/** Runs a runner verb, parsed by the command line's grammar (program.ts); returns the exit code. */
+export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promise<number> {
+    const verb = parsed.verb;
+    const json = parsed.values.json === true;
     const requestId = newRequestId();
     let logFile: string | undefined;
     let cancelling: NodeJS.Signals | undefined;
     let idle: (() => Promise<void>) | undefined;
     const out = (text: string) => process.stdout.write(text);
     try {
-        const controllerUrl = flagValue(argv, "--controller-url") ?? process.env.GITOPS_STAGES_CONTROLLER_URL;
+        const controllerUrl = (parsed.values.controllerUrl as string | undefined) ?? process.env.GITOPS_STAGES_CONTROLLER_URL;
         const assembled = await createRunner({ projectRoot, ...(controllerUrl ? { controllerUrl } : {}) });
         const { runner, environment } = assembled;
         idle = () => runner.idle();
         logFile = path.join(environment.dataDir, "runner.log");
-        const progress = argv.includes("--quiet") || json ? undefined : (s: string) => process.stderr.write(s);
+        const progress = parsed.values.quiet === true || json ? undefined : (s: string) => process.stderr.write(s);
         const onSignal = (sig: NodeJS.Signals) => {
             // The engine's cancellation may signal our process group again; one cancellation is enough.
             if (cancelling) return;
@@ -105,7 +99,7 @@ export async function runnerVerb(verb: string, argv: string[], projectRoot: stri
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
 
-        const result = await dispatch(verb, argv, assembled, progress);
+        const result = await dispatch(parsed, assembled, progress);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
         else out((verb === "status" ? `state backend:  ${describeBackend(environment.backend)}\nplatform stack: ${platformStackName(environment.backend)}\n\n` : "") + render(verb, result));
         return 0;
@@ -136,15 +130,6 @@ function engineErrorLines(e: Error): string {
         .map((l) => l.trim())
         .filter((l) => /^error: /.test(l) && !/update failed|preview failed/.test(l));
     return [...new Set(lines)].map((l) => `  ${l}\n`).join("");
-}
-
-/** The value of `--flag value` or `--flag=value` in argv, before the verb's own parsing. */
-function flagValue(argv: readonly string[], flag: string): string | undefined {
-    for (let i = 0; i < argv.length; i++) {
-        if (argv[i] === flag) return argv[i + 1];
-        if (argv[i].startsWith(`${flag}=`)) return argv[i].slice(flag.length + 1);
-    }
-    return undefined;
 }
 
 /**
@@ -185,78 +170,52 @@ function readPem(file: string, what: string): string {
     }
 }
 
-async function dispatch(verb: string, argv: string[], assembled: AssembledRunner, onOutput?: (s: string) => void): Promise<unknown> {
+async function dispatch(parsed: ParsedVerb, assembled: AssembledRunner, onOutput?: (s: string) => void): Promise<unknown> {
     const { runner, settings } = assembled;
-    // The principal is needed before the verb's own parsing, so --as is read from argv directly.
-    const user = () => flagValue(argv, "--as") ?? defaultUser();
+    const values = parsed.values;
     // A bearer token (as CI holds one) acts with that token's rights instead of the local user's.
     const principal = async () => {
         const token = process.env.GITOPS_STAGES_TOKEN;
-        if (token && flagValue(argv, "--as") !== undefined) throw new RunnerError("invalid", "--as: cannot be combined with GITOPS_STAGES_TOKEN (the token names who acts)");
-        return token ? tokenActor(settings, await assembled.platformOutputs(), token) : cliActor(settings, user());
-    };
-    let values: Record<string, unknown> = {};
-    const parse = (options: Record<string, { type: "string" | "boolean"; multiple?: boolean }>, allowPositionals = true) => {
-        const r = parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals, strict: true });
-        values = r.values as Record<string, unknown>;
-        return r;
+        if (token && values.as !== undefined) throw new RunnerError("invalid", "--as: cannot be combined with GITOPS_STAGES_TOKEN (the token names who acts)");
+        return token ? tokenActor(settings, await assembled.platformOutputs(), token) : cliActor(settings, (values.as as string | undefined) ?? defaultUser());
     };
     // Every verb acts as its principal, authenticated first as the service does; its rights are
     // checked with the service's own check once the request parsed (bad input is `invalid` whoever
     // asks), and its name is the requester that commits and the audit trail record.
-    if (verb === "sync") {
+    if (parsed.verb === "sync") {
         // An owner's sync is Argo CD's to allow (its RBAC, its sync windows), with the owner's own
         // Argo CD token: the runner's principals and rights play no part, so none is resolved.
-        parse({ stage: { type: "string" }, "argocd-url": { type: "string" }, "argocd-token-file": { type: "string" }, wait: { type: "boolean" }, timeout: { type: "string" }, for: { type: "string" } }, false);
         const stage = stageArg(values.stage, true)!;
         const waitMs = values.wait ? timeoutSeconds(values.timeout) * 1000 : undefined;
         if (!values.wait && values.timeout !== undefined) throw new RunnerError("invalid", "--timeout: only with --wait");
         if (!values.wait && values.for !== undefined) throw new RunnerError("invalid", "--for: only with --wait");
         const until = untilArg(values.for);
-        const tokenFile = values["argocd-token-file"] as string | undefined;
+        const tokenFile = values.argocdTokenFile as string | undefined;
         const token = tokenFile !== undefined ? { value: readArgoCdTokenFile(tokenFile), from: `--argocd-token-file (${tokenFile})` } : process.env.ARGOCD_AUTH_TOKEN ? { value: process.env.ARGOCD_AUTH_TOKEN.trim(), from: "$ARGOCD_AUTH_TOKEN" } : undefined;
         if (!token) throw new RunnerError("unauthorized", "stages sync acts as you in Argo CD: give your Argo CD token in $ARGOCD_AUTH_TOKEN or --argocd-token-file <file> (`argocd account generate-token`, or the token of your SSO session)");
-        const flagUrl = values["argocd-url"] as string | undefined;
+        const flagUrl = values.argocdUrl as string | undefined;
         const at = await argoCdUrl(settings, assembled.platformOutputs, flagUrl !== undefined ? { url: flagUrl, from: "--argocd-url" } : undefined);
         const client = new ArgoCdClient(at.url, token.value, { urlFrom: at.from, tokenFrom: token.from });
         return runner.sync(stage, client, { ...(waitMs !== undefined ? { waitMs } : {}), until });
     }
     const who = await principal();
-    const command = await toCommand(verb, argv, parse, () => values);
+    const command = toCommand(parsed);
     // Exactly what the service does with a request, but run here and now: the same parsing,
-    // requester, rights and policy (src/runner/commands.ts).
-    // Changes are recorded in the request log and run under its lock of the stack, which a
-    // service on the same database honours too.
+    // requester, rights and policy (src/runner/commands.ts). Changes are recorded in the request
+    // log and run under its lock of the stack, which a service on the same database honours too.
     const log = { store: assembled.log, owner: cliOwner(), lockWaitMs: settings.lockWaitSeconds * 1000, notice: (line: string) => process.stderr.write(`stages: ${line}\n`) };
     return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}), log });
 }
 
 /**
- * A command line as a command of the command layer: flags become the fields the HTTP API takes.
+ * A command line as a command of the command layer: options become the fields the HTTP API takes.
  * Only what the command line spells its own way is read here (`<app>@<version>`, files, stdin).
  */
-async function toCommand(
-    verb: string,
-    argv: string[],
-    parse: (options: Record<string, { type: "string" | "boolean"; multiple?: boolean }>, allowPositionals?: boolean) => { positionals: string[] },
-    flags: () => Record<string, unknown>,
-): Promise<Command> {
-    const opt = (key: string, flag: string) => (flags()[flag] !== undefined ? { [key]: flags()[flag] } : {});
+function toCommand({ verb, sub, values: v, positionals }: ParsedVerb): Command {
+    const opt = (key: string, flag: string) => (v[flag] !== undefined ? { [key]: v[flag] } : {});
     switch (verb) {
         case "promote":
         case "preview": {
-            const { positionals } = parse({
-                to: { type: "string" },
-                bundle: { type: "string" },
-                image: { type: "string" },
-                commit: { type: "string" },
-                mr: { type: "string" },
-                "ci-run": { type: "string" },
-                reason: { type: "string" },
-                "idempotency-key": { type: "string" },
-                "override-order": { type: "boolean" },
-            });
-            const v = flags();
             const { app, version } = appAtVersion(positionals[0]);
             return {
                 verb,
@@ -265,71 +224,41 @@ async function toCommand(
                     version,
                     to: v.to,
                     ...opt("image", "image"),
-                    source: { commit: v.commit, ...(v.mr !== undefined ? { mr: numberFlag(v.mr) } : {}), ...(v["ci-run"] !== undefined ? { ciRunUrl: v["ci-run"] } : {}) },
+                    source: { commit: v.commit, ...(v.mr !== undefined ? { mr: numberFlag(v.mr) } : {}), ...(v.ciRun !== undefined ? { ciRunUrl: v.ciRun } : {}) },
                     ...opt("reason", "reason"),
-                    ...opt("idempotencyKey", "idempotency-key"),
-                    overrideOrder: v["override-order"] === true,
+                    ...opt("idempotencyKey", "idempotencyKey"),
+                    overrideOrder: v.overrideOrder === true,
                 },
                 ...(v.bundle !== undefined ? { bundle: { dir: path.resolve(v.bundle as string) } } : {}),
             };
         }
-        case "rollback": {
-            const { positionals } = parse({ stage: { type: "string" }, to: { type: "string" }, reason: { type: "string" }, "idempotency-key": { type: "string" } });
-            return { verb, input: { app: positionals[0], stage: flags().stage, ...opt("to", "to"), ...opt("reason", "reason"), ...opt("idempotencyKey", "idempotency-key") } };
-        }
+        case "rollback":
+            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("to", "to"), ...opt("reason", "reason"), ...opt("idempotencyKey", "idempotencyKey") } };
         case "hold":
-        case "release": {
-            const { positionals } = parse({ stage: { type: "string" }, reason: { type: "string" } });
-            return { verb, input: { app: positionals[0], stage: flags().stage, ...opt("reason", "reason") } };
-        }
-        case "approve": {
-            const { positionals } = parse({ stage: { type: "string" } });
-            return { verb, input: { ...appAtVersion(positionals[0]), stage: flags().stage } };
-        }
+        case "release":
+            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("reason", "reason") } };
+        case "approve":
+            return { verb, input: { ...appAtVersion(positionals[0]), stage: v.stage } };
         case "status":
         case "drift":
-            parse({ stage: { type: "string" } }, false);
             return { verb, input: { ...opt("stage", "stage") } };
-        case "wait": {
-            const { positionals } = parse({ stage: { type: "string" }, timeout: { type: "string" }, for: { type: "string" } });
-            if (positionals.length > 1) throw new RunnerError("invalid", `wait takes at most one <app>@<version>, got ${positionals.length} arguments`);
-            const v = flags();
+        case "wait":
             return { verb, input: { stage: v.stage, timeoutSeconds: timeoutSeconds(v.timeout), until: untilArg(v.for), ...(positionals[0] !== undefined ? { release: positionals[0] } : {}) } };
-        }
-        case "history": {
-            const { positionals } = parse({ commit: { type: "string" } });
+        case "history":
             return { verb, input: { stage: positionals[0], ...opt("commit", "commit") } };
-        }
-        case "mr": {
-            const [sub, ...rest] = argv;
-            argv.splice(0, argv.length, ...rest);
+        case "mr":
             if (sub === "deploy") {
-                parse({ mr: { type: "string" }, app: { type: "string" }, bundle: { type: "string" }, image: { type: "string" }, commit: { type: "string" }, "ttl-hours": { type: "string" } }, false);
-                const v = flags();
                 return {
                     verb: "mr-deploy",
-                    input: { mr: numberFlag(v.mr), app: v.app, image: v.image, sourceCommit: v.commit, ...(v["ttl-hours"] !== undefined ? { ttlHours: numberFlag(v["ttl-hours"]) } : {}) },
+                    input: { mr: numberFlag(v.mr), app: v.app, image: v.image, sourceCommit: v.commit, ...(v.ttlHours !== undefined ? { ttlHours: numberFlag(v.ttlHours) } : {}) },
                     ...(v.bundle !== undefined ? { bundle: { dir: path.resolve(v.bundle as string) } } : {}),
                 };
             }
-            if (sub === "destroy") {
-                const { positionals } = parse({});
-                return { verb: "mr-destroy", input: { mr: numberFlag(positionals[0]) } };
-            }
-            if (sub === "reap") {
-                parse({}, false);
-                return { verb: "mr-reap", input: {} };
-            }
-            throw new RunnerError("invalid", `unknown mr verb "${sub ?? ""}" (deploy, destroy, reap)`);
-        }
-        case "secret": {
-            const [sub, ...rest] = argv;
-            argv.splice(0, argv.length, ...rest);
-            const common = { stage: { type: "string" }, reason: { type: "string" }, "controller-url": { type: "string" } } as const;
+            if (sub === "destroy") return { verb: "mr-destroy", input: { mr: numberFlag(positionals[0]) } };
+            return { verb: "mr-reap", input: {} };
+        case "secret":
             if (sub === "set") {
-                const { positionals } = parse({ ...common, name: { type: "string" }, namespace: { type: "string" }, cert: { type: "string" }, "namespace-wide": { type: "boolean" }, "cluster-wide": { type: "boolean" }, replace: { type: "boolean" } });
-                const v = flags();
-                if (v["namespace-wide"] && v["cluster-wide"]) throw new RunnerError("invalid", "scope: choose one of --namespace-wide and --cluster-wide");
+                if (v.namespaceWide && v.clusterWide) throw new RunnerError("invalid", "scope: choose one of --namespace-wide and --cluster-wide");
                 const [app, ...pairs] = positionals;
                 return {
                     verb: "secret-set",
@@ -338,7 +267,7 @@ async function toCommand(
                         stage: v.stage,
                         ...opt("name", "name"),
                         ...opt("namespace", "namespace"),
-                        scope: v["cluster-wide"] ? "cluster-wide" : v["namespace-wide"] ? "namespace-wide" : "strict",
+                        scope: v.clusterWide ? "cluster-wide" : v.namespaceWide ? "namespace-wide" : "strict",
                         replace: v.replace === true,
                         ...(v.cert !== undefined ? { certificate: readPem(v.cert as string, "cert") } : {}),
                         ...opt("reason", "reason"),
@@ -346,23 +275,15 @@ async function toCommand(
                     values: readSecretValues(pairs, () => fs.readFileSync(0)),
                 };
             }
-            if (sub === "list") {
-                const { positionals } = parse(common);
-                return { verb: "secret-list", input: { stage: flags().stage, ...(positionals[0] !== undefined ? { app: positionals[0] } : {}) } };
-            }
+            if (sub === "list") return { verb: "secret-list", input: { stage: v.stage, ...(positionals[0] !== undefined ? { app: positionals[0] } : {}) } };
             if (sub === "rm") {
-                const { positionals } = parse({ ...common, name: { type: "string" } });
                 const [app, ...keys] = positionals;
-                return { verb: "secret-rm", input: { app, stage: flags().stage, keys, ...opt("name", "name"), ...opt("reason", "reason") } };
+                return { verb: "secret-rm", input: { app, stage: v.stage, keys, ...opt("name", "name"), ...opt("reason", "reason") } };
             }
-            if (sub === "reseal") {
-                parse({ ...common, cert: { type: "string" }, "private-key": { type: "string", multiple: true } }, false);
-                const v = flags();
-                const keys = ((v["private-key"] as string[] | undefined) ?? []).map((f) => readPem(f, "private-key"));
-                return { verb: "secret-reseal", input: { stage: v.stage, ...(v.cert !== undefined ? { certificate: readPem(v.cert as string, "cert") } : {}), privateKeys: keys, ...opt("reason", "reason") } };
-            }
-            throw new RunnerError("invalid", `unknown secret verb "${sub ?? ""}" (set, list, rm, reseal)`);
-        }
+            return {
+                verb: "secret-reseal",
+                input: { stage: v.stage, ...(v.cert !== undefined ? { certificate: readPem(v.cert as string, "cert") } : {}), privateKeys: ((v.privateKey as string[] | undefined) ?? []).map((f) => readPem(f, "private-key")), ...opt("reason", "reason") },
+            };
     }
     throw new RunnerError("invalid", `unknown verb "${verb}"`);
 }
