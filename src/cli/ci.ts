@@ -122,6 +122,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
             mr: { type: "string" },
             app: { type: "string" },
             reason: { type: "string" },
+            "claimed-requester": { type: "string" },
             "idempotency-key": { type: "string" },
             "ttl-hours": { type: "string" },
             retries: { type: "string", default: "6" },
@@ -139,6 +140,7 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     const ciRunUrl = values["ci-run"] ?? (env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : undefined);
     const opts = { retries: Number(values.retries), log };
+    const claimedRequester = values["claimed-requester"] ?? env.GITHUB_ACTOR;
     let route: string;
     let body: Record<string, unknown> | undefined;
     switch (verb) {
@@ -160,6 +162,9 @@ export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.en
                 source: { commit: values.commit, ...(values.mr ? { mr: Number(values.mr) } : {}), ...(ciRunUrl ? { ciRunUrl } : {}) },
                 ...(values.bundle ? { bundle: bundleFiles(values.bundle), image: values.image } : {}),
                 ...(values.reason ? { reason: values.reason } : {}),
+                // Who merged, as the CI says: the service keeps it as this job's claim, apart from
+                // the requester, which is always the job's token.
+                ...(claimedRequester ? { claimedRequester } : {}),
                 // A retried request must not run twice: the key makes the service answer the first.
                 ...(verb === "promote" ? { idempotencyKey: values["idempotency-key"] ?? `ci-${app}-${version}-${values.to}-${String(values.commit).slice(0, 12)}` } : {}),
             };

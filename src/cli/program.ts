@@ -36,6 +36,9 @@ service and CI client (parsers of their own; see docs/service.md):
       the request and exits with the codes above.
 `;
 
+/** What `--claimed-requester` means, in every verb's help. */
+const CLAIM = "whom you ask for (say, who merged): kept as your claim in a Claimed-Requester trailer; the requester is always you";
+
 /** Options every runner verb takes. */
 function common(c: Command): Command {
     return c
@@ -82,12 +85,13 @@ export function program(handlers: { run: (parsed: ParsedVerb) => Promise<number>
             .option("--mr <n>", "the merge request")
             .option("--reason <text>", "why, for the commit's body")
             .option("--idempotency-key <key>", "the same key again answers the first request's success")
-            .option("--override-order", "skip the stage order (users allowed to; recorded in the commit)");
+            .option("--override-order", "skip the stage order (users allowed to; recorded in the commit)")
+            .option("--claimed-requester <name>", CLAIM);
     verb("promote", one, (c) => promote(c.description("promote a release into a stage (its first promotion, with its bundle, publishes it)")));
     verb("preview", one, (c) => promote(c.description("the same as promote, as a dry run: the exact file changes, nothing written")));
-    verb("rollback", one, (c) => c.description("roll an app back in a stage (to the previous release, or --to) and hold it there").argument("[app]").option("--stage <stage>").option("--to <version>").option("--reason <text>").option("--idempotency-key <key>"));
-    verb("hold", one, (c) => c.description("hold an app in a stage: no promotion moves it").argument("[app]").option("--stage <stage>").option("--reason <text>"));
-    verb("release", one, (c) => c.description("lift the hold on an app in a stage").argument("[app]").option("--stage <stage>").option("--reason <text>"));
+    verb("rollback", one, (c) => c.description("roll an app back in a stage (to the previous release, or --to) and hold it there").argument("[app]").option("--stage <stage>").option("--to <version>").option("--reason <text>").option("--idempotency-key <key>").option("--claimed-requester <name>", CLAIM));
+    verb("hold", one, (c) => c.description("hold an app in a stage: no promotion moves it").argument("[app]").option("--stage <stage>").option("--reason <text>").option("--claimed-requester <name>", CLAIM));
+    verb("release", one, (c) => c.description("lift the hold on an app in a stage").argument("[app]").option("--stage <stage>").option("--reason <text>").option("--claimed-requester <name>", CLAIM));
     verb("approve", one, (c) => c.description("an owner of the stage approves that release for it").argument("[release]", "<app>@<version>").option("--stage <stage>"));
     verb("status", none, (c) => c.description("what runs in each stage: desired (the ops repo) and deployed (Argo CD)").option("--stage <stage>"));
     verb("drift", none, (c) => c.description("what differs between the state and the world, per stack").option("--stage <stage>"));

@@ -227,16 +227,17 @@ function toCommand({ verb, sub, values: v, positionals }: ParsedVerb): Command {
                     source: { commit: v.commit, ...(v.mr !== undefined ? { mr: numberFlag(v.mr) } : {}), ...(v.ciRun !== undefined ? { ciRunUrl: v.ciRun } : {}) },
                     ...opt("reason", "reason"),
                     ...opt("idempotencyKey", "idempotencyKey"),
+                    ...opt("claimedRequester", "claimedRequester"),
                     overrideOrder: v.overrideOrder === true,
                 },
                 ...(v.bundle !== undefined ? { bundle: { dir: path.resolve(v.bundle as string) } } : {}),
             };
         }
         case "rollback":
-            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("to", "to"), ...opt("reason", "reason"), ...opt("idempotencyKey", "idempotencyKey") } };
+            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("to", "to"), ...opt("reason", "reason"), ...opt("idempotencyKey", "idempotencyKey"), ...opt("claimedRequester", "claimedRequester") } };
         case "hold":
         case "release":
-            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("reason", "reason") } };
+            return { verb, input: { app: positionals[0], stage: v.stage, ...opt("reason", "reason"), ...opt("claimedRequester", "claimedRequester") } };
         case "approve":
             return { verb, input: { ...appAtVersion(positionals[0]), stage: v.stage } };
         case "status":

@@ -2,7 +2,7 @@
  * Configuration of stage stacks (`itg`, `tst`, ...) and merge-request stacks (`mr-<n>`): what the
  * runner writes into a stack's config before each update. Pure parsers, one error for every problem.
  */
-import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUEST_ID, REQUEST_ID_RULE, SEMVER, SEMVER_RULE } from "./validate";
+import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUESTER, REQUESTER_RULE, REQUEST_ID, REQUEST_ID_RULE, SEMVER, SEMVER_RULE } from "./validate";
 import { NAMESPACE } from "./platform";
 
 /** Who put a hold on an app in a stage, and why. */
@@ -31,6 +31,8 @@ export interface StageChange {
     readonly version?: string;
     readonly requestId: string;
     readonly requester: string;
+    /** Who the caller said it asked for (its claim, not authenticated): the `Claimed-Requester` trailer. */
+    readonly claimedRequester?: string;
     readonly reason?: string;
     readonly sourceCommit?: string;
     readonly ciRunUrl?: string;
@@ -92,13 +94,14 @@ export function parseStageConfig(raw: Readonly<Record<string, unknown>>): StageC
     }
     let change: StageChange | undefined;
     if (s.change !== undefined && s.change !== null) {
-        const ch = c.object(k("stage.change"), s.change, ["kind", "app", "version", "requestId", "requester", "reason", "sourceCommit", "ciRunUrl", "overrideOrder"]);
+        const ch = c.object(k("stage.change"), s.change, ["kind", "app", "version", "requestId", "requester", "claimedRequester", "reason", "sourceCommit", "ciRunUrl", "overrideOrder"]);
         change = {
             kind: c.oneOf(k("stage.change.kind"), ch.kind, ["promote", "rollback", "hold", "release", "remove"], "promote"),
             app: c.string(k("stage.change.app"), ch.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
             ...(ch.version !== undefined ? { version: c.string(k("stage.change.version"), ch.version, undefined, SEMVER, SEMVER_RULE) } : {}),
             requestId: c.string(k("stage.change.requestId"), ch.requestId, undefined, REQUEST_ID, REQUEST_ID_RULE),
-            requester: c.string(k("stage.change.requester"), ch.requester),
+            requester: c.string(k("stage.change.requester"), ch.requester, undefined, REQUESTER, REQUESTER_RULE),
+            ...(ch.claimedRequester !== undefined ? { claimedRequester: c.string(k("stage.change.claimedRequester"), ch.claimedRequester, undefined, REQUESTER, REQUESTER_RULE) } : {}),
             ...(ch.reason !== undefined ? { reason: c.string(k("stage.change.reason"), ch.reason) } : {}),
             ...(ch.sourceCommit !== undefined ? { sourceCommit: c.string(k("stage.change.sourceCommit"), ch.sourceCommit, undefined, COMMIT, "must be a git commit id") } : {}),
             ...(ch.ciRunUrl !== undefined ? { ciRunUrl: c.url(k("stage.change.ciRunUrl"), ch.ciRunUrl) } : {}),

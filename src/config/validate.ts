@@ -60,6 +60,14 @@ export const COMMIT = /^[0-9a-f]{7,64}$/;
 /** The rule text that goes with {@link COMMIT}. */
 export const COMMIT_RULE = "must be a git commit id (7 to 64 hex characters)";
 
+/**
+ * Who asked, as commits and the audit trail record it: one line (a newline would let a caller write
+ * trailers of its own, such as a forged `Request-Id`), 1 to 200 characters, no leading space.
+ */
+export const REQUESTER = /^\S[^\n\r\0]{0,199}$/;
+/** The rule {@link REQUESTER} checks, as error messages say it. */
+export const REQUESTER_RULE = "must be one line of 1 to 200 characters, not starting with a space";
+
 /** Semantic version 2.0.0, without a leading "v". */
 export const SEMVER =
     /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;

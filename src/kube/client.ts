@@ -9,7 +9,7 @@
  */
 import * as https from "node:https";
 
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 
 /** A failed API call: the HTTP status and the server's message (never the request's credentials). */
 export class KubeError extends Error {
@@ -30,6 +30,10 @@ export class KubeError extends Error {
  * and AKS use, OIDC) and trusts its server (CA data or file, insecure-skip-tls-verify).
  */
 export function loadKubeconfig(file: string, context?: string): KubeConfig {
+    // Loaded here, when a kubeconfig is used, not with this module: the library takes about 0.7 s
+    // to load, which every `stages` command would pay, most of them never reaching a cluster.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { KubeConfig } = require("@kubernetes/client-node") as typeof import("@kubernetes/client-node");
     const kc = new KubeConfig();
     kc.loadFromFile(file);
     if (context !== undefined) {

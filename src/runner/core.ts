@@ -4,7 +4,7 @@
  */
 import type { SyncWindow } from "../config/platform";
 import type { StageChange, StageRelease } from "../config/stage";
-import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, REQUEST_ID, REQUEST_ID_RULE, ValidationError } from "../config/validate";
+import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, REQUEST_ID, REQUEST_ID_RULE, REQUESTER, REQUESTER_RULE, ValidationError } from "../config/validate";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
 import type { Principal } from "./rights";
@@ -43,6 +43,8 @@ export interface PromoteRequest {
     /** Release metadata that goes with a bundle. */
     readonly image?: string;
     readonly requester: string;
+    /** Who the caller says it asks for: its claim, recorded apart from the requester. */
+    readonly claimedRequester?: string;
     readonly source: { readonly commit: string; readonly mr?: number; readonly ciRunUrl?: string };
     readonly reason?: string;
     readonly idempotencyKey?: string;
@@ -57,6 +59,8 @@ export interface RollbackRequest {
     /** Version to roll back to; default: the previous version in the stage's history. */
     readonly to?: string;
     readonly requester: string;
+    /** Who the caller says it asks for: its claim, recorded apart from the requester. */
+    readonly claimedRequester?: string;
     readonly reason?: string;
     readonly idempotencyKey?: string;
 }
@@ -66,6 +70,8 @@ export interface HoldRequest {
     readonly app: string;
     readonly stage: string;
     readonly requester: string;
+    /** Who the caller says it asks for: its claim, recorded apart from the requester. */
+    readonly claimedRequester?: string;
     readonly reason?: string;
 }
 
@@ -100,13 +106,7 @@ export function parseMrDeployRequest(raw: unknown): MrDeployRequest {
     return req;
 }
 
-/**
- * Who asked, as commits and the audit trail record it: one line (a newline would let a caller write
- * trailers of its own, such as a forged `Request-Id`), 1 to 200 characters, no leading space.
- */
-export const REQUESTER = /^\S[^\n\r\0]{0,199}$/;
-/** The rule {@link REQUESTER} checks, as error messages say it. */
-export const REQUESTER_RULE = "must be one line of 1 to 200 characters, not starting with a space";
+export { REQUESTER, REQUESTER_RULE } from "../config/validate";
 
 /** Refuses a requester that breaks {@link REQUESTER} (it becomes a commit trailer), naming `key`. */
 export function checkRequester(value: unknown, key = "requester", hint = ""): void {
@@ -120,7 +120,7 @@ export const REASON_RULE = "must be at most 1000 characters";
 /** Parses a promotion request; unknown fields are refused. Throws RunnerError(invalid) listing every problem. */
 export function parsePromoteRequest(raw: unknown): PromoteRequest {
     const c = new Checker();
-    const o = c.object("request", raw, ["app", "version", "to", "bundle", "image", "requester", "source", "reason", "idempotencyKey", "dryRun", "overrideOrder"]);
+    const o = c.object("request", raw, ["app", "version", "to", "bundle", "image", "requester", "claimedRequester", "source", "reason", "idempotencyKey", "dryRun", "overrideOrder"]);
     const src = c.object("source", o.source, ["commit", "mr", "ciRunUrl"]);
     const req: PromoteRequest = {
         app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
@@ -129,6 +129,7 @@ export function parsePromoteRequest(raw: unknown): PromoteRequest {
         ...(o.bundle !== undefined ? { bundle: c.string("bundle", o.bundle) } : {}),
         ...(o.image !== undefined ? { image: c.string("image", o.image) } : {}),
         requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
+        ...claimed(c, o.claimedRequester),
         source: {
             commit: c.string("source.commit", src.commit, undefined, COMMIT, COMMIT_RULE),
             ...(src.mr !== undefined ? { mr: c.integer("source.mr", src.mr, 0, 1, 10_000_000) } : {}),
@@ -147,12 +148,13 @@ export function parsePromoteRequest(raw: unknown): PromoteRequest {
 /** Parses a rollback request. */
 export function parseRollbackRequest(raw: unknown): RollbackRequest {
     const c = new Checker();
-    const o = c.object("request", raw, ["app", "stage", "to", "requester", "reason", "idempotencyKey"]);
+    const o = c.object("request", raw, ["app", "stage", "to", "requester", "claimedRequester", "reason", "idempotencyKey"]);
     const req: RollbackRequest = {
         app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
         stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
         ...(o.to !== undefined ? { to: c.string("to", o.to, undefined, SEMVER, SEMVER_RULE) } : {}),
         requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
+        ...claimed(c, o.claimedRequester),
         ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
         ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
     };
@@ -163,15 +165,25 @@ export function parseRollbackRequest(raw: unknown): RollbackRequest {
 /** Parses a hold or release request. */
 export function parseHoldRequest(raw: unknown): HoldRequest {
     const c = new Checker();
-    const o = c.object("request", raw, ["app", "stage", "requester", "reason"]);
+    const o = c.object("request", raw, ["app", "stage", "requester", "claimedRequester", "reason"]);
     const req: HoldRequest = {
         app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
         stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
         requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
+        ...claimed(c, o.claimedRequester),
         ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
     };
     throwInvalid(c, "hold request");
     return req;
+}
+
+/**
+ * Who the caller says it asks for (CI: the GitHub actor who merged). Kept as the caller's claim,
+ * in a commit trailer of its own (`Claimed-Requester`), never as the requester; checked like a
+ * requester, so it cannot add lines of its own to the commit.
+ */
+function claimed(c: Checker, value: unknown): { claimedRequester?: string } {
+    return value === undefined ? {} : { claimedRequester: c.string("claimedRequester", value, undefined, REQUESTER, REQUESTER_RULE) };
 }
 
 function throwInvalid(c: Checker, subject: string): void {

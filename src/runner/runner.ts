@@ -289,6 +289,7 @@ export class Runner {
             version: req.version,
             requestId,
             requester: req.requester,
+            ...(req.claimedRequester ? { claimedRequester: req.claimedRequester } : {}),
             ...(req.reason ? { reason: req.reason } : {}),
             sourceCommit: req.source.commit,
             ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}),
@@ -376,7 +377,7 @@ export class Runner {
                     const to = rollbackTarget(req.app, req.stage, current[req.app]?.version, versions, req.to);
                     if (!(await this.deps.ops.isPublished(req.app, to))) throw new RunnerError("not-found", `release ${req.app}@${to} is not published`);
                     const at = this.deps.now().toISOString();
-                    change = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
+                    change = { kind: "rollback", app: req.app, version: to, requestId, requester: req.requester, ...(req.claimedRequester ? { claimedRequester: req.claimedRequester } : {}), reason: req.reason ?? `roll back ${req.app} from ${current[req.app]?.version ?? "nothing"}` };
                     return { stage: { releases: adoptLanded(planPromotion(current, change, at, { by: req.requester, reason: change.reason!, at }), await this.deps.ops.ledger(req.stage), req.app), change } };
                 },
                 { message: `Roll back ${req.app} in ${req.stage} (request ${requestId})`, signal, onOutput: opts.onOutput, metadata: { requestId, kind: "rollback", requester: req.requester } },
@@ -423,7 +424,7 @@ export class Runner {
         findStage(await this.pipeline(), req.stage);
         const requestId = opts.requestId ?? this.deps.newId();
         const result = await this.queued(req.stage, requestId, async (signal): Promise<ChangeResult> => {
-            const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.reason ? { reason: req.reason } : {}) };
+            const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.claimedRequester ? { claimedRequester: req.claimedRequester } : {}), ...(req.reason ? { reason: req.reason } : {}) };
             const r = await this.deps.engine.update(
                 req.stage,
                 async (outputs) => {

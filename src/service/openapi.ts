@@ -13,6 +13,8 @@ const semver = { type: "string", pattern: SEMVER.source } as const;
 const label = { type: "string", pattern: DNS_LABEL.source } as const;
 /** Optional: the service records the token's name as the requester, whatever a body says (see docs/runner.md). */
 const requester = { type: "string", pattern: REQUESTER.source, description: "optional; checked, then replaced by the token's name: the requester recorded is always the authenticated principal" } as const;
+/** Optional: who the caller says it asks for, kept as its claim in a `Claimed-Requester` trailer. */
+const claimedRequester = { type: "string", pattern: REQUESTER.source, description: "optional; the caller's claim of whom it asks for (CI: the actor who merged), recorded as a Claimed-Requester trailer, never as the requester" } as const;
 const commit = { type: "string", pattern: COMMIT.source } as const;
 const reason = { type: "string", pattern: REASON.source } as const;
 /** The answer of /readyz. */
@@ -44,13 +46,14 @@ const schemas = {
         bundle,
         image: { type: "string", description: "image with tag or digest; required with a bundle" },
         requester,
+        claimedRequester,
         source: obj(["commit"], { commit, mr: { type: "integer" }, ciRunUrl: str }),
         reason,
         idempotencyKey: { type: "string", pattern: REQUEST_ID.source },
         overrideOrder: { type: "boolean" },
     }),
-    Rollback: obj(["app", "stage"], { app: label, stage: label, to: semver, requester, reason, idempotencyKey: { type: "string", pattern: REQUEST_ID.source } }),
-    Hold: obj(["app", "stage"], { app: label, stage: label, requester, reason }),
+    Rollback: obj(["app", "stage"], { app: label, stage: label, to: semver, requester, claimedRequester, reason, idempotencyKey: { type: "string", pattern: REQUEST_ID.source } }),
+    Hold: obj(["app", "stage"], { app: label, stage: label, requester, claimedRequester, reason }),
     Approve: obj(["app", "version", "stage"], { app: label, version: semver, stage: label }),
     Drift: obj([], { stage: label }),
     MrDeploy: obj(["mr", "app", "bundle", "image", "sourceCommit"], { mr: { type: "integer", minimum: 1 }, app: label, bundle, image: str, sourceCommit: commit, ttlHours: { type: "integer", minimum: 1 }, requester }),

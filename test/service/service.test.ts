@@ -160,8 +160,16 @@ describe("the runner service over HTTP", function () {
         assert.doesNotMatch(message, /alice/);
         const entry = (await op("GET", "/v1/history/itg")).body as unknown as { change?: { requester?: string; kind?: string } }[];
         assert.equal(entry[0].change?.requester, "operator");
-        const release = await op("POST", "/v1/release", { app: "web", stage: "itg" });
+        // Whom the caller says it asks for is kept, as its claim, in a trailer of its own.
+        const forgedClaim = await op("POST", "/v1/release", { app: "web", stage: "itg", claimedRequester: "alice\nRequester: alice" });
+        assert.equal(forgedClaim.status, 400);
+        assert.match((forgedClaim.body.error as { message: string }).message, /^claimedRequester = "alice\\nRequester: alice": must be one line/);
+        const release = await op("POST", "/v1/release", { app: "web", stage: "itg", claimedRequester: "alice" });
         assert.equal((await settle(op, release.body.requestId as string)).state, "done");
+        const released = p.git("log", "-1", "--format=%B", "main");
+        assert.match(released, /^Requester: operator$/m, released);
+        assert.match(released, /^Claimed-Requester: alice$/m, released);
+        assert.equal(released.match(/^Requester: /gm)?.length, 1);
     });
 
     it("each update carries the promotion in Pulumi's history (source commit, CI run, merge request, principal), nothing of a checkout around the data folder", async function () {

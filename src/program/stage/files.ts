@@ -133,6 +133,7 @@ export function commitMessage(stage: string, change: StageChange | undefined): s
     const body = change.reason ? `\n${change.reason}\n` : "";
     const trailers = [
         `Requester: ${change.requester}`,
+        ...(change.claimedRequester ? [`Claimed-Requester: ${change.claimedRequester}`] : []),
         ...(change.sourceCommit ? [`Source-Commit: ${change.sourceCommit}`] : []),
         ...(change.ciRunUrl ? [`CI-Run: ${change.ciRunUrl}`] : []),
         `Request-Id: ${change.requestId}`,
