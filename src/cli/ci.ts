@@ -110,28 +110,40 @@ async function waitDeployed(base: string, token: string, stage: string, release:
 export async function ciVerb(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
     const log = (l: string) => process.stderr.write(l + "\n");
     const [verb, ...rest] = argv;
-    const { values, positionals } = parseArgs({
-        args: rest,
-        options: {
-            to: { type: "string" },
-            stage: { type: "string" },
-            commit: { type: "string" },
-            bundle: { type: "string" },
-            image: { type: "string" },
-            "ci-run": { type: "string" },
-            mr: { type: "string" },
-            app: { type: "string" },
-            reason: { type: "string" },
-            "claimed-requester": { type: "string" },
-            "idempotency-key": { type: "string" },
-            "ttl-hours": { type: "string" },
-            retries: { type: "string", default: "6" },
-            "timeout-minutes": { type: "string", default: "60" },
-            for: { type: "string", default: "deployed" },
-        },
-        allowPositionals: true,
-        strict: true,
-    });
+    let parsed;
+    try {
+        parsed = parseArgs({
+            args: rest,
+            options: {
+                to: { type: "string" },
+                stage: { type: "string" },
+                commit: { type: "string" },
+                bundle: { type: "string" },
+                image: { type: "string" },
+                "ci-run": { type: "string" },
+                mr: { type: "string" },
+                app: { type: "string" },
+                reason: { type: "string" },
+                "claimed-requester": { type: "string" },
+                "idempotency-key": { type: "string" },
+                "ttl-hours": { type: "string" },
+                retries: { type: "string", default: "6" },
+                "timeout-minutes": { type: "string", default: "60" },
+                for: { type: "string", default: "deployed" },
+            },
+            allowPositionals: true,
+            strict: true,
+        });
+    } catch (e) {
+        // An unknown option or a flag without its value: bad input, said as such.
+        log(`stages ci${verb ? ` ${verb}` : ""}: ${(e as Error).message}`);
+        return ERROR_MAP.invalid.exit;
+    }
+    const { values, positionals } = parsed;
+    if (values["claimed-requester"] !== undefined && verb !== "promote" && verb !== "preview") {
+        log(`stages ci ${verb}: --claimed-requester: only promote and preview take it`);
+        return ERROR_MAP.invalid.exit;
+    }
     const base = env.GITOPS_STAGES_URL;
     const token = env.GITOPS_STAGES_TOKEN;
     if (!base || !token) {

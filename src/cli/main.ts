@@ -79,6 +79,11 @@ export async function main(argv: string[]): Promise<number> {
         const p = program({ run: (parsed) => runnerVerb(parsed, projectRoot), toolchain: toolchainVerb });
         return await parse(p, argv, { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) });
     } catch (e) {
+        // `serve`'s own parser (node:util): an unknown option or a missing value is bad input.
+        if ((e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+            process.stderr.write(`stages ${verb}: ${(e as Error).message}\n`);
+            return exitCodes.invalidInput;
+        }
         if (e instanceof ToolchainError) {
             process.stderr.write(`stages ${verb}: ${e.message}\n`);
             if (e.detail) process.stderr.write(`${e.detail}\n`);

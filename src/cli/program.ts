@@ -32,6 +32,9 @@ service and CI client (parsers of their own; see docs/service.md):
   ci mr-deploy --mr <n> --app <app> --bundle <dir> --image <ref> --commit <sha>
   ci mr-destroy <n>      ci status [--stage <stage>]
   ci wait [<app>@<version>] --stage <stage> [--timeout-minutes 60] [--for deployed|synced]
+      promote and preview also take --ci-run <url> (default: the GitHub Actions run), --mr <n>,
+      --reason <text>, --idempotency-key <key> and --claimed-requester <name> (default
+      $GITHUB_ACTOR, kept as a claim); mr-deploy takes --ttl-hours <h>; every verb --retries 6.
       The client CI calls: GITOPS_STAGES_URL and GITOPS_STAGES_TOKEN; retries 429/503; waits for
       the request and exits with the codes above.
 `;
@@ -173,8 +176,8 @@ export async function parse(p: Command, argv: string[], out: { stdout: (t: strin
     } catch (e) {
         if (!(e instanceof CommanderError)) throw e;
         if (e.code === "commander.helpDisplayed" || e.code === "commander.help" || e.code === "commander.version") {
-            // Help asked for is an answer; help shown because a verb is missing (`stages mr`) is not.
-            const asked = e.code !== "commander.help" || argv.some((a) => a === "--help" || a === "-h" || a === "help");
+            // Help asked for is an answer (commander's exit code 0); help shown because a verb is missing (`stages mr`) is not.
+            const asked = e.exitCode === 0;
             (asked ? out.stdout : out.stderr)(written.join(""));
             return asked ? 0 : 2;
         }

@@ -74,6 +74,8 @@ export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promi
     let logFile: string | undefined;
     let cancelling: NodeJS.Signals | undefined;
     let idle: (() => Promise<void>) | undefined;
+    // Aborted by SIGINT/SIGTERM: a request still waiting for its stack then never begins.
+    const abort = new AbortController();
     const out = (text: string) => process.stdout.write(text);
     try {
         const controllerUrl = (parsed.values.controllerUrl as string | undefined) ?? process.env.GITOPS_STAGES_CONTROLLER_URL;
@@ -87,6 +89,7 @@ export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promi
             if (cancelling) return;
             cancelling = sig;
             process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
+            abort.abort(new RunnerError("conflict", `cancelled by ${sig}`));
             runner.cancel(`interrupted by ${sig}`);
             // The request then ends through its own path (its outcome recorded in the request log,
             // then exit 130/143 below); only a process that hangs beyond that is ended here.
@@ -99,7 +102,7 @@ export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promi
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
 
-        const result = await dispatch(parsed, assembled, progress);
+        const result = await dispatch(parsed, assembled, progress, abort.signal);
         if (json) out(JSON.stringify(result, null, 2) + "\n");
         else out((verb === "status" ? `state backend:  ${describeBackend(environment.backend)}\nplatform stack: ${platformStackName(environment.backend)}\n\n` : "") + render(verb, result));
         return 0;
@@ -170,7 +173,7 @@ function readPem(file: string, what: string): string {
     }
 }
 
-async function dispatch(parsed: ParsedVerb, assembled: AssembledRunner, onOutput?: (s: string) => void): Promise<unknown> {
+async function dispatch(parsed: ParsedVerb, assembled: AssembledRunner, onOutput: ((s: string) => void) | undefined, signal: AbortSignal): Promise<unknown> {
     const { runner, settings } = assembled;
     const values = parsed.values;
     // A bearer token (as CI holds one) acts with that token's rights instead of the local user's.
@@ -204,7 +207,7 @@ async function dispatch(parsed: ParsedVerb, assembled: AssembledRunner, onOutput
     // requester, rights and policy (src/runner/commands.ts). Changes are recorded in the request
     // log and run under its lock of the stack, which a service on the same database honours too.
     const log = { store: assembled.log, owner: cliOwner(), lockWaitMs: settings.lockWaitSeconds * 1000, notice: (line: string) => process.stderr.write(`stages: ${line}\n`) };
-    return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}), log });
+    return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}), log, signal });
 }
 
 /**

@@ -171,6 +171,12 @@ export class Checker {
         const s = this.string(key, value, fallback);
         if (s && value !== undefined) {
             try {
+                // URL parsing drops newlines and tabs silently; the text itself goes into commit
+                // trailers, where a newline would start a trailer of the caller's own.
+                if (/[\s\0]/.test(s)) {
+                    this.fail(key, value, "must be a URL without spaces, newlines or control characters");
+                    return s;
+                }
                 const u = new URL(s);
                 if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
                 // URLs end up in commits, stack config and update metadata: never a credential.

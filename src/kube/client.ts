@@ -47,14 +47,12 @@ export function loadKubeconfig(file: string, context?: string): KubeConfig {
 
 /** A JSON client for one API server. */
 export class KubeClient {
-    private readonly agent: https.Agent;
     private readonly server: string;
 
     constructor(private readonly config: KubeConfig) {
         const cluster = config.getCurrentCluster();
         if (!cluster) throw new Error(`kubeconfig: the context "${config.getCurrentContext()}" names no cluster`);
         this.server = cluster.server.replace(/\/+$/, "");
-        this.agent = new https.Agent({ keepAlive: false });
     }
 
     /** A client from a kubeconfig file. */
@@ -73,7 +71,8 @@ export class KubeClient {
         }
         // The library fills in how this kubeconfig trusts its server and authenticates: CA,
         // client certificate, a token, or one an exec plugin or OIDC provider issues (and renews).
-        const options: https.RequestOptions = { method, headers, agent: this.agent, timeout: 30_000 };
+        // The library also gives each request its agent (with the kubeconfig's proxy, if any).
+        const options: https.RequestOptions = { method, headers, timeout: 30_000 };
         await this.config.applyToHTTPSOptions(options);
         const { status, text, type } = await new Promise<{ status: number; text: string; type: string }>((resolve, reject) => {
             const req = https.request(url, options, (res) => {
@@ -104,8 +103,8 @@ export class KubeClient {
         }
     }
 
-    /** Closes idle connections. */
+    /** Nothing stays open between requests (each has its own agent); kept so callers need not know. */
     close(): void {
-        this.agent.destroy();
+        return;
     }
 }

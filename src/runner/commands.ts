@@ -415,6 +415,8 @@ export class Commands {
         const deadline = Date.now() + log.lockWaitMs;
         let delay = 200;
         for (;;) {
+            // Cancelled (SIGINT) while waiting for the stack: never begin after that.
+            if (opts.signal?.aborted) throw opts.signal.reason;
             const id = newRequestId();
             // Changes answered at once lock nothing: a stack label of their own.
             const stack = admitted.long ? admitted.stack : `${admitted.stack}#${id}`;
@@ -449,11 +451,9 @@ export class Commands {
     private async runLogged(id: string, admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions): Promise<unknown> {
         const now = log.now ?? (() => new Date());
         const renew = setInterval(() => void log.store.renew(log.owner, new Date(now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4);
+        let result: unknown;
         try {
-            const result = await this.run(admitted, actor, { ...opts, requestId: id });
-            // Only while the request is still this process's (see RequestStore.finish).
-            if (!(await log.store.finish(id, "done", now(), { result }, log.owner))) log.notice?.(`request ${id} was taken from this process (its lease ran out) before it finished; its record says what happened since`);
-            return result;
+            result = await this.run(admitted, actor, { ...opts, requestId: id });
         } catch (e) {
             // Recorded as it failed; if even that fails, the record's dead owner tells the next process.
             await log.store.finish(id, "failed", now(), { error: publicError(e, id) }, log.owner).catch(() => undefined);
@@ -461,5 +461,13 @@ export class Commands {
         } finally {
             clearInterval(renew);
         }
+        // The change happened: failing to record it must not make it look failed (a retry would run it again).
+        try {
+            // Only while the request is still this process's (see RequestStore.finish).
+            if (!(await log.store.finish(id, "done", now(), { result }, log.owner))) log.notice?.(`request ${id} was taken from this process (its lease ran out) before it finished; its record says what happened since`);
+        } catch (e) {
+            log.notice?.(`request ${id} is done, but recording that in the request log failed (${e instanceof Error ? e.message : String(e)}); the log shows it running until its lease runs out`);
+        }
+        return result;
     }
 }

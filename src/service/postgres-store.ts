@@ -169,10 +169,10 @@ export class PostgresStore implements RequestStore {
         });
     }
 
-    async requeue(id: string): Promise<void> {
+    async requeue(id: string, owner: string): Promise<void> {
         await this.tx(async (c) => {
-            await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = $1 AND state = 'running'", [id]);
-            await this.event(c, id, "state", { state: "queued", requeued: true }, new Date());
+            const r = await c.query("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = $1 AND state = 'running' AND owner = $2", [id, owner]);
+            if (r.rowCount) await this.event(c, id, "state", { state: "queued", requeued: true }, new Date());
         });
     }
 

@@ -501,14 +501,16 @@ export class Service {
         // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
         const at = this.now();
         await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
+        let result: unknown;
         try {
-            const result = await this.commands.run(admitted, actor);
-            await this.deps.store.finish(id, "done", this.now(), { result }, this.deps.replicaId);
-            return { status: 200, body: result };
+            result = await this.commands.run(admitted, actor);
         } catch (e) {
-            await this.deps.store.finish(id, "failed", this.now(), { error: publicError(e, id) }, this.deps.replicaId);
+            await this.recordOutcome(id, () => this.ownFinish(id, "failed", { error: publicError(e, id) }));
             throw e;
         }
+        // The change happened: recording it is retried, never turned into a failure the caller would retry.
+        await this.recordOutcome(id, () => this.ownFinish(id, "done", { result }));
+        return { status: 200, body: result };
     }
 
     private async stream(id: string, res: http.ServerResponse): Promise<void> {
@@ -603,6 +605,17 @@ export class Service {
         }
     }
 
+    /**
+     * Records the outcome of a request this replica ran, only while it is still this replica's: if
+     * its lease ran out meanwhile (the database unreachable for longer than the lease), another
+     * replica may have taken it back, and what happened since stands.
+     */
+    private async ownFinish(id: string, state: "done" | "failed" | "superseded", outcome: { result?: unknown; error?: unknown }): Promise<void> {
+        if (!(await this.deps.store.finish(id, state, this.now(), outcome, this.deps.replicaId))) {
+            this.deps.log({ level: "warn", msg: "a request's outcome was not recorded: its lease ran out and it is no longer this replica's", requestId: id, state });
+        }
+    }
+
     private async execute(rec: RequestRecord): Promise<void> {
         const started = Date.now();
         const { request, actor } = rec.body as Work;
@@ -623,18 +636,18 @@ export class Service {
             else throw new RunnerError("internal", `unknown verb ${rec.verb}`);
             flush();
             const state = (result as { state?: string }).state === "superseded" ? "superseded" : "done";
-            await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, state, this.now(), { result }));
+            await this.recordOutcome(rec.id, () => this.ownFinish(rec.id, state, { result }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state, ms: Date.now() - started });
         } catch (e) {
             flush();
             if (this.stopping) {
                 // Cancelled by the shutdown: the engine rolled back cleanly; run it again after the restart.
-                await this.deps.store.requeue(rec.id);
+                await this.deps.store.requeue(rec.id, this.deps.replicaId);
                 this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
                 return;
             }
             if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
-            await this.recordOutcome(rec.id, () => this.deps.store.finish(rec.id, "failed", this.now(), { error: publicError(e, rec.id) }));
+            await this.recordOutcome(rec.id, () => this.ownFinish(rec.id, "failed", { error: publicError(e, rec.id) }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
         } finally {
             clearInterval(ticker);

@@ -210,10 +210,10 @@ export class SqliteStore implements RequestStore {
         }).immediate();
     }
 
-    async requeue(id: string): Promise<void> {
+    async requeue(id: string, owner: string): Promise<void> {
         this.db.transaction(() => {
-            this.db.prepare("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = ? AND state = 'running'").run(id);
-            this.event(id, "state", { state: "queued", requeued: true }, new Date());
+            const changed = this.db.prepare("UPDATE requests SET state = 'queued', owner = NULL, lease_until = NULL WHERE id = ? AND state = 'running' AND owner = ?").run(id, owner).changes;
+            if (changed) this.event(id, "state", { state: "queued", requeued: true }, new Date());
         }).immediate();
     }
 

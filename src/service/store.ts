@@ -74,8 +74,8 @@ export interface RequestStore extends RunnerStore {
      * for dead) never overwrites what happened since.
      */
     finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean>;
-    /** Puts a running request back in the queue (cancelled by a shutdown, or its replica died). */
-    requeue(id: string): Promise<void>;
+    /** Puts a running request of `owner` back in the queue (cancelled by its replica's shutdown). */
+    requeue(id: string, owner: string): Promise<void>;
     /**
      * Requeues running requests of `owner` (none: only those whose lease ran out), or of any owner
      * whose lease ran out before `now`. Requests no worker may run again are failed instead: a

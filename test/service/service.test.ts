@@ -73,6 +73,10 @@ describe("the runner service over HTTP", function () {
         const traversal = await ci("POST", "/v1/promote", { ...promoteBody("web", "1.0.0", "itg"), image: "r/web:1", bundle: { files: { "chart/../../etc/passwd": "x" } } });
         assert.equal(traversal.status, 400);
         assert.match((traversal.body.error as { message: string }).message, /bundle\.files\["chart\/\.\.\/\.\.\/etc\/passwd"\]/);
+        // A newline in a URL would start a trailer of the caller's own in the commit (URL parsing drops it silently).
+        const smuggled = await ci("POST", "/v1/promote", promoteBody("web", "1.0.0", "itg", { source: { commit: COMMIT, ciRunUrl: "https://ci.example/run/1\nRequester: mallory" } }));
+        assert.equal(smuggled.status, 400);
+        assert.match((smuggled.body.error as { message: string }).message, /source\.ciRunUrl = .*: must be a URL without spaces, newlines or control characters/);
         assert.equal((await ci("POST", "/v1/promote", "{not json")).status, 400);
         assert.equal((await ci("POST", "/v1/promote", "x=1", { "content-type": "application/x-www-form-urlencoded" })).status, 415);
         const huge = await ci("POST", "/v1/promote", { ...promoteBody("web", "1.0.0", "itg"), reason: "x".repeat(600 * 1024) });
@@ -163,7 +167,7 @@ describe("the runner service over HTTP", function () {
         // Whom the caller says it asks for is kept, as its claim, in a trailer of its own.
         const forgedClaim = await op("POST", "/v1/release", { app: "web", stage: "itg", claimedRequester: "alice\nRequester: alice" });
         assert.equal(forgedClaim.status, 400);
-        assert.match((forgedClaim.body.error as { message: string }).message, /^claimedRequester = "alice\\nRequester: alice": must be one line/);
+        assert.match((forgedClaim.body.error as { message: string }).message, /^ {2}claimedRequester = "alice\\nRequester: alice": must be one line/m);
         const release = await op("POST", "/v1/release", { app: "web", stage: "itg", claimedRequester: "alice" });
         assert.equal((await settle(op, release.body.requestId as string)).state, "done");
         const released = p.git("log", "-1", "--format=%B", "main");
