@@ -186,7 +186,7 @@ describe("the runner service over HTTP", function () {
             const ci = api(base, p.ciTokens.itg);
             const source = "fedcba9876543210fedcba9876543210fedcba98";
             const run = "https://ci.example/acme/app/runs/4242";
-            const r = await ci("POST", "/v1/promote", promoteBody("audit", "1.0.0", "itg", { requester: "alice", image: "registry.example/audit:1.0.0", bundle: upload("audit"), source: { commit: source, ciRunUrl: run, mr: 77 } }));
+            const r = await ci("POST", "/v1/promote", promoteBody("audit", "1.0.0", "itg", { requester: "audit-claimant", image: "registry.example/audit:1.0.0", bundle: upload("audit"), source: { commit: source, ciRunUrl: run, mr: 77 } }));
             assert.equal(r.status, 202, JSON.stringify(r.body));
             const done = await settle(ci, r.body.requestId as string);
             assert.equal(done.state, "done", JSON.stringify(done.error));
@@ -206,7 +206,7 @@ describe("the runner service over HTTP", function () {
             const all = JSON.stringify(history);
             assert.ok(!all.includes(checkout), "an update names the enclosing checkout's commit");
             assert.ok(!/Tool Author|tool@example\.invalid|vcs\.root/.test(all), `an update names the enclosing checkout: ${all.slice(0, 2000)}`);
-            assert.ok(!all.includes("alice"), "the body's requester reached the history");
+            assert.ok(!all.includes("audit-claimant"), "the body's requester reached the history");
             // The next update of another kind carries its own metadata, nothing of this one's.
             const hold = await api(base, p.operatorToken)("POST", "/v1/hold", { app: "audit", stage: "itg", reason: "audit" });
             assert.equal((await settle(api(base, p.operatorToken), hold.body.requestId as string)).state, "done");
