@@ -112,7 +112,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
     const table = (): Row[] => [
         // Valid requests and refusals by policy, in an order that builds the state later rows need.
         promote("publish web 1.0.0 with its first promotion", "ci-itg", "web", "1.0.0", "itg", "ok", { bundle: "web1", image: "registry.example/web:1.0.0" }),
-        promote("preview web 1.0.0 into tst", "operator", "web", "1.0.0", "tst", "ok", { verb: "preview", full: true }),
+        promote("preview web 1.0.0 into tst", "operator", "web", "1.0.0", "tst", "ok", { verb: "preview" }),
         promote("promote web 1.0.0 into tst", "operator", "web", "1.0.0", "tst", "ok"),
         promote("the same promotion again: nothing to do", "operator", "web", "1.0.0", "tst", "ok", { full: true }),
         { name: "status of every stage", as: "viewer", cli: ["status"], http: ["GET", "/v1/status"], expect: "ok" },
@@ -186,7 +186,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "history of a stage that does not exist", as: "operator", cli: ["history", "nope"], http: ["GET", "/v1/history/nope"], expect: "not-found", full: true },
         { name: "a commit not in the stage's history", as: "viewer", cli: ["history", "itg", "--commit", "0".repeat(40)], http: ["GET", `/v1/history/itg/commits/${"0".repeat(40)}`], expect: "not-found" },
         { name: "hold in a stage that does not exist", as: "operator", cli: ["hold", "web", "--stage", "nope"], http: ["POST", "/v1/hold", { app: "web", stage: "nope" }], expect: "not-found", full: true },
-        { name: "drift of a stage that does not exist", as: "operator", cli: ["drift", "--stage", "nope"], http: ["POST", "/v1/drift", { stage: "nope" }], expect: "not-found", full: true },
+        { name: "drift of a stage that does not exist", as: "operator", cli: ["drift", "--stage", "nope"], http: ["POST", "/v1/drift", { stage: "nope" }], expect: "not-found" },
         { name: "destroy a merge request that has no environment", as: "ci-itg", cli: ["mr", "destroy", "99"], http: ["POST", "/v1/mr/destroy", { mr: 99 }], expect: "not-found" },
         promote("a release never published, without its bundle", "operator", "api", "3.0.0", "itg", "not-found"),
     ];
