@@ -230,7 +230,7 @@ async function throughput(): Promise<void> {
         child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
         let url = "";
         while (!url) {
-            const m = /"msg":"listening","url":"([^"]+)"/.exec(out);
+            const m = /"url":"([^"]+)"[^\n]*"msg":"listening"/.exec(out);
             if (m) url = m[1];
             else await new Promise((r) => setTimeout(r, 50));
         }
