@@ -10,6 +10,7 @@ import { Client } from "pg";
 
 import { openStore } from "../../src/runner/index";
 import { SqliteStore } from "../../src/service/sqlite-store";
+import type { RequestStore } from "../../src/service/store";
 
 import { bundleFiles } from "../../src/cli/ci";
 import { PostgresStore } from "../../src/service/postgres-store";
@@ -127,6 +128,24 @@ describe("PostgreSQL mode: two replicas share the queue", function () {
         return u.toString();
     }
 
+    /** Runs `fn` on a store of each kind, PostgreSQL (a database of its own) and SQLite (a temporary file), closing each after. */
+    async function onEachStore(name: string, fn: (store: RequestStore) => Promise<void>): Promise<void> {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gitops-stages-${name}-`));
+        const url = await freshDatabase(name);
+        try {
+            for (const open of [() => PostgresStore.open(url), async () => new SqliteStore(path.join(dir, "requests.db"))]) {
+                const store = await open();
+                try {
+                    await fn(store);
+                } finally {
+                    await store.close();
+                }
+            }
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    }
+
     it("approvals and answers live in the shared database: what one process records, another sees; an earlier records.json is imported once", async function () {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-records-"));
         const approval = { app: "web", version: "1.0.0", stage: "prod", by: "alice", at: "2026-12-06T00:00:00.000Z" };
@@ -163,85 +182,63 @@ describe("PostgreSQL mode: two replicas share the queue", function () {
     });
 
     it("coalescing is the log's: a request waiting behind a running one is superseded by a newer one for the same app (SQLite and PostgreSQL)", async function () {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-coalesce-"));
-        const url = await freshDatabase("coalesce_test");
-        try {
-            for (const open of [() => PostgresStore.open(url), async () => new SqliteStore(path.join(dir, "requests.db"))]) {
-                const store = await open();
-                try {
-                    const now = new Date();
-                    const lease = new Date(now.getTime() + 60_000);
-                    const make = (id: string, app: string) => store.create({ id, verb: "promote", stack: "cz", body: {}, principal: "t", coalesceKey: app }, now);
-                    await make("c1", "web");
-                    assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c1");
-                    await make("c2", "web");
-                    await make("c3", "api");
-                    await make("c4", "web");
-                    // The stack is busy: nothing is claimed, but c2 is answered at once, superseded by c4.
-                    assert.equal(await store.claim("r", now, lease, new Set(["cz"])), undefined);
-                    const c2 = await store.get("c2");
-                    assert.equal(c2?.state, "superseded");
-                    assert.equal((c2?.result as { supersededBy?: string }).supersededBy, "c4");
-                    await store.finish("c1", "done", now, { result: {} });
-                    assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c3");
-                    await store.finish("c3", "done", now, { result: {} });
-                    assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c4");
-                    // A FIFO stack never supersedes.
-                    await store.create({ id: "f1", verb: "promote", stack: "fz", body: {}, principal: "t", coalesceKey: "web" }, now);
-                    await store.create({ id: "f2", verb: "promote", stack: "fz", body: {}, principal: "t", coalesceKey: "web" }, now);
-                    assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "f1");
-                    assert.equal((await store.get("f2"))?.state, "queued");
-                } finally {
-                    await store.close();
-                }
-            }
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
+        await onEachStore("coalesce_test", async (store) => {
+            const now = new Date();
+            const lease = new Date(now.getTime() + 60_000);
+            const make = (id: string, app: string) => store.create({ id, verb: "promote", stack: "cz", body: {}, principal: "t", coalesceKey: app }, now);
+            await make("c1", "web");
+            assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c1");
+            await make("c2", "web");
+            await make("c3", "api");
+            await make("c4", "web");
+            // The stack is busy: nothing is claimed, but c2 is answered at once, superseded by c4.
+            assert.equal(await store.claim("r", now, lease, new Set(["cz"])), undefined);
+            const c2 = await store.get("c2");
+            assert.equal(c2?.state, "superseded");
+            assert.equal((c2?.result as { supersededBy?: string }).supersededBy, "c4");
+            await store.finish("c1", "done", now, { result: {} });
+            assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c3");
+            await store.finish("c3", "done", now, { result: {} });
+            assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "c4");
+            // A FIFO stack never supersedes.
+            await store.create({ id: "f1", verb: "promote", stack: "fz", body: {}, principal: "t", coalesceKey: "web" }, now);
+            await store.create({ id: "f2", verb: "promote", stack: "fz", body: {}, principal: "t", coalesceKey: "web" }, now);
+            assert.equal((await store.claim("r", now, lease, new Set(["cz"])))?.id, "f1");
+            assert.equal((await store.get("f2"))?.state, "queued");
+        });
     });
 
     it("a process's own requests: begun only on a free stack, finished only by their owner, failed (never requeued) once their lease runs out (SQLite and PostgreSQL)", async function () {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-begin-"));
-        const url = await freshDatabase("begin_test");
-        try {
-            for (const open of [() => PostgresStore.open(url), async () => new SqliteStore(path.join(dir, "requests.db"))]) {
-                const store = await open();
-                try {
-                    const now = new Date();
-                    const lease = new Date(now.getTime() + 60_000);
-                    const later = new Date(now.getTime() + 120_000);
-                    const cli = "cli:elsewhere:4242";
-                    const got = await store.begin({ id: "b1", verb: "promote", stack: "bs", body: {}, principal: "alice", idempotencyKey: "k" }, cli, now, lease);
-                    assert.equal(got?.created, true);
-                    assert.equal(got?.record.state, "running");
-                    assert.equal(await store.begin({ id: "b2", verb: "hold", stack: "bs", body: {}, principal: "bob" }, "cli:elsewhere:1", now, lease), undefined, "a second request of a running stack began");
-                    assert.equal((await store.runningOn("bs"))?.id, "b1");
-                    const again = await store.begin({ id: "b3", verb: "promote", stack: "other", body: {}, principal: "alice", idempotencyKey: "k" }, cli, now, lease);
-                    assert.deepEqual([again?.created, again?.record.id], [false, "b1"], "the same key answers the running request");
-                    assert.equal(await store.finish("b1", "done", now, { result: {} }, "cli:elsewhere:9"), false, "another owner finished it");
-                    // A change answered at once: running under its replica, never claimed by a worker.
-                    await store.begin({ id: "b4", verb: "approve", stack: "approve:prod#b4", body: {}, principal: "alice" }, "replica-a", now, lease);
-                    await store.create({ id: "b5", verb: "approve", stack: "approve:prod#b5", body: {}, principal: "alice" }, now);
-                    assert.equal(await store.claim("replica-b", now, lease, new Set()), undefined, "a worker claimed a change answered at once");
-                    // The leases run out: the CLI's request and the change answered at once fail; nothing is requeued.
-                    const recovered = await store.recover(null, later);
-                    assert.deepEqual(recovered.sort(), ["b1", "b4"]);
-                    for (const id of ["b1", "b4"]) {
-                        const r = await store.get(id);
-                        assert.equal(r?.state, "failed", id);
-                        assert.match((r?.error as { message: string }).message, /ended before it finished/);
-                    }
-                    assert.equal(await store.finish("b1", "done", later, { result: {} }, cli), false, "a late finish overwrote the recorded failure");
-                    assert.equal((await store.get("b1"))?.state, "failed");
-                    // The stack is free again, and the failed request gave its key up.
-                    assert.equal((await store.begin({ id: "b6", verb: "promote", stack: "bs", body: {}, principal: "alice", idempotencyKey: "k" }, cli, later, new Date(later.getTime() + 60_000)))?.created, true);
-                    assert.equal(await store.finish("b6", "done", later, { result: { ok: true } }, cli), true);
-                } finally {
-                    await store.close();
-                }
+        await onEachStore("begin_test", async (store) => {
+            const now = new Date();
+            const lease = new Date(now.getTime() + 60_000);
+            const later = new Date(now.getTime() + 120_000);
+            const cli = "cli:elsewhere:4242";
+            const got = await store.begin({ id: "b1", verb: "promote", stack: "bs", body: {}, principal: "alice", idempotencyKey: "k" }, cli, now, lease);
+            assert.equal(got?.created, true);
+            assert.equal(got?.record.state, "running");
+            assert.equal(await store.begin({ id: "b2", verb: "hold", stack: "bs", body: {}, principal: "bob" }, "cli:elsewhere:1", now, lease), undefined, "a second request of a running stack began");
+            assert.equal((await store.runningOn("bs"))?.id, "b1");
+            const again = await store.begin({ id: "b3", verb: "promote", stack: "other", body: {}, principal: "alice", idempotencyKey: "k" }, cli, now, lease);
+            assert.deepEqual([again?.created, again?.record.id], [false, "b1"], "the same key answers the running request");
+            assert.equal(await store.finish("b1", "done", now, { result: {} }, "cli:elsewhere:9"), false, "another owner finished it");
+            // A change answered at once: running under its replica, never claimed by a worker.
+            await store.begin({ id: "b4", verb: "approve", stack: "approve:prod#b4", body: {}, principal: "alice" }, "replica-a", now, lease);
+            await store.create({ id: "b5", verb: "approve", stack: "approve:prod#b5", body: {}, principal: "alice" }, now);
+            assert.equal(await store.claim("replica-b", now, lease, new Set()), undefined, "a worker claimed a change answered at once");
+            // The leases run out: the CLI's request and the change answered at once fail; nothing is requeued.
+            const recovered = await store.recover(null, later);
+            assert.deepEqual(recovered.sort(), ["b1", "b4"]);
+            for (const id of ["b1", "b4"]) {
+                const r = await store.get(id);
+                assert.equal(r?.state, "failed", id);
+                assert.match((r?.error as { message: string }).message, /ended before it finished/);
             }
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
+            assert.equal(await store.finish("b1", "done", later, { result: {} }, cli), false, "a late finish overwrote the recorded failure");
+            assert.equal((await store.get("b1"))?.state, "failed");
+            // The stack is free again, and the failed request gave its key up.
+            assert.equal((await store.begin({ id: "b6", verb: "promote", stack: "bs", body: {}, principal: "alice", idempotencyKey: "k" }, cli, later, new Date(later.getTime() + 60_000)))?.created, true);
+            assert.equal(await store.finish("b6", "done", later, { result: { ok: true } }, cli), true);
+        });
     });
 });
