@@ -1,8 +1,12 @@
 /**
  * Configuration of stage stacks (`itg`, `tst`, ...) and merge-request stacks (`mr-<n>`): what the
- * runner writes into a stack's config before each update. Pure parsers, one error for every problem.
+ * runner writes into a stack's config before each update. TypeBox schemas, checked with one error
+ * for every problem.
  */
-import { COMMIT, Checker, DNS_LABEL, DNS_LABEL_RULE, REQUESTER, REQUESTER_RULE, REQUEST_ID, REQUEST_ID_RULE, SEMVER, SEMVER_RULE } from "./validate";
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+
+import { HttpUrl, Label, OneOf, Pattern, RequestId, Requester, Semver, Whole, problemsOf } from "./schema";
+import { COMMIT, DNS_LABEL, DNS_LABEL_RULE, ValidationError, show } from "./validate";
 import { NAMESPACE } from "./platform";
 
 /** Who put a hold on an app in a stage, and why. */
@@ -54,64 +58,77 @@ export interface StageConfig {
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-const k = (key: string): string => `${NAMESPACE}:${key}`;
+const IsoTime = (example = "") => Pattern(ISO_TIME, `must be an ISO time in UTC${example}`);
+const GitCommit = Pattern(COMMIT, "must be a git commit id");
+const Image = Pattern(/^\S+[:@]\S+$/, "must be an image reference with a tag or digest");
+const strict = { additionalProperties: false } as const;
 
-function parseRelease(c: Checker, key: string, raw: unknown): StageRelease {
-    const o = c.object(key, raw, ["version", "requestId", "requester", "promotedAt", "sourceCommit", "ciRunUrl", "hold"]);
-    const hold = o.hold === undefined || o.hold === null ? undefined : c.object(`${key}.hold`, o.hold, ["by", "reason", "at"]);
-    return {
-        version: c.string(`${key}.version`, o.version, undefined, SEMVER, SEMVER_RULE),
-        requestId: c.string(`${key}.requestId`, o.requestId, undefined, REQUEST_ID, REQUEST_ID_RULE),
-        requester: c.string(`${key}.requester`, o.requester),
-        promotedAt: c.string(`${key}.promotedAt`, o.promotedAt, undefined, ISO_TIME, "must be an ISO time in UTC such as 2026-01-31T12:00:00Z"),
-        ...(o.sourceCommit !== undefined ? { sourceCommit: c.string(`${key}.sourceCommit`, o.sourceCommit, undefined, COMMIT, "must be a git commit id") } : {}),
-        ...(o.ciRunUrl !== undefined ? { ciRunUrl: c.url(`${key}.ciRunUrl`, o.ciRunUrl) } : {}),
-        ...(hold
-            ? {
-                  hold: {
-                      by: c.string(`${key}.hold.by`, hold.by),
-                      reason: c.string(`${key}.hold.reason`, hold.reason, ""),
-                      at: c.string(`${key}.hold.at`, hold.at, undefined, ISO_TIME, "must be an ISO time in UTC"),
-                  },
-              }
-            : {}),
-    };
+/** A stage's release of one app, as its stack config holds it. */
+const Release = Type.Object(
+    {
+        version: Semver,
+        requestId: RequestId,
+        requester: Type.String(),
+        promotedAt: IsoTime(" such as 2026-01-31T12:00:00Z"),
+        sourceCommit: Type.Optional(GitCommit),
+        ciRunUrl: Type.Optional(HttpUrl),
+        hold: Type.Optional(Type.Object({ by: Type.String(), reason: Type.Optional(Type.String()), at: IsoTime() }, strict)),
+    },
+    strict,
+);
+
+/** A stage stack's configuration (keys without the namespace). */
+const StageConfigSchema = Type.Object(
+    {
+        stage: Type.Optional(
+            Type.Object(
+                {
+                    releases: Type.Optional(Type.Record(Type.String({ pattern: DNS_LABEL.source }), Release, { additionalProperties: false, "x-key-rule": `app name ${DNS_LABEL_RULE}` })),
+                    change: Type.Optional(
+                        Type.Object(
+                            {
+                                kind: Type.Optional(OneOf(["promote", "rollback", "hold", "release", "remove"])),
+                                app: Label,
+                                version: Type.Optional(Semver),
+                                requestId: RequestId,
+                                requester: Requester,
+                                claimedRequester: Type.Optional(Requester),
+                                reason: Type.Optional(Type.String()),
+                                sourceCommit: Type.Optional(GitCommit),
+                                ciRunUrl: Type.Optional(HttpUrl),
+                                overrideOrder: Type.Optional(Type.Boolean()),
+                            },
+                            strict,
+                        ),
+                    ),
+                },
+                strict,
+            ),
+        ),
+        platformStack: Type.Optional(Type.String()),
+        opsRepo: Type.Optional(Type.String()),
+    },
+    strict,
+);
+
+/** `raw` checked against `schema`, named as stack config keys are (`gitops-stages:<key>`), or a ValidationError listing every problem. */
+function checked<T extends TSchema>(schema: T, raw: unknown, subject: string, setting: string): Static<T> {
+    const problems = problemsOf(schema, raw, { prefix: `${NAMESPACE}:`, setting });
+    if (problems.length) throw new ValidationError(subject, problems);
+    return raw as Static<T>;
 }
 
 /** Parses a stage stack's configuration (raw values keyed without the namespace). */
 export function parseStageConfig(raw: Readonly<Record<string, unknown>>): StageConfig {
-    const c = new Checker();
-    const known = ["stage", "platformStack", "opsRepo"];
-    for (const key of Object.keys(raw)) {
-        if (!known.includes(key)) c.fail(k(key), undefined, `is not a known setting of a stage stack (known: ${known.join(", ")})`);
-    }
-    const s = c.object(k("stage"), raw.stage, ["releases", "change"]);
-    const rel = c.object(k("stage.releases"), s.releases, Object.keys((s.releases as object) ?? {}));
+    const cfg = checked(StageConfigSchema, raw, "stage configuration", "of a stage stack");
     const releases: Record<string, StageRelease> = {};
-    for (const [app, r] of Object.entries(rel)) {
-        if (!DNS_LABEL.test(app)) c.fail(k(`stage.releases.${app}`), undefined, `app name ${DNS_LABEL_RULE}`);
-        releases[app] = parseRelease(c, k(`stage.releases.${app}`), r);
+    for (const [app, r] of Object.entries(cfg.stage?.releases ?? {})) {
+        const { hold, ...release } = r;
+        releases[app] = { ...release, ...(hold ? { hold: { ...hold, reason: hold.reason ?? "" } } : {}) };
     }
-    let change: StageChange | undefined;
-    if (s.change !== undefined && s.change !== null) {
-        const ch = c.object(k("stage.change"), s.change, ["kind", "app", "version", "requestId", "requester", "claimedRequester", "reason", "sourceCommit", "ciRunUrl", "overrideOrder"]);
-        change = {
-            kind: c.oneOf(k("stage.change.kind"), ch.kind, ["promote", "rollback", "hold", "release", "remove"], "promote"),
-            app: c.string(k("stage.change.app"), ch.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-            ...(ch.version !== undefined ? { version: c.string(k("stage.change.version"), ch.version, undefined, SEMVER, SEMVER_RULE) } : {}),
-            requestId: c.string(k("stage.change.requestId"), ch.requestId, undefined, REQUEST_ID, REQUEST_ID_RULE),
-            requester: c.string(k("stage.change.requester"), ch.requester, undefined, REQUESTER, REQUESTER_RULE),
-            ...(ch.claimedRequester !== undefined ? { claimedRequester: c.string(k("stage.change.claimedRequester"), ch.claimedRequester, undefined, REQUESTER, REQUESTER_RULE) } : {}),
-            ...(ch.reason !== undefined ? { reason: c.string(k("stage.change.reason"), ch.reason) } : {}),
-            ...(ch.sourceCommit !== undefined ? { sourceCommit: c.string(k("stage.change.sourceCommit"), ch.sourceCommit, undefined, COMMIT, "must be a git commit id") } : {}),
-            ...(ch.ciRunUrl !== undefined ? { ciRunUrl: c.url(k("stage.change.ciRunUrl"), ch.ciRunUrl) } : {}),
-            ...(ch.overrideOrder !== undefined ? { overrideOrder: c.boolean(k("stage.change.overrideOrder"), ch.overrideOrder, false) } : {}),
-        };
-    }
-    const platformStack = c.string(k("platformStack"), raw.platformStack, "platform");
-    const opsRepo = raw.opsRepo === undefined ? undefined : c.string(k("opsRepo"), raw.opsRepo);
-    c.throwIfAny("stage configuration");
-    return { releases, ...(change ? { change } : {}), platformStack, ...(opsRepo ? { opsRepo } : {}) };
+    const ch = cfg.stage?.change;
+    const change: StageChange | undefined = ch ? { ...ch, kind: ch.kind ?? "promote" } : undefined;
+    return { releases, ...(change ? { change } : {}), platformStack: cfg.platformStack ?? "platform", ...(cfg.opsRepo ? { opsRepo: cfg.opsRepo } : {}) };
 }
 
 /** A merge-request stack's configuration. */
@@ -127,36 +144,47 @@ export interface MrConfig {
     readonly cluster: { readonly kubeconfig?: string; readonly context?: string; readonly renderDir: string; readonly skipAwait: boolean };
 }
 
+/** A merge-request stack's configuration (keys without the namespace). */
+const MrConfigSchema = Type.Object(
+    {
+        mr: Type.Object(
+            {
+                number: Whole(1, 10_000_000),
+                app: Label,
+                bundle: Type.String(),
+                image: Image,
+                sourceCommit: GitCommit,
+                createdAt: IsoTime(),
+                ttlHours: Type.Optional(Whole(1, 24 * 90)),
+            },
+            strict,
+        ),
+        cluster: Type.Optional(Type.Object({ kubeconfig: Type.Optional(Type.String()), context: Type.Optional(Type.String()), renderDir: Type.Optional(Type.String()), skipAwait: Type.Optional(Type.Boolean()) }, strict)),
+        platformStack: Type.Optional(Type.String()),
+    },
+    strict,
+);
+
 /** Parses a merge-request stack's configuration; `stack` is the stack name (`mr-<n>`). */
 export function parseMrConfig(raw: Readonly<Record<string, unknown>>, stack: string, projectDir: string): MrConfig {
-    const c = new Checker();
-    const known = ["mr", "cluster", "platformStack"];
-    for (const key of Object.keys(raw)) {
-        if (!known.includes(key)) c.fail(k(key), undefined, `is not a known setting of a merge-request stack (known: ${known.join(", ")})`);
-    }
-    const m = c.object(k("mr"), raw.mr, ["number", "app", "bundle", "image", "sourceCommit", "createdAt", "ttlHours"]);
-    const number = c.integer(k("mr.number"), m.number, 0, 1, 10_000_000);
-    if (m.number === undefined) c.fail(k("mr.number"), undefined, "is required");
-    else if (`mr-${number}` !== stack) c.fail(k("mr.number"), m.number, `must match the stack name (${stack})`);
+    const { mr: m, cluster: cl = {} } = checked(MrConfigSchema, raw, "merge-request configuration", "of a merge-request stack");
+    if (`mr-${m.number}` !== stack) throw new ValidationError("merge-request configuration", [{ key: `${NAMESPACE}:mr.number`, value: show(m.number), rule: `must match the stack name (${stack})` }]);
     const resolve = (p: string) => (p.startsWith("/") ? p : `${projectDir.replace(/\/$/, "")}/${p}`);
-    const cl = c.object(k("cluster"), raw.cluster, ["kubeconfig", "context", "renderDir", "skipAwait"]);
-    const cfg: MrConfig = {
-        number,
-        app: c.string(k("mr.app"), m.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        bundle: resolve(c.string(k("mr.bundle"), m.bundle)),
-        image: c.string(k("mr.image"), m.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest"),
-        sourceCommit: c.string(k("mr.sourceCommit"), m.sourceCommit, undefined, COMMIT, "must be a git commit id"),
-        createdAt: c.string(k("mr.createdAt"), m.createdAt, undefined, ISO_TIME, "must be an ISO time in UTC"),
-        ttlHours: c.integer(k("mr.ttlHours"), m.ttlHours, 72, 1, 24 * 90),
+    return {
+        number: m.number,
+        app: m.app,
+        bundle: resolve(m.bundle),
+        image: m.image,
+        sourceCommit: m.sourceCommit,
+        createdAt: m.createdAt,
+        ttlHours: m.ttlHours ?? 72,
         cluster: {
-            ...(cl.kubeconfig !== undefined ? { kubeconfig: resolve(c.string(k("cluster.kubeconfig"), cl.kubeconfig)) } : {}),
-            ...(cl.context !== undefined ? { context: c.string(k("cluster.context"), cl.context) } : {}),
-            renderDir: resolve(c.string(k("cluster.renderDir"), cl.renderDir, `.gitops-stages/rendered/${stack}`)),
-            skipAwait: c.boolean(k("cluster.skipAwait"), cl.skipAwait, false),
+            ...(cl.kubeconfig !== undefined ? { kubeconfig: resolve(cl.kubeconfig) } : {}),
+            ...(cl.context !== undefined ? { context: cl.context } : {}),
+            renderDir: resolve(cl.renderDir ?? `.gitops-stages/rendered/${stack}`),
+            skipAwait: cl.skipAwait ?? false,
         },
     };
-    c.throwIfAny("merge-request configuration");
-    return cfg;
 }
 
 /** When a merge-request environment expires. */

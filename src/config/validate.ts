@@ -170,24 +170,29 @@ export class Checker {
     url(key: string, value: unknown, fallback?: string): string {
         const s = this.string(key, value, fallback);
         if (s && value !== undefined) {
-            try {
-                // URL parsing drops newlines and tabs silently; the text itself goes into commit
-                // trailers, where a newline would start a trailer of the caller's own.
-                if (/[\s\0]/.test(s)) {
-                    this.fail(key, value, "must be a URL without spaces, newlines or control characters");
-                    return s;
-                }
-                const u = new URL(s);
-                if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
-                // URLs end up in commits, stack config and update metadata: never a credential.
-                if (u.username || u.password) {
-                    this.fail(key, `${u.protocol}//***@${u.host}${u.pathname}`, "must not carry a user name or password");
-                    return s;
-                }
-            } catch {
-                this.fail(key, value, "must be an http:// or https:// URL");
-            }
+            const wrong = urlProblem(s);
+            if (wrong) this.fail(key, wrong.shown, wrong.rule);
         }
         return s;
     }
+}
+
+/**
+ * What is wrong with a URL a caller gives (undefined: nothing): the rule it breaks and how to show
+ * the value (a URL with credentials is shown without them).
+ */
+export function urlProblem(s: string): { rule: string; shown: string } | undefined {
+    // URL parsing drops newlines and tabs silently; the text itself goes into commit trailers,
+    // where a newline would start a trailer of the caller's own.
+    if (/[\s\0]/.test(s)) return { rule: "must be a URL without spaces, newlines or control characters", shown: s };
+    let u: URL;
+    try {
+        u = new URL(s);
+    } catch {
+        return { rule: "must be an http:// or https:// URL", shown: s };
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") return { rule: "must be an http:// or https:// URL", shown: s };
+    // URLs end up in commits, stack config and update metadata: never a credential.
+    if (u.username || u.password) return { rule: "must not carry a user name or password", shown: `${u.protocol}//***@${u.host}${u.pathname}` };
+    return undefined;
 }

@@ -8,7 +8,6 @@
  * workers (the service) or the CLI process run what {@link Commands.admit} admitted through
  * {@link Commands.run}.
  */
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles } from "../service/bundle-upload";
 import { type Actor, checkRequester, parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "./core";
@@ -20,6 +19,7 @@ import { alive, sleep } from "./adapters/dir-lock";
 import { RunnerError, publicError } from "./errors";
 import { type Verb, requireRight } from "./rights";
 import { newRequestId } from "./ids";
+import { parseInput } from "./requests";
 import type { Runner } from "./runner";
 import type { SecretValues, Secrets } from "./secrets";
 
@@ -150,16 +150,6 @@ export interface RunOptions {
     readonly signal?: AbortSignal;
 }
 
-function invalidIfAny(c: Checker): void {
-    if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
-}
-
-/** A stage named in a request: a DNS label (`required`: it must be there). */
-function stageOf(c: Checker, value: unknown, required: boolean): string | undefined {
-    if (value === undefined && !required) return undefined;
-    return c.string("stage", value, undefined, DNS_LABEL, DNS_LABEL_RULE);
-}
-
 /** The runner's commands. */
 export class Commands {
     constructor(private readonly deps: { readonly runner: Runner; readonly secrets: Secrets }) {}
@@ -185,9 +175,9 @@ export class Commands {
         switch (verb) {
             case "promote":
             case "preview": {
-                // The route or verb says whether it previews; a request saying otherwise would be silently overruled.
-                if ("dryRun" in input) throw new RunnerError("invalid", `request.dryRun: is not a known setting (${verb === "preview" ? "this route only previews" : "POST /v1/preview previews"})`);
                 const bundle = this.bundle(cmd);
+                // The route or verb says whether it previews: `dryRun` is not a field of either.
+                parseInput(verb, { ...input, ...(bundle ? { bundle: bundle.dir } : {}) });
                 const request = { ...input, ...(bundle ? { bundle: bundle.dir } : {}), dryRun: verb === "preview" };
                 const req = parsePromoteRequest(request);
                 requireRight(actor, RIGHT[verb], req.to);
@@ -196,12 +186,14 @@ export class Commands {
                 return { ...base, stack: req.to, request, ...(verb === "promote" ? { coalesceKey: req.app } : {}), ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}), ...(bundle?.files ? { files: bundle.files } : {}) };
             }
             case "rollback": {
+                parseInput(verb, input);
                 const req = parseRollbackRequest(input);
                 requireRight(actor, "rollback", req.stage);
                 return { ...base, stack: req.stage, request: input, ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}) };
             }
             case "hold":
             case "release": {
+                parseInput(verb, input);
                 const req = parseHoldRequest(input);
                 requireRight(actor, "hold", req.stage);
                 return { ...base, stack: req.stage, request: input };
@@ -209,141 +201,77 @@ export class Commands {
             case "mr-deploy": {
                 const bundle = this.bundle(cmd);
                 const request = { ...input, ...(bundle ? { bundle: bundle.dir } : {}) };
+                parseInput(verb, request);
                 const req = parseMrDeployRequest(request);
                 requireRight(actor, "mr");
                 return { ...base, stack: `mr-${req.mr}`, request, ...(bundle?.files ? { files: bundle.files } : {}) };
             }
             case "mr-destroy": {
-                const c = new Checker();
-                const o = c.object("request", input, ["mr", "requester"]);
-                const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
-                if (o.mr === undefined) c.fail("mr", undefined, "is required");
-                invalidIfAny(c);
+                const { mr } = parseInput(verb, input);
                 requireRight(actor, "mr");
                 return { ...base, stack: `mr-${mr}`, request: { mr, requester: actor.name } };
             }
             case "mr-reap": {
-                const c = new Checker();
-                c.object("request", input, ["requester"]);
-                invalidIfAny(c);
+                parseInput(verb, input);
                 requireRight(actor, "mr");
                 return { ...base, stack: "mr-reap", request: { requester: actor.name } };
             }
             case "drift": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage"]);
                 // A stage, `platform` or `mr-<n>`: all DNS labels.
-                const stage = stageOf(c, o.stage, false);
-                invalidIfAny(c);
+                const { stage } = parseInput(verb, input);
                 requireRight(actor, "drift", stage);
                 return { ...base, stack: `drift:${stage ?? "*"}`, request: stage === undefined ? {} : { stage } };
             }
             case "approve": {
-                const c = new Checker();
-                const o = c.object("request", input, ["app", "version", "stage"]);
-                const app = c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
-                const version = c.string("version", o.version, undefined, SEMVER, SEMVER_RULE);
-                const stage = stageOf(c, o.stage, true)!;
-                invalidIfAny(c);
+                const { app, version, stage } = parseInput(verb, input);
                 requireRight(actor, "approve", stage);
                 return { ...base, stack: `approve:${stage}`, request: { app, version, stage } };
             }
             case "status": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage"]);
-                const stage = stageOf(c, o.stage, false);
-                invalidIfAny(c);
+                const { stage } = parseInput(verb, input);
                 requireRight(actor, "status", stage);
                 return { ...base, stack: `status:${stage ?? "*"}`, request: stage === undefined ? {} : { stage } };
             }
             case "deployment": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage", "refresh", "release"]);
-                const stage = stageOf(c, o.stage, true)!;
-                const refresh = c.boolean("refresh", o.refresh, false);
-                const release = o.release === undefined ? undefined : c.string("release", o.release);
-                invalidIfAny(c);
+                const { stage, refresh, release } = parseInput(verb, input);
                 const ref = release === undefined ? undefined : parseReleaseRef(release, "release");
                 requireRight(actor, "status", stage);
-                return { ...base, stack: `deployment:${stage}`, request: { stage, refresh, ...(ref ? { release: ref } : {}) } };
+                return { ...base, stack: `deployment:${stage}`, request: { stage, refresh: refresh ?? false, ...(ref ? { release: ref } : {}) } };
             }
             case "wait": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage", "timeoutSeconds", "until", "release"]);
-                const stage = stageOf(c, o.stage, true)!;
-                const timeoutSeconds = c.integer("timeoutSeconds", o.timeoutSeconds, 600, 1, 86_400);
-                const until = c.oneOf("until", o.until, ["deployed", "synced"] as const, "deployed");
-                const release = o.release === undefined ? undefined : c.string("release", o.release);
-                invalidIfAny(c);
+                const { stage, timeoutSeconds, until, release } = parseInput(verb, input);
                 const ref = release === undefined ? undefined : parseReleaseRef(release, "release");
                 requireRight(actor, "status", stage);
-                return { ...base, stack: `wait:${stage}`, request: { stage, timeoutSeconds, until, ...(ref ? { release: ref } : {}) } };
+                return { ...base, stack: `wait:${stage}`, request: { stage, timeoutSeconds: timeoutSeconds ?? 600, until: until ?? "deployed", ...(ref ? { release: ref } : {}) } };
             }
             case "history": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage", "commit"]);
-                const stage = stageOf(c, o.stage, true)!;
-                const commit = o.commit === undefined ? undefined : c.string("commit", o.commit);
-                invalidIfAny(c);
+                const { stage, commit } = parseInput(verb, input);
                 requireRight(actor, "history", stage);
                 return { ...base, stack: `history:${stage}`, request: { stage, ...(commit !== undefined ? { commit } : {}) } };
             }
             case "secret-set": {
-                const c = new Checker();
-                const o = c.object("request", input, ["app", "stage", "name", "namespace", "scope", "replace", "certificate", "reason"]);
-                c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
-                const stage = stageOf(c, o.stage, true)!;
-                const scope = c.oneOf("scope", o.scope, ["strict", "namespace-wide", "cluster-wide"] as const, "strict");
-                const replace = c.boolean("replace", o.replace, false);
-                const certificate = o.certificate === undefined ? undefined : c.string("certificate", o.certificate);
-                const reason = o.reason === undefined ? undefined : c.string("reason", o.reason);
-                invalidIfAny(c);
+                const o = parseInput(verb, input);
                 if (!cmd.values || Object.keys(cmd.values).length === 0) throw new RunnerError("invalid", "values: at least one KEY is required");
-                requireRight(actor, "secrets", stage);
-                const request = {
-                    app: o.app,
-                    stage,
-                    ...(o.name !== undefined ? { name: o.name } : {}),
-                    ...(o.namespace !== undefined ? { namespace: o.namespace } : {}),
-                    scope: scope as SealingScope,
-                    replace,
-                    ...(certificate !== undefined ? { certificate } : {}),
-                    ...(reason !== undefined ? { reason } : {}),
-                };
+                requireRight(actor, "secrets", o.stage);
+                const request = { ...o, scope: (o.scope ?? "strict") as SealingScope, replace: o.replace ?? false };
                 // Recorded without the values: the log keeps key names only.
-                return { ...base, stack: `secrets:${stage}`, request, values: cmd.values, recorded: { ...request, ...(certificate !== undefined ? { certificate: true } : {}), values: Object.keys(cmd.values) } };
+                return { ...base, stack: `secrets:${o.stage}`, request, values: cmd.values, recorded: { ...request, ...(o.certificate !== undefined ? { certificate: true } : {}), values: Object.keys(cmd.values) } };
             }
             case "secret-list": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage", "app"]);
-                const stage = stageOf(c, o.stage, true)!;
-                const app = o.app === undefined ? undefined : c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
-                invalidIfAny(c);
+                const { stage, app } = parseInput(verb, input);
                 requireRight(actor, "secrets", stage);
                 return { ...base, stack: `secrets:${stage}`, request: { stage, ...(app !== undefined ? { app } : {}) } };
             }
             case "secret-rm": {
-                const c = new Checker();
-                const o = c.object("request", input, ["app", "stage", "name", "keys", "reason"]);
-                c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
-                const stage = stageOf(c, o.stage, true)!;
-                const keys = c.strings("keys", o.keys, []);
-                const reason = o.reason === undefined ? undefined : c.string("reason", o.reason);
-                invalidIfAny(c);
-                requireRight(actor, "secrets", stage);
-                return { ...base, stack: `secrets:${stage}`, request: { app: o.app, stage, keys, ...(o.name !== undefined ? { name: o.name } : {}), ...(reason !== undefined ? { reason } : {}) } };
+                const o = parseInput(verb, input);
+                requireRight(actor, "secrets", o.stage);
+                return { ...base, stack: `secrets:${o.stage}`, request: { ...o, keys: o.keys ?? [] } };
             }
             case "secret-reseal": {
-                const c = new Checker();
-                const o = c.object("request", input, ["stage", "certificate", "privateKeys", "reason"]);
-                const stage = stageOf(c, o.stage, true)!;
-                const certificate = o.certificate !== undefined ? c.string("certificate", o.certificate) : undefined;
-                const privateKeys = c.strings("privateKeys", o.privateKeys, []);
-                const reason = o.reason !== undefined ? c.string("reason", o.reason) : undefined;
-                invalidIfAny(c);
-                requireRight(actor, "secrets", stage);
-                const request = { stage, ...(certificate !== undefined ? { certificate } : {}), privateKeys, ...(reason !== undefined ? { reason } : {}) };
-                return { ...base, stack: `secrets:${stage}`, request, recorded: { stage, certificate: certificate !== undefined, privateKeys: privateKeys.length, ...(reason !== undefined ? { reason } : {}) } };
+                const o = parseInput(verb, input);
+                requireRight(actor, "secrets", o.stage);
+                const request = { ...o, privateKeys: o.privateKeys ?? [] };
+                return { ...base, stack: `secrets:${o.stage}`, request, recorded: { stage: o.stage, certificate: o.certificate !== undefined, privateKeys: request.privateKeys.length, ...(o.reason !== undefined ? { reason: o.reason } : {}) } };
             }
         }
     }

@@ -4,7 +4,8 @@
  */
 import type { SyncWindow } from "../config/platform";
 import type { StageChange, StageRelease } from "../config/stage";
-import { COMMIT, COMMIT_RULE, Checker, formatProblem, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, REQUEST_ID, REQUEST_ID_RULE, REQUESTER, REQUESTER_RULE, ValidationError } from "../config/validate";
+import { DNS_LABEL, DNS_LABEL_RULE, REQUESTER, REQUESTER_RULE, SEMVER, SEMVER_RULE } from "../config/validate";
+import { HOLD_REQUEST, MR_DEPLOY_REQUEST, PROMOTE_REQUEST, ROLLBACK_REQUEST, parseWith } from "./requests";
 import { windowOpenSince } from "./cron";
 import { RunnerError } from "./errors";
 import type { Principal } from "./rights";
@@ -89,105 +90,32 @@ export interface MrDeployRequest {
 
 /** Parses a merge-request deployment; unknown fields are refused. */
 export function parseMrDeployRequest(raw: unknown): MrDeployRequest {
-    const c = new Checker();
-    const o = c.object("request", raw, ["mr", "app", "bundle", "image", "sourceCommit", "ttlHours", "requester"]);
-    const mr = c.integer("mr", o.mr, 0, 1, 10_000_000);
-    if (o.mr === undefined) c.fail("mr", undefined, "is required");
-    const req = {
-        mr,
-        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        bundle: c.string("bundle", o.bundle),
-        image: c.string("image", o.image, undefined, /^\S+[:@]\S+$/, "must be an image reference with a tag or digest"),
-        sourceCommit: c.string("sourceCommit", o.sourceCommit, undefined, COMMIT, "must be a git commit id"),
-        ttlHours: c.integer("ttlHours", o.ttlHours, 72, 1, 24 * 90),
-        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
-    };
-    if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
-    return req;
+    const r = parseWith(MR_DEPLOY_REQUEST, raw);
+    return { ...r, ttlHours: r.ttlHours ?? 72 };
 }
 
 export { REQUESTER, REQUESTER_RULE } from "../config/validate";
+export { REASON, REASON_RULE } from "./requests";
 
 /** Refuses a requester that breaks {@link REQUESTER} (it becomes a commit trailer), naming `key`. */
 export function checkRequester(value: unknown, key = "requester", hint = ""): void {
     if (typeof value !== "string" || !REQUESTER.test(value)) throw new RunnerError("invalid", `${key} = ${JSON.stringify(value)}: ${REQUESTER_RULE}${hint}`);
 }
-/** A reason given with a change: free text for the commit's body, without NUL bytes. */
-export const REASON = /^[^\0]{0,1000}$/;
-/** The rule {@link REASON} checks. */
-export const REASON_RULE = "must be at most 1000 characters";
 
 /** Parses a promotion request; unknown fields are refused. Throws RunnerError(invalid) listing every problem. */
 export function parsePromoteRequest(raw: unknown): PromoteRequest {
-    const c = new Checker();
-    const o = c.object("request", raw, ["app", "version", "to", "bundle", "image", "requester", "claimedRequester", "source", "reason", "idempotencyKey", "dryRun", "overrideOrder"]);
-    const src = c.object("source", o.source, ["commit", "mr", "ciRunUrl"]);
-    const req: PromoteRequest = {
-        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        version: c.string("version", o.version, undefined, SEMVER, SEMVER_RULE),
-        to: c.string("to", o.to, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        ...(o.bundle !== undefined ? { bundle: c.string("bundle", o.bundle) } : {}),
-        ...(o.image !== undefined ? { image: c.string("image", o.image) } : {}),
-        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
-        ...claimed(c, o.claimedRequester),
-        source: {
-            commit: c.string("source.commit", src.commit, undefined, COMMIT, COMMIT_RULE),
-            ...(src.mr !== undefined ? { mr: c.integer("source.mr", src.mr, 0, 1, 10_000_000) } : {}),
-            ...(src.ciRunUrl !== undefined ? { ciRunUrl: c.url("source.ciRunUrl", src.ciRunUrl) } : {}),
-        },
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
-        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
-        dryRun: c.boolean("dryRun", o.dryRun, false),
-        overrideOrder: c.boolean("overrideOrder", o.overrideOrder, false),
-    };
-    if (req.bundle !== undefined && req.image === undefined) c.fail("image", undefined, "is required with bundle (the release's image reference)");
-    throwInvalid(c, "promotion request");
-    return req;
+    const r = parseWith(PROMOTE_REQUEST, raw, (v) => (v.bundle !== undefined && v.image === undefined ? [{ key: "image", rule: "is required with bundle (the release's image reference)" }] : []));
+    return { ...r, dryRun: r.dryRun ?? false, overrideOrder: r.overrideOrder ?? false };
 }
 
 /** Parses a rollback request. */
 export function parseRollbackRequest(raw: unknown): RollbackRequest {
-    const c = new Checker();
-    const o = c.object("request", raw, ["app", "stage", "to", "requester", "claimedRequester", "reason", "idempotencyKey"]);
-    const req: RollbackRequest = {
-        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        ...(o.to !== undefined ? { to: c.string("to", o.to, undefined, SEMVER, SEMVER_RULE) } : {}),
-        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
-        ...claimed(c, o.claimedRequester),
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
-        ...(o.idempotencyKey !== undefined ? { idempotencyKey: c.string("idempotencyKey", o.idempotencyKey, undefined, REQUEST_ID, REQUEST_ID_RULE) } : {}),
-    };
-    throwInvalid(c, "rollback request");
-    return req;
+    return parseWith(ROLLBACK_REQUEST, raw);
 }
 
 /** Parses a hold or release request. */
 export function parseHoldRequest(raw: unknown): HoldRequest {
-    const c = new Checker();
-    const o = c.object("request", raw, ["app", "stage", "requester", "claimedRequester", "reason"]);
-    const req: HoldRequest = {
-        app: c.string("app", o.app, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        stage: c.string("stage", o.stage, undefined, DNS_LABEL, DNS_LABEL_RULE),
-        requester: c.string("requester", o.requester, undefined, REQUESTER, REQUESTER_RULE),
-        ...claimed(c, o.claimedRequester),
-        ...(o.reason !== undefined ? { reason: c.string("reason", o.reason, undefined, REASON, REASON_RULE) } : {}),
-    };
-    throwInvalid(c, "hold request");
-    return req;
-}
-
-/**
- * Who the caller says it asks for (CI: the GitHub actor who merged). Kept as the caller's claim,
- * in a commit trailer of its own (`Claimed-Requester`), never as the requester; checked like a
- * requester, so it cannot add lines of its own to the commit.
- */
-function claimed(c: Checker, value: unknown): { claimedRequester?: string } {
-    return value === undefined ? {} : { claimedRequester: c.string("claimedRequester", value, undefined, REQUESTER, REQUESTER_RULE) };
-}
-
-function throwInvalid(c: Checker, subject: string): void {
-    if (c.problems.length) throw new RunnerError("invalid", new ValidationError(subject, c.problems).message);
+    return parseWith(HOLD_REQUEST, raw);
 }
 
 /** The stage named, or a not-found error listing the stages that exist. */

@@ -1,34 +1,31 @@
 /**
- * `stages serve`: the runner over HTTP for many CI jobs. Same core, policy and result shapes as
- * the CLI. Long operations are recorded in the durable request log before they are acknowledged
- * (202 with a request id), run by workers that claim them from the log (one update per stack,
- * across replicas), and can be followed with server-sent events. Bearer tokens carry rights
- * (verbs on stages); secrets and tokens never reach logs or answers.
+ * `stages serve`: the runner for many CI jobs. Its HTTP transport is `http.ts`; this is the
+ * service behind it: commands go through the same command layer as the CLI's; long ones are
+ * recorded in the durable request log before they are acknowledged (202 with a request id), run
+ * by workers that claim them from the log (one update per stack, across replicas), and can be
+ * followed with server-sent events. Bearer tokens carry rights (verbs on stages); secrets and
+ * tokens never reach logs or answers.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as http from "node:http";
+import type * as http from "node:http";
 import * as path from "node:path";
 
-import { Checker, REQUEST_ID, REQUEST_ID_RULE, formatProblem } from "../config/validate";
+import type { FastifyInstance } from "fastify";
+
 import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, RECORDED_AT_ONCE } from "../runner/commands";
 import { newRequestId } from "../runner/ids";
 import type { Actor } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
-import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
+import { RunnerError, classify, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
-import type { Verb } from "../runner/rights";
 import { writeBundle } from "./bundle-upload";
-import { openApiDocument } from "./openapi";
+import { type Answer, HttpError, type HttpHost, httpApp } from "./http";
 import { OBSERVER, type Observation, REPORT_VERB, observations, promotionsAt, reportObservation } from "./deployments";
-import { STATUS_PAGE } from "./page";
 import { redact } from "../git/engine";
 import { GitHubError, type GitHubRepo, GitHubRest } from "../github/rest";
+import type { LogEntry } from "./log";
 import type { RequestRecord, RequestStore } from "./store";
-
-function invalidIfAny(c: Checker): void {
-    if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
-}
 
 /** Limits of the service. */
 export interface Limits {
@@ -55,7 +52,7 @@ export interface ServiceDeps {
     /** This replica's name in the log (leases of running requests). */
     readonly replicaId: string;
     /** One structured log entry (a JSON line). */
-    readonly log: (entry: Record<string, unknown>) => void;
+    readonly log: (entry: LogEntry) => void;
     readonly limits?: Partial<Limits>;
     readonly now?: () => Date;
     /** Where `GITHUB_TOKEN` is read for recording GitHub Deployments (default: the process's). */
@@ -74,26 +71,15 @@ interface Work {
     readonly actor: Actor;
 }
 
-class HttpError extends Error {
-    constructor(
-        readonly status: number,
-        readonly kind: string,
-        message: string,
-        readonly headers: Record<string, string> = {},
-    ) {
-        super(message);
-    }
-}
-
 /** The service. */
-export class Service {
-    private readonly limits: Limits;
+export class Service implements HttpHost {
+    /** The limits in force. */
+    readonly limits: Limits;
     private readonly now: () => Date;
-    private server?: http.Server;
-    private stopping = false;
+    private app?: FastifyInstance;
+    private isStopping = false;
     private ready = false;
     private readonly running = new Map<string, Promise<void>>();
-    private readonly buckets = new Map<string, { tokens: number; at: number }>();
     private timers: NodeJS.Timeout[] = [];
     private tokenCache?: { at: number; outputs: Record<string, unknown> };
     private coalescingCache?: { at: number; stages: Set<string> };
@@ -122,6 +108,7 @@ export class Service {
      */
     async open(): Promise<void> {
         if (this.ready) return;
+        this.app ??= await httpApp(this);
         const recovered = await this.deps.store.recover(this.deps.replicaId, this.now());
         if (recovered.length) this.deps.log({ level: "info", msg: "requeued requests interrupted by a previous stop", requests: recovered });
         this.timers.push(setInterval(() => void this.pump(), 250));
@@ -147,7 +134,7 @@ export class Service {
      * look that fails is logged and the next one comes.
      */
     private async watch(): Promise<void> {
-        if (this.watching || this.stopping) return;
+        if (this.watching || this.isStopping) return;
         this.watching = true;
         try {
             // On GitHub without a token every report would fail: say so (once) instead of recording failures.
@@ -206,7 +193,7 @@ export class Service {
     }
 
     /** What the watch recorded of a stage, newest first (from the request log's last 500 requests). */
-    private async watchRecords(stage: string): Promise<unknown[]> {
+    private async recordsOf(stage: string): Promise<unknown[]> {
         const recent = await this.deps.store.recent(500);
         return recent
             .filter((r) => r.verb === REPORT_VERB && r.stack === `deployments:${stage}`)
@@ -225,106 +212,67 @@ export class Service {
         return { dev, rest: new GitHubRest(token) };
     }
 
-    /** The HTTP request listener: every route, authentication, limits and logging. */
-    readonly handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void this.handle(req, res);
+    /**
+     * The HTTP request listener (fastify's router: every route, hook, limit and log line), for
+     * driving the service in process the way `inject` does; valid once {@link open} resolved.
+     */
+    readonly handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+        if (!this.app) throw new Error("the service is not open");
+        this.app.routing(req, res);
+    };
 
     /** Starts working and listening; resolves with the bound address. */
     async start(port: number, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
         // Recovery first, so no request accepted on the socket is claimed before the interrupted ones are requeued.
         await this.open();
-        this.server = http.createServer(this.handler);
-        this.server.requestTimeout = this.limits.requestTimeoutMs;
-        this.server.headersTimeout = Math.min(this.limits.requestTimeoutMs, 20_000);
         try {
-            await new Promise<void>((resolve, reject) => {
-                this.server!.once("error", reject);
-                this.server!.listen(port, host, () => resolve());
-            });
+            await this.app!.listen({ port, host });
         } catch (e) {
             for (const t of this.timers) clearInterval(t);
             this.timers = [];
             this.ready = false;
             throw e;
         }
-        const bound = (this.server.address() as { port: number }).port;
+        this.app!.server.headersTimeout = Math.min(this.limits.requestTimeoutMs, 20_000);
+        const bound = (this.app!.server.address() as { port: number }).port;
         return { url: `http://${host}:${bound}`, port: bound };
     }
 
     /**
-     * Stops: no new connections, readiness off, running updates cancelled (the engine rolls them
-     * back cleanly and releases the stack's lock) and put back in the queue for the next start.
+     * Stops: no new connections (/v1 answers 503 meanwhile), readiness off, running updates
+     * cancelled (the engine rolls them back cleanly and releases the stack's lock) and put back in
+     * the queue for the next start.
      */
     async stop(): Promise<void> {
-        this.stopping = true;
+        this.isStopping = true;
         this.ready = false;
         for (const t of this.timers) clearInterval(t);
-        const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-        this.server?.closeIdleConnections();
+        // Closing waits for the answers in flight (event streams end once they see the service stopping).
+        const closed = this.app ? this.app.close() : Promise.resolve();
         if (this.running.size) this.deps.assembled.runner.cancel("the service is shutting down");
         await Promise.allSettled([...this.running.values()]);
         await this.deps.assembled.runner.idle();
-        this.server?.closeAllConnections();
         await closed;
         await this.deps.store.close();
     }
 
-    // ---- HTTP -------------------------------------------------------------------------------
+    // ---- what the HTTP routes ask (see http.ts) ------------------------------------------------
 
-    private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-        const started = Date.now();
-        const url = new URL(req.url ?? "/", "http://service");
-        const correlation = `h-${randomBytes(6).toString("hex")}`;
-        let principal: string | undefined;
-        let requestId: string | undefined;
-        const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-            res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers });
-            res.end(JSON.stringify(body, null, 2) + "\n");
-        };
-        try {
-            const route = `${req.method} ${url.pathname}`;
-            if (route === "GET /healthz") return send(200, { status: "ok" });
-            if (route === "GET /readyz") {
-                // Which state and platform stack this replica works on. The URL (without credentials)
-                // names hosts, buckets and folders, so only a caller with a valid token sees it.
-                const backend = this.deps.assembled.environment.backend;
-                const authenticated = await this.authenticate(req).then(
-                    () => true,
-                    () => false,
-                );
-                const where = { backend: { kind: backendKind(backend.url), source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
-                return this.ready && !this.stopping ? send(200, { status: "ready", ...where }) : send(503, { status: "not ready", ...where });
-            }
-            if (route === "GET /v1/openapi.json") return send(200, openApiDocument());
-            if (route === "GET /" || route === "GET /index.html") {
-                res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
-                res.end(STATUS_PAGE);
-                return;
-            }
-            if (!url.pathname.startsWith("/v1/")) throw new HttpError(404, "not-found", `no route ${req.method} ${url.pathname}`);
-            if (this.stopping) throw new HttpError(503, "unavailable", "the service is shutting down; retry", { "retry-after": "5" });
-            const actor = await this.authenticate(req);
-            principal = actor.name;
-            this.rateLimit(actor.name);
-            const body = req.method === "POST" ? await this.readJson(req) : undefined;
-            const answer = await this.route(req.method ?? "GET", url, actor, body, res);
-            if (answer === undefined) return; // streamed
-            requestId = (answer.body as { requestId?: string })?.requestId;
-            send(answer.status, answer.body, answer.headers);
-        } catch (e) {
-            if (res.headersSent) {
-                // A stream (server-sent events) already answered 200: the failure can only end it.
-                this.deps.log({ level: "error", msg: "answer failed after it started", requestId: correlation, error: e instanceof Error ? e.message : String(e) });
-                res.destroy();
-            } else if (e instanceof HttpError) {
-                send(e.status, { error: { kind: e.kind, message: e.message, requestId: correlation } }, e.headers);
-            } else {
-                const status = httpStatus(e);
-                if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "internal error", requestId: correlation, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
-                send(status, { error: publicError(e, correlation) });
-            }
-        } finally {
-            this.deps.log({ level: "info", msg: "http", requestId: requestId ?? correlation, method: req.method, path: url.pathname, status: res.statusCode, principal, ms: Date.now() - started });
-        }
+    /** The service's log. */
+    get log(): (entry: LogEntry) => void {
+        return this.deps.log;
+    }
+
+    /** Whether the service is shutting down. */
+    stopping(): boolean {
+        return this.isStopping;
+    }
+
+    /** Which state and platform stack this replica works on, and whether it is ready. */
+    readiness(authenticated: boolean): Answer {
+        const backend = this.deps.assembled.environment.backend;
+        const where = { backend: { kind: backendKind(backend.url), source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
+        return this.ready && !this.isStopping ? { status: 200, body: { status: "ready", ...where } } : { status: 503, body: { status: "not ready", ...where } };
     }
 
     private async platformOutputs(): Promise<Record<string, unknown>> {
@@ -335,9 +283,9 @@ export class Service {
         return this.tokenCache.outputs;
     }
 
-    private async authenticate(req: http.IncomingMessage): Promise<Actor> {
-        const header = req.headers.authorization ?? "";
-        const m = /^Bearer ([A-Za-z0-9._~+/=-]{8,512})$/.exec(header);
+    /** The principal of `Authorization: Bearer <token>`. */
+    async authenticate(authorization: string | undefined): Promise<Actor> {
+        const m = /^Bearer ([A-Za-z0-9._~+/=-]{8,512})$/.exec(authorization ?? "");
         if (!m) throw new HttpError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)", { "www-authenticate": "Bearer" });
         try {
             return tokenActor(this.deps.assembled.settings, await this.platformOutputs(), m[1]);
@@ -347,133 +295,34 @@ export class Service {
         }
     }
 
-    private rateLimit(who: string): void {
-        const now = Date.now();
-        const b = this.buckets.get(who) ?? { tokens: this.limits.burst, at: now };
-        b.tokens = Math.min(this.limits.burst, b.tokens + ((now - b.at) / 60_000) * this.limits.ratePerMinute);
-        b.at = now;
-        this.buckets.set(who, b);
-        if (b.tokens < 1) {
-            const wait = Math.ceil(((1 - b.tokens) * 60) / this.limits.ratePerMinute);
-            throw new HttpError(429, "rate-limited", `too many requests for this token; retry in ${wait} s`, { "retry-after": String(wait) });
-        }
-        b.tokens -= 1;
-    }
-
-    private readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
-        const type = String(req.headers["content-type"] ?? "");
-        if (!/^application\/json\b/.test(type)) return Promise.reject(new HttpError(415, "invalid", "body: Content-Type must be application/json"));
-        const declared = Number(req.headers["content-length"] ?? "0");
-        if (declared > this.limits.bodyBytes) {
-            req.resume();
-            return Promise.reject(new HttpError(413, "invalid", `body: larger than the limit of ${this.limits.bodyBytes} bytes`, { connection: "close" }));
-        }
-        return new Promise((resolve, reject) => {
-            const chunks: Buffer[] = [];
-            let size = 0;
-            req.on("data", (c: Buffer) => {
-                size += c.length;
-                if (size > this.limits.bodyBytes) {
-                    reject(new HttpError(413, "invalid", `body: larger than the limit of ${this.limits.bodyBytes} bytes`, { connection: "close" }));
-                    req.destroy();
-                    return;
-                }
-                chunks.push(c);
-            });
-            req.on("end", () => {
-                try {
-                    const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-                    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
-                    resolve(parsed as Record<string, unknown>);
-                } catch {
-                    reject(new HttpError(400, "invalid", "body: must be a JSON object"));
-                }
-            });
-            req.on("error", reject);
-        });
-    }
-
-    private async route(method: string, url: URL, actor: Actor, body: Record<string, unknown> | undefined, res: http.ServerResponse): Promise<{ status: number; body: unknown; headers?: Record<string, string> } | undefined> {
-        const p = url.pathname;
-        let m: RegExpExecArray | null;
-        // Every route but the request log's own is a command: translated here, then parsed,
-        // authorised, checked and run (or queued) by the command layer, as for the CLI.
-        const command = this.command(method, url, body ?? {});
-        if (command) {
-            const admitted = await this.commands.admit(command, actor, { policyNow: true });
-            if (admitted.long) return this.enqueue(admitted, actor);
-            if (RECORDED_AT_ONCE.has(admitted.verb)) return this.recorded(admitted, actor);
-            return { status: 200, body: await this.commands.run(admitted, actor) };
-        }
-        if (method === "GET") {
-            if ((m = /^\/v1\/deployments\/([^/]+)\/records$/.exec(p))) {
-                const admitted = await this.commands.admit({ verb: "deployment", input: { stage: decodeURIComponent(m[1]) } }, actor);
-                const stage = admitted.request.stage as string;
-                await this.deps.assembled.runner.deployment(stage).catch((e: unknown) => {
-                    // Only an unknown stage matters here: the records stand whatever Argo CD says now.
-                    if (e instanceof RunnerError && e.kind === "not-found") throw e;
-                });
-                return { status: 200, body: await this.watchRecords(stage) };
-            }
-            if ((m = /^\/v1\/requests\/([^/]+)(\/events)?$/.exec(p))) {
-                const c = new Checker();
-                c.string("id", decodeURIComponent(m[1]), undefined, REQUEST_ID, REQUEST_ID_RULE);
-                invalidIfAny(c);
-                const rec = await this.deps.store.get(m[1]);
-                // Only its requester sees a request; others learn nothing, not even that it exists.
-                if (!rec || rec.principal !== actor.name) throw new HttpError(404, "not-found", `no request ${m[1]}`);
-                if (!m[2]) return { status: 200, body: view(rec) };
-                await this.stream(rec.id, res);
-                return undefined;
-            }
-        }
-        throw new HttpError(404, "not-found", `no route ${method} ${p}`);
-    }
-
     /**
-     * A route and its body or query as a command (undefined for the request log's own routes):
-     * the only translation HTTP does. Uploaded bundles and base64 secret values are this
-     * transport's encodings, decoded here; everything else is the command layer's to check.
+     * A command from a route, through the command layer: parsed, authorised and checked against
+     * policy there; then queued in the request log (changes of a stack), recorded with its outcome
+     * (approvals, secrets) or answered (reads).
      */
-    private command(method: string, url: URL, b: Record<string, unknown>): Command | undefined {
-        const p = url.pathname;
-        const query = (...keys: string[]) => Object.fromEntries(keys.flatMap((k) => (url.searchParams.has(k) ? [[k, url.searchParams.get(k)]] : [])));
-        let m: RegExpExecArray | null;
-        if (method === "POST") {
-            const verb = POST_COMMANDS[p];
-            if (!verb) return undefined;
-            if (verb === "secret-set") {
-                const { values, ...input } = b;
-                return { verb, input, values: this.secretValues(values) };
-            }
-            if (verb === "promote" || verb === "preview" || verb === "mr-deploy") {
-                const { bundle, ...input } = b;
-                return { verb, input, ...(bundle !== undefined ? { bundle: { files: (bundle as { files?: unknown } | null)?.files } } : {}) };
-            }
-            return { verb, input: b };
-        }
-        if (method !== "GET") return undefined;
-        if (p === "/v1/status") return { verb: "status", input: query("stage") };
-        if (p === "/v1/secrets") return { verb: "secret-list", input: query("stage", "app") };
-        if ((m = /^\/v1\/deployments\/([^/]+)$/.exec(p))) {
-            const refresh = url.searchParams.get("refresh") ?? "false";
-            if (refresh !== "true" && refresh !== "false") throw new RunnerError("invalid", `refresh = ${JSON.stringify(refresh)}: must be "true" or "false"`);
-            return { verb: "deployment", input: { stage: decodeURIComponent(m[1]), refresh: refresh === "true", ...query("release") } };
-        }
-        if ((m = /^\/v1\/history\/([^/]+)(?:\/commits\/([^/]+))?$/.exec(p))) {
-            return { verb: "history", input: { stage: decodeURIComponent(m[1]), ...(m[2] !== undefined ? { commit: decodeURIComponent(m[2]) } : {}) } };
-        }
-        return undefined;
+    async answer(command: Command, actor: Actor): Promise<Answer> {
+        const admitted = await this.commands.admit(command, actor, { policyNow: true });
+        if (admitted.long) return this.enqueue(admitted, actor);
+        if (RECORDED_AT_ONCE.has(admitted.verb)) return this.recorded(admitted, actor);
+        return { status: 200, body: await this.commands.run(admitted, actor) };
     }
 
-    private secretValues(raw: unknown): Record<string, Buffer> {
-        if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new RunnerError("invalid", "values: must be an object of KEY -> base64 value");
-        const out: Record<string, Buffer> = {};
-        for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-            if (typeof v !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new RunnerError("invalid", `values.${k}: must be base64`);
-            out[k] = Buffer.from(v, "base64");
-        }
-        return out;
+    /** A request of the log; only its requester sees it, others learn nothing, not even that it exists. */
+    async request(id: string, actor: Actor): Promise<Answer> {
+        const rec = await this.deps.store.get(id);
+        if (!rec || rec.principal !== actor.name) throw new HttpError(404, "not-found", `no request ${id}`);
+        return { status: 200, body: view(rec) };
+    }
+
+    /** What the watch recorded of a stage (the status right on it; an unknown stage is a 404). */
+    async watchRecords(stageName: string, actor: Actor): Promise<Answer> {
+        const admitted = await this.commands.admit({ verb: "deployment", input: { stage: stageName } }, actor);
+        const stage = admitted.request.stage as string;
+        await this.deps.assembled.runner.deployment(stage).catch((e: unknown) => {
+            // Only an unknown stage matters here: the records stand whatever Argo CD says now.
+            if (e instanceof RunnerError && e.kind === "not-found") throw e;
+        });
+        return { status: 200, body: await this.recordsOf(stage) };
     }
 
     /** Records a long request (and its uploaded bundle) durably, then answers 202. */
@@ -513,7 +362,8 @@ export class Service {
         return { status: 200, body: result };
     }
 
-    private async stream(id: string, res: http.ServerResponse): Promise<void> {
+    /** Streams a request's events (its requester only, as {@link request} checked). */
+    async stream(id: string, _actor: Actor, res: http.ServerResponse): Promise<void> {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
         let seq = 0;
         for (;;) {
@@ -522,7 +372,7 @@ export class Service {
                 seq = ev.seq;
             }
             const rec = await this.deps.store.get(id);
-            if (!rec || FINAL.has(rec.state) || this.stopping || res.destroyed) {
+            if (!rec || FINAL.has(rec.state) || this.isStopping || res.destroyed) {
                 if (rec && !res.destroyed) res.write(`event: end\ndata: ${JSON.stringify(view(rec))}\n\n`);
                 res.end();
                 return;
@@ -556,11 +406,11 @@ export class Service {
 
     /** Claims queued requests while workers are free. */
     private async pump(): Promise<void> {
-        if (this.pumping || this.stopping) return;
+        if (this.pumping || this.isStopping) return;
         this.pumping = true;
         try {
             const coalescing = await this.coalescing();
-            while (!this.stopping && this.running.size < this.limits.concurrency) {
+            while (!this.isStopping && this.running.size < this.limits.concurrency) {
                 const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + LEASE_MS), coalescing);
                 if (!rec) break;
                 const job = this.execute(rec)
@@ -595,7 +445,7 @@ export class Service {
                 return;
             } catch (e) {
                 const error = e instanceof Error ? e.message : String(e);
-                if (this.stopping) {
+                if (this.isStopping) {
                     this.deps.log({ level: "error", msg: "recording a request's outcome failed while stopping; the replica's next start requeues it", requestId: id, attempts: attempt, error });
                     return;
                 }
@@ -640,7 +490,7 @@ export class Service {
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state, ms: Date.now() - started });
         } catch (e) {
             flush();
-            if (this.stopping) {
+            if (this.isStopping) {
                 // Cancelled by the shutdown: the engine rolled back cleanly; run it again after the restart.
                 await this.deps.store.requeue(rec.id, this.deps.replicaId);
                 this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
@@ -671,44 +521,6 @@ export function view(rec: RequestRecord) {
         ...(rec.error !== undefined ? { error: rec.error } : {}),
     };
 }
-
-/** The command each POST route is. */
-const POST_COMMANDS: Readonly<Record<string, CommandVerb>> = {
-    "/v1/promote": "promote",
-    "/v1/preview": "preview",
-    "/v1/rollback": "rollback",
-    "/v1/hold": "hold",
-    "/v1/release": "release",
-    "/v1/approve": "approve",
-    "/v1/drift": "drift",
-    "/v1/mr/deploy": "mr-deploy",
-    "/v1/mr/destroy": "mr-destroy",
-    "/v1/mr/reap": "mr-reap",
-    "/v1/secrets/set": "secret-set",
-    "/v1/secrets/rm": "secret-rm",
-    "/v1/secrets/reseal": "secret-reseal",
-};
-
-/** Verbs of the routes, for the OpenAPI document and the rights matrix. */
-export const ROUTE_VERBS: Readonly<Record<string, Verb>> = {
-    "POST /v1/promote": "promote",
-    "POST /v1/preview": "preview",
-    "POST /v1/rollback": "rollback",
-    "POST /v1/hold": "hold",
-    "POST /v1/release": "hold",
-    "POST /v1/approve": "approve",
-    "GET /v1/status": "status",
-    "GET /v1/deployments/{stage}": "status",
-    "GET /v1/history/{stage}": "history",
-    "POST /v1/drift": "drift",
-    "POST /v1/mr/deploy": "mr",
-    "POST /v1/mr/destroy": "mr",
-    "POST /v1/mr/reap": "mr",
-    "POST /v1/secrets/set": "secrets",
-    "POST /v1/secrets/rm": "secrets",
-    "POST /v1/secrets/reseal": "secrets",
-    "GET /v1/secrets": "secrets",
-};
 
 /** Removes uploaded bundles of finished requests older than a day (they were published or refused). */
 export function pruneBundles(dataDir: string, now = Date.now()): void {

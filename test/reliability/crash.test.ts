@@ -1,6 +1,6 @@
 /**
  * Crash and conflict suites. kill -9 of the runner (the CLI, and the service process) at random
- * points of a promotion, CRASH_TRIALS times (CI default 10; `npm run reliability` runs 100). After
+ * points of a promotion, CRASH_TRIALS times (CI default 6; `npm run reliability` runs 100). After
  * each kill the next promotion succeeds without hand edits, Pulumi's state holds no pending
  * operation and no dangling reference, the ops repo never holds half a promotion, its ledger equals
  * the stack's outputs, and no commit is duplicated. Then third-party pushes during promotions.
@@ -16,7 +16,7 @@ import { repoRoot } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 import { Pipeline, api, bootstrapPipeline, settle } from "../support/service";
 
-const TRIALS = Number(process.env.CRASH_TRIALS ?? 10);
+const TRIALS = Number(process.env.CRASH_TRIALS ?? 6);
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 

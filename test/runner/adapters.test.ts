@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 
-import { METADATA_VARS, metadataEnv, vcsOf } from "../../src/runner/adapters/automation";
+import { METADATA_VARS, metadataEnv, vcsOf } from "../../src/runner/adapters/metadata";
 import { rotated } from "../../src/runner/adapters/controller";
 import { parseSecretsFile } from "../../src/secrets/store";
 import { RunnerError } from "../../src/runner/errors";

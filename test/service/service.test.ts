@@ -155,7 +155,7 @@ describe("the runner service over HTTP", function () {
         const before = Number(p.git("rev-list", "--count", "main"));
         const forged = await op("POST", "/v1/hold", { app: "web", stage: "itg", requester: "alice\nRequest-Id: r-forged" });
         assert.equal(forged.status, 400);
-        assert.match((forged.body.error as { message: string }).message, /^requester = "alice\\nRequest-Id: r-forged": must be one line/);
+        assert.match((forged.body.error as { message: string }).message, /^ {2}requester = "alice\\nRequest-Id: r-forged": must be one line/m);
         assert.equal(Number(p.git("rev-list", "--count", "main")), before, "a refused request committed something");
         const claimed = await op("POST", "/v1/hold", { app: "web", stage: "itg", requester: "alice", reason: "audit" });
         assert.equal((await settle(op, claimed.body.requestId as string)).state, "done");

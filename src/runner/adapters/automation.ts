@@ -6,9 +6,7 @@
  * the stack recovered (pending operations cleared by a refresh) before the update, and said so.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import * as zlib from "node:zlib";
 import YAML from "yaml";
 
 import {
@@ -23,7 +21,11 @@ import type { PipelineStage } from "../core";
 import { RunnerError } from "../errors";
 import type { EnginePort, HistoryEntry, UpdateMetadata, UpdateOptions, UpdateResult } from "../ports";
 import { describeBackend } from "./backend";
-import { acquireDirLock, alive, sleep } from "./dir-lock";
+import { acquireDirLock, sleep } from "./dir-lock";
+import { guardEngineDisconnects } from "./engine-process";
+import { checkpointOutputs, staleBackendLocks } from "./file-backend";
+import { METADATA_VARS, metadataEnv } from "./metadata";
+
 import type { RunnerEnvironment } from "./environment";
 
 const NS = "gitops-stages";
@@ -33,103 +35,6 @@ export interface AutomationOptions {
     /** How long to wait for a stack locked by another update before giving up. */
     readonly lockWaitMs: number;
     readonly log: (line: string) => void;
-}
-
-interface LockOwner {
-    pid: number;
-    hostname: string;
-    timestamp?: string;
-}
-
-/** Locks of a stack in a `file://` backend that belong to dead processes of this machine. */
-export function staleBackendLocks(backendUrl: string, stack: string): { file: string; owner: LockOwner }[] {
-    if (!backendUrl.startsWith("file://")) return [];
-    const dir = path.join(backendUrl.slice("file://".length), ".pulumi", "locks", "organization", NS, stack);
-    if (!fs.existsSync(dir)) return [];
-    return fs
-        .readdirSync(dir)
-        .filter((f) => f.endsWith(".json"))
-        .flatMap((f) => {
-            try {
-                const owner = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as LockOwner;
-                return owner.hostname === os.hostname() && !alive(owner.pid) ? [{ file: path.join(dir, f), owner }] : [];
-            } catch {
-                return [];
-            }
-        });
-}
-
-/** The variables {@link metadataEnv} sets; each update sets them afresh, so one update's never reach the next. */
-export const METADATA_VARS = [
-    "PULUMI_CI_SYSTEM",
-    "PULUMI_CI_BUILD_ID",
-    "PULUMI_CI_BUILD_TYPE",
-    "PULUMI_CI_BUILD_URL",
-    "PULUMI_PR_NUMBER",
-    "PULUMI_GIT_HEAD",
-    "PULUMI_GIT_COMMITTER",
-    "PULUMI_VCS_REPO_OWNER",
-    "PULUMI_VCS_REPO_NAME",
-    "PULUMI_VCS_REPO_KIND",
-] as const;
-
-/**
- * The environment that makes Pulumi record an update as the promotion it is. Pulumi reads the
- * generic CI variables (`PULUMI_CI_*`, `PULUMI_PR_NUMBER`) always, ahead of any CI it detects, and
- * the `PULUMI_GIT_*` and `PULUMI_VCS_*` ones only when no git repository encloses the workspace
- * (which `prepareProjectCopy` sees to). So `git.head` is the dev repo's source commit, `vcs.*` the
- * dev repo, `git.committer` the principal that asked, `ci.build.url` the CI run, `ci.build.id` the
- * request id and `ci.pr.number` the merge request. The source commit's author is not known here, so
- * `git.author` stays unset rather than naming the wrong person.
- */
-export function metadataEnv(m: UpdateMetadata, devRepoUrl?: string): Record<string, string> {
-    const env: Record<string, string> = { PULUMI_CI_SYSTEM: "gitops-stages", PULUMI_CI_BUILD_ID: m.requestId, PULUMI_CI_BUILD_TYPE: m.kind, PULUMI_GIT_COMMITTER: m.requester };
-    if (m.ciRunUrl) env.PULUMI_CI_BUILD_URL = m.ciRunUrl;
-    if (m.mr !== undefined) env.PULUMI_PR_NUMBER = String(m.mr);
-    if (m.sourceCommit) env.PULUMI_GIT_HEAD = m.sourceCommit;
-    const repo = devRepoUrl ? vcsOf(devRepoUrl) : undefined;
-    if (repo?.kind) env.PULUMI_VCS_REPO_KIND = repo.kind;
-    if (repo?.owner) env.PULUMI_VCS_REPO_OWNER = repo.owner;
-    if (repo?.name) env.PULUMI_VCS_REPO_NAME = repo.name;
-    // What is not known is set empty, which Pulumi reads as unset: a value the runner's own
-    // environment carries (a CI's PULUMI_PR_NUMBER, say) must not describe this update.
-    for (const k of METADATA_VARS) env[k] ??= "";
-    return env;
-}
-
-/** Host, owner and name of a repository URL (`https://host/owner/name.git`, `git@host:owner/name`), or the name of a local one. */
-export function vcsOf(url: string): { kind?: string; owner?: string; name: string } {
-    const m = /^(?:[a-z+]+:\/\/(?:[^@/]*@)?([^/:]+)(?::\d+)?\/|[^@/]+@([^:/]+):)(?:(.+)\/)?([^/]+?)(?:\.git)?\/?$/.exec(url);
-    if (m && !url.startsWith("file:")) return { kind: m[1] ?? m[2], ...(m[3] ? { owner: m[3] } : {}), name: m[4] };
-    return { kind: "local", name: path.basename(url.replace(/^file:\/\//, "").replace(/\/+$/, "")).replace(/\.git$/, "") };
-}
-
-/** Whether an error is an inline program's call to an engine that went away (gRPC UNAVAILABLE or CANCELLED). */
-export function isEngineDisconnect(e: unknown): boolean {
-    const code = (e as { code?: unknown } | null)?.code;
-    return e instanceof Error && (code === 14 || code === 1) && /^(14 UNAVAILABLE|1 CANCELLED)\b/.test(e.message);
-}
-
-let guarded = false;
-
-/**
- * The stack's program runs inline, in this process. When the engine goes away mid-update (a
- * cancelled update, a killed engine), the program's pending calls to it fail, and Pulumi's runtime
- * leaves some of those promises unhandled, which would end this process: the CLI with exit 1
- * instead of its cancellation answer, the service with every request in flight. The update's own
- * result reports the failure; these echoes of it are logged and dropped. Any other unhandled
- * rejection still ends the process, as without this guard.
- */
-function guardEngineDisconnects(log: (line: string) => void): void {
-    if (guarded) return;
-    guarded = true;
-    process.on("unhandledRejection", (reason) => {
-        if (isEngineDisconnect(reason)) {
-            log(`the program's call to the engine failed after the engine went away: ${(reason as Error).message}`);
-            return;
-        }
-        throw reason;
-    });
 }
 
 /** The Automation API adapter. */
@@ -473,33 +378,3 @@ function plain(outputs: OutputMap): Record<string, unknown> {
     return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
 }
 
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-
-function masked(v: unknown): unknown {
-    if (Array.isArray(v)) return v.map(masked);
-    if (v && typeof v === "object") {
-        if ((v as Record<string, unknown>)[SECRET_SIG] !== undefined) return "[secret]";
-        return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, masked(x)]));
-    }
-    return v;
-}
-
-/**
- * A stack's outputs read from a `file://` backend's checkpoint (secrets masked as "[secret]"), or
- * undefined when that is not possible (another backend, no such file): then the CLI answers. The
- * backend writes checkpoints whole (to a temporary file, then renamed), so a read never sees half.
- */
-export function checkpointOutputs(backendUrl: string, stack: string): Record<string, unknown> | undefined {
-    if (!backendUrl.startsWith("file://")) return undefined;
-    const root = path.join(backendUrl.slice("file://".length), ".pulumi", "stacks");
-    for (const base of [path.join(root, "gitops-stages", stack), path.join(root, stack)]) {
-        for (const [file, gz] of [[`${base}.json`, false], [`${base}.json.gz`, true]] as const) {
-            if (!fs.existsSync(file)) continue;
-            const raw = fs.readFileSync(file);
-            const doc = JSON.parse((gz ? zlib.gunzipSync(raw) : raw).toString("utf8")) as { checkpoint?: { latest?: { resources?: { type: string; outputs?: Record<string, unknown> }[] } } };
-            const root = doc.checkpoint?.latest?.resources?.find((r) => r.type === "pulumi:pulumi:Stack");
-            return masked(root?.outputs ?? {}) as Record<string, unknown>;
-        }
-    }
-    return undefined;
-}
