@@ -153,7 +153,10 @@ const POST_ROUTES: readonly { path: string; verb: CommandVerb & keyof typeof COM
 function postCommand(verb: CommandVerb, body: Record<string, unknown>): Command {
     if (verb === "secret-set") {
         const { values, ...input } = body;
-        return { verb, input, values: Object.fromEntries(Object.entries((values ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, "base64")])) };
+        // The route's schema checked every key and value (names, base64); a value of another type is refused here too, never decoded.
+        const entries = Object.entries((values ?? {}) as Record<string, unknown>);
+        if (entries.some(([, v]) => typeof v !== "string")) throw new HttpError(400, "invalid", "values: every value must be a base64 string");
+        return { verb, input, values: Object.fromEntries(entries.map(([k, v]) => [k, Buffer.from(v as string, "base64")])) };
     }
     if (verb === "promote" || verb === "preview" || verb === "mr-deploy") {
         const { bundle, ...input } = body;
@@ -170,6 +173,48 @@ function validatorOf(schema: TSchema, part: string) {
     };
 }
 
+/** A store's answer to @fastify/rate-limit: how much of `max` is used, and when to try again (ms). */
+type Counted = (err: Error | null, res: { current: number; ttl: number }) => void;
+
+/**
+ * @fastify/rate-limit's store as one token bucket per principal, shared by every route: `burst`
+ * requests at once, refilled at `perMinute`. Hand-written because the library's own stores count
+ * fixed windows per route, and a fixed window refuses a client that polls (`stages ci wait`, a
+ * dashboard) for the rest of the window once its burst is spent, where a bucket lets it go on at
+ * the sustained rate.
+ */
+function tokenBuckets(perMinute: number, burst: number) {
+    const perMs = perMinute / 60_000;
+    const buckets = new Map<string, { tokens: number; at: number }>();
+    const refilled = (key: string, now: number) => {
+        const b = buckets.get(key) ?? { tokens: burst, at: now };
+        b.tokens = Math.min(burst, b.tokens + (now - b.at) * perMs);
+        b.at = now;
+        return b;
+    };
+    const store = {
+        incr(key: string, cb: Counted, _window: number, max: number): void {
+            const now = Date.now();
+            // Full buckets carry nothing: forget them when the map grows (many callers, each once).
+            if (buckets.size > 10_000) for (const [k, b] of buckets) if (Math.min(burst, b.tokens + (now - b.at) * perMs) >= burst) buckets.delete(k);
+            const b = refilled(key, now);
+            buckets.set(key, b);
+            if (b.tokens < 1) return cb(null, { current: max + 1, ttl: Math.ceil((1 - b.tokens) / perMs) });
+            b.tokens -= 1;
+            cb(null, { current: Math.min(max, burst - Math.floor(b.tokens)), ttl: Math.ceil((burst - b.tokens) / perMs) });
+        },
+        read(key: string, cb: Counted): void {
+            const b = refilled(key, Date.now());
+            cb(null, { current: burst - Math.floor(b.tokens), ttl: Math.ceil((burst - b.tokens) / perMs) });
+        },
+        // One bucket per principal for all routes, not one per route.
+        child: () => store,
+    };
+    return function Store() {
+        return store;
+    } as unknown as new () => typeof store;
+}
+
 /** Every answer as indented JSON with a newline, whatever the route declares (its schema only documents it). */
 const asJson = (payload: unknown) => JSON.stringify(payload, null, 2) + "\n";
 
@@ -179,8 +224,17 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
         logger: false,
         bodyLimit: host.limits.bodyBytes,
         requestTimeout: host.limits.requestTimeoutMs,
-        // Request ids and idempotency keys reach 128 characters; a longer id must be a 400, not a missing route.
+        // Request ids and idempotency keys reach 128 characters; a longer id (to 1024) must be a
+        // 400 naming the rule, not a missing route (beyond that, the 414 of `frameworkErrors`).
         routerOptions: { maxParamLength: 1024 },
+        // While closing, the service answers 503 itself, in the error shape with Retry-After, and
+        // health and readiness keep answering (see the onRequest hook and `readiness`).
+        return503OnClosing: false,
+        // A URL the router cannot decode is answered like every other bad input.
+        frameworkErrors: (e, req, reply) => {
+            const status = (e as { statusCode?: number }).statusCode ?? 400;
+            void answerError(host, status < 500 ? new HttpError(status, "invalid", `path: ${e.message}`) : e, req, reply);
+        },
         exposeHeadRoutes: false,
         genReqId: () => `h-${randomBytes(6).toString("hex")}`,
     });
@@ -188,16 +242,22 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
     app.setSerializerCompiler(() => asJson);
     app.setReplySerializer(asJson);
 
-    app.setNotFoundHandler((req) => {
-        throw new HttpError(404, "not-found", `no route ${req.method} ${req.url.split("?")[0]}`);
-    });
     app.setErrorHandler((e: unknown, req, reply) => answerError(host, e, req, reply));
 
-    // Who asks, before anything else is looked at (limits count per principal).
+    // Who asks, before anything else is looked at (limits count per principal). Decided by the
+    // route matched, never by the URL's text: a percent-encoded or absolute URL reaches the same
+    // route, and must meet the same check. Unknown routes need no token (the document lists the
+    // routes) and get their 404 below.
     app.addHook("onRequest", async (req) => {
-        if (!req.url.startsWith("/v1/") || req.routeOptions.config?.public) return;
+        if (req.routeOptions.config?.public || req.routeOptions.url === undefined) return;
         if (host.stopping()) throw new HttpError(503, "unavailable", "the service is shutting down; retry", { "retry-after": "5" });
         req.actor = await host.authenticate(req.headers.authorization);
+    });
+    // No answer of the service may be kept by a cache: they carry states, secrets' names, backend URLs.
+    app.addHook("onSend", async (_req, reply) => {
+        if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+        // While stopping, a kept-alive connection ends with its answer, so closing waits for answers, never for idle sockets.
+        if (host.stopping()) reply.header("connection", "close");
     });
     // A POST's body must be a JSON object: the media type is checked even for an empty body.
     app.addHook("preValidation", async (req) => {
@@ -211,10 +271,9 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
 
     await app.register(rateLimit, {
         global: true,
-        // A fixed window of `burst` requests, as long as the sustained rate allows that many: 120 a
-        // minute with bursts of 60 is 60 per 30 s.
         max: host.limits.burst,
-        timeWindow: Math.max(1000, Math.round((host.limits.burst / host.limits.ratePerMinute) * 60_000)),
+        timeWindow: 60_000,
+        store: tokenBuckets(host.limits.ratePerMinute, host.limits.burst),
         keyGenerator: (req) => req.actor?.name ?? req.ip,
         errorResponseBuilder: (_req, ctx) => {
             const wait = Math.max(1, Math.ceil(ctx.ttl / 1000));
@@ -223,6 +282,9 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
     });
     app.addSchema(ErrorBody);
     app.addSchema(RequestView);
+    app.setNotFoundHandler({ preHandler: app.rateLimit() }, (req) => {
+        throw new HttpError(404, "not-found", `no route ${req.method} ${req.url.split("?")[0]}`);
+    });
     await app.register(swagger, {
         // Shared schemas keep their names in components/schemas (Error, Request).
         refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
@@ -275,7 +337,7 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
     }
 
     const answer = async (req: FastifyRequest, reply: FastifyReply, command: Command) => {
-        const a = await host.answer(command, req.actor!);
+        const a = await host.answer(command, actorOf(req));
         req.recorded = (a.body as { requestId?: string } | null)?.requestId;
         return reply.code(a.status).send(a.body);
     };
@@ -336,7 +398,7 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
             },
         },
         async (req, reply) => {
-            const a = await host.watchRecords(req.params.stage, req.actor!);
+            const a = await host.watchRecords(req.params.stage, actorOf(req));
             return reply.code(a.status).send(a.body);
         },
     );
@@ -364,7 +426,7 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
         "/v1/requests/:id",
         { schema: { summary: "A request's state and result (its requester only)", params: IdParam, response: responses({ 200: Type.Ref("Request", { description: "the request" }) }, requestErrors) } },
         async (req, reply) => {
-            const a = await host.request(req.params.id, req.actor!);
+            const a = await host.request(req.params.id, actorOf(req));
             return reply.code(a.status).send(a.body);
         },
     );
@@ -378,20 +440,28 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
             },
         },
         async (req, reply) => {
-            await host.request(req.params.id, req.actor!);
+            await host.request(req.params.id, actorOf(req));
             // The stream is written to the socket directly; fastify answers nothing more, so a
             // failure once the 200 went out can only end the stream.
             reply.hijack();
             try {
-                await host.stream(req.params.id, req.actor!, reply.raw);
+                await host.stream(req.params.id, actorOf(req), reply.raw);
             } catch (e) {
                 host.log({ level: "error", msg: "answer failed after it started", requestId: req.id, error: e instanceof Error ? e.message : String(e) });
                 reply.raw.destroy();
             }
+            // A hijacked reply skips the onResponse hook: its access log line is written here.
+            host.log({ level: "info", msg: "http", requestId: req.id, method: req.method, path: req.url.split("?")[0], status: reply.raw.statusCode, principal: req.actor?.name, ms: Math.round(reply.elapsedTime) });
         },
     );
     await app.ready();
     return app;
+}
+
+/** The authenticated principal of a request to a route that needs one (the onRequest hook set it). */
+function actorOf(req: FastifyRequest): Actor {
+    if (!req.actor) throw new HttpError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)", { "www-authenticate": "Bearer" });
+    return req.actor;
 }
 
 function pick(query: Record<string, unknown>, ...keys: string[]): Record<string, unknown> {
@@ -406,7 +476,9 @@ function answerError(host: HttpHost, e: unknown, req: FastifyRequest, reply: Fas
     const code = (e as { code?: string } | null)?.code ?? "";
     if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return send(415, { kind: "invalid", message: "body: Content-Type must be application/json" });
     if (code === "FST_ERR_CTP_BODY_TOO_LARGE") return send(413, { kind: "invalid", message: `body: larger than the limit of ${host.limits.bodyBytes} bytes` }, { connection: "close" });
-    if (code.startsWith("FST_ERR_CTP_") || e instanceof SyntaxError) return send(400, { kind: "invalid", message: "body: must be a JSON object" });
+    // Invalid JSON, and JSON with `__proto__` or `constructor.prototype` keys (refused by fastify's parser).
+    if (code === "FST_ERR_CTP_INVALID_JSON_BODY") return send(400, { kind: "invalid", message: "body: must be a JSON object (valid JSON, without __proto__ or constructor.prototype keys)" });
+    if (code.startsWith("FST_ERR_CTP_")) return send(400, { kind: "invalid", message: "body: must be a JSON object" });
     if (!(classify(e) instanceof RunnerError)) host.log({ level: "error", msg: "internal error", requestId: correlation, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
     return send(httpStatus(e), publicError(e, correlation));
 }

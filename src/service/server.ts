@@ -15,7 +15,7 @@ import type { FastifyInstance } from "fastify";
 
 import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, RECORDED_AT_ONCE } from "../runner/commands";
 import { newRequestId } from "../runner/ids";
-import type { Actor } from "../runner/core";
+import { type Actor, logPrincipal } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
@@ -247,7 +247,10 @@ export class Service implements HttpHost {
         this.isStopping = true;
         this.ready = false;
         for (const t of this.timers) clearInterval(t);
-        // Closing waits for the answers in flight (event streams end once they see the service stopping).
+        // No new connections from here; idle ones are closed, requests on open ones get the
+        // service's own 503, and each answer closes its connection (event streams end once they see
+        // the service stopping). Closing resolves once every answer in flight went out, so the
+        // store is closed under none of them.
         const closed = this.app ? this.app.close() : Promise.resolve();
         if (this.running.size) this.deps.assembled.runner.cancel("the service is shutting down");
         await Promise.allSettled([...this.running.values()]);
@@ -310,7 +313,7 @@ export class Service implements HttpHost {
     /** A request of the log; only its requester sees it, others learn nothing, not even that it exists. */
     async request(id: string, actor: Actor): Promise<Answer> {
         const rec = await this.deps.store.get(id);
-        if (!rec || rec.principal !== actor.name) throw new HttpError(404, "not-found", `no request ${id}`);
+        if (!rec || rec.principal !== logPrincipal(actor)) throw new HttpError(404, "not-found", `no request ${id}`);
         return { status: 200, body: view(rec) };
     }
 
@@ -337,7 +340,7 @@ export class Service implements HttpHost {
             request = { ...request, bundle: dir };
         }
         const work: Work = { request, actor };
-        const { record, created } = await this.deps.store.create({ id, verb: admitted.verb, stack: admitted.stack, body: work, principal: actor.name, coalesceKey: admitted.coalesceKey, idempotencyKey: admitted.idempotencyKey }, this.now());
+        const { record, created } = await this.deps.store.create({ id, verb: admitted.verb, stack: admitted.stack, body: work, principal: logPrincipal(actor), coalesceKey: admitted.coalesceKey, idempotencyKey: admitted.idempotencyKey }, this.now());
         if (created) void this.pump();
         if (!created && FINAL.has(record.state)) return { status: 200, body: view(record) };
         return { status: 202, body: { ...view(record), links: { self: `/v1/requests/${record.id}`, events: `/v1/requests/${record.id}/events` } } };
@@ -349,10 +352,10 @@ export class Service implements HttpHost {
         // A change answered at once never waits in the queue: recorded as running here (its stack
         // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
         const at = this.now();
-        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
+        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
         let result: unknown;
         try {
-            result = await this.commands.run(admitted, actor);
+            result = await this.commands.run(admitted, actor, { requestId: id });
         } catch (e) {
             await this.recordOutcome(id, () => this.ownFinish(id, "failed", { error: publicError(e, id) }));
             throw e;
