@@ -1,12 +1,16 @@
 /**
- * The platform stack's configuration: types, defaults, and a pure parser that reports every
- * problem at once. `read` (in the program) gathers the raw values; `parsePlatformConfig` decides.
+ * The platform stack's configuration: types, defaults, a TypeBox schema of its shape and a pure
+ * parser that reports the problems at once. `read` (in the program) gathers the raw values;
+ * `parsePlatformConfig` decides.
  */
 import * as os from "node:os";
 import * as path from "node:path";
 
 import { DURATION_RULE, SCHEDULE_RULE, TIME_ZONE_RULE, checkTimeZone, durationMinutes, parseSchedule } from "../runner/cron";
-import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE } from "./validate";
+import { type Static, Type } from "@sinclair/typebox";
+
+import { HttpUrl, Label, OneOf, Pattern, Semver, capped, problemsOf } from "./schema";
+import { type Problem, ValidationError, show } from "./validate";
 
 /** Config namespace of every key (the Pulumi project name). */
 export const NAMESPACE = "gitops-stages";
@@ -185,45 +189,128 @@ function resolvePath(ctx: ParseContext, p: string): string {
     return p.startsWith("/") ? p : `${ctx.projectDir.replace(/\/$/, "")}/${p}`;
 }
 
-function parseChart(c: Checker, key: string, raw: unknown, fallback: ChartSource, ctx: ParseContext): ChartSource {
-    if (raw === undefined || raw === null) return fallback;
-    const o = c.object(key, raw, ["repository", "name", "version", "oci", "path"]);
-    const given = ["repository", "oci", "path"].filter((f) => o[f] !== undefined);
+/**
+ * A pull-request bypass actor as GitHub's branch protection takes it: "/" and a user's login, or an
+ * App's node ID (legacy base64 "MD..." or the newer "<PREFIX>_..." form).
+ */
+const RUNNER_ACTOR = /^(?:\/[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}|MD[A-Za-z0-9+/]{6,}={0,2}|[A-Z]{1,4}_[A-Za-z0-9_-]{6,})$/;
+
+const strict = { additionalProperties: false } as const;
+const TeamSlug = Pattern(TEAM_SLUG, TEAM_SLUG_RULE);
+const GitHubName = Pattern(GITHUB_NAME, GITHUB_NAME_RULE);
+const opt = Type.Optional;
+
+const ChartSchema = Type.Object(
+    {
+        repository: opt(HttpUrl),
+        name: opt(Pattern(/^[a-z0-9][a-z0-9-]*$/, "must be a chart name")),
+        version: opt(Semver),
+        oci: opt(Pattern(/^oci:\/\/\S+$/, "must be an oci:// reference", { "x-url": true })),
+        path: opt(Type.String()),
+    },
+    strict,
+);
+
+const RepositorySchema = Type.Object(
+    { name: opt(GitHubName), description: opt(Type.String()), visibility: opt(OneOf(["private", "internal", "public"])), requiredChecks: opt(Type.Array(Type.String())) },
+    strict,
+);
+
+const WindowSchema = Type.Object(
+    { kind: opt(OneOf(["allow", "deny"])), schedule: Type.String(), duration: Type.String(), timeZone: opt(Type.String()), manualSync: opt(Type.Boolean()) },
+    strict,
+);
+
+const StageSchema = Type.Object(
+    {
+        name: Label,
+        sync: opt(OneOf(["automatic", "manual"])),
+        owners: opt(Type.Array(TeamSlug)),
+        namespaces: opt(Type.Array(Label)),
+        requireReview: opt(Type.Boolean()),
+        queue: opt(OneOf(["fifo", "coalesce"])),
+        syncWindows: opt(Type.Array(WindowSchema)),
+        freezeWindows: opt(Type.Array(WindowSchema)),
+        requireApproval: opt(Type.Boolean()),
+        // Key syntax is the API server's to judge (see Stage.annotations).
+        annotations: opt(Type.Record(Type.String(), Type.String(), { additionalProperties: false, "x-key-rule": "annotation key must be one line" })),
+    },
+    strict,
+);
+
+/** The platform stack's configuration as TypeBox checks its shape (keys without the namespace); the rules across keys are checked in code. */
+export const PLATFORM_SCHEMA = Type.Object(
+    {
+        gitHost: opt(
+            Type.Object(
+                {
+                    kind: opt(OneOf(["local", "github"])),
+                    path: opt(Type.String()),
+                    serveUrl: opt(Pattern(/^(git|https?|ssh|file):\/\/\S+$/, "must be a git://, http(s)://, ssh:// or file:// URL", { "x-url": true })),
+                    owner: opt(GitHubName),
+                    baseUrl: opt(HttpUrl),
+                    runnerActor: opt(
+                        Pattern(
+                            RUNNER_ACTOR,
+                            'must be "/<login>" of the runner\'s machine user or the node ID of its GitHub App (gh api /apps/<slug> --jq .node_id), as branch protection names bypass actors',
+                        ),
+                    ),
+                },
+                strict,
+            ),
+        ),
+        repositories: opt(Type.Object({ dev: opt(RepositorySchema), ops: opt(RepositorySchema) }, strict)),
+        teams: opt(Type.Object({ platformAdmins: opt(TeamSlug), developers: opt(TeamSlug) }, strict)),
+        stages: opt(Type.Array(StageSchema)),
+        argocd: opt(
+            Type.Object(
+                {
+                    namespace: opt(Label),
+                    chart: opt(ChartSchema),
+                    url: opt(HttpUrl),
+                    accounts: opt(Type.Array(Type.Object({ name: Pattern(ACCOUNT_NAME, ACCOUNT_NAME_RULE), teams: opt(Type.Array(TeamSlug)) }, strict))),
+                },
+                strict,
+            ),
+        ),
+        sealedSecrets: opt(Type.Object({ namespace: opt(Label), chart: opt(ChartSchema) }, strict)),
+        cluster: opt(Type.Object({ kubeconfig: opt(Type.String()), context: opt(Type.String()), renderDir: opt(Type.String()), skipAwait: opt(Type.Boolean()) }, strict)),
+        runner: opt(Type.Object({ url: opt(HttpUrl) }, strict)),
+    },
+    strict,
+);
+
+type Raw = Static<typeof PLATFORM_SCHEMA>;
+
+/** Names of every top-level key the platform stack reads. */
+export const PLATFORM_KEYS = Object.keys(PLATFORM_SCHEMA.properties);
+
+/** Collects the problems of the rules across keys (what a schema cannot state). */
+class Rules {
+    readonly problems: Problem[] = [];
+    fail(key: string, value: unknown, rule: string): void {
+        this.problems.push({ key: k(key), ...(value === undefined ? {} : { value: show(value) }), rule });
+    }
+}
+
+function chartOf(r: Rules, key: string, o: Static<typeof ChartSchema> | undefined, fallback: ChartSource, ctx: ParseContext): ChartSource {
+    if (o === undefined) return fallback;
+    const given = (["repository", "oci", "path"] as const).filter((f) => o[f] !== undefined);
     if (given.length !== 1) {
-        c.fail(key, raw, 'must set exactly one of "repository" (with "name" and "version"), "oci" (with "version") or "path"');
+        r.fail(key, o, 'must set exactly one of "repository" (with "name" and "version"), "oci" (with "version") or "path"');
         return fallback;
     }
     if (o.path !== undefined) {
-        for (const f of ["name", "version"]) {
-            if (o[f] !== undefined) c.fail(`${key}.${f}`, o[f], 'is not used with "path" (the chart folder carries its version)');
+        for (const f of ["name", "version"] as const) {
+            if (o[f] !== undefined) r.fail(`${key}.${f}`, o[f], 'is not used with "path" (the chart folder carries its version)');
         }
-        return { kind: "path", path: resolvePath(ctx, c.string(`${key}.path`, o.path)) };
+        return { kind: "path", path: resolvePath(ctx, o.path) };
     }
-    const version = c.string(`${key}.version`, o.version, undefined, SEMVER, SEMVER_RULE);
-    if (o.oci !== undefined) {
-        const reference = c.string(`${key}.oci`, o.oci, undefined, /^oci:\/\/\S+$/, "must be an oci:// reference");
-        return { kind: "oci", reference, version };
-    }
-    return {
-        kind: "repository",
-        repository: c.url(`${key}.repository`, o.repository),
-        name: c.string(`${key}.name`, o.name, undefined, /^[a-z0-9][a-z0-9-]*$/, "must be a chart name"),
-        version,
-    };
-}
-
-function parseRepository(c: Checker, key: string, raw: unknown, role: "dev" | "ops"): RepositorySettings {
-    const o = c.object(key, raw, ["name", "description", "visibility", "requiredChecks"]);
-    return {
-        name: c.string(`${key}.name`, o.name, `app-${role}`, GITHUB_NAME, GITHUB_NAME_RULE),
-        description: c.string(
-            `${key}.description`,
-            o.description,
-            role === "dev" ? "Application code, chart, per-stage values and CI" : "Desired state of every environment",
-        ),
-        visibility: c.oneOf(`${key}.visibility`, o.visibility, ["private", "internal", "public"], "private"),
-        requiredChecks: requiredChecks(c, key, o.requiredChecks, role),
-    };
+    if (o.version === undefined) r.fail(`${key}.version`, undefined, "is required");
+    const version = o.version ?? "";
+    if (o.oci !== undefined) return { kind: "oci", reference: o.oci, version };
+    if (o.name === undefined) r.fail(`${key}.name`, undefined, "is required");
+    return { kind: "repository", repository: o.repository!, name: o.name ?? "", version };
 }
 
 /**
@@ -231,211 +318,157 @@ function parseRepository(c: Checker, key: string, raw: unknown, role: "dev" | "o
  * `validate` itself after running that check's rules on its commit; a check it cannot run would
  * refuse every promotion, so ops requires `validate` and nothing else.
  */
-function requiredChecks(c: Checker, key: string, raw: unknown, role: "dev" | "ops"): string[] {
-    const checks = c.strings(`${key}.requiredChecks`, raw, role === "dev" ? ["ci"] : ["validate"]);
+function repositoryOf(r: Rules, key: string, o: Static<typeof RepositorySchema> = {}, role: "dev" | "ops"): RepositorySettings {
+    const checks = o.requiredChecks ?? (role === "dev" ? ["ci"] : ["validate"]);
     if (role === "ops" && (checks.length !== 1 || checks[0] !== "validate")) {
-        c.fail(`${key}.requiredChecks`, raw, 'must be ["validate"] on the ops repo: the runner reports only that check on its own commits, so any other would refuse every promotion');
-        return ["validate"];
+        r.fail(`${key}.requiredChecks`, o.requiredChecks, 'must be ["validate"] on the ops repo: the runner reports only that check on its own commits, so any other would refuse every promotion');
     }
-    return checks;
+    return {
+        name: o.name ?? `app-${role}`,
+        description: o.description ?? (role === "dev" ? "Application code, chart, per-stage values and CI" : "Desired state of every environment"),
+        visibility: o.visibility ?? "private",
+        requiredChecks: role === "ops" ? ["validate"] : checks,
+    };
 }
 
-function parseSyncWindow(c: Checker, key: string, raw: unknown): SyncWindow {
-    const o = c.object(key, raw, ["kind", "schedule", "duration", "timeZone", "manualSync"]);
-    const window = {
-        kind: c.oneOf(`${key}.kind`, o.kind, ["allow", "deny"], "deny"),
-        schedule: c.string(`${key}.schedule`, o.schedule),
-        duration: c.string(`${key}.duration`, o.duration),
-        timeZone: c.string(`${key}.timeZone`, o.timeZone, "UTC"),
-        manualSync: c.boolean(`${key}.manualSync`, o.manualSync, false),
-    };
+function windowOf(r: Rules, key: string, o: Static<typeof WindowSchema>): SyncWindow {
+    const window = { kind: o.kind ?? "deny", schedule: o.schedule, duration: o.duration, timeZone: o.timeZone ?? "UTC", manualSync: o.manualSync ?? false };
     // Checked here, as Argo CD would read them, so that a window that passes the config never makes
     // a promotion fail later (the runner evaluates freeze windows with the same functions).
-    const check = (field: string, value: unknown, rule: string, fn: () => unknown) => {
-        if (typeof value !== "string") return;
+    const check = (field: string, value: string, rule: string, fn: () => unknown) => {
         try {
             fn();
         } catch {
-            c.fail(`${key}.${field}`, value, rule);
+            r.fail(`${key}.${field}`, value, rule);
         }
     };
-    check("schedule", o.schedule, SCHEDULE_RULE, () => parseSchedule(window.schedule));
-    check("duration", o.duration, DURATION_RULE, () => durationMinutes(window.duration));
+    check("schedule", window.schedule, SCHEDULE_RULE, () => parseSchedule(window.schedule));
+    check("duration", window.duration, DURATION_RULE, () => durationMinutes(window.duration));
     check("timeZone", window.timeZone, TIME_ZONE_RULE, () => checkTimeZone(window.timeZone));
     return window;
 }
 
-function parseStage(c: Checker, key: string, raw: unknown, index: number): Stage {
-    const o = c.object(key, raw, ["name", "sync", "owners", "namespaces", "requireReview", "queue", "syncWindows", "freezeWindows", "requireApproval", "annotations"]);
-    const name = c.string(`${key}.name`, o.name, undefined, DNS_LABEL, DNS_LABEL_RULE);
+function stageOf(r: Rules, key: string, o: Static<typeof StageSchema>, index: number): Stage {
+    const name = o.name;
     // The first stage syncs automatically by default, as itg does in the default pipeline.
-    const sync = c.oneOf<SyncMode>(`${key}.sync`, o.sync, ["automatic", "manual"], index === 0 ? "automatic" : "manual");
-    const owners = c.strings(`${key}.owners`, o.owners, [`${name}-owners`], TEAM_SLUG, TEAM_SLUG_RULE);
-    if (owners.length === 0) c.fail(`${key}.owners`, o.owners, "must name at least one team");
-    const namespaces = c.strings(`${key}.namespaces`, o.namespaces, [name], DNS_LABEL, DNS_LABEL_RULE);
-    if (namespaces.length === 0) c.fail(`${key}.namespaces`, o.namespaces, "must name at least one namespace");
+    const sync: SyncMode = o.sync ?? (index === 0 ? "automatic" : "manual");
+    const owners = o.owners ?? [`${name}-owners`];
+    if (owners.length === 0) r.fail(`${key}.owners`, o.owners, "must name at least one team");
+    const namespaces = o.namespaces ?? [name];
+    if (namespaces.length === 0) r.fail(`${key}.namespaces`, o.namespaces, "must name at least one namespace");
     return {
         name,
         sync,
         owners,
         namespaces,
-        requireReview: c.boolean(`${key}.requireReview`, o.requireReview, false),
-        queue: c.oneOf(`${key}.queue`, o.queue, ["fifo", "coalesce"], sync === "automatic" ? "coalesce" : "fifo"),
-        syncWindows: c.array(`${key}.syncWindows`, o.syncWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
-        freezeWindows: c.array(`${key}.freezeWindows`, o.freezeWindows, [], (kk, item) => parseSyncWindow(c, kk, item)),
-        requireApproval: c.boolean(`${key}.requireApproval`, o.requireApproval, false),
-        annotations: parseAnnotations(c, `${key}.annotations`, o.annotations),
+        requireReview: o.requireReview ?? false,
+        queue: o.queue ?? (sync === "automatic" ? "coalesce" : "fifo"),
+        syncWindows: (o.syncWindows ?? []).map((w, i) => windowOf(r, `${key}.syncWindows[${i}]`, w)),
+        freezeWindows: (o.freezeWindows ?? []).map((w, i) => windowOf(r, `${key}.freezeWindows[${i}]`, w)),
+        requireApproval: o.requireApproval ?? false,
+        annotations: o.annotations ?? {},
     };
 }
-
-function parseAnnotations(c: Checker, key: string, raw: unknown): Record<string, string> {
-    if (raw === undefined) return {};
-    const o = c.object(key, raw, Object.keys((raw as object) ?? {}));
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(o)) out[k] = c.string(`${key}.${k}`, v);
-    return out;
-}
-
-/**
- * A pull-request bypass actor as GitHub's branch protection takes it: "/" and a user's login, or an
- * App's node ID (legacy base64 "MD..." or the newer "<PREFIX>_..." form).
- */
-const RUNNER_ACTOR = /^(?:\/[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}|MD[A-Za-z0-9+/]{6,}={0,2}|[A-Z]{1,4}_[A-Za-z0-9_-]{6,})$/;
-
-/** Names of every top-level key the platform stack reads. */
-export const PLATFORM_KEYS = ["gitHost", "repositories", "teams", "stages", "argocd", "sealedSecrets", "cluster", "runner"];
 
 /**
  * Parses the platform configuration from raw config values (key without namespace -> parsed JSON
- * or string). Throws a ValidationError listing every problem; returns the config with defaults.
+ * or string). Its shape is checked against {@link PLATFORM_SCHEMA}, and the rules across keys (kinds
+ * of git host, unique names, namespaces, charts, windows as Argo CD reads them) on every top-level
+ * section whose shape is right, so one error lists the problems of every section. Throws a
+ * ValidationError listing them; returns the config with defaults.
  */
-export function parsePlatformConfig(raw: Readonly<Record<string, unknown>>, ctx: ParseContext): PlatformConfig {
-    const c = new Checker();
-    for (const key of Object.keys(raw)) {
-        if (!PLATFORM_KEYS.includes(key)) {
-            c.fail(k(key), undefined, `is not a known setting (known: ${PLATFORM_KEYS.join(", ")})`);
-        }
-    }
+export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>, ctx: ParseContext): PlatformConfig {
+    const shape = problemsOf(PLATFORM_SCHEMA, rawValues, { prefix: `${NAMESPACE}:` });
+    // A list cut short does not say which sections are sound: the rules wait for the next run.
+    if (capped(shape)) throw new ValidationError("platform configuration", shape);
+    // A section with a problem of shape is left out of the rules (its defaults stand in), and so are
+    // the rules that read it together with another section: they would judge the defaults.
+    const ok = (...sections: string[]) => sections.every((sec) => !shape.some((p) => p.key === k(sec) || p.key.startsWith(`${k(sec)}.`) || p.key.startsWith(`${k(sec)}[`)));
+    const raw: Raw = Object.fromEntries(Object.entries(rawValues).filter(([key]) => PLATFORM_KEYS.includes(key) && ok(key)));
+    const r = new Rules();
 
-    const gh = c.object(k("gitHost"), raw.gitHost, ["kind", "path", "serveUrl", "owner", "baseUrl", "runnerActor"]);
-    const hostKind = c.oneOf(k("gitHost.kind"), gh.kind, ["local", "github"], "local");
+    const gh = raw.gitHost ?? {};
     let gitHost: GitHost;
-    if (hostKind === "github") {
-        for (const f of ["path", "serveUrl"]) {
-            if (gh[f] !== undefined) c.fail(k(`gitHost.${f}`), gh[f], 'is only used with kind "local"');
+    if (gh.kind === "github") {
+        for (const f of ["path", "serveUrl"] as const) {
+            if (gh[f] !== undefined) r.fail(`gitHost.${f}`, gh[f], 'is only used with kind "local"');
         }
-        gitHost = {
-            kind: "github",
-            owner: c.string(k("gitHost.owner"), gh.owner, undefined, GITHUB_NAME, GITHUB_NAME_RULE),
-            baseUrl: gh.baseUrl === undefined ? undefined : c.url(k("gitHost.baseUrl"), gh.baseUrl),
-            // Required: the protection of ops main lets only this actor push directly, so without
-            // it no promotion could land.
-            runnerActor: c.string(
-                k("gitHost.runnerActor"),
-                gh.runnerActor,
-                undefined,
-                RUNNER_ACTOR,
-                'must be "/<login>" of the runner\'s machine user or the node ID of its GitHub App (gh api /apps/<slug> --jq .node_id), as branch protection names bypass actors',
-            ),
-        };
+        if (gh.owner === undefined) r.fail("gitHost.owner", undefined, "is required");
+        // Required: the protection of ops main lets only this actor push directly, so without it no promotion could land.
+        if (gh.runnerActor === undefined) r.fail("gitHost.runnerActor", undefined, "is required");
+        gitHost = { kind: "github", owner: gh.owner ?? "", baseUrl: gh.baseUrl, runnerActor: gh.runnerActor ?? "" };
     } else {
-        for (const f of ["owner", "baseUrl", "runnerActor"]) {
-            if (gh[f] !== undefined) c.fail(k(`gitHost.${f}`), gh[f], 'is only used with kind "github"');
+        for (const f of ["owner", "baseUrl", "runnerActor"] as const) {
+            if (gh[f] !== undefined) r.fail(`gitHost.${f}`, gh[f], 'is only used with kind "github"');
         }
-        const serveUrl = gh.serveUrl === undefined ? undefined : c.string(k("gitHost.serveUrl"), gh.serveUrl, undefined, /^(git|https?|ssh|file):\/\/\S+$/, "must be a git://, http(s)://, ssh:// or file:// URL");
-        gitHost = { kind: "local", path: resolvePath(ctx, c.string(k("gitHost.path"), gh.path, ".gitops-stages/git")), serveUrl };
+        gitHost = { kind: "local", path: resolvePath(ctx, gh.path ?? ".gitops-stages/git"), serveUrl: gh.serveUrl };
     }
 
-    const repos = c.object(k("repositories"), raw.repositories, ["dev", "ops"]);
     const repositories = {
-        dev: parseRepository(c, k("repositories.dev"), repos.dev, "dev"),
-        ops: parseRepository(c, k("repositories.ops"), repos.ops, "ops"),
+        dev: repositoryOf(r, "repositories.dev", raw.repositories?.dev, "dev"),
+        ops: repositoryOf(r, "repositories.ops", raw.repositories?.ops, "ops"),
     };
-    if (repositories.dev.name === repositories.ops.name) {
-        c.fail(k("repositories.ops.name"), repositories.ops.name, "must differ from repositories.dev.name");
-    }
+    if (ok("repositories") && repositories.dev.name === repositories.ops.name) r.fail("repositories.ops.name", repositories.ops.name, "must differ from repositories.dev.name");
 
-    const t = c.object(k("teams"), raw.teams, ["platformAdmins", "developers"]);
-    const teams = {
-        platformAdmins: c.string(k("teams.platformAdmins"), t.platformAdmins, "platform-admins", TEAM_SLUG, TEAM_SLUG_RULE),
-        developers: c.string(k("teams.developers"), t.developers, "developers", TEAM_SLUG, TEAM_SLUG_RULE),
-    };
+    const teams = { platformAdmins: raw.teams?.platformAdmins ?? "platform-admins", developers: raw.teams?.developers ?? "developers" };
 
-    const stages = c.array(k("stages"), raw.stages, [...DEFAULT_STAGES], (kk, item, i) => parseStage(c, kk, item, i));
-    if (Array.isArray(raw.stages) && raw.stages.length === 0) c.fail(k("stages"), raw.stages, "must list at least one stage");
+    if (raw.stages !== undefined && raw.stages.length === 0) r.fail("stages", raw.stages, "must list at least one stage");
+    const stages = raw.stages === undefined ? [...DEFAULT_STAGES] : raw.stages.map((o, i) => stageOf(r, `stages[${i}]`, o, i));
     const seen = new Map<string, number>();
     stages.forEach((s, i) => {
-        if (/^mr-/.test(s.name)) c.fail(k(`stages[${i}].name`), s.name, 'must not start with "mr-" (reserved for merge-request stacks)');
+        if (/^mr-/.test(s.name)) r.fail(`stages[${i}].name`, s.name, 'must not start with "mr-" (reserved for merge-request stacks)');
         // A stage's stack is named after it, and the program gives stacks named platform or platform-* the platform's role.
-        if (s.name === "platform" || s.name.startsWith("platform-")) c.fail(k(`stages[${i}].name`), s.name, 'must not be "platform" or start with "platform-" (names of the bootstrap stack)');
+        if (s.name === "platform" || s.name.startsWith("platform-")) r.fail(`stages[${i}].name`, s.name, 'must not be "platform" or start with "platform-" (names of the bootstrap stack)');
         const prev = seen.get(s.name);
-        if (prev !== undefined) c.fail(k(`stages[${i}].name`), s.name, `must be unique (also stages[${prev}].name)`);
+        if (prev !== undefined) r.fail(`stages[${i}].name`, s.name, `must be unique (also stages[${prev}].name)`);
         else seen.set(s.name, i);
     });
     const nsOwner = new Map<string, string>();
     stages.forEach((s, i) =>
         s.namespaces.forEach((ns, j) => {
             const other = nsOwner.get(ns);
-            if (other !== undefined && other !== s.name) {
-                c.fail(k(`stages[${i}].namespaces[${j}]`), ns, `must belong to one stage only (also used by ${other})`);
-            } else nsOwner.set(ns, s.name);
+            if (other !== undefined && other !== s.name) r.fail(`stages[${i}].namespaces[${j}]`, ns, `must belong to one stage only (also used by ${other})`);
+            else nsOwner.set(ns, s.name);
         }),
     );
 
-    const a = c.object(k("argocd"), raw.argocd, ["namespace", "chart", "url", "accounts"]);
+    const a = raw.argocd ?? {};
     const argocd = {
-        namespace: c.string(k("argocd.namespace"), a.namespace, "argocd", DNS_LABEL, DNS_LABEL_RULE),
-        chart: parseChart(c, k("argocd.chart"), a.chart, ARGOCD_CHART, ctx),
-        url: c.url(k("argocd.url"), a.url, "https://argocd.example.internal"),
-        accounts: c.array(k("argocd.accounts"), a.accounts, [], (kk, item) => {
-            const o = c.object(kk, item, ["name", "teams"]);
-            return {
-                name: c.string(`${kk}.name`, o.name, undefined, ACCOUNT_NAME, ACCOUNT_NAME_RULE),
-                teams: c.strings(`${kk}.teams`, o.teams, [], TEAM_SLUG, TEAM_SLUG_RULE),
-            };
-        }),
+        namespace: a.namespace ?? "argocd",
+        chart: chartOf(r, "argocd.chart", a.chart, ARGOCD_CHART, ctx),
+        url: a.url ?? "https://argocd.example.internal",
+        accounts: (a.accounts ?? []).map((acc) => ({ name: acc.name, teams: acc.teams ?? [] })),
     };
     const accountNames = new Set<string>();
     // Teams are RBAC subjects too (on the local host a group is the bare team name): an account
     // named like one would get that team's roles whatever its own `teams` say.
     const knownTeams = new Set([teams.platformAdmins, teams.developers, ...stages.flatMap((s) => s.owners)]);
-    for (const [i, acc] of argocd.accounts.entries()) {
-        if (acc.name === "admin" || acc.name === RUNNER_ARGOCD_ACCOUNT) c.fail(k(`argocd.accounts[${i}].name`), acc.name, `must not be "admin" or "${RUNNER_ARGOCD_ACCOUNT}" (Argo CD's and the runner's own accounts)`);
-        else if (knownTeams.has(acc.name)) c.fail(k(`argocd.accounts[${i}].name`), acc.name, "must not be the name of a team (it would take that team's roles)");
-        else if (accountNames.has(acc.name)) c.fail(k(`argocd.accounts[${i}].name`), acc.name, "must be unique among argocd.accounts");
+    for (const [i, acc] of ok("teams", "stages") ? argocd.accounts.entries() : []) {
+        if (acc.name === "admin" || acc.name === RUNNER_ARGOCD_ACCOUNT) r.fail(`argocd.accounts[${i}].name`, acc.name, `must not be "admin" or "${RUNNER_ARGOCD_ACCOUNT}" (Argo CD's and the runner's own accounts)`);
+        else if (knownTeams.has(acc.name)) r.fail(`argocd.accounts[${i}].name`, acc.name, "must not be the name of a team (it would take that team's roles)");
+        else if (accountNames.has(acc.name)) r.fail(`argocd.accounts[${i}].name`, acc.name, "must be unique among argocd.accounts");
         accountNames.add(acc.name);
         for (const [j, team] of acc.teams.entries()) {
-            if (!knownTeams.has(team)) c.fail(k(`argocd.accounts[${i}].teams[${j}]`), team, `must be a team of this platform (${[...knownTeams].join(", ")})`);
+            if (!knownTeams.has(team)) r.fail(`argocd.accounts[${i}].teams[${j}]`, team, `must be a team of this platform (${[...knownTeams].join(", ")})`);
         }
     }
-    const ss = c.object(k("sealedSecrets"), raw.sealedSecrets, ["namespace", "chart"]);
     const sealedSecrets = {
-        namespace: c.string(k("sealedSecrets.namespace"), ss.namespace, "kube-system", DNS_LABEL, DNS_LABEL_RULE),
-        chart: parseChart(c, k("sealedSecrets.chart"), ss.chart, SEALED_SECRETS_CHART, ctx),
+        namespace: raw.sealedSecrets?.namespace ?? "kube-system",
+        chart: chartOf(r, "sealedSecrets.chart", raw.sealedSecrets?.chart, SEALED_SECRETS_CHART, ctx),
     };
-    for (const [i, s] of stages.entries()) {
+    for (const [i, s] of ok("argocd", "sealedSecrets", "stages") ? stages.entries() : []) {
         for (const [j, ns] of s.namespaces.entries()) {
-            if (ns === argocd.namespace || ns === sealedSecrets.namespace) {
-                c.fail(k(`stages[${i}].namespaces[${j}]`), ns, "must not be a platform namespace (Argo CD or Sealed Secrets)");
-            }
+            if (ns === argocd.namespace || ns === sealedSecrets.namespace) r.fail(`stages[${i}].namespaces[${j}]`, ns, "must not be a platform namespace (Argo CD or Sealed Secrets)");
         }
     }
 
-    const cl = c.object(k("cluster"), raw.cluster, ["kubeconfig", "context", "renderDir", "skipAwait"]);
-    const kubeconfig = cl.kubeconfig === undefined ? undefined : resolvePath(ctx, c.string(k("cluster.kubeconfig"), cl.kubeconfig));
-    if (kubeconfig === undefined && cl.context !== undefined) {
-        c.fail(k("cluster.context"), cl.context, "needs cluster.kubeconfig");
-    }
-    const cluster = {
-        kubeconfig,
-        context: cl.context === undefined ? undefined : c.string(k("cluster.context"), cl.context),
-        renderDir: resolvePath(ctx, c.string(k("cluster.renderDir"), cl.renderDir, `.gitops-stages/rendered/${ctx.stack}`)),
-        skipAwait: c.boolean(k("cluster.skipAwait"), cl.skipAwait, false),
-    };
+    const cl = raw.cluster ?? {};
+    const kubeconfig = cl.kubeconfig === undefined ? undefined : resolvePath(ctx, cl.kubeconfig);
+    if (kubeconfig === undefined && cl.context !== undefined) r.fail("cluster.context", cl.context, "needs cluster.kubeconfig");
+    const cluster = { kubeconfig, context: cl.context, renderDir: resolvePath(ctx, cl.renderDir ?? `.gitops-stages/rendered/${ctx.stack}`), skipAwait: cl.skipAwait ?? false };
+    const runner = { url: raw.runner?.url ?? "http://127.0.0.1:8080" };
 
-    const r = c.object(k("runner"), raw.runner, ["url"]);
-    const runner = { url: c.url(k("runner.url"), r.url, "http://127.0.0.1:8080") };
-
-    c.throwIfAny("platform configuration");
+    const problems = [...shape, ...r.problems];
+    if (problems.length) throw new ValidationError("platform configuration", problems);
     return { gitHost, repositories, teams, stages, argocd, sealedSecrets, cluster, runner };
 }

@@ -1,6 +1,6 @@
 /**
- * Checking input against TypeBox schemas, with the errors users know: one error listing every
- * problem as `key = value: rule`. TypeBox finds the problems, and the same schemas are what the
+ * Checking input against TypeBox schemas, with the errors users know: one error listing the
+ * problems, each as `key = value: rule`. TypeBox finds the problems, and the same schemas are what the
  * service's routes validate with and what its OpenAPI document is generated from. This module
  * only words TypeBox's findings: TypeBox's own messages ("Expected string to match '^[a-z]...'")
  * quote regular expressions, so a schema states its rule for people in `x-rule` (which the
@@ -10,7 +10,7 @@ import { FormatRegistry, type TSchema, Type } from "@sinclair/typebox";
 import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
 import { Value } from "@sinclair/typebox/value";
 
-import { COMMIT, COMMIT_RULE, DNS_LABEL, DNS_LABEL_RULE, type Problem, REQUEST_ID, REQUEST_ID_RULE, REQUESTER, REQUESTER_RULE, SEMVER, SEMVER_RULE, show, urlProblem } from "./validate";
+import { COMMIT, COMMIT_RULE, DNS_LABEL, DNS_LABEL_RULE, type Problem, REQUEST_ID, REQUEST_ID_RULE, REQUESTER, REQUESTER_RULE, SEMVER, SEMVER_RULE, maskUrl, show, urlProblem } from "./validate";
 
 /** The format of an http(s) URL without credentials, spaces or control characters (see {@link urlProblem}). */
 export const HTTP_URL = "http-url";
@@ -78,8 +78,9 @@ function problemOf(e: ValueError, naming: Naming): Problem {
     const key = prefix + keyOf(e.path, root);
     const s = e.schema;
     const ruled = (fallback: string) => (typeof s["x-rule"] === "string" ? s["x-rule"] : fallback);
-    // A secret (`writeOnly`: sent, never shown back) is named, never quoted.
-    const shown = (rule: string): Problem => (s.writeOnly === true ? { key, rule } : { key, value: show(e.value), rule });
+    // A secret (`writeOnly`: sent, never shown back) is named, never quoted; a URL (`x-url`) is shown without credentials.
+    const value = s["x-url"] === true && typeof e.value === "string" ? maskUrl(e.value) : e.value;
+    const shown = (rule: string): Problem => (s.writeOnly === true ? { key, rule } : { key, value: show(value), rule });
     switch (e.type) {
         case ValueErrorType.ObjectRequiredProperty:
             return { key, rule: "is required" };
@@ -131,6 +132,9 @@ function problemOf(e: ValueError, naming: Naming): Problem {
     }
 }
 
+/** How many problems one error lists. */
+export const MAX_PROBLEMS = 20;
+
 /** A value without its `undefined` properties: in JSON, and so in every request, a key set to nothing is a key left out. */
 function defined(v: unknown): unknown {
     if (Array.isArray(v)) return v.map(defined);
@@ -138,9 +142,16 @@ function defined(v: unknown): unknown {
     return Object.fromEntries(Object.entries(v).flatMap(([k, x]) => (x === undefined ? [] : [[k, defined(x)]])));
 }
 
+/** Whether a list of problems was cut at {@link MAX_PROBLEMS} (rules past the schema should then wait). */
+export function capped(problems: readonly Problem[]): boolean {
+    return problems.length > MAX_PROBLEMS;
+}
+
 /**
- * Every problem of `value` against `schema`, one per key, in the order a reader checks: unknown
- * keys first, then the schema's properties in their order; keys named as `naming` says.
+ * The problems of `value` against `schema`, one per key, in the order a reader checks: unknown
+ * keys first, then the schema's properties in their order; keys named as `naming` says. At most
+ * {@link MAX_PROBLEMS} are listed, then one line says there are more (a body of a million bad
+ * items must not become an answer of a million lines).
  */
 export function problemsOf(schema: TSchema, raw: unknown, naming: Naming = { root: "request" }): Problem[] {
     const value = defined(raw);
@@ -149,6 +160,10 @@ export function problemsOf(schema: TSchema, raw: unknown, naming: Naming = { roo
     const order = Object.keys((schema.properties as object | undefined) ?? {});
     let at = 0;
     for (const e of Value.Errors(schema, value)) {
+        if (found.length === MAX_PROBLEMS) {
+            found.push({ problem: { key: "…", rule: `and more problems than the ${MAX_PROBLEMS} listed; fix these first` }, rank: Number.MAX_SAFE_INTEGER, at: at++ });
+            break;
+        }
         const problem = problemOf(e, naming);
         // TypeBox reports a missing key twice (required, then its type): the first says it.
         if (seen.has(problem.key)) continue;

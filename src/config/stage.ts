@@ -1,12 +1,12 @@
 /**
  * Configuration of stage stacks (`itg`, `tst`, ...) and merge-request stacks (`mr-<n>`): what the
  * runner writes into a stack's config before each update. TypeBox schemas, checked with one error
- * for every problem.
+ * listing the problems found.
  */
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 
-import { HttpUrl, Label, OneOf, Pattern, RequestId, Requester, Semver, Whole, problemsOf } from "./schema";
-import { COMMIT, DNS_LABEL, DNS_LABEL_RULE, ValidationError, show } from "./validate";
+import { HttpUrl, Label, OneOf, Pattern, RequestId, Requester, Semver, Whole, capped, problemsOf } from "./schema";
+import { COMMIT, DNS_LABEL, DNS_LABEL_RULE, type Problem, ValidationError, show } from "./validate";
 import { NAMESPACE } from "./platform";
 
 /** Who put a hold on an app in a stage, and why. */
@@ -62,6 +62,7 @@ const IsoTime = (example = "") => Pattern(ISO_TIME, `must be an ISO time in UTC$
 const GitCommit = Pattern(COMMIT, "must be a git commit id");
 const Image = Pattern(/^\S+[:@]\S+$/, "must be an image reference with a tag or digest");
 const strict = { additionalProperties: false } as const;
+const APP_NAME_RULE = `app name ${DNS_LABEL_RULE}`;
 
 /** A stage's release of one app, as its stack config holds it. */
 const Release = Type.Object(
@@ -83,7 +84,8 @@ const StageConfigSchema = Type.Object(
         stage: Type.Optional(
             Type.Object(
                 {
-                    releases: Type.Optional(Type.Record(Type.String({ pattern: DNS_LABEL.source }), Release, { additionalProperties: false, "x-key-rule": `app name ${DNS_LABEL_RULE}` })),
+                    // Every entry's release is checked; app names are checked in code (below), all of them.
+                    releases: Type.Optional(Type.Record(Type.String(), Release, { additionalProperties: false, "x-key-rule": APP_NAME_RULE })),
                     change: Type.Optional(
                         Type.Object(
                             {
@@ -111,16 +113,26 @@ const StageConfigSchema = Type.Object(
     strict,
 );
 
-/** `raw` checked against `schema`, named as stack config keys are (`gitops-stages:<key>`), or a ValidationError listing every problem. */
-function checked<T extends TSchema>(schema: T, raw: unknown, subject: string, setting: string): Static<T> {
+/**
+ * `raw` checked against `schema`, named as stack config keys are (`gitops-stages:<key>`), or a
+ * ValidationError listing the problems, with those `more` finds (rules a schema cannot state).
+ */
+function checked<T extends TSchema>(schema: T, raw: unknown, subject: string, setting: string, more: Problem[] = []): Static<T> {
     const problems = problemsOf(schema, raw, { prefix: `${NAMESPACE}:`, setting });
+    if (!capped(problems)) for (const p of more) if (!problems.some((q) => q.key === p.key)) problems.push(p);
     if (problems.length) throw new ValidationError(subject, problems);
     return raw as Static<T>;
 }
 
+/** The keys of `value` if it is a plain object. */
+function keysOf(value: unknown): string[] {
+    return value && typeof value === "object" && !Array.isArray(value) ? Object.keys(value) : [];
+}
+
 /** Parses a stage stack's configuration (raw values keyed without the namespace). */
 export function parseStageConfig(raw: Readonly<Record<string, unknown>>): StageConfig {
-    const cfg = checked(StageConfigSchema, raw, "stage configuration", "of a stage stack");
+    const names = keysOf((raw.stage as { releases?: unknown } | undefined)?.releases).filter((app) => !DNS_LABEL.test(app));
+    const cfg = checked(StageConfigSchema, raw, "stage configuration", "of a stage stack", names.map((app) => ({ key: `${NAMESPACE}:stage.releases.${app}`, rule: APP_NAME_RULE })));
     const releases: Record<string, StageRelease> = {};
     for (const [app, r] of Object.entries(cfg.stage?.releases ?? {})) {
         const { hold, ...release } = r;
@@ -167,8 +179,9 @@ const MrConfigSchema = Type.Object(
 
 /** Parses a merge-request stack's configuration; `stack` is the stack name (`mr-<n>`). */
 export function parseMrConfig(raw: Readonly<Record<string, unknown>>, stack: string, projectDir: string): MrConfig {
-    const { mr: m, cluster: cl = {} } = checked(MrConfigSchema, raw, "merge-request configuration", "of a merge-request stack");
-    if (`mr-${m.number}` !== stack) throw new ValidationError("merge-request configuration", [{ key: `${NAMESPACE}:mr.number`, value: show(m.number), rule: `must match the stack name (${stack})` }]);
+    const number = (raw.mr as { number?: unknown } | undefined)?.number;
+    const mismatch = Number.isInteger(number) && `mr-${String(number)}` !== stack ? [{ key: `${NAMESPACE}:mr.number`, value: show(number), rule: `must match the stack name (${stack})` }] : [];
+    const { mr: m, cluster: cl = {} } = checked(MrConfigSchema, raw, "merge-request configuration", "of a merge-request stack", mismatch);
     const resolve = (p: string) => (p.startsWith("/") ? p : `${projectDir.replace(/\/$/, "")}/${p}`);
     return {
         number: m.number,

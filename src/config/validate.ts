@@ -178,20 +178,30 @@ export class Checker {
 }
 
 /**
+ * A URL as it may be shown back: everything between its scheme and its last `@` masked (a user
+ * name or password, however the rest is malformed; masking too much is the safe side).
+ */
+export function maskUrl(s: string): string {
+    return s.includes("@") ? s.replace(/^(\s*[A-Za-z][A-Za-z0-9+.-]*:(?:\/\/)?)?[\s\S]*@/, (_m, scheme: string | undefined) => `${scheme ?? ""}***@`) : s;
+}
+
+/**
  * What is wrong with a URL a caller gives (undefined: nothing): the rule it breaks and how to show
  * the value (a URL with credentials is shown without them).
  */
 export function urlProblem(s: string): { rule: string; shown: string } | undefined {
+    // Whatever is wrong, a user name or password in it is never shown back.
+    const shown = maskUrl(s);
     // URL parsing drops newlines and tabs silently; the text itself goes into commit trailers,
     // where a newline would start a trailer of the caller's own.
-    if (/[\s\0]/.test(s)) return { rule: "must be a URL without spaces, newlines or control characters", shown: s };
+    if (/[\s\0]/.test(s)) return { rule: "must be a URL without spaces, newlines or control characters", shown };
     let u: URL;
     try {
         u = new URL(s);
     } catch {
-        return { rule: "must be an http:// or https:// URL", shown: s };
+        return { rule: "must be an http:// or https:// URL", shown };
     }
-    if (u.protocol !== "http:" && u.protocol !== "https:") return { rule: "must be an http:// or https:// URL", shown: s };
+    if (u.protocol !== "http:" && u.protocol !== "https:") return { rule: "must be an http:// or https:// URL", shown };
     // URLs end up in commits, stack config and update metadata: never a credential.
     if (u.username || u.password) return { rule: "must not carry a user name or password", shown: `${u.protocol}//***@${u.host}${u.pathname}` };
     return undefined;

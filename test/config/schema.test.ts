@@ -5,7 +5,8 @@
 import * as assert from "node:assert/strict";
 
 import { problemsOf } from "../../src/config/schema";
-import { formatProblem } from "../../src/config/validate";
+import { PLATFORM_SCHEMA, parsePlatformConfig } from "../../src/config/platform";
+import { ValidationError, formatProblem } from "../../src/config/validate";
 import { COMMAND_INPUT, HTTP_BODY, parseInput } from "../../src/runner/requests";
 import { RunnerError } from "../../src/runner/errors";
 
@@ -51,6 +52,30 @@ describe("schema checks worded as key = value: rule", function () {
 
     it("names a stack config's keys in its namespace and says which stack an unknown key is not a setting of", function () {
         assert.deepEqual(lines(COMMAND_INPUT.drift, { stage: "x", deep: true }, { prefix: "gitops-stages:", setting: "of a drift" }), ["gitops-stages:deep: is not a known setting of a drift (known: stage)"]);
+    });
+
+    it("lists at most 20 problems, then says there are more; the platform's rules wait for a list cut short", function () {
+        const found = lines(COMMAND_INPUT["secret-rm"], { app: "web", stage: "tst", keys: Array.from({ length: 25 }, (_, i) => i) });
+        assert.equal(found.length, 21);
+        assert.equal(found[19], "keys[19] = 19: must be a string");
+        assert.equal(found[20], "…: and more problems than the 20 listed; fix these first");
+        // 21 unknown keys under gitHost and a section no check reached: one ValidationError, no crash in the rules.
+        const gitHost = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`x${i}`, 1]));
+        assert.throws(
+            () => parsePlatformConfig({ gitHost, cluster: { renderDir: 5 } }, { projectDir: "/p", stack: "platform" }),
+            (e: unknown) => e instanceof ValidationError && e.problems.length === 21,
+        );
+    });
+
+    it("never shows a URL's credentials, however malformed the URL", function () {
+        for (const url of [" https://u:pw@ci.example/run", "https://u:p/w@ci.example/run", "ftp:u:pw@host", "https://u:pw@ci.example/a b"]) {
+            const found = lines(COMMAND_INPUT.promote, { app: "web", version: "1.0.0", to: "itg", source: { commit: "abcdef0", ciRunUrl: url } });
+            assert.equal(found.length, 1, url);
+            assert.ok(!found[0].includes("pw") && !found[0].includes("p/w"), found[0]);
+            assert.match(found[0], /\*\*\*@/);
+        }
+        const oci = problemsOf(PLATFORM_SCHEMA, { argocd: { chart: { oci: "https://robot:pw@registry/x", version: "1.0.0" } } }, { prefix: "gitops-stages:" }).map(formatProblem);
+        assert.deepEqual(oci, ['gitops-stages:argocd.chart.oci = "https://***@registry/x": must be an oci:// reference']);
     });
 
     it("throws one invalid error listing every problem under the request's title", function () {
