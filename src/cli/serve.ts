@@ -39,6 +39,11 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
             return 2;
         }
     }
+    // `cli:` names the CLI's own requests in the log (failed, never requeued, when their process ends).
+    if (values.replica !== undefined && (values.replica.startsWith("cli:") || !/^\S{1,200}$/.test(values.replica))) {
+        process.stderr.write(`stages serve: --replica: must be 1 to 200 characters without spaces, not starting with "cli:", got ${JSON.stringify(values.replica)}\n`);
+        return 2;
+    }
     const log = serviceLog();
     // One database for the request log and the runner's records (approvals, answers): the same
     // one the CLIs of this deployment use ($GITOPS_STAGES_DATABASE), so they see each other's.
@@ -49,8 +54,11 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
     const service = new Service({
         assembled,
         store,
-        // Stable across restarts, so a restarted replica takes back its own interrupted requests at once.
-        replicaId: values.replica ?? os.hostname(),
+        // Stable across restarts, so a restarted replica takes back its own interrupted requests at
+        // once; the port keeps two services of one host apart (each would requeue the other's
+        // running requests at its start). On a port chosen by the system, the process instead (its
+        // requests come back to the queue when their lease runs out).
+        replicaId: values.replica ?? `serve:${os.hostname()}:${port === 0 ? `pid-${process.pid}` : port}`,
         log,
         limits: {
             ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),

@@ -8,9 +8,10 @@
  * workers (the service) or the CLI process run what {@link Commands.admit} admitted through
  * {@link Commands.run}.
  */
+import { ValidationError } from "../config/validate";
 import type { SealingScope } from "../secrets/seal";
 import { checkBundleFiles } from "../service/bundle-upload";
-import { type Actor, checkRequester, parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "./core";
+import { type Actor, logPrincipal, parseHoldRequest, parseMrDeployRequest, parsePromoteRequest, parseReleaseRef, parseRollbackRequest } from "./core";
 import * as os from "node:os";
 
 import { CLI_OWNER, endedError } from "../service/sqlite-store";
@@ -163,11 +164,14 @@ export class Commands {
     async admit(cmd: Command, actor: Actor, opts: { policyNow?: boolean } = {}): Promise<Admitted> {
         if (!(COMMAND_VERBS as readonly string[]).includes(cmd.verb)) throw new RunnerError("invalid", `verb = ${JSON.stringify(cmd.verb)}: must be one of ${COMMAND_VERBS.join(", ")}`);
         const verb = cmd.verb;
+        // Bad input is `invalid` whoever asks: the input is checked against its schema first, every
+        // problem listed (a bundle as the folder it is or will be written to).
+        const bundle = this.bundle(cmd);
+        parseInput(verb, { ...cmd.input, ...(bundle ? { bundle: bundle.dir } : {}) });
         let input: Record<string, unknown> = { ...cmd.input };
         if (WITH_REQUESTER.has(verb)) {
-            // Who asked is the authenticated principal. A requester the caller wrote is still
-            // checked like any field (a malformed one is `invalid`, not silently dropped), then replaced.
-            if (input.requester !== undefined) checkRequester(input.requester);
+            // Who asked is the authenticated principal. A requester the caller wrote was checked
+            // like any field above (a malformed one is `invalid`, not silently dropped); it is replaced.
             input = { ...input, requester: actor.name };
         }
         const long = LONG.has(verb);
@@ -175,9 +179,7 @@ export class Commands {
         switch (verb) {
             case "promote":
             case "preview": {
-                const bundle = this.bundle(cmd);
-                // The route or verb says whether it previews: `dryRun` is not a field of either.
-                parseInput(verb, { ...input, ...(bundle ? { bundle: bundle.dir } : {}) });
+                // The route or verb says whether it previews: `dryRun` is not a field of either (the schema refused it).
                 const request = { ...input, ...(bundle ? { bundle: bundle.dir } : {}), dryRun: verb === "preview" };
                 const req = parsePromoteRequest(request);
                 requireRight(actor, RIGHT[verb], req.to);
@@ -186,22 +188,18 @@ export class Commands {
                 return { ...base, stack: req.to, request, ...(verb === "promote" ? { coalesceKey: req.app } : {}), ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}), ...(bundle?.files ? { files: bundle.files } : {}) };
             }
             case "rollback": {
-                parseInput(verb, input);
                 const req = parseRollbackRequest(input);
                 requireRight(actor, "rollback", req.stage);
                 return { ...base, stack: req.stage, request: input, ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}) };
             }
             case "hold":
             case "release": {
-                parseInput(verb, input);
                 const req = parseHoldRequest(input);
                 requireRight(actor, "hold", req.stage);
                 return { ...base, stack: req.stage, request: input };
             }
             case "mr-deploy": {
-                const bundle = this.bundle(cmd);
                 const request = { ...input, ...(bundle ? { bundle: bundle.dir } : {}) };
-                parseInput(verb, request);
                 const req = parseMrDeployRequest(request);
                 requireRight(actor, "mr");
                 return { ...base, stack: `mr-${req.mr}`, request, ...(bundle?.files ? { files: bundle.files } : {}) };
@@ -251,7 +249,7 @@ export class Commands {
             }
             case "secret-set": {
                 const o = parseInput(verb, input);
-                if (!cmd.values || Object.keys(cmd.values).length === 0) throw new RunnerError("invalid", "values: at least one KEY is required");
+                if (!cmd.values || Object.keys(cmd.values).length === 0) throw new RunnerError("invalid", new ValidationError("secret request", [{ key: "values", rule: "must hold at least one KEY" }]).message);
                 requireRight(actor, "secrets", o.stage);
                 const request = { ...o, scope: (o.scope ?? "strict") as SealingScope, replace: o.replace ?? false };
                 // Recorded without the values: the log keeps key names only.
@@ -287,7 +285,7 @@ export class Commands {
     async run(admitted: Pick<Admitted, "verb" | "request"> & { readonly values?: SecretValues }, actor: Actor, opts: RunOptions = {}): Promise<unknown> {
         const { runner, secrets } = this.deps;
         const r = admitted.request;
-        const o = { ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) };
+        const o = { principal: logPrincipal(actor), ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) };
         switch (admitted.verb) {
             case "promote":
             case "preview":
@@ -317,13 +315,13 @@ export class Commands {
                 return r.commit !== undefined ? runner.stageCommit(r.stage as string, r.commit as string) : runner.history(r.stage as string);
             case "secret-set":
                 if (!admitted.values) throw new RunnerError("internal", "secret-set ran without its values (they are never recorded, so it cannot be run from the log)");
-                return secrets.set({ ...(r as Record<string, never>), app: r.app as string, stage: r.stage as string, scope: r.scope as SealingScope, replace: r.replace === true, values: admitted.values }, actor);
+                return secrets.set({ ...(r as Record<string, never>), app: r.app as string, stage: r.stage as string, scope: r.scope as SealingScope, replace: r.replace === true, values: admitted.values }, actor, opts.requestId);
             case "secret-list":
                 return secrets.list(r.stage as string, r.app as string | undefined, actor);
             case "secret-rm":
-                return secrets.remove({ app: r.app as string, stage: r.stage as string, keys: r.keys as string[], ...(r.name !== undefined ? { name: r.name as string } : {}), ...(r.reason !== undefined ? { reason: r.reason as string } : {}) }, actor);
+                return secrets.remove({ app: r.app as string, stage: r.stage as string, keys: r.keys as string[], ...(r.name !== undefined ? { name: r.name as string } : {}), ...(r.reason !== undefined ? { reason: r.reason as string } : {}) }, actor, opts.requestId);
             case "secret-reseal":
-                return secrets.reseal({ stage: r.stage as string, ...(r.certificate !== undefined ? { certificate: r.certificate as string } : {}), privateKeys: r.privateKeys as string[], ...(r.reason !== undefined ? { reason: r.reason as string } : {}) }, actor);
+                return secrets.reseal({ stage: r.stage as string, ...(r.certificate !== undefined ? { certificate: r.certificate as string } : {}), privateKeys: r.privateKeys as string[], ...(r.reason !== undefined ? { reason: r.reason as string } : {}) }, actor, opts.requestId);
         }
     }
 
@@ -350,7 +348,7 @@ export class Commands {
             const stack = admitted.long ? admitted.stack : `${admitted.stack}#${id}`;
             const at = now();
             const got = await log.store.begin(
-                { id, verb: admitted.verb, stack, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: actor.name, ...(admitted.idempotencyKey ? { idempotencyKey: admitted.idempotencyKey } : {}) },
+                { id, verb: admitted.verb, stack, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor), ...(admitted.idempotencyKey ? { idempotencyKey: admitted.idempotencyKey } : {}) },
                 log.owner,
                 at,
                 new Date(at.getTime() + LEASE_MS),

@@ -32,6 +32,18 @@ export interface Actor extends Principal {
     readonly teams: readonly string[];
     /** May skip the stage order (recorded in the commit). */
     readonly canOverrideOrder: boolean;
+    /** A person on this machine (the CLI without a token: `--as`, `$GITOPS_STAGES_USER` or the OS user), not a token's holder. */
+    readonly local?: boolean;
+}
+
+/**
+ * Who a request belongs to in the request log (its idempotency keys, its answers, who may read it):
+ * a token's name, or `user:<name>` for a person on this machine without a token, so that `--as
+ * ci-itg` can never answer, or be answered by, what the token named ci-itg asked (token names
+ * cannot hold a ':').
+ */
+export function logPrincipal(actor: Actor): string {
+    return actor.local ? `user:${actor.name}` : actor.name;
 }
 
 /** A promotion request, same shape for CLI and HTTP. */

@@ -100,7 +100,7 @@ export function cliActor(settings: RunnerSettings, name: string): Actor {
     // The name becomes the Requester trailer of commits: one line, as every requester.
     checkRequester(name, "user", " (from --as, $GITOPS_STAGES_USER or the OS user)");
     const u = settings.users[name];
-    return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false, grants: u?.grants ?? [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }] };
+    return { name, teams: u?.teams ?? [], canOverrideOrder: u?.overrideOrder ?? false, grants: u?.grants ?? [{ stages: ["*"], verbs: DEFAULT_USER_VERBS }], local: true };
 }
 
 /**

@@ -9,6 +9,7 @@ import { type Static, type TObject, type TProperties, type TSchema, Type } from 
 
 import { Commit, HttpUrl, Label, OneOf, Pattern, RequestId, Requester, Semver, Whole, problemsOf } from "../config/schema";
 import { DNS_LABEL, DNS_LABEL_RULE, REQUESTER, REQUESTER_RULE, ValidationError } from "../config/validate";
+import { SECRET_KEY, SECRET_KEY_RULE } from "../secrets/store";
 import { RunnerError } from "./errors";
 
 /** A reason given with a change: free text for the commit's body, without NUL bytes. */
@@ -108,9 +109,12 @@ export const HTTP_BODY = {
     "mr-deploy": object("merge-request deployment", { ...mrDeployFields, bundle: BundleUpload }),
     "secret-set": object("secret request", {
         ...COMMAND_INPUT["secret-set"].properties,
-        values: Type.Record(Type.String(), Type.String({ contentEncoding: "base64", pattern: "^[A-Za-z0-9+/]*={0,2}$", "x-rule": "must be base64", writeOnly: true }), {
+        values: Type.Record(Type.String({ pattern: SECRET_KEY.source }), Type.String({ contentEncoding: "base64", pattern: "^[A-Za-z0-9+/]*={0,2}$", "x-rule": "must be base64", writeOnly: true }), {
             description: "KEY -> base64 value; never logged, stored or returned",
             writeOnly: true,
+            // A key that breaks the pattern would leave its value unchecked: such keys are refused.
+            additionalProperties: false,
+            "x-key-rule": `key ${SECRET_KEY_RULE}`,
         }),
     }),
 } as const;
@@ -126,7 +130,7 @@ export const MR_DEPLOY_REQUEST = object("merge-request deployment", { ...mrDeplo
 
 /**
  * `value` checked against `schema` (its `title` names it in the error), or RunnerError(invalid)
- * listing every problem. `more` adds problems of rules a schema cannot state.
+ * listing the problems. `more` adds problems of rules a schema cannot state, once the shape is right.
  */
 export function parseWith<T extends TObject>(schema: T, value: unknown, more: (v: Static<T>) => { key: string; rule: string; value?: string }[] = () => []): Static<T> {
     const problems = problemsOf(schema, value ?? {});

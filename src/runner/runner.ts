@@ -166,6 +166,8 @@ export interface RunOptions {
     /** Only check the policy on the current state (refusals throw); change nothing. */
     readonly checkOnly?: boolean;
     readonly onOutput?: (text: string) => void;
+    /** Who the request belongs to in the request log ({@link logPrincipal}): its idempotency keys and answers are this principal's; default the requester. */
+    readonly principal?: string;
 }
 
 /** A stage's releases from its stack's outputs; outputs carry derived facts (digest, image) that are not config. */
@@ -254,7 +256,7 @@ export class Runner {
     async promote(raw: unknown, actor: Actor, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parsePromoteRequest(raw);
         const key = req.idempotencyKey;
-        const previous = await this.remembered(req.requester, key);
+        const previous = await this.remembered(opts.principal ?? req.requester, key);
         if (previous) return previous;
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
         const stages = await this.pipeline();
@@ -282,7 +284,7 @@ export class Runner {
         const first = await decide();
         const base = { requestId, kind: "promote" as const, stage: req.to, app: req.app, version: req.version };
         if (opts.checkOnly) return { ...base, state: first.action === "noop" ? "noop" : "dry-run", message: first.action === "noop" ? first.message : "the policy allows it now" };
-        if (first.action === "noop") return this.remember(req.requester, key, { ...base, state: "noop", message: first.message });
+        if (first.action === "noop") return this.remember(opts.principal ?? req.requester, key, { ...base, state: "noop", message: first.message });
         const changeFor = (overrideOrder: boolean): StageChange => ({
             kind: "promote",
             app: req.app,
@@ -351,14 +353,14 @@ export class Runner {
             };
         });
         if (result.state === "done") await this.nudge(req.to);
-        return this.remember(req.requester, key, result);
+        return this.remember(opts.principal ?? req.requester, key, result);
     }
 
     /** Rolls an app back in a stage and holds it there so automation does not roll it forward again. */
     async rollback(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult> {
         const req = parseRollbackRequest(raw);
         const key = req.idempotencyKey;
-        const previous = await this.remembered(req.requester, key);
+        const previous = await this.remembered(opts.principal ?? req.requester, key);
         if (previous) return previous;
         const stages = await this.pipeline();
         findStage(stages, req.stage);
@@ -398,7 +400,7 @@ export class Runner {
             };
         });
         if (result.state === "done") await this.nudge(req.stage);
-        return this.remember(req.requester, key, result);
+        return this.remember(opts.principal ?? req.requester, key, result);
     }
 
     /**

@@ -134,7 +134,7 @@ export class Secrets {
     }
 
     /** Seals values into one SealedSecret of an app in a stage and commits it. */
-    async set(req: SetRequest, who: Principal): Promise<SecretsResult> {
+    async set(req: SetRequest, who: Principal, id?: string): Promise<SecretsResult> {
         const c = new Checker();
         c.string("app", req.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
         const name = c.string("name", req.name ?? req.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
@@ -161,7 +161,8 @@ export class Secrets {
         } catch (e) {
             throw new RunnerError("invalid", `certificate: cannot seal with it (${e instanceof Error ? e.message : String(e)})`);
         }
-        const requestId = this.deps.newId();
+        // The request log's id when the change was recorded there, so commit and log name the same request.
+        const requestId = id ?? this.deps.newId();
         const file = fileOf(stage.name, req.app);
         const scopeNote = req.scope === "strict" ? "strict (name and namespace)" : `${req.scope} (requested with ${SCOPE_FLAG[req.scope]})`;
         const message = [
@@ -204,7 +205,7 @@ export class Secrets {
     }
 
     /** Removes keys of a secret, a whole secret, or (without name and keys) every secret of an app. */
-    async remove(req: { app: string; stage: string; name?: string; keys: readonly string[]; reason?: string }, who: Principal): Promise<SecretsResult> {
+    async remove(req: { app: string; stage: string; name?: string; keys: readonly string[]; reason?: string }, who: Principal, id?: string): Promise<SecretsResult> {
         const c = new Checker();
         c.string("app", req.app, undefined, DNS_LABEL, DNS_LABEL_RULE);
         if (req.name !== undefined) c.string("name", req.name, undefined, DNS_LABEL, DNS_LABEL_RULE);
@@ -212,7 +213,8 @@ export class Secrets {
         if (req.keys.length && req.name === undefined) c.fail("name", undefined, "is required when keys are named (--name <secret>)");
         if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("; "));
         const stage = await this.stage(req.stage, who);
-        const requestId = this.deps.newId();
+        // The request log's id when the change was recorded there, so commit and log name the same request.
+        const requestId = id ?? this.deps.newId();
         const file = fileOf(stage.name, req.app);
         const what = req.keys.length ? `${[...req.keys].sort().join(", ")} from secret ${req.name}` : req.name ? `secret ${req.name}` : "every secret";
         const message = [`Remove ${what} of ${req.app} in ${stage.name} (request ${requestId})`, "", ...(req.reason ? [req.reason, ""] : []), trailers(who, requestId, {})].join("\n");
@@ -244,7 +246,7 @@ export class Secrets {
      * the controller's rotate endpoint (online), or offline with the old private keys (`privateKeys`,
      * PEM) and the new certificate. Values pass through memory only.
      */
-    async reseal(req: { stage: string; certificate?: string; privateKeys?: readonly string[]; reason?: string }, who: Principal): Promise<SecretsResult> {
+    async reseal(req: { stage: string; certificate?: string; privateKeys?: readonly string[]; reason?: string }, who: Principal, id?: string): Promise<SecretsResult> {
         const stage = await this.stage(req.stage, who);
         const offline = (req.privateKeys?.length ?? 0) > 0;
         if (offline && req.certificate === undefined) throw new RunnerError("invalid", "certificate: offline resealing with --private-key needs the new certificate (--cert <file>)");
@@ -252,7 +254,8 @@ export class Secrets {
         if (!offline && !controller) {
             throw new RunnerError("invalid", "private-key: the platform has no cluster whose controller could reseal; pass the old keys with --private-key <file> and the new certificate with --cert <file>");
         }
-        const requestId = this.deps.newId();
+        // The request log's id when the change was recorded there, so commit and log name the same request.
+        const requestId = id ?? this.deps.newId();
         const current = await this.deps.repo.readSecrets(stage.name);
         const resealed: Record<string, string> = {};
         for (const entry of inventory(stage.name, current)) {

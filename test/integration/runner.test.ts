@@ -26,6 +26,7 @@ const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 /** A configured token with read-only rights (runner.json stores only its hash). */
 const VIEWER_TOKEN = plant(`viewer-${randomBytes(12).toString("hex")}`);
+const DEPLOYER_TOKEN = plant(`deployer-${randomBytes(12).toString("hex")}`);
 
 interface CliResult {
     code: number | null;
@@ -86,7 +87,10 @@ describe("the runner on the real engine", function () {
             path.join(dataDir, "runner.json"),
             JSON.stringify({
                 users: { alice: { teams: ["prod-owners"], overrideOrder: true }, bob: { teams: [] }, carol: { teams: [], rights: [{ stages: ["*"], verbs: ["status"] }] } },
-                tokens: [{ name: "viewer", sha256: hashToken(VIEWER_TOKEN), rights: [{ stages: ["*"], verbs: ["status", "history"] }] }],
+                tokens: [
+                    { name: "viewer", sha256: hashToken(VIEWER_TOKEN), rights: [{ stages: ["*"], verbs: ["status", "history"] }] },
+                    { name: "deployer", sha256: hashToken(DEPLOYER_TOKEN), rights: [{ stages: ["itg"], verbs: ["promote"] }] },
+                ],
                 lockWaitSeconds: 120,
             }),
         );
@@ -348,6 +352,23 @@ describe("the runner on the real engine", function () {
             assert.equal(ledger.api.version, "2.2.0");
         });
 
+        it("a person named like a token never gets that token's answer for an idempotency key", async function () {
+            const args = ["promote", "keyed@1.0.0", "--to", "itg", "--commit", COMMIT, "--idempotency-key", "keyed-1", "--json"];
+            const byToken = await cli([...args, "--bundle", bundle("keyed"), "--image", "registry.example/keyed:1.0.0"], { env: { GITOPS_STAGES_TOKEN: DEPLOYER_TOKEN } }).done;
+            assert.equal(byToken.code, 0, byToken.stderr);
+            const first = JSON.parse(byToken.stdout) as { requestId: string; state: string };
+            assert.equal(first.state, "done");
+            // The same key from the token again: its answer, no second request.
+            const replay = JSON.parse((await cli(args, { env: { GITOPS_STAGES_TOKEN: DEPLOYER_TOKEN } }).done).stdout) as { requestId: string };
+            assert.equal(replay.requestId, first.requestId);
+            // The same key from a person named "deployer": a request of their own (a no-op: the release runs).
+            const byPerson = await cli([...args, "--as", "deployer"]).done;
+            assert.equal(byPerson.code, 0, byPerson.stderr);
+            const own = JSON.parse(byPerson.stdout) as { requestId: string; state: string };
+            assert.notEqual(own.requestId, first.requestId, "the person got the token's answer");
+            assert.equal(own.state, "noop");
+        });
+
         it("records its changes in the request log, replays a key's success from it, and waits while another process runs the stack", async function () {
             const db = new SqliteStore(path.join(dataDir, "service", "requests.db"));
             try {
@@ -359,7 +380,8 @@ describe("the runner on the real engine", function () {
                 assert.equal(record?.state, "done");
                 assert.equal(record?.verb, "promote");
                 assert.equal(record?.stack, "itg");
-                assert.equal(record?.principal, os.userInfo().username);
+                // A person's requests are theirs in the log, apart from any token's of the same name.
+                assert.equal(record?.principal, `user:${os.userInfo().username}`);
                 assert.equal((record?.result as { requestId: string }).requestId, answer.requestId);
                 const before = commits();
                 const again = await cli(args).done;

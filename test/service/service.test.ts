@@ -426,6 +426,13 @@ describe("the runner service over HTTP", function () {
         assert.equal(r.status, 200, JSON.stringify(r.body));
         assert.deepEqual((r.body.secrets as { name: string; keys: string[] }[]).map((x) => [x.name, x.keys]), [["web", ["PASSWORD"]]]);
         assert.equal(Number(p.git("rev-list", "--count", "main")), before + 1);
+        // The commit, the answer and the request log name one request.
+        const requestId = r.body.requestId as string;
+        assert.match(p.git("log", "-1", "--format=%B", "main"), new RegExp(`^Request-Id: ${requestId}$`, "m"));
+        const recorded = await api(base, p.operatorToken)("GET", `/v1/requests/${requestId}`);
+        assert.equal(recorded.status, 200, JSON.stringify(recorded.body));
+        assert.equal(recorded.body.verb, "secret-set");
+        assert.equal(recorded.body.state, "done");
         assert.ok(!JSON.stringify(r.body).includes(value) && !JSON.stringify(r.body).includes(body.values.PASSWORD));
         assert.ok(!p.git("log", "--all", "-p").includes(value));
         assert.ok(!JSON.stringify(logs).includes(body.values.PASSWORD), "the value reached the service's log");
