@@ -318,9 +318,9 @@ function chartOf(r: Rules, key: string, o: Static<typeof ChartSchema> | undefine
  * `validate` itself after running that check's rules on its commit; a check it cannot run would
  * refuse every promotion, so ops requires `validate` and nothing else.
  */
-function repositoryOf(r: Rules, key: string, o: Static<typeof RepositorySchema> = {}, role: "dev" | "ops"): RepositorySettings {
+function repositoryOf(r: Rules, key: string, o: Static<typeof RepositorySchema> = {}, role: "dev" | "ops", checksTouched = false): RepositorySettings {
     const checks = o.requiredChecks ?? (role === "dev" ? ["ci"] : ["validate"]);
-    if (role === "ops" && (checks.length !== 1 || checks[0] !== "validate")) {
+    if (role === "ops" && !checksTouched && (checks.length !== 1 || checks[0] !== "validate")) {
         r.fail(`${key}.requiredChecks`, o.requiredChecks, 'must be ["validate"] on the ops repo: the runner reports only that check on its own commits, so any other would refuse every promotion');
     }
     return {
@@ -363,8 +363,9 @@ function stageOf(r: Rules, key: string, o: Static<typeof StageSchema>, index: nu
         namespaces,
         requireReview: o.requireReview ?? false,
         queue: o.queue ?? (sync === "automatic" ? "coalesce" : "fifo"),
-        syncWindows: (o.syncWindows ?? []).map((w, i) => windowOf(r, `${key}.syncWindows[${i}]`, w)),
-        freezeWindows: (o.freezeWindows ?? []).map((w, i) => windowOf(r, `${key}.freezeWindows[${i}]`, w)),
+        // Holes (windows with a problem of shape) are skipped; the config is not returned then.
+        syncWindows: (o.syncWindows ?? []).flatMap((w, i) => (w ? [windowOf(r, `${key}.syncWindows[${i}]`, w)] : [])),
+        freezeWindows: (o.freezeWindows ?? []).flatMap((w, i) => (w ? [windowOf(r, `${key}.freezeWindows[${i}]`, w)] : [])),
         requireApproval: o.requireApproval ?? false,
         annotations: o.annotations ?? {},
     };
@@ -373,18 +374,26 @@ function stageOf(r: Rules, key: string, o: Static<typeof StageSchema>, index: nu
 /**
  * Parses the platform configuration from raw config values (key without namespace -> parsed JSON
  * or string). Its shape is checked against {@link PLATFORM_SCHEMA}, and the rules across keys (kinds
- * of git host, unique names, namespaces, charts, windows as Argo CD reads them) on every top-level
- * section whose shape is right, so one error lists the problems of every section. Throws a
- * ValidationError listing them; returns the config with defaults.
+ * of git host, unique names, namespaces, charts, windows as Argo CD reads them) on what has no
+ * problem of shape, so one error lists both kinds. Throws a ValidationError listing them; returns
+ * the config with defaults.
  */
 export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>, ctx: ParseContext): PlatformConfig {
     const shape = problemsOf(PLATFORM_SCHEMA, rawValues, { prefix: `${NAMESPACE}:` });
     // A list cut short does not say which sections are sound: the rules wait for the next run.
     if (capped(shape)) throw new ValidationError("platform configuration", shape);
-    // A section with a problem of shape is left out of the rules (its defaults stand in), and so are
-    // the rules that read it together with another section: they would judge the defaults.
-    const ok = (...sections: string[]) => sections.every((sec) => !shape.some((p) => p.key === k(sec) || p.key.startsWith(`${k(sec)}.`) || p.key.startsWith(`${k(sec)}[`)));
-    const raw: Raw = Object.fromEntries(Object.entries(rawValues).filter(([key]) => PLATFORM_KEYS.includes(key) && ok(key)));
+    // The rules run on what has no problem of shape, so one error lists both kinds: a setting with
+    // one is left out (its default stands in), a list item with one is a hole the rules skip (the
+    // others keep their indices), and a rule that reads a setting with a problem does not run (it
+    // would judge the default).
+    const badKeys = shape.map((p) => p.key.slice(k("").length));
+    const touched = (path: string) => badKeys.some((b) => b === path || b.startsWith(`${path}.`) || b.startsWith(`${path}[`));
+    const prune = (v: unknown, path: string): unknown => {
+        if (Array.isArray(v)) return v.map((x, i) => (touched(`${path}[${i}]`) ? undefined : prune(x, `${path}[${i}]`)));
+        if (v === null || typeof v !== "object") return v;
+        return Object.fromEntries(Object.entries(v).flatMap(([key, x]) => (badKeys.includes(path ? `${path}.${key}` : key) ? [] : [[key, prune(x, path ? `${path}.${key}` : key)]])));
+    };
+    const raw = prune(rawValues, "") as Raw;
     const r = new Rules();
 
     const gh = raw.gitHost ?? {};
@@ -393,9 +402,9 @@ export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>
         for (const f of ["path", "serveUrl"] as const) {
             if (gh[f] !== undefined) r.fail(`gitHost.${f}`, gh[f], 'is only used with kind "local"');
         }
-        if (gh.owner === undefined) r.fail("gitHost.owner", undefined, "is required");
+        if (gh.owner === undefined && !touched("gitHost.owner")) r.fail("gitHost.owner", undefined, "is required");
         // Required: the protection of ops main lets only this actor push directly, so without it no promotion could land.
-        if (gh.runnerActor === undefined) r.fail("gitHost.runnerActor", undefined, "is required");
+        if (gh.runnerActor === undefined && !touched("gitHost.runnerActor")) r.fail("gitHost.runnerActor", undefined, "is required");
         gitHost = { kind: "github", owner: gh.owner ?? "", baseUrl: gh.baseUrl, runnerActor: gh.runnerActor ?? "" };
     } else {
         for (const f of ["owner", "baseUrl", "runnerActor"] as const) {
@@ -405,17 +414,20 @@ export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>
     }
 
     const repositories = {
-        dev: repositoryOf(r, "repositories.dev", raw.repositories?.dev, "dev"),
-        ops: repositoryOf(r, "repositories.ops", raw.repositories?.ops, "ops"),
+        dev: repositoryOf(r, "repositories.dev", raw.repositories?.dev, "dev", touched("repositories.dev.requiredChecks")),
+        ops: repositoryOf(r, "repositories.ops", raw.repositories?.ops, "ops", touched("repositories.ops.requiredChecks")),
     };
-    if (ok("repositories") && repositories.dev.name === repositories.ops.name) r.fail("repositories.ops.name", repositories.ops.name, "must differ from repositories.dev.name");
+    if (!touched("repositories.dev.name") && !touched("repositories.ops.name") && repositories.dev.name === repositories.ops.name) r.fail("repositories.ops.name", repositories.ops.name, "must differ from repositories.dev.name");
 
     const teams = { platformAdmins: raw.teams?.platformAdmins ?? "platform-admins", developers: raw.teams?.developers ?? "developers" };
 
-    if (raw.stages !== undefined && raw.stages.length === 0) r.fail("stages", raw.stages, "must list at least one stage");
-    const stages = raw.stages === undefined ? [...DEFAULT_STAGES] : raw.stages.map((o, i) => stageOf(r, `stages[${i}]`, o, i));
+    const items = raw.stages as (Static<typeof StageSchema> | undefined)[] | undefined;
+    if (items !== undefined && items.length === 0) r.fail("stages", items, "must list at least one stage");
+    // Each stage with its index in the configuration (holes skipped).
+    const indexed: [number, Stage][] = items === undefined && !touched("stages") ? DEFAULT_STAGES.map((st, i) => [i, st]) : (items ?? []).flatMap((o, i) => (o ? [[i, stageOf(r, `stages[${i}]`, o, i)] as [number, Stage]] : []));
+    const stages = indexed.map(([, st]) => st);
     const seen = new Map<string, number>();
-    stages.forEach((s, i) => {
+    indexed.forEach(([i, s]) => {
         if (/^mr-/.test(s.name)) r.fail(`stages[${i}].name`, s.name, 'must not start with "mr-" (reserved for merge-request stacks)');
         // A stage's stack is named after it, and the program gives stacks named platform or platform-* the platform's role.
         if (s.name === "platform" || s.name.startsWith("platform-")) r.fail(`stages[${i}].name`, s.name, 'must not be "platform" or start with "platform-" (names of the bootstrap stack)');
@@ -424,8 +436,9 @@ export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>
         else seen.set(s.name, i);
     });
     const nsOwner = new Map<string, string>();
-    stages.forEach((s, i) =>
+    indexed.forEach(([i, s]) =>
         s.namespaces.forEach((ns, j) => {
+            if (ns === undefined) return;
             const other = nsOwner.get(ns);
             if (other !== undefined && other !== s.name) r.fail(`stages[${i}].namespaces[${j}]`, ns, `must belong to one stage only (also used by ${other})`);
             else nsOwner.set(ns, s.name);
@@ -435,28 +448,30 @@ export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>
     const a = raw.argocd ?? {};
     const argocd = {
         namespace: a.namespace ?? "argocd",
-        chart: chartOf(r, "argocd.chart", a.chart, ARGOCD_CHART, ctx),
+        chart: chartOf(r, "argocd.chart", touched("argocd.chart") ? undefined : a.chart, ARGOCD_CHART, ctx),
         url: a.url ?? "https://argocd.example.internal",
-        accounts: (a.accounts ?? []).map((acc) => ({ name: acc.name, teams: acc.teams ?? [] })),
+        accounts: (a.accounts ?? []).map((acc) => (acc ? { name: acc.name, teams: acc.teams ?? [] } : undefined)),
     };
     const accountNames = new Set<string>();
     // Teams are RBAC subjects too (on the local host a group is the bare team name): an account
     // named like one would get that team's roles whatever its own `teams` say.
     const knownTeams = new Set([teams.platformAdmins, teams.developers, ...stages.flatMap((s) => s.owners)]);
-    for (const [i, acc] of ok("teams", "stages") ? argocd.accounts.entries() : []) {
+    for (const [i, acc] of argocd.accounts.entries()) {
+        if (!acc) continue;
         if (acc.name === "admin" || acc.name === RUNNER_ARGOCD_ACCOUNT) r.fail(`argocd.accounts[${i}].name`, acc.name, `must not be "admin" or "${RUNNER_ARGOCD_ACCOUNT}" (Argo CD's and the runner's own accounts)`);
         else if (knownTeams.has(acc.name)) r.fail(`argocd.accounts[${i}].name`, acc.name, "must not be the name of a team (it would take that team's roles)");
         else if (accountNames.has(acc.name)) r.fail(`argocd.accounts[${i}].name`, acc.name, "must be unique among argocd.accounts");
         accountNames.add(acc.name);
-        for (const [j, team] of acc.teams.entries()) {
+        // Which teams exist is known only when the teams and every stage's owners are.
+        for (const [j, team] of touched("teams") || touched("stages") ? [] : acc.teams.entries()) {
             if (!knownTeams.has(team)) r.fail(`argocd.accounts[${i}].teams[${j}]`, team, `must be a team of this platform (${[...knownTeams].join(", ")})`);
         }
     }
     const sealedSecrets = {
         namespace: raw.sealedSecrets?.namespace ?? "kube-system",
-        chart: chartOf(r, "sealedSecrets.chart", raw.sealedSecrets?.chart, SEALED_SECRETS_CHART, ctx),
+        chart: chartOf(r, "sealedSecrets.chart", touched("sealedSecrets.chart") ? undefined : raw.sealedSecrets?.chart, SEALED_SECRETS_CHART, ctx),
     };
-    for (const [i, s] of ok("argocd", "sealedSecrets", "stages") ? stages.entries() : []) {
+    for (const [i, s] of touched("argocd.namespace") || touched("sealedSecrets.namespace") ? [] : indexed) {
         for (const [j, ns] of s.namespaces.entries()) {
             if (ns === argocd.namespace || ns === sealedSecrets.namespace) r.fail(`stages[${i}].namespaces[${j}]`, ns, "must not be a platform namespace (Argo CD or Sealed Secrets)");
         }
@@ -464,11 +479,12 @@ export function parsePlatformConfig(rawValues: Readonly<Record<string, unknown>>
 
     const cl = raw.cluster ?? {};
     const kubeconfig = cl.kubeconfig === undefined ? undefined : resolvePath(ctx, cl.kubeconfig);
-    if (kubeconfig === undefined && cl.context !== undefined) r.fail("cluster.context", cl.context, "needs cluster.kubeconfig");
+    if (kubeconfig === undefined && !touched("cluster.kubeconfig") && cl.context !== undefined) r.fail("cluster.context", cl.context, "needs cluster.kubeconfig");
     const cluster = { kubeconfig, context: cl.context, renderDir: resolvePath(ctx, cl.renderDir ?? `.gitops-stages/rendered/${ctx.stack}`), skipAwait: cl.skipAwait ?? false };
     const runner = { url: raw.runner?.url ?? "http://127.0.0.1:8080" };
 
     const problems = [...shape, ...r.problems];
     if (problems.length) throw new ValidationError("platform configuration", problems);
-    return { gitHost, repositories, teams, stages, argocd, sealedSecrets, cluster, runner };
+    // No problem: there is no hole in any list.
+    return { gitHost, repositories, teams, stages, argocd: { ...argocd, accounts: argocd.accounts.filter((acc) => acc !== undefined) }, sealedSecrets, cluster, runner };
 }

@@ -139,6 +139,23 @@ describe("platform configuration", function () {
         }
     });
 
+    it("lists problems of shape and of the rules across keys of one section together, judging no default", function () {
+        assert.throws(
+            () => parsePlatformConfig({ gitHost: { kind: "github", owner: "acme corp" }, repositories: { dev: { name: "app-ops" }, ops: { name: "bad name" } }, stages: [{ name: "itg" }, { name: "Bad" }, { name: "itg" }] }, ctx),
+            (e: unknown) => {
+                assert.ok(e instanceof ValidationError);
+                assert.deepEqual(e.message.split("\n").slice(1).map((l) => l.trim()), [
+                    'gitops-stages:gitHost.owner = "acme corp": must be a GitHub name: letters, digits, \'.\', \'_\' and \'-\', at most 100 characters',
+                    'gitops-stages:repositories.ops.name = "bad name": must be a GitHub name: letters, digits, \'.\', \'_\' and \'-\', at most 100 characters',
+                    "gitops-stages:stages[1].name = \"Bad\": must be a DNS label: lowercase letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters",
+                    "gitops-stages:gitHost.runnerActor: is required",
+                    'gitops-stages:stages[2].name = "itg": must be unique (also stages[0].name)',
+                ]);
+                return true;
+            },
+        );
+    });
+
     it("reports every problem at once", function () {
         assert.throws(
             () => parsePlatformConfig({ gitHost: { kind: "github", runnerActor: "/acme-bot" }, stages: [{ name: "A" }], argocd: { url: 3 } }, ctx),
