@@ -8,7 +8,7 @@
  */
 import { FormatRegistry, type TSchema, Type } from "@sinclair/typebox";
 import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
-import { Value } from "@sinclair/typebox/value";
+import { Errors } from "@sinclair/typebox/errors";
 
 import { COMMIT, COMMIT_RULE, DNS_LABEL, DNS_LABEL_RULE, type Problem, REQUEST_ID, REQUEST_ID_RULE, REQUESTER, REQUESTER_RULE, SEMVER, SEMVER_RULE, maskUrl, show, urlProblem } from "./validate";
 
@@ -159,7 +159,7 @@ export function problemsOf(schema: TSchema, raw: unknown, naming: Naming = { roo
     const found: { problem: Problem; rank: number; at: number }[] = [];
     const order = Object.keys((schema.properties as object | undefined) ?? {});
     let at = 0;
-    for (const e of Value.Errors(schema, value)) {
+    for (const e of Errors(schema, value)) {
         if (found.length === MAX_PROBLEMS) {
             found.push({ problem: { key: "…", rule: `and more problems than the ${MAX_PROBLEMS} listed; fix these first` }, rank: Number.MAX_SAFE_INTEGER, at: at++ });
             break;

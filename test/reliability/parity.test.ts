@@ -117,7 +117,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         promote("the same promotion again: nothing to do", "operator", "web", "1.0.0", "tst", "ok", { full: true }),
         { name: "status of every stage", as: "viewer", cli: ["status"], http: ["GET", "/v1/status"], expect: "ok" },
         { name: "status of one stage", as: "ci-itg", cli: ["status", "--stage", "itg"], http: ["GET", "/v1/status?stage=itg"], expect: "ok", full: true },
-        { name: "history of a stage", as: "viewer", cli: ["history", "itg"], http: ["GET", "/v1/history/itg"], expect: "ok" },
+        { name: "history of a stage", as: "viewer", cli: ["history", "itg"], http: ["GET", "/v1/history/itg"], expect: "ok", full: true },
         { name: "approval by a non-owner", as: "approver", cli: ["approve", "web@1.0.0", "--stage", "prod"], http: ["POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "prod" }], expect: "forbidden", reason: "not-owner" },
         { name: "approval on a stage that needs none", as: "operator", cli: ["approve", "web@1.0.0", "--stage", "tst"], http: ["POST", "/v1/approve", { app: "web", version: "1.0.0", stage: "tst" }], expect: "refused", reason: "no-approval" },
         { name: "approval of a release never published", as: "operator", cli: ["approve", "web@9.9.9", "--stage", "prod"], http: ["POST", "/v1/approve", { app: "web", version: "9.9.9", stage: "prod" }], expect: "not-found" },
@@ -153,7 +153,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "rollback to a version not semantic", as: "operator", cli: ["rollback", "web", "--stage", "itg", "--to", "latest"], http: ["POST", "/v1/rollback", { app: "web", stage: "itg", to: "latest" }], expect: "invalid", full: true },
         { name: "hold without an app", as: "operator", cli: ["hold", "--stage", "tst"], http: ["POST", "/v1/hold", { stage: "tst" }], expect: "invalid" },
         { name: "hold in a stage not a DNS label", as: "operator", cli: ["hold", "web", "--stage", "TST"], http: ["POST", "/v1/hold", { app: "web", stage: "TST" }], expect: "invalid", full: true },
-        { name: "approve a version not semantic", as: "operator", cli: ["approve", "web@one", "--stage", "prod"], http: ["POST", "/v1/approve", { app: "web", version: "one", stage: "prod" }], expect: "invalid" },
+        { name: "approve a version not semantic", as: "operator", cli: ["approve", "web@one", "--stage", "prod"], http: ["POST", "/v1/approve", { app: "web", version: "one", stage: "prod" }], expect: "invalid", full: true },
         { name: "approve without a stage", as: "operator", cli: ["approve", "web@1.0.0"], http: ["POST", "/v1/approve", { app: "web", version: "1.0.0" }], expect: "invalid", full: true },
         { name: "status of a stage not a DNS label", as: "viewer", cli: ["status", "--stage", "X_Y"], http: ["GET", "/v1/status?stage=X_Y"], expect: "invalid" },
         { name: "history of a commit that is not one", as: "viewer", cli: ["history", "itg", "--commit", "HEAD~1"], http: ["GET", "/v1/history/itg/commits/HEAD~1"], expect: "invalid" },
@@ -173,7 +173,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "a viewer looks for drift", as: "viewer", cli: ["drift", "--stage", "itg"], http: ["POST", "/v1/drift", { stage: "itg" }], expect: "forbidden", reason: "rights", full: true },
         { name: "a viewer deploys a merge request", as: "viewer", cli: ["mr", "deploy", "--mr", "7", "--app", "web", "--bundle", bundles.web1, "--image", "r/web:1", "--commit", "abcdef0"], http: ["POST", "/v1/mr/deploy", { mr: 7, app: "web", bundle: bundleFiles(bundles.web1), image: "r/web:1", sourceCommit: "abcdef0" }], expect: "forbidden", reason: "rights" },
         { name: "CI lists secrets", as: "ci-itg", cli: ["secret", "list", "--stage", "itg"], http: ["GET", "/v1/secrets?stage=itg"], expect: "forbidden", reason: "rights" },
-        { name: "CI reads another stage's history", as: "ci-itg", cli: ["history", "tst"], http: ["GET", "/v1/history/tst"], expect: "forbidden", reason: "rights" },
+        { name: "CI reads another stage's history", as: "ci-itg", cli: ["history", "tst"], http: ["GET", "/v1/history/tst"], expect: "forbidden", reason: "rights", full: true },
         { name: "CI reads another stage's status", as: "ci-itg", cli: ["status", "--stage", "tst"], http: ["GET", "/v1/status?stage=tst"], expect: "forbidden", reason: "rights", full: true },
 
         // Unauthorized: a token nobody issued.
