@@ -50,7 +50,7 @@ export const COMMAND_VERBS = [
 export type CommandVerb = (typeof COMMAND_VERBS)[number];
 
 /** Commands that change a stack: queued in the request log, one at a time per stack. */
-const LONG: ReadonlySet<CommandVerb> = new Set(["promote", "preview", "rollback", "hold", "release", "drift", "mr-deploy", "mr-destroy", "mr-reap"]);
+export const LONG: ReadonlySet<CommandVerb> = new Set(["promote", "preview", "rollback", "hold", "release", "drift", "mr-deploy", "mr-destroy", "mr-reap"]);
 
 /** Changes answered at once (approvals, secrets): recorded in the request log with their outcome, never queued. */
 export const RECORDED_AT_ONCE: ReadonlySet<CommandVerb> = new Set(["approve", "secret-set", "secret-rm", "secret-reseal"]);
@@ -59,7 +59,7 @@ export const RECORDED_AT_ONCE: ReadonlySet<CommandVerb> = new Set(["approve", "s
 const WITH_REQUESTER: ReadonlySet<CommandVerb> = new Set(["promote", "preview", "rollback", "hold", "release", "mr-deploy", "mr-destroy", "mr-reap"]);
 
 /** The right each command needs (secrets: on the stage named; mr: on no stage). */
-const RIGHT: Readonly<Record<CommandVerb, Verb>> = {
+export const RIGHT: Readonly<Record<CommandVerb, Verb>> = {
     promote: "promote",
     preview: "preview",
     rollback: "rollback",

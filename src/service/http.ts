@@ -17,7 +17,7 @@ import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 
 import { Commit, Label, OneOf, RequestId, problemsOf } from "../config/schema";
 import { ValidationError } from "../config/validate";
-import type { Command, CommandVerb } from "../runner/commands";
+import { type Command, type CommandVerb, LONG, RIGHT } from "../runner/commands";
 import type { Actor } from "../runner/core";
 import { ERROR_KINDS } from "../runner/error-map";
 import { RunnerError, classify, httpStatus, publicError } from "../runner/errors";
@@ -132,21 +132,21 @@ function responses(ok: Record<number, TSchema>, errors: readonly number[]): Reco
 const POST_ERRORS = [400, 401, 403, 404, 409, 413, 415, 429, 503];
 const GET_ERRORS = [400, 401, 403, 404, 409, 429, 503];
 
-/** The POST routes: path, command, right, summary; `queued` routes answer 202 and run in the request log's order. */
-const POST_ROUTES: readonly { path: string; verb: CommandVerb & keyof typeof COMMAND_INPUT; right: Verb; queued: boolean; summary: string }[] = [
-    { path: "/v1/promote", verb: "promote", right: "promote", queued: true, summary: "Promote a release into a stage (publishing its bundle on the first promotion)" },
-    { path: "/v1/preview", verb: "preview", right: "preview", queued: true, summary: "Preview a promotion: the exact file changes; nothing written" },
-    { path: "/v1/rollback", verb: "rollback", right: "rollback", queued: true, summary: "Promote an earlier release and hold the app in the stage" },
-    { path: "/v1/hold", verb: "hold", right: "hold", queued: true, summary: "Hold an app in a stage" },
-    { path: "/v1/release", verb: "release", right: "hold", queued: true, summary: "Release a hold" },
-    { path: "/v1/approve", verb: "approve", right: "approve", queued: false, summary: "Approve a promotion into a stage that requires it" },
-    { path: "/v1/drift", verb: "drift", right: "drift", queued: true, summary: "Refresh in preview mode and report differences" },
-    { path: "/v1/mr/deploy", verb: "mr-deploy", right: "mr", queued: true, summary: "Deploy or update a merge-request environment" },
-    { path: "/v1/mr/destroy", verb: "mr-destroy", right: "mr", queued: true, summary: "Destroy a merge-request environment" },
-    { path: "/v1/mr/reap", verb: "mr-reap", right: "mr", queued: true, summary: "Destroy every expired merge-request environment" },
-    { path: "/v1/secrets/set", verb: "secret-set", right: "secrets", queued: false, summary: "Seal values into a stage's secret (one commit)" },
-    { path: "/v1/secrets/rm", verb: "secret-rm", right: "secrets", queued: false, summary: "Remove keys or secrets (one commit)" },
-    { path: "/v1/secrets/reseal", verb: "secret-reseal", right: "secrets", queued: false, summary: "Re-encrypt a stage's secrets for the controller's new key (one commit)" },
+/** The POST routes: path, command, summary. The right and whether it is queued are the command layer's (RIGHT, LONG). */
+const POST_ROUTES: readonly { path: string; verb: CommandVerb & keyof typeof COMMAND_INPUT; summary: string }[] = [
+    { path: "/v1/promote", verb: "promote", summary: "Promote a release into a stage (publishing its bundle on the first promotion)" },
+    { path: "/v1/preview", verb: "preview", summary: "Preview a promotion: the exact file changes; nothing written" },
+    { path: "/v1/rollback", verb: "rollback", summary: "Promote an earlier release and hold the app in the stage" },
+    { path: "/v1/hold", verb: "hold", summary: "Hold an app in a stage" },
+    { path: "/v1/release", verb: "release", summary: "Release a hold" },
+    { path: "/v1/approve", verb: "approve", summary: "Approve a promotion into a stage that requires it" },
+    { path: "/v1/drift", verb: "drift", summary: "Refresh in preview mode and report differences" },
+    { path: "/v1/mr/deploy", verb: "mr-deploy", summary: "Deploy or update a merge-request environment" },
+    { path: "/v1/mr/destroy", verb: "mr-destroy", summary: "Destroy a merge-request environment" },
+    { path: "/v1/mr/reap", verb: "mr-reap", summary: "Destroy every expired merge-request environment" },
+    { path: "/v1/secrets/set", verb: "secret-set", summary: "Seal values into a stage's secret (one commit)" },
+    { path: "/v1/secrets/rm", verb: "secret-rm", summary: "Remove keys or secrets (one commit)" },
+    { path: "/v1/secrets/reseal", verb: "secret-reseal", summary: "Re-encrypt a stage's secrets for the controller's new key (one commit)" },
 ];
 
 /** A body, uploaded bundle and base64 secret values decoded: the command a POST route is. */
@@ -265,9 +265,7 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
         if (!/^application\/json\b/.test(String(req.headers["content-type"] ?? ""))) throw new HttpError(415, "invalid", "body: Content-Type must be application/json");
         if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new HttpError(400, "invalid", "body: must be a JSON object");
     });
-    app.addHook("onResponse", async (req, reply) => {
-        host.log({ level: "info", msg: "http", requestId: req.recorded ?? req.id, method: req.method, path: req.url.split("?")[0], status: reply.statusCode, principal: req.actor?.name, ms: Math.round(reply.elapsedTime) });
-    });
+    app.addHook("onResponse", async (req, reply) => accessLog(host, req, reply, reply.statusCode));
 
     await app.register(rateLimit, {
         global: true,
@@ -343,13 +341,13 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
     };
 
     for (const r of POST_ROUTES) {
-        const ok: Record<number, TSchema> = r.queued
+        const ok: Record<number, TSchema> = LONG.has(r.verb)
             ? {
                   202: Type.Ref("Request", { description: "recorded and queued; follow links.self or links.events" }),
                   200: Type.Ref("Request", { description: "the same idempotency key again, already finished" }),
               }
             : { 200: Type.Unknown({ description: "the runner's answer, as `stages <verb> --json` prints it" }) };
-        app.post(r.path, { schema: { summary: r.summary, "x-right": r.right, body: bodySchema(r.verb), response: responses(ok, POST_ERRORS) } }, (req, reply) =>
+        app.post(r.path, { schema: { summary: r.summary, "x-right": RIGHT[r.verb], body: bodySchema(r.verb), response: responses(ok, POST_ERRORS) } }, (req, reply) =>
             answer(req, reply, postCommand(r.verb, req.body as Record<string, unknown>)),
         );
     }
@@ -451,11 +449,16 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
                 reply.raw.destroy();
             }
             // A hijacked reply skips the onResponse hook: its access log line is written here.
-            host.log({ level: "info", msg: "http", requestId: req.id, method: req.method, path: req.url.split("?")[0], status: reply.raw.statusCode, principal: req.actor?.name, ms: Math.round(reply.elapsedTime) });
+            accessLog(host, req, reply, reply.raw.statusCode);
         },
     );
     await app.ready();
     return app;
+}
+
+/** The access log's line of an answer (the request log's id when the call recorded one). */
+function accessLog(host: HttpHost, req: FastifyRequest, reply: FastifyReply, status: number): void {
+    host.log({ level: "info", msg: "http", requestId: req.recorded ?? req.id, method: req.method, path: req.url.split("?")[0], status, principal: req.actor?.name, ms: Math.round(reply.elapsedTime) });
 }
 
 /** The authenticated principal of a request to a route that needs one (the onRequest hook set it). */
