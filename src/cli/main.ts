@@ -8,6 +8,7 @@ import { cliPulumiHome } from "../runner/adapters/backend";
 import { TOOLCHAIN_SETS, type ToolchainSet } from "../toolchain/recipes";
 import { ToolchainError, ensureToolchain, registerPlugins } from "../toolchain/resolve";
 import { EXIT } from "../runner/error-map";
+import { RunnerError, exitCode } from "../runner/errors";
 import { ciVerb } from "./ci";
 import { parse, program } from "./program";
 import { runnerVerb } from "./verbs";
@@ -84,6 +85,11 @@ export async function main(argv: string[]): Promise<number> {
         if ((e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
             process.stderr.write(`stages ${verb}: ${(e as Error).message}\n`);
             return exitCodes.invalidInput;
+        }
+        // `serve`'s start (its database, the data folder's binding): the runner's errors carry their exit code.
+        if (e instanceof RunnerError) {
+            process.stderr.write(`stages ${verb}: ${e.message}\n`);
+            return exitCode(e);
         }
         if (e instanceof ToolchainError) {
             process.stderr.write(`stages ${verb}: ${e.message}\n`);

@@ -48,7 +48,9 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
     // One database for the request log and the runner's records (approvals, answers): the same
     // one the CLIs of this deployment use ($GITOPS_STAGES_DATABASE), so they see each other's.
     const database = values.database ?? process.env.GITOPS_STAGES_DATABASE;
-    const store = await openStore(database, dataDirFrom(projectRoot));
+    // Refused when the data folder is bound to another log (request-log.ts): the log's running
+    // request is each stack's one lock, so the folder's processes must share it.
+    const store = await openStore(database, dataDirFrom(projectRoot), { setting: values.database !== undefined ? "--database" : "$GITOPS_STAGES_DATABASE" });
     const assembled = await createRunner({ projectRoot, store, log: (line) => log({ level: "info", msg: line }) });
     pruneBundles(assembled.environment.dataDir);
     const service = new Service({

@@ -16,12 +16,13 @@ import * as os from "node:os";
 
 import { CLI_OWNER, endedError } from "../service/sqlite-store";
 import type { RequestStore } from "../service/store";
-import { alive, sleep } from "./adapters/dir-lock";
+import { alive, sleep } from "./adapters/processes";
+import { LEASE_MS, Leases } from "./lease";
 import { RunnerError, publicError } from "./errors";
 import { type Verb, requireRight } from "./rights";
 import { newRequestId } from "./ids";
 import { parseInput } from "./requests";
-import type { Runner } from "./runner";
+import type { ChangeResult, Runner } from "./runner";
 import type { SecretValues, Secrets } from "./secrets";
 
 /** Every command. */
@@ -124,13 +125,12 @@ export interface ProcessLog {
     readonly owner: string;
     /** How long to wait for a stack another request runs. */
     readonly lockWaitMs: number;
+    /** How long a claim lasts unless renewed (default {@link LEASE_MS}; tests shorten it). */
+    readonly leaseMs?: number;
     readonly now?: () => Date;
     /** Told when a request of a process that ended is failed so this one can run. */
     readonly notice?: (line: string) => void;
 }
-
-/** How long a process's claim on a running request lasts unless renewed (every quarter of it). */
-const LEASE_MS = 60_000;
 
 /** Whether the owner of a running request is a CLI process of this machine that no longer runs. */
 export function ownerEnded(owner: string | undefined): boolean {
@@ -148,7 +148,13 @@ export interface RunOptions {
     /** The request log's id of the request. */
     readonly requestId?: string;
     readonly onOutput?: (text: string) => void;
+    /** Cancels the run (SIGINT; the request's lease lost). */
     readonly signal?: AbortSignal;
+    /**
+     * The request log of the process that runs the command: a command that changes other stacks
+     * than its own (the reaper, each merge request it destroys) takes each of them there first.
+     */
+    readonly log?: ProcessLog;
 }
 
 /** The runner's commands. */
@@ -285,7 +291,7 @@ export class Commands {
     async run(admitted: Pick<Admitted, "verb" | "request"> & { readonly values?: SecretValues }, actor: Actor, opts: RunOptions = {}): Promise<unknown> {
         const { runner, secrets } = this.deps;
         const r = admitted.request;
-        const o = { principal: logPrincipal(actor), ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}) };
+        const o = { principal: logPrincipal(actor), ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.onOutput ? { onOutput: opts.onOutput } : {}), ...(opts.signal ? { signal: opts.signal } : {}) };
         switch (admitted.verb) {
             case "promote":
             case "preview":
@@ -298,11 +304,21 @@ export class Commands {
             case "mr-deploy":
                 return runner.mrDeploy(r, o);
             case "mr-destroy":
-                return runner.mrDestroy(r.mr as number, r.requester as string, o);
-            case "mr-reap":
-                return runner.mrReap(r.requester as string, o);
+                return runner.mrDestroy(r.mr as number, r.requester as string, { ...o, ifExpired: r.ifExpired === true });
+            case "mr-reap": {
+                const log = opts.log;
+                if (!log) return runner.mrReap(r.requester as string, o);
+                // Each environment is destroyed as a request of its own stack (`mr-<n>`), so never
+                // while a deploy of it runs; `ifExpired` looks at its expiry again once it has the stack.
+                const destroy = (mr: number) => {
+                    const request = { mr, requester: r.requester, ifExpired: true };
+                    const child: Admitted = { verb: "mr-destroy", stack: `mr-${mr}`, long: true, request, recorded: request };
+                    return this.logged(child, actor, log, { ...(opts.onOutput ? { onOutput: opts.onOutput } : {}), ...(opts.signal ? { signal: opts.signal } : {}) }) as Promise<ChangeResult>;
+                };
+                return runner.mrReap(r.requester as string, { ...o, destroy });
+            }
             case "drift":
-                return runner.drift(r.stage as string | undefined);
+                return runner.drift(r.stage as string | undefined, opts.signal);
             case "approve":
                 return runner.approve(r, actor);
             case "status":
@@ -330,7 +346,7 @@ export class Commands {
      * request log and run under its lock of the stack (see {@link ProcessLog}); an idempotency key
      * its principal used for a request that succeeded answers that request's result.
      */
-    async execute(cmd: Command, actor: Actor, opts: RunOptions & { log?: ProcessLog } = {}): Promise<unknown> {
+    async execute(cmd: Command, actor: Actor, opts: RunOptions = {}): Promise<unknown> {
         const admitted = await this.admit(cmd, actor);
         if (!opts.log || !(admitted.long || RECORDED_AT_ONCE.has(admitted.verb))) return this.run(admitted, actor, opts);
         return this.logged(admitted, actor, opts.log, opts);
@@ -351,7 +367,7 @@ export class Commands {
                 { id, verb: admitted.verb, stack, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor), ...(admitted.idempotencyKey ? { idempotencyKey: admitted.idempotencyKey } : {}) },
                 log.owner,
                 at,
-                new Date(at.getTime() + LEASE_MS),
+                new Date(at.getTime() + (log.leaseMs ?? LEASE_MS)),
             );
             if (got?.created) return this.runLogged(got.record.id, admitted, actor, log, opts);
             if (got && (got.record.state === "done" || got.record.state === "superseded")) return got.record.result;
@@ -376,16 +392,20 @@ export class Commands {
 
     private async runLogged(id: string, admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions): Promise<unknown> {
         const now = log.now ?? (() => new Date());
-        const renew = setInterval(() => void log.store.renew(log.owner, new Date(now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4);
+        // The log's running request is the stack's one lock: lose its lease and the update stops.
+        const leases = new Leases(log.store, log.owner, { now, ...(log.leaseMs ? { leaseMs: log.leaseMs } : {}), onLost: (_, e) => log.notice?.(e.message) });
+        const held = leases.hold(id);
         let result: unknown;
         try {
-            result = await this.run(admitted, actor, { ...opts, requestId: id });
-        } catch (e) {
+            result = await this.run(admitted, actor, { ...opts, log, requestId: id, signal: opts.signal ? AbortSignal.any([opts.signal, held.signal]) : held.signal });
+        } catch (raw) {
+            const e = held.signal.aborted ? held.signal.reason : raw;
             // Recorded as it failed; if even that fails, the record's dead owner tells the next process.
             await log.store.finish(id, "failed", now(), { error: publicError(e, id) }, log.owner).catch(() => undefined);
             throw e;
         } finally {
-            clearInterval(renew);
+            held.release();
+            leases.stop();
         }
         // The change happened: failing to record it must not make it look failed (a retry would run it again).
         try {

@@ -14,15 +14,15 @@ import { KubeApplications } from "./deployed";
 import { KubeClient } from "../kube/client";
 import { DirectController, ProxiedController } from "./adapters/controller";
 import { GitOpsRepo } from "./adapters/ops-repo";
-import { type Actor, type Approval, checkRequester } from "./core";
+import { type Actor, checkRequester } from "./core";
 import { RunnerError } from "./errors";
 import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
-import type { RunnerStore } from "./ports";
 import { newRequestId } from "./ids";
 import { Runner } from "./runner";
+import { openStore } from "./request-log";
 import { Secrets } from "./secrets";
-import { PostgresStore } from "../service/postgres-store";
-import { SqliteStore } from "../service/sqlite-store";
+
+export { importRecordsFile, openStore } from "./request-log";
 import type { RequestStore } from "../service/store";
 
 /** Settings of a runner (`<data>/runner.json`). */
@@ -184,46 +184,6 @@ export async function createRunner(opts: {
         },
     });
     return { runner, secrets, platformOutputs: () => engine.platformOutputs(), environment, settings, log: store };
-}
-
-/**
- * Opens the request log's database: `postgres://...` (several replicas, and the CLIs next to them),
- * `sqlite:<file>` or a file path, default `<data>/service/requests.db`, the file `stages serve`
- * uses by default too, so the CLI and a local service share approvals, answers and requests.
- * `$GITOPS_STAGES_DATABASE` names it for the CLI, `--database` for `stages serve`.
- */
-export async function openStore(database: string | undefined, dataDir: string): Promise<RequestStore> {
-    const store = database && /^postgres(ql)?:\/\//.test(database) ? await PostgresStore.open(database) : new SqliteStore(path.resolve(database ? database.replace(/^sqlite:/, "") : path.join(dataDir, "service", "requests.db")));
-    await importRecordsFile(dataDir, store);
-    return store;
-}
-
-/**
- * Moves what an earlier version kept in `<data>/records.json` (approvals, answers to idempotency
- * keys) into the database, once: the file is renamed `records.json.imported` afterwards.
- */
-export async function importRecordsFile(dataDir: string, store: RunnerStore): Promise<void> {
-    const file = path.join(dataDir, "records.json");
-    let text: string;
-    try {
-        text = fs.readFileSync(file, "utf8");
-    } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
-        throw e;
-    }
-    const records = JSON.parse(text) as { approvals?: Approval[]; answers?: Record<string, unknown> };
-    for (const a of records.approvals ?? []) await store.addApproval(a);
-    for (const [scoped, answer] of Object.entries(records.answers ?? {})) {
-        // Keys were stored as "<requester>\n<key>"; older unscoped ones name no principal and are left out.
-        const at = scoped.indexOf("\n");
-        if (at > 0) await store.saveAnswer(scoped.slice(0, at), scoped.slice(at + 1), answer);
-    }
-    try {
-        fs.renameSync(file, `${file}.imported`);
-    } catch (e) {
-        // Another process starting at the same moment imported it too (adding is idempotent).
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
- * The runner: turns requests into stack updates. validate -> authorise -> check policy -> queue
+ * The runner: turns requests the command layer admitted into stack updates. check policy -> queue
  * for the target stack -> set stack config -> update with a message -> report -> record. It talks
  * to the engine, the ops repo and its records only through ports, so the same orchestration
- * serves the CLI and the service.
+ * serves the CLI and the service. What it reads of the stages is in observe.ts, merge-request
+ * environments in merge-requests.ts; the Runner answers for both.
  */
-import { COMMIT, COMMIT_RULE, Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
+import { Checker, DNS_LABEL, DNS_LABEL_RULE, SEMVER, SEMVER_RULE, formatProblem } from "../config/validate";
 import type { CommitDetails, CommitInfo } from "../git/engine";
 import type { StageChange, StageRelease } from "../config/stage";
 import { diffArrays } from "diff";
@@ -19,20 +20,22 @@ import {
     decidePromotion,
     adoptLanded,
     findStage,
-    parseMrDeployRequest,
     parseHoldRequest,
     parsePromoteRequest,
     parseRollbackRequest,
-    checkRequester,
     planHold,
     planPromotion,
     rollbackTarget,
 } from "./core";
-import { ArgoCdApplications, type ArgoCdClient } from "./argocd";
-import { ApplicationStatus, ApplicationsPort, Deployment, judge, waitDeployed } from "./deployed";
+import type { ArgoCdClient } from "./argocd";
+import type { ApplicationsPort, Deployment } from "./deployed";
+import { MergeRequests } from "./merge-requests";
+import { type AuditEntry, StageView, type StatusRow, type SyncAnswer } from "./observe";
 import { RunnerError } from "./errors";
-import type { EnginePort, HistoryEntry, RunnerStore, UpdateMetadata } from "./ports";
+import type { EnginePort, RunnerStore, UpdateMetadata } from "./ports";
 import { StackQueues } from "./queue";
+
+export { type AuditEntry, HISTORY_COMMITS, type StatusRow, type SyncAnswer } from "./observe";
 
 /** The ops repository as the runner uses it. */
 export interface OpsRepoPort {
@@ -97,17 +100,6 @@ export function lineChanges(before: string | undefined, after: string): { remove
     return { removed: parts.filter((p) => p.removed).flatMap((p) => p.value), added: parts.filter((p) => p.added).flatMap((p) => p.value) };
 }
 
-/**
- * Refuses (not found) a wait for a release the stage's ops folder does not hold: Argo CD could
- * never deploy it there, so waiting would only end at the deadline.
- */
-function holdsRelease(stage: string, outputs: Record<string, unknown>, release: { app: string; version: string }): void {
-    const held = ((outputs.releases ?? {}) as Record<string, { version?: string }>)[release.app]?.version;
-    if (held !== release.version) {
-        throw new RunnerError("not-found", `${release.app}@${release.version} is not what stage ${stage} holds (${held ? `its ops folder holds ${release.app}@${held}` : `it holds no release of ${release.app}`}): nothing to wait for`);
-    }
-}
-
 /** A promotion's update metadata: the release's source commit, CI run and merge request, and who asked. */
 function promoteMetadata(req: ReturnType<typeof parsePromoteRequest>, requestId: string): UpdateMetadata {
     return {
@@ -120,45 +112,6 @@ function promoteMetadata(req: ReturnType<typeof parsePromoteRequest>, requestId:
     };
 }
 
-/** The answer to an owner's sync: where it was started and, when waited for, what it deployed. */
-export interface SyncAnswer {
-    readonly stage: string;
-    /** Argo CD's API server that took the sync. */
-    readonly argocd: string;
-    readonly deployment?: Deployment;
-    readonly message: string;
-}
-
-/** What runs in a stage, desired (ops repo) and deployed (Argo CD). */
-export interface StatusRow {
-    readonly stage: string;
-    readonly apps: Record<string, StageRelease & { digest?: string; image?: string }>;
-    readonly lastChange: StageChange | null;
-    /** What Argo CD has deployed of it (see deployed.ts). */
-    readonly deployment: Deployment;
-    /** The stage's Application in Argo CD's web UI (its last operation, its resources); absent in render mode. */
-    readonly argocdApp?: string;
-}
-
-/** One audit entry of a stage. */
-export interface AuditEntry {
-    readonly version?: number;
-    readonly kind: string;
-    readonly result: string;
-    readonly startTime: string;
-    readonly endTime?: string;
-    readonly durationMs?: number;
-    readonly change?: StageChange;
-    readonly message: string;
-    /** The ops repo commit the update wrote (found by its Request-Id trailer), when it wrote one. */
-    readonly opsCommit?: string;
-    /** That commit's web page, when the ops repo's host has one (GitHub). */
-    readonly opsCommitUrl?: string;
-}
-
-/** How many of a stage's newest ops repo commits the audit trail looks through for its links. */
-export const HISTORY_COMMITS = 200;
-
 /** Options of long operations. */
 export interface RunOptions {
     /** The request's id when a caller (the service) has already assigned one. */
@@ -168,6 +121,8 @@ export interface RunOptions {
     readonly onOutput?: (text: string) => void;
     /** Who the request belongs to in the request log ({@link logPrincipal}): its idempotency keys and answers are this principal's; default the requester. */
     readonly principal?: string;
+    /** Cancels the update (the request's lease in the request log was lost, the process is stopping). */
+    readonly signal?: AbortSignal;
 }
 
 /** A stage's releases from its stack's outputs; outputs carry derived facts (digest, image) that are not config. */
@@ -188,8 +143,13 @@ export function releasesFrom(outputs: Record<string, unknown> | undefined): Stag
 /** The runner. */
 export class Runner {
     private readonly queues = new StackQueues();
+    private readonly view: StageView;
+    private readonly mrs: MergeRequests;
 
-    constructor(private readonly deps: RunnerDeps) {}
+    constructor(private readonly deps: RunnerDeps) {
+        this.view = new StageView(deps);
+        this.mrs = new MergeRequests(deps, (stack, id, signal, run) => this.queued(stack, id, signal, run));
+    }
 
     /** Aborts running updates (they cancel cleanly and release their locks) and fails waiting ones. */
     cancel(reason: string): void {
@@ -232,8 +192,16 @@ export class Runner {
 
 
     /** Runs a job on a stack's queue (this process's jobs of a stack never overlap) and turns its outcome into a result or an error. */
-    private async queued<T>(stack: string, id: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
-        const outcome = await this.queues.submit({ stack, id, run });
+    private async queued<T>(stack: string, id: string, signal: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+        // The caller's signal (its lease in the request log, a SIGINT) cancels the job as the queue's own does.
+        const outcome = await this.queues.submit({
+            stack,
+            id,
+            run: (own) => {
+                if (signal?.aborted) return Promise.reject(signal.reason);
+                return run(signal ? AbortSignal.any([own, signal]) : own);
+            },
+        });
         if (outcome.state === "done") return outcome.result;
         throw outcome.error;
     }
@@ -307,10 +275,10 @@ export class Runner {
                     if (d.removed.length || d.added.length) files[p] = d;
                 }
             }
-            const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput, metadata: promoteMetadata(req, requestId) });
+            const r = await this.deps.engine.update(req.to, async () => ({ stage: { releases, change } }), { message: commitMessage(req.to, change), dryRun: true, onOutput: opts.onOutput, signal: opts.signal, metadata: promoteMetadata(req, requestId) });
             return { ...base, state: "dry-run", message: `preview of ${req.app} ${req.version} to ${req.to}: nothing written`, changes: r?.changes ?? {}, files };
         }
-        const result = await this.queued(req.to, requestId, async (signal): Promise<ChangeResult> => {
+        const result = await this.queued(req.to, requestId, opts.signal, async (signal): Promise<ChangeResult> => {
             let publishCommit: string | undefined;
             if (req.bundle) {
                 const published = await this.deps.ops.publish(req.bundle, { app: req.app, version: req.version, image: req.image!, source: { commit: req.source.commit, ...(req.source.ciRunUrl ? { ciRunUrl: req.source.ciRunUrl } : {}) } }, requestId);
@@ -365,7 +333,7 @@ export class Runner {
         const stages = await this.pipeline();
         findStage(stages, req.stage);
         const requestId = opts.requestId ?? req.idempotencyKey ?? this.deps.newId();
-        const result = await this.queued(req.stage, requestId, async (signal): Promise<ChangeResult> => {
+        const result = await this.queued(req.stage, requestId, opts.signal, async (signal): Promise<ChangeResult> => {
             const history = (await this.deps.engine.history(req.stage)).filter((h) => h.kind === "update" && h.result === "succeeded");
             const versions = history.flatMap((h) => {
                 const v = (h.config.stage as { releases?: Record<string, { version: string }> } | undefined)?.releases?.[req.app]?.version;
@@ -410,7 +378,7 @@ export class Runner {
      * refresh that fails changes nothing of the promotion, which has landed; it is logged.
      */
     private async nudge(stage: string): Promise<void> {
-        const apps = await this.applications();
+        const apps = await this.view.applications();
         try {
             await apps.port?.refresh(stage);
         } catch (e) {
@@ -425,7 +393,7 @@ export class Runner {
         const req = parseHoldRequest(raw);
         findStage(await this.pipeline(), req.stage);
         const requestId = opts.requestId ?? this.deps.newId();
-        const result = await this.queued(req.stage, requestId, async (signal): Promise<ChangeResult> => {
+        const result = await this.queued(req.stage, requestId, opts.signal, async (signal): Promise<ChangeResult> => {
             const change: StageChange = { kind: set ? "hold" : "release", app: req.app, requestId, requester: req.requester, ...(req.claimedRequester ? { claimedRequester: req.claimedRequester } : {}), ...(req.reason ? { reason: req.reason } : {}) };
             const r = await this.deps.engine.update(
                 req.stage,
@@ -471,277 +439,58 @@ export class Runner {
         return approval;
     }
 
-    /** What runs where: desired (the stage stacks' outputs) and deployed (Argo CD). */
-    async status(stageName?: string): Promise<StatusRow[]> {
-        const stages = await this.pipeline();
-        const wanted = stageName ? [findStage(stages, stageName).stage] : stages;
-        const apps = await this.applications();
-        const platform = await this.deps.engine.platformOutputs();
-        const ui = apps.port && typeof platform.argocdUrl === "string" ? platform.argocdUrl.replace(/\/+$/, "") : undefined;
-        const namespace = (platform.argocdCluster as { namespace?: string } | undefined)?.namespace ?? "argocd";
-        try {
-            return await Promise.all(
-                wanted.map(async (s) => {
-                    const outputs = (await this.deps.engine.stackOutputs(s.name)) ?? {};
-                    return {
-                        stage: s.name,
-                        apps: (outputs.releases as StatusRow["apps"]) ?? {},
-                        lastChange: (outputs.lastChange as StageChange | null) ?? null,
-                        deployment: await this.judgeDeployment(s, await this.stageHead(s.name, outputs), apps),
-                        ...(ui ? { argocdApp: `${ui}/applications/${encodeURIComponent(namespace)}/${encodeURIComponent(s.name)}` } : {}),
-                    };
-                }),
-            );
-        } finally {
-            if (apps.port) apps.close();
-        }
+    /** What runs where: desired (the stage stacks' outputs) and deployed (Argo CD). See {@link StageView}. */
+    status(stageName?: string): Promise<StatusRow[]> {
+        return this.view.status(stageName);
     }
 
-    /**
-     * What Argo CD has deployed of a stage, against the stage's last ops commit; with `refresh`,
-     * Argo CD is asked to compare again first (its answer shows on a later read).
-     */
-    async deployment(stageName: string, refresh = false, release?: { app: string; version: string }): Promise<Deployment> {
-        const { stage } = findStage(await this.pipeline(), stageName);
-        const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
-        if (release) holdsRelease(stageName, outputs, release);
-        const apps = await this.applications();
-        try {
-            if (refresh && apps.port) await apps.port.refresh(stageName).catch(() => undefined);
-            return await this.judgeDeployment(stage, await this.stageHead(stageName, outputs), apps);
-        } finally {
-            if (apps.port) apps.close();
-        }
+    /** What Argo CD has deployed of a stage (see {@link StageView.deployment}). */
+    deployment(stageName: string, refresh = false, release?: { app: string; version: string }): Promise<Deployment> {
+        return this.view.deployment(stageName, refresh, release);
     }
 
-    /**
-     * Waits until Argo CD has synced the stage's last ops commit (for a manual stage: until its
-     * owners sync it) and the stage is Healthy (`until: "synced"`: synced, whatever the health); a
-     * failed sync ends the wait as a conflict, the deadline as a timeout. The commit is the one
-     * that was last when the wait began. With `release`, the stage's ops folder must hold that
-     * release of the app (else not-found: waiting could never see it).
-     */
-    async wait(
-        stageName: string,
-        timeoutMs: number,
-        opts: { until?: "deployed" | "synced"; signal?: AbortSignal; release?: { app: string; version: string }; applications?: ApplicationsPort; requested?: { previous: { startedAt?: string; finishedAt?: string } | null } } = {},
-    ): Promise<Deployment> {
-        const { stage } = findStage(await this.pipeline(), stageName);
-        const outputs = (await this.deps.engine.stackOutputs(stageName)) ?? {};
-        if (opts.release) holdsRelease(stageName, outputs, opts.release);
-        const apps = opts.applications ? { port: opts.applications, missing: "", close: () => undefined } : await this.applications();
-        if (!apps.port) throw apps.failure ? new RunnerError(apps.failure.kind, apps.missing, apps.failure.reason) : new RunnerError("not-found", apps.missing);
-        try {
-            const port = apps.port;
-            const commit = await this.stageHead(stageName, outputs);
-            return await waitDeployed(() => this.judgeDeployment(stage, commit, apps, opts.requested), () => port.refresh(stageName), { timeoutMs, until: opts.until, signal: opts.signal });
-        } finally {
-            apps.close();
-        }
+    /** Waits until Argo CD has deployed the stage's last ops commit (see {@link StageView.wait}). */
+    wait(stageName: string, timeoutMs: number, opts: Parameters<StageView["wait"]>[2] = {}): Promise<Deployment> {
+        return this.view.wait(stageName, timeoutMs, opts);
     }
 
-    /**
-     * An owner's sync of a stage through Argo CD's API with the owner's own client (token): Argo CD
-     * checks its RBAC and sync windows and records the owner as the operation's initiator; the
-     * runner's rights play no part. With `waitMs`, waits as {@link wait} does, reading with the
-     * same client.
-     */
-    async sync(stageName: string, client: ArgoCdClient, opts: { waitMs?: number; until?: "deployed" | "synced"; signal?: AbortSignal } = {}): Promise<SyncAnswer> {
-        findStage(await this.pipeline(), stageName);
-        const app = await client.sync(stageName);
-        // The answer carries the operation just requested; its status still shows the previous one.
-        const by = app.operation?.initiatedBy?.username;
-        const started: SyncAnswer = { stage: stageName, argocd: client.url, message: `Argo CD started a sync of ${stageName}${by ? ` for ${by}` : ""}` };
-        if (opts.waitMs === undefined) return started;
-        const before = app.status?.operationState;
-        const requested = { previous: before ? { ...(before.startedAt ? { startedAt: before.startedAt } : {}), ...(before.finishedAt ? { finishedAt: before.finishedAt } : {}) } : null };
-        const deployment = await this.wait(stageName, opts.waitMs, { until: opts.until, signal: opts.signal, applications: new ArgoCdApplications(client), requested });
-        return { ...started, deployment, message: `${stageName} ${deployment.state}: ${deployment.message}` };
+    /** An owner's sync of a stage through Argo CD with the owner's own client (see {@link StageView.sync}). */
+    sync(stageName: string, client: ArgoCdClient, opts: Parameters<StageView["sync"]>[2] = {}): Promise<SyncAnswer> {
+        return this.view.sync(stageName, client, opts);
     }
 
-    /** Argo CD's Applications, once per call (or why there are none). */
-    private async applications(): Promise<{ port?: ApplicationsPort; missing: string; failure?: RunnerError; close: () => void }> {
-        try {
-            const port = await this.deps.applications?.();
-            return { port, missing: "no Argo CD configured (the platform renders Kubernetes to files)", close: () => port?.close?.() };
-        } catch (e) {
-            // Configured but not usable (a token file that cannot be read, no platform output): not
-            // render mode, and the failure keeps its kind (a bad setting is invalid, not unavailable).
-            const failure = e instanceof RunnerError ? e : new RunnerError("unavailable", e instanceof Error ? e.message : String(e));
-            return { missing: `cannot reach Argo CD's Applications: ${failure.message}`, failure, close: () => undefined };
-        }
+    /** The audit trail of a stage (see {@link StageView.history}). */
+    history(stageName: string): Promise<AuditEntry[]> {
+        return this.view.history(stageName);
     }
 
-    /**
-     * The stage's last ops commit: the newest commit that touched its folder (promotions, and
-     * secrets and operators' changes too, which the Application renders as well); the stack's own
-     * commit when the ops repo cannot be read.
-     */
-    private async stageHead(stage: string, outputs: Record<string, unknown>): Promise<string | undefined> {
-        const own = typeof outputs.opsCommit === "string" && outputs.opsCommit ? outputs.opsCommit : undefined;
-        try {
-            return (await this.deps.ops.stageCommits(stage, 1))[0]?.commit ?? own;
-        } catch {
-            return own;
-        }
+    /** A stage's commits from `commit` back (see {@link StageView.stageCommitsUpTo}). */
+    stageCommitsUpTo(stageName: string, commit: string): Promise<CommitInfo[]> {
+        return this.view.stageCommitsUpTo(stageName, commit);
     }
 
-    private async judgeDeployment(
-        stage: PipelineStage,
-        commit: string | undefined,
-        apps: { port?: ApplicationsPort; missing: string; failure?: RunnerError },
-        requested?: { previous: { startedAt?: string; finishedAt?: string } | null },
-    ): Promise<Deployment> {
-        const c = commit ? { commit } : {};
-        if (!apps.port) return { state: "unknown", reason: apps.failure ? "unreadable" : "render", ...c, message: `live state unknown: ${apps.missing}` };
-        let status: ApplicationStatus | undefined;
-        try {
-            status = await apps.port.application(stage.name);
-        } catch (e) {
-            const denied = e instanceof RunnerError && (e.kind === "unauthorized" || e.kind === "forbidden");
-            return { state: "unknown", reason: denied ? "denied" : "unreadable", ...c, message: `cannot read Argo CD's Application ${stage.name}: ${e instanceof Error ? e.message : String(e)}` };
-        }
-        // An ancestry check that fails (the ops repo unreachable) counts as "not contained": pending, read again.
-        const d = await judge(status, commit, (a, b) => this.deps.ops.contains(a, b).catch(() => false), requested);
-        // A manual stage's commit waits for its owners: say whose sync it is, as people ask "who do I ping?".
-        if (d.state === "pending" && stage.sync === "manual" && stage.owners.length > 0) {
-            return { ...d, waitingFor: [...stage.owners], message: `waiting for a sync by ${stage.owners.join(", ")}: ${d.message}` };
-        }
-        return d;
+    /** One ops repo commit of a stage's folder (see {@link StageView.stageCommit}). */
+    stageCommit(stageName: string, commit: string): Promise<CommitDetails> {
+        return this.view.stageCommit(stageName, commit);
     }
 
-    /** The audit trail of a stage: each update with who, what, when, from which commit, and the result. */
-    async history(stageName: string): Promise<AuditEntry[]> {
-        findStage(await this.pipeline(), stageName);
-        const [entries, commits] = await Promise.all([this.deps.engine.history(stageName), this.deps.ops.stageCommits(stageName, HISTORY_COMMITS)]);
-        // Each update's commit carries its request id as a trailer: the link from the audit trail to the ops repo.
-        const byRequest = new Map<string, CommitInfo & { url?: string }>();
-        for (const c of [...commits].reverse()) if (c.trailers["Request-Id"]) byRequest.set(c.trailers["Request-Id"], c);
-        return entries.map((h: HistoryEntry) => {
-            const change = (h.config.stage as { change?: StageChange } | undefined)?.change;
-            const opsCommit = change && h.kind === "update" ? byRequest.get(change.requestId) : undefined;
-            return {
-                version: h.version,
-                kind: h.kind,
-                result: h.result,
-                startTime: h.startTime,
-                endTime: h.endTime,
-                durationMs: h.endTime ? Date.parse(h.endTime) - Date.parse(h.startTime) : undefined,
-                change,
-                message: h.message,
-                ...(opsCommit ? { opsCommit: opsCommit.commit, ...(opsCommit.url ? { opsCommitUrl: opsCommit.url } : {}) } : {}),
-            };
-        });
+    /** What differs between the stacks and what they manage (see {@link StageView.drift}). */
+    drift(stageName?: string, signal?: AbortSignal): ReturnType<StageView["drift"]> {
+        return this.view.drift(stageName, signal);
     }
 
-    /**
-     * The stage's commits from `commit` back (newest first), among its last {@link HISTORY_COMMITS}:
-     * what the watch reads to tell which promotions a deployed commit holds. Not found when
-     * `commit` is not among them.
-     */
-    async stageCommitsUpTo(stageName: string, commit: string): Promise<CommitInfo[]> {
-        findStage(await this.pipeline(), stageName);
-        const commits = await this.deps.ops.stageCommits(stageName, HISTORY_COMMITS);
-        const at = commits.findIndex((c) => c.commit === commit || c.commit.startsWith(commit));
-        if (at < 0) throw new RunnerError("not-found", `no commit ${commit} of stage ${stageName} among its last ${HISTORY_COMMITS}`);
-        return commits.slice(at);
+    /** Deploys (or updates) a merge-request environment (see {@link MergeRequests.mrDeploy}). */
+    mrDeploy(raw: unknown, opts: RunOptions = {}): ReturnType<MergeRequests["mrDeploy"]> {
+        return this.mrs.mrDeploy(raw, opts);
     }
 
-    /** One ops repo commit of a stage's folder: message, changed files and patch. */
-    async stageCommit(stageName: string, commit: string): Promise<CommitDetails> {
-        const c = new Checker();
-        c.string("stage", stageName, undefined, DNS_LABEL, DNS_LABEL_RULE);
-        c.string("commit", commit, undefined, COMMIT, COMMIT_RULE);
-        if (c.problems.length) throw new RunnerError("invalid", c.problems.map(formatProblem).join("\n"));
-        findStage(await this.pipeline(), stageName);
-        const found = await this.deps.ops.stageCommit(stageName, commit);
-        if (!found) throw new RunnerError("not-found", `no commit ${commit} of stage ${stageName} in the ops repo's recent history`);
-        return found;
+    /** Destroys a merge-request environment (see {@link MergeRequests.mrDestroy}). */
+    mrDestroy(mr: number, requester: string, opts: Parameters<MergeRequests["mrDestroy"]>[2] = {}): Promise<ChangeResult> {
+        return this.mrs.mrDestroy(mr, requester, opts);
     }
 
-    /**
-     * Refreshes in preview mode and reports what differs: one stack (a stage, `platform` or `mr-<n>`),
-     * or the platform, every stage and every merge-request environment.
-     */
-    async drift(stageName?: string): Promise<{ stack: string; changes: Record<string, number>; details: string[] }[]> {
-        const stages = await this.pipeline();
-        const all = await this.deps.engine.listStacks();
-        const existing = new Set(all);
-        let names: string[];
-        if (stageName === "platform" || (stageName !== undefined && /^mr-\d+$/.test(stageName))) {
-            if (!existing.has(stageName)) throw new RunnerError("not-found", `stack ${stageName} does not exist`);
-            names = [stageName];
-        } else if (stageName !== undefined) names = [findStage(stages, stageName).stage.name];
-        else names = ["platform", ...stages.map((s) => s.name), ...all.filter((n) => /^mr-\d+$/.test(n)).sort()];
-        const out = [];
-        for (const name of names.filter((n) => existing.has(n))) {
-            const d = await this.deps.engine.drift(name);
-            out.push({ stack: name, ...d });
-        }
-        return out;
-    }
-
-    /** Deploys (or updates) a merge-request environment. */
-    async mrDeploy(raw: unknown, opts: RunOptions = {}): Promise<ChangeResult & { expiresAt?: string; namespace?: string }> {
-        const { mr, app, bundle, image, sourceCommit, ttlHours, requester } = parseMrDeployRequest(raw);
-        const stack = `mr-${mr}`;
-        const requestId = opts.requestId ?? this.deps.newId();
-        return this.queued(stack, requestId, async (signal): Promise<ChangeResult & { expiresAt?: string; namespace?: string }> => {
-            const createdAt = this.deps.now().toISOString().replace(/\.\d{3}Z$/, "Z");
-            const r = await this.deps.engine.update(
-                stack,
-                async () => ({ mr: { number: mr, app, bundle, image, sourceCommit, createdAt, ttlHours }, cluster: this.deps.mrCluster(mr) }),
-                {
-                    message: `Deploy ${app} for merge request ${mr} at ${sourceCommit} (request ${requestId})\n\nRequester: ${requester}\nRequest-Id: ${requestId}\n`,
-                    signal,
-                    onOutput: opts.onOutput,
-                    metadata: { requestId, kind: "mr-deploy", requester, sourceCommit, mr },
-                    // On a live cluster, read the objects back first so a redeploy also undoes hand edits.
-                    refresh: this.deps.mrCluster(mr).kubeconfig !== undefined,
-                },
-            );
-            if (!r) throw new RunnerError("internal", `the update of ${stack} did not run`);
-            return {
-                requestId,
-                state: "done",
-                kind: "promote",
-                stage: stack,
-                app,
-                message: `merge request ${mr} deployed to namespace ${stack} until ${r.outputs.expiresAt}`,
-                changes: r.changes,
-                durationMs: r.durationMs,
-                expiresAt: r.outputs.expiresAt as string,
-                namespace: r.outputs.namespace as string,
-            };
-        });
-    }
-
-    /** Destroys a merge-request environment and its stack. */
-    async mrDestroy(mr: number, requester: string, opts: RunOptions = {}): Promise<ChangeResult> {
-        if (!Number.isInteger(mr) || mr < 1) throw new RunnerError("invalid", `mr = ${JSON.stringify(mr)}: must be a whole number from 1`);
-        checkRequester(requester);
-        const stack = `mr-${mr}`;
-        const requestId = opts.requestId ?? this.deps.newId();
-        return this.queued(stack, requestId, async (signal): Promise<ChangeResult> => {
-            const r = await this.deps.engine.destroy(stack, { message: `Destroy merge request ${mr} (request ${requestId})\n\nRequester: ${requester}\n`, signal, onOutput: opts.onOutput, metadata: { requestId, kind: "mr-destroy", requester, mr } });
-            return { requestId, state: "done", kind: "remove", stage: stack, app: "", message: `merge request ${mr} destroyed`, changes: r.changes, durationMs: r.durationMs };
-        });
-    }
-
-    /** Destroys every merge-request environment whose expiry has passed. */
-    async mrReap(requester: string, opts: RunOptions = {}): Promise<{ destroyed: string[]; kept: { stack: string; expiresAt: string }[] }> {
-        checkRequester(requester);
-        const now = this.deps.now().getTime();
-        const destroyed: string[] = [];
-        const kept: { stack: string; expiresAt: string }[] = [];
-        for (const stack of (await this.deps.engine.listStacks()).filter((s) => /^mr-\d+$/.test(s))) {
-            const outputs = await this.deps.engine.stackOutputs(stack);
-            const expiresAt = outputs?.expiresAt as string | undefined;
-            if (expiresAt && Date.parse(expiresAt) <= now) {
-                await this.mrDestroy(Number(stack.slice(3)), requester, opts);
-                destroyed.push(stack);
-            } else kept.push({ stack, expiresAt: expiresAt ?? "unknown" });
-        }
-        return { destroyed, kept };
+    /** Destroys every expired merge-request environment (see {@link MergeRequests.mrReap}). */
+    mrReap(requester: string, opts: Parameters<MergeRequests["mrReap"]>[1] = {}): ReturnType<MergeRequests["mrReap"]> {
+        return this.mrs.mrReap(requester, opts);
     }
 }

@@ -153,8 +153,8 @@ export class PostgresStore implements RequestStore {
         }
     }
 
-    async renew(owner: string, leaseUntil: Date): Promise<void> {
-        await this.pool.query("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2", [leaseUntil.toISOString(), owner]);
+    async renew(owner: string, leaseUntil: Date): Promise<string[]> {
+        return (await this.pool.query<{ id: string }>("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2 RETURNING id", [leaseUntil.toISOString(), owner])).rows.map((r) => r.id);
     }
 
     async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {

@@ -13,7 +13,8 @@ import * as path from "node:path";
 
 import type { FastifyInstance } from "fastify";
 
-import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, RECORDED_AT_ONCE } from "../runner/commands";
+import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, type ProcessLog, RECORDED_AT_ONCE } from "../runner/commands";
+import { LEASE_MS, Leases } from "../runner/lease";
 import { newRequestId } from "../runner/ids";
 import { type Actor, logPrincipal } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
@@ -59,8 +60,6 @@ export interface ServiceDeps {
     readonly env?: NodeJS.ProcessEnv;
 }
 
-const LEASE_MS = 60_000;
-
 /** Who the watch's records run as: no rights, no teams (it only reports). */
 const WATCH_ACTOR: Actor = { name: OBSERVER, teams: [], canOverrideOrder: false, grants: [] };
 const FINAL = new Set(["done", "failed", "superseded"]);
@@ -80,6 +79,8 @@ export class Service implements HttpHost {
     private isStopping = false;
     private ready = false;
     private readonly running = new Map<string, Promise<void>>();
+    /** Aborted when the service stops: what its workers run is cancelled, and nothing new starts. */
+    private readonly stopSignal = new AbortController();
     private timers: NodeJS.Timeout[] = [];
     private tokenCache?: { at: number; outputs: Record<string, unknown> };
     private coalescingCache?: { at: number; stages: Set<string> };
@@ -94,11 +95,23 @@ export class Service implements HttpHost {
 
     /** The one command layer, shared with the CLI. */
     private readonly commands: Commands;
+    /** The leases of the requests this replica runs (see lease.ts). */
+    private readonly leases: Leases;
+    /** The request log as this replica takes further stacks in it (the reaper's merge requests). */
+    private readonly processLog: ProcessLog;
 
     constructor(private readonly deps: ServiceDeps) {
         this.commands = new Commands(deps.assembled);
         this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
         this.now = deps.now ?? (() => new Date());
+        this.leases = new Leases(deps.store, deps.replicaId, { now: this.now, onLost: (id, e) => deps.log({ level: "warn", msg: "a running request's lease was lost; its update is cancelled", requestId: id, error: e.message }) });
+        this.processLog = {
+            store: deps.store,
+            owner: deps.replicaId,
+            lockWaitMs: deps.assembled.settings.lockWaitSeconds * 1000,
+            now: this.now,
+            notice: (line) => deps.log({ level: "warn", msg: line }),
+        };
     }
 
     /**
@@ -112,7 +125,6 @@ export class Service implements HttpHost {
         const recovered = await this.deps.store.recover(this.deps.replicaId, this.now());
         if (recovered.length) this.deps.log({ level: "info", msg: "requeued requests interrupted by a previous stop", requests: recovered });
         this.timers.push(setInterval(() => void this.pump(), 250));
-        this.timers.push(setInterval(() => void this.deps.store.renew(this.deps.replicaId, new Date(this.now().getTime() + LEASE_MS)).catch(() => undefined), LEASE_MS / 4));
         // Requests of a replica that died come back to the queue when its lease runs out.
         this.timers.push(
             setInterval(
@@ -252,10 +264,12 @@ export class Service implements HttpHost {
         // the service stopping). Closing resolves once every answer in flight went out, so the
         // store is closed under none of them.
         const closed = this.app ? this.app.close() : Promise.resolve();
+        this.stopSignal.abort(new RunnerError("conflict", "the service is shutting down"));
         if (this.running.size) this.deps.assembled.runner.cancel("the service is shutting down");
         await Promise.allSettled([...this.running.values()]);
         await this.deps.assembled.runner.idle();
         await closed;
+        this.leases.stop();
         await this.deps.store.close();
     }
 
@@ -353,16 +367,22 @@ export class Service implements HttpHost {
         // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
         const at = this.now();
         await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
-        let result: unknown;
+        // Held (its lease renewed) until its outcome is recorded.
+        const held = this.leases.hold(id);
         try {
-            result = await this.commands.run(admitted, actor, { requestId: id });
-        } catch (e) {
-            await this.recordOutcome(id, () => this.ownFinish(id, "failed", { error: publicError(e, id) }));
-            throw e;
+            let result: unknown;
+            try {
+                result = await this.commands.run(admitted, actor, { requestId: id, signal: held.signal });
+            } catch (e) {
+                await this.recordOutcome(id, () => this.ownFinish(id, "failed", { error: publicError(e, id) }));
+                throw e;
+            }
+            // The change happened: recording it is retried, never turned into a failure the caller would retry.
+            await this.recordOutcome(id, () => this.ownFinish(id, "done", { result }));
+            return { status: 200, body: result };
+        } finally {
+            held.release();
         }
-        // The change happened: recording it is retried, never turned into a failure the caller would retry.
-        await this.recordOutcome(id, () => this.ownFinish(id, "done", { result }));
-        return { status: 200, body: result };
     }
 
     /** Streams a request's events (its requester only, as {@link request} checked). */
@@ -422,7 +442,8 @@ export class Service implements HttpHost {
                         this.deps.log({ level: "error", msg: "a worker failed", requestId: rec.id, error: e instanceof Error ? e.message : String(e) });
                     })
                     .finally(() => {
-                        this.running.delete(rec.id);
+                        // Only this run's entry: the request may have been claimed again since (its lease lost).
+                        if (this.running.get(rec.id) === job) this.running.delete(rec.id);
                         void this.pump();
                     });
                 this.running.set(rec.id, job);
@@ -480,7 +501,9 @@ export class Service implements HttpHost {
             void this.deps.store.appendEvent(rec.id, "output", { text }, this.now()).catch(() => undefined);
         };
         const ticker = setInterval(flush, 500);
-        const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t) };
+        const held = this.leases.hold(rec.id);
+        // Cancelled when its lease is lost or the service stops (a reaper waiting for a stack too).
+        const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t), signal: AbortSignal.any([held.signal, this.stopSignal.signal]), log: this.processLog };
         this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         try {
             let result: unknown;
@@ -499,10 +522,18 @@ export class Service implements HttpHost {
                 this.deps.log({ level: "info", msg: "request requeued by shutdown", requestId: rec.id, verb: rec.verb, stack: rec.stack });
                 return;
             }
+            if (held.signal.aborted) {
+                // Its lease was lost and the update cancelled: back to the queue if the log still
+                // gives it to this replica once reachable (a replica that took it meanwhile keeps it).
+                await this.recordOutcome(rec.id, () => this.deps.store.requeue(rec.id, this.deps.replicaId));
+                this.deps.log({ level: "warn", msg: "request cancelled: its lease was lost", requestId: rec.id, verb: rec.verb, stack: rec.stack, error: (held.signal.reason as Error).message });
+                return;
+            }
             if (!(classify(e) instanceof RunnerError)) this.deps.log({ level: "error", msg: "request failed", requestId: rec.id, error: redact(e instanceof Error ? (e.stack ?? e.message) : String(e)) });
             await this.recordOutcome(rec.id, () => this.ownFinish(rec.id, "failed", { error: publicError(e, rec.id) }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
         } finally {
+            held.release();
             clearInterval(ticker);
         }
     }

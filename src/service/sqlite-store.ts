@@ -194,8 +194,8 @@ export class SqliteStore implements RequestStore {
         }).immediate();
     }
 
-    async renew(owner: string, leaseUntil: Date): Promise<void> {
-        this.db.prepare("UPDATE requests SET lease_until = ? WHERE state = 'running' AND owner = ?").run(leaseUntil.toISOString(), owner);
+    async renew(owner: string, leaseUntil: Date): Promise<string[]> {
+        return (this.db.prepare("UPDATE requests SET lease_until = ? WHERE state = 'running' AND owner = ? RETURNING id").all(leaseUntil.toISOString(), owner) as { id: string }[]).map((r) => r.id);
     }
 
     async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {

@@ -66,8 +66,8 @@ export interface RequestStore extends RunnerStore {
      * one are first marked superseded by it.
      */
     claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined>;
-    /** Extends the lease of running requests of `owner`. */
-    renew(owner: string, leaseUntil: Date): Promise<void>;
+    /** Extends the lease of running requests of `owner`; returns their ids (a request missing from them is no longer `owner`'s). */
+    renew(owner: string, leaseUntil: Date): Promise<string[]>;
     /**
      * Records a request's outcome. With `owner`, only while the request still runs under that owner
      * (false otherwise): a process whose claim was taken from it (its lease ran out, it was taken

@@ -11,7 +11,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { AutomationEngine } from "../../src/runner/adapters/automation";
-import { createRunner } from "../../src/runner/index";
+import { cliActor, createRunner } from "../../src/runner/index";
+import { Commands, cliOwner } from "../../src/runner/commands";
 import { RunnerError } from "../../src/runner/errors";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { DEFAULT_USER_VERBS, hashToken } from "../../src/runner/rights";
@@ -234,6 +235,40 @@ describe("the runner on the real engine", function () {
         assert.deepEqual(yaml(4), []);
     });
 
+    it("the reaper takes each merge request's stack in the request log, and keeps one redeployed while it waited", async function () {
+        const mrBundle = bundle("web");
+        await runner.mrDeploy({ mr: 5, app: "web", bundle: mrBundle, image: "registry.example/web:mr-5", sourceCommit: "abcdef2", requester: "ci", ttlHours: 1 });
+        const later = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined, now: () => new Date(Date.now() + 2 * 3600_000) });
+        const db = new SqliteStore(path.join(dataDir, "service", "requests.db"));
+        try {
+            // Another process runs a request of mr-5 (a deploy, say): the reaper must wait for it.
+            const at = new Date();
+            assert.ok((await db.begin({ id: "r-mr5-busy-0001", verb: "mr-deploy", stack: "mr-5", body: {}, principal: "ci" }, "serve:elsewhere:8080", at, new Date(at.getTime() + 600_000)))?.created);
+            const log = { store: db, owner: cliOwner(), lockWaitMs: 120_000 };
+            const reaping = new Commands(later).execute({ verb: "mr-reap", input: {} }, cliActor(later.settings, "reaper"), { log }) as Promise<{ destroyed: string[]; kept: { stack: string; expiresAt: string }[] }>;
+            let settled = false;
+            void reaping.then(() => (settled = true), () => (settled = true));
+            await new Promise((r) => setTimeout(r, 3000));
+            assert.equal(settled, false, "the reaper did not wait for the running request of mr-5");
+            const engine = new AutomationEngine(later.environment, { lockWaitMs: 10_000, log: () => undefined });
+            assert.ok((await engine.listStacks()).includes("mr-5"), "mr-5 was destroyed while another request held its stack");
+            // That request redeployed it for three more days, then ended: the reaper looks again and keeps it.
+            await runner.mrDeploy({ mr: 5, app: "web", bundle: mrBundle, image: "registry.example/web:mr-5b", sourceCommit: "abcdef3", requester: "ci", ttlHours: 72 });
+            await db.finish("r-mr5-busy-0001", "done", new Date(), { result: {} });
+            const reaped = await reaping;
+            assert.equal(reaped.destroyed.includes("mr-5"), false, "a redeployed environment was reaped");
+            assert.ok(reaped.kept.some((k) => k.stack === "mr-5" && Date.parse(k.expiresAt) > Date.now() + 70 * 3600_000), JSON.stringify(reaped.kept));
+            assert.ok((await engine.listStacks()).includes("mr-5"));
+            // The reaper's turn on mr-5 is a request of that stack in the log, answered noop.
+            const own = (await db.recent(20)).find((r) => r.verb === "mr-destroy" && r.stack === "mr-5");
+            assert.equal(own?.state, "done");
+            assert.equal((own?.result as { state: string }).state, "noop");
+            await runner.mrDestroy(5, "ci");
+        } finally {
+            await db.close();
+        }
+    });
+
     describe("through the stages CLI", function () {
         it("--json answers and exit codes: ok 0, invalid 2, refused 3, not found 4", async function () {
             const ok = await cli(["status", "--json"]).done;
@@ -431,7 +466,13 @@ describe("the runner on the real engine", function () {
             assert.equal(r.code, 130, r.stderr);
             assert.match(r.stderr, /SIGINT received: cancelling the update in flight/);
             assert.deepEqual(backendLocks("tst"), [], "the stack is still locked");
-            assert.equal(fs.existsSync(path.join(dataDir, "locks", "tst")), false, "the runner's lock is still held");
+            // The request log's running request is the stack's one lock: the cancelled one ended.
+            const db = new SqliteStore(path.join(dataDir, "service", "requests.db"));
+            try {
+                assert.equal(await db.runningOn("tst"), undefined, "the request log still holds the stack");
+            } finally {
+                await db.close();
+            }
             // The cancelled promotion left nothing half done: the next one goes through.
             const next = await promote("cache", "1.0.0", "tst");
             assert.ok(["done", "noop"].includes(next.state), next.message);

@@ -13,6 +13,8 @@ import {
     ConcurrentUpdateError,
     LocalWorkspace,
     OutputMap,
+    type PreviewResult,
+    type UpResult,
     Stack,
     StackNotFoundError,
 } from "@pulumi/pulumi/automation";
@@ -21,7 +23,7 @@ import type { PipelineStage } from "../core";
 import { RunnerError } from "../errors";
 import type { EnginePort, HistoryEntry, UpdateMetadata, UpdateOptions, UpdateResult } from "../ports";
 import { describeBackend } from "./backend";
-import { acquireDirLock, sleep } from "./dir-lock";
+import { sleep } from "./processes";
 import { guardEngineDisconnects } from "./engine-process";
 import { checkpointOutputs, staleBackendLocks } from "./file-backend";
 import { METADATA_VARS, metadataEnv } from "./metadata";
@@ -210,26 +212,11 @@ export class AutomationEngine implements EnginePort {
         return this.outputsOf(name);
     }
 
-    /** Runs `fn` holding the runner's own lock of the stack (across processes of this data folder). */
-    private async exclusive<T>(name: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-        const release = await acquireDirLock(path.join(this.env.dataDir, "locks", name), {
-            waitMs: this.opts.lockWaitMs,
-            signal,
-            onStale: (owner) => this.opts.log(`stack ${name}: removing the runner lock of process ${owner?.pid ?? "(unknown: no owner recorded)"}, which is no longer running`),
-            onTimeout: () => new RunnerError("timeout", `stack ${name} stayed busy with another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`),
-        });
-        try {
-            return await fn();
-        } finally {
-            release();
-        }
-    }
-
     /**
      * Runs an engine operation; waits while the stack is locked by a live update elsewhere, and
      * recovers it when the lock belongs to a dead process. Returns what recovery did, if anything.
      */
-    private async withRecovery<T>(stack: Stack, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<{ value: T; recovered?: string }> {
+    private async withRecovery<T>(stack: Stack, signal: AbortSignal | undefined, fn: () => Promise<T>, opts: { recover?: boolean } = {}): Promise<{ value: T; recovered?: string }> {
         const deadline = Date.now() + this.opts.lockWaitMs;
         let delay = 200;
         let recovered: string | undefined;
@@ -239,7 +226,12 @@ export class AutomationEngine implements EnginePort {
             } catch (e) {
                 const locked = e instanceof ConcurrentUpdateError || /currently locked by \d+ lock/i.test(String(e));
                 if (!locked) throw e;
-                const message = await this.recoverIfStale(stack);
+                // Only a process that holds the stack's request in the log recovers it (a read does not).
+                if (opts.recover === false) {
+                    const stale = staleBackendLocks(this.env.backendUrl, stack.name);
+                    if (stale.length) throw new RunnerError("conflict", `stack ${stack.name} holds the lock of process ${stale.map((l) => l.owner.pid).join(", ")}, which is no longer running; the stack's next update recovers it`, "stale-lock");
+                }
+                const message = opts.recover === false ? undefined : await this.recoverIfStale(stack);
                 if (message) {
                     recovered = message;
                     continue;
@@ -277,31 +269,37 @@ export class AutomationEngine implements EnginePort {
         opts: UpdateOptions,
     ): Promise<UpdateResult | undefined> {
         const started = Date.now();
-        return this.exclusive(name, opts.signal, async () => {
-            const existing = await this.updating(name, false, opts.metadata);
-            const config = await plan(existing ? await this.outputsOf(name, existing) : undefined);
-            if (config === undefined) return undefined;
-            const stack = existing ?? (await this.updating(name, true, opts.metadata))!;
+        // Who may update the stack is decided before this is called: the request log's running
+        // request of the stack is its one lock (commands.ts, lease.ts); Pulumi's own lock of the
+        // backend, recovered below when its process died, guards the engine's state itself.
+        let stack = await this.updating(name, false, opts.metadata);
+        // One attempt plans on the stack's outputs, writes the config and runs the engine. When a
+        // live update of another process held the stack (one whose lease ran out while it was
+        // still stopping), the attempt is made again, planned on what that update left.
+        const attempt = async (): Promise<{ config?: Record<string, unknown>; preview?: PreviewResult; up?: UpResult; recovered?: string }> => {
+            const config = await plan(stack ? await this.outputsOf(name, stack) : undefined);
+            if (config === undefined) return {};
+            stack ??= (await this.updating(name, true, opts.metadata))!;
             this.writeConfig(name, config);
             // A stack left inconsistent by a killed update is recovered before anything else.
-            const recoveredFirst = await this.recoverIfStale(stack);
-            if (opts.dryRun) {
-                const { value: p, recovered } = await this.withRecovery(stack, opts.signal, () =>
-                    stack.preview({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, diff: true }),
-                );
-                return { result: "succeeded", changes: numbers(p.changeSummary), outputs: {}, durationMs: Date.now() - started, ...((recoveredFirst ?? recovered) ? { recovered: recoveredFirst ?? recovered } : {}) };
-            }
-            const { value: up, recovered } = await this.withRecovery(stack, opts.signal, () =>
-                stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, ...(opts.refresh ? { refresh: true } : {}) }),
-            );
-            return {
-                result: up.summary.result === "succeeded" ? "succeeded" : "failed",
-                changes: numbers(up.summary.resourceChanges ?? {}),
-                outputs: plain(up.outputs),
-                durationMs: Date.now() - started,
-                ...((recoveredFirst ?? recovered) ? { recovered: recoveredFirst ?? recovered } : {}),
-            };
-        });
+            const recovered = await this.recoverIfStale(stack);
+            if (opts.dryRun) return { config, preview: await stack.preview({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, diff: true }), ...(recovered ? { recovered } : {}) };
+            return { config, up: await stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, ...(opts.refresh ? { refresh: true } : {}) }), ...(recovered ? { recovered } : {}) };
+        };
+        const { value: done, recovered: recoveredLater } = stack ? await this.withRecovery(stack, opts.signal, attempt) : { value: await attempt(), recovered: undefined };
+        if (done.config === undefined) return undefined;
+        const recovered = done.recovered ?? recoveredLater;
+        if (done.preview) {
+            return { result: "succeeded", changes: numbers(done.preview.changeSummary), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
+        }
+        const up = done.up!;
+        return {
+            result: up.summary.result === "succeeded" ? "succeeded" : "failed",
+            changes: numbers(up.summary.resourceChanges ?? {}),
+            outputs: plain(up.outputs),
+            durationMs: Date.now() - started,
+            ...(recovered ? { recovered } : {}),
+        };
     }
 
     async drift(name: string, signal?: AbortSignal): Promise<{ changes: Record<string, number>; details: string[] }> {
@@ -320,6 +318,7 @@ export class AutomationEngine implements EnginePort {
                     details.push(`${md.urn.split("::").pop()}: ${md.op}${drifted?.length ? ` (${drifted.join(", ")})` : ""}`);
                 },
             }),
+            { recover: false },
         );
         const changes = numbers(value.summary.resourceChanges ?? {});
         return { changes, details };
@@ -347,17 +346,15 @@ export class AutomationEngine implements EnginePort {
 
     async destroy(name: string, opts: UpdateOptions): Promise<UpdateResult> {
         const started = Date.now();
-        return this.exclusive(name, opts.signal, async () => {
-            const stack = await this.updating(name, false, opts.metadata);
-            if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
-            const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
-            await (await this.ws()).removeStack(name);
-            this.selected.delete(name);
-            this.selectedForUpdate.delete(name);
-            this.selectedForRefresh.delete(name);
-            this.updateWorkspaces.delete(name);
-            return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
-        });
+        const stack = await this.updating(name, false, opts.metadata);
+        if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
+        const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
+        await (await this.ws()).removeStack(name);
+        this.selected.delete(name);
+        this.selectedForUpdate.delete(name);
+        this.selectedForRefresh.delete(name);
+        this.updateWorkspaces.delete(name);
+        return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
     }
 }
 

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 
-import { alive } from "./dir-lock";
+import { alive } from "./processes";
 
 const NS = "gitops-stages";
 
