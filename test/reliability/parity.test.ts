@@ -12,6 +12,7 @@
  */
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { bundleFiles } from "../../src/cli/ci";
@@ -63,6 +64,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         stranger: plant(`stranger-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`),
     };
     const bundles: Record<string, string> = {};
+    let secretFile = "";
 
     before(async function () {
         const configured = [
@@ -77,6 +79,9 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         bundles.web2 = makeBundleDir(cliSide.dir, "web", { stages, replicas: 2 });
         bundles.webOther = makeBundleDir(cliSide.dir, "web", { stages, replicas: 3 });
         bundles.api1 = makeBundleDir(cliSide.dir, "api", { stages });
+        // A secret value the CLI reads from a file (never from its command line); the body carries it as base64.
+        secretFile = path.join(cliSide.dir, "secret-value.txt");
+        fs.writeFileSync(secretFile, "parity-value", { mode: 0o600 });
         service = new Service({ assembled: await httpSide.runner(), store: new SqliteStore(path.join(httpSide.dataDir, "service", "requests.db")), replicaId: "parity", log: () => undefined, limits: { ratePerMinute: 100_000, burst: 10_000 } });
         await service.open();
     });
@@ -136,6 +141,7 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "drift of a stage", as: "operator", cli: ["drift", "--stage", "itg"], http: ["POST", "/v1/drift", { stage: "itg" }], expect: "ok", full: true },
         { name: "a merge-request environment", as: "ci-itg", cli: ["mr", "deploy", "--mr", "5", "--app", "web", "--bundle", bundles.web1, "--image", "registry.example/web:mr-5", "--commit", "abcdef0"], http: ["POST", "/v1/mr/deploy", { mr: 5, app: "web", bundle: bundleFiles(bundles.web1), image: "registry.example/web:mr-5", sourceCommit: "abcdef0" }], expect: "ok", full: true },
         { name: "destroy it", as: "ci-itg", cli: ["mr", "destroy", "5"], http: ["POST", "/v1/mr/destroy", { mr: 5 }], expect: "ok", full: true },
+        { name: "reap expired merge-request environments", as: "ci-itg", cli: ["mr", "reap"], http: ["POST", "/v1/mr/reap", {}], expect: "ok" },
 
         // Invalid: one field at a time, named with its rule, whoever asks.
         promote("version not semantic", "operator", "web", "v1", "itg", "invalid"),
@@ -162,6 +168,9 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "merge request image without a tag", as: "ci-itg", cli: ["mr", "deploy", "--mr", "6", "--app", "web", "--bundle", bundles.web1, "--image", "noimage", "--commit", "abcdef0"], http: ["POST", "/v1/mr/deploy", { mr: 6, app: "web", bundle: bundleFiles(bundles.web1), image: "noimage", sourceCommit: "abcdef0" }], expect: "invalid" },
         { name: "merge request to destroy not a number", as: "ci-itg", cli: ["mr", "destroy", "abc"], http: ["POST", "/v1/mr/destroy", { mr: "abc" }], expect: "invalid", full: true },
         { name: "secret list of a stage not a DNS label", as: "operator", cli: ["secret", "list", "--stage", "Bad"], http: ["GET", "/v1/secrets?stage=Bad"], expect: "invalid" },
+        { name: "secret set into a stage not a DNS label", as: "operator", cli: ["secret", "set", "web", `TOKEN=@${secretFile}`, "--stage", "Bad"], http: ["POST", "/v1/secrets/set", { app: "web", stage: "Bad", values: { TOKEN: Buffer.from("parity-value").toString("base64") } }], expect: "invalid" },
+        { name: "secret removal of an app not a DNS label", as: "operator", cli: ["secret", "rm", "Bad_App", "TOKEN", "--stage", "itg"], http: ["POST", "/v1/secrets/rm", { app: "Bad_App", stage: "itg", keys: ["TOKEN"] }], expect: "invalid" },
+        { name: "reseal of a stage not a DNS label", as: "operator", cli: ["secret", "reseal", "--stage", "a.b"], http: ["POST", "/v1/secrets/reseal", { stage: "a.b" }], expect: "invalid", full: true },
 
         // Forbidden: a right the principal lacks (and nothing else wrong).
         promote("a viewer promotes", "viewer", "web", "1.0.0", "itg", "forbidden", { reason: "rights" }),
@@ -173,6 +182,10 @@ describe("parity of the CLI and the HTTP API: one table, the same outcomes, exit
         { name: "a viewer looks for drift", as: "viewer", cli: ["drift", "--stage", "itg"], http: ["POST", "/v1/drift", { stage: "itg" }], expect: "forbidden", reason: "rights", full: true },
         { name: "a viewer deploys a merge request", as: "viewer", cli: ["mr", "deploy", "--mr", "7", "--app", "web", "--bundle", bundles.web1, "--image", "r/web:1", "--commit", "abcdef0"], http: ["POST", "/v1/mr/deploy", { mr: 7, app: "web", bundle: bundleFiles(bundles.web1), image: "r/web:1", sourceCommit: "abcdef0" }], expect: "forbidden", reason: "rights" },
         { name: "CI lists secrets", as: "ci-itg", cli: ["secret", "list", "--stage", "itg"], http: ["GET", "/v1/secrets?stage=itg"], expect: "forbidden", reason: "rights" },
+        { name: "CI sets a secret", as: "ci-itg", cli: ["secret", "set", "web", `TOKEN=@${secretFile}`, "--stage", "itg"], http: ["POST", "/v1/secrets/set", { app: "web", stage: "itg", values: { TOKEN: Buffer.from("parity-value").toString("base64") } }], expect: "forbidden", reason: "rights" },
+        { name: "CI removes a secret", as: "ci-itg", cli: ["secret", "rm", "web", "TOKEN", "--stage", "itg"], http: ["POST", "/v1/secrets/rm", { app: "web", stage: "itg", keys: ["TOKEN"] }], expect: "forbidden", reason: "rights", full: true },
+        { name: "CI reseals a stage's secrets", as: "ci-itg", cli: ["secret", "reseal", "--stage", "itg"], http: ["POST", "/v1/secrets/reseal", { stage: "itg" }], expect: "forbidden", reason: "rights" },
+        { name: "a viewer reaps merge-request environments", as: "viewer", cli: ["mr", "reap"], http: ["POST", "/v1/mr/reap", {}], expect: "forbidden", reason: "rights", full: true },
         { name: "CI reads another stage's history", as: "ci-itg", cli: ["history", "tst"], http: ["GET", "/v1/history/tst"], expect: "forbidden", reason: "rights", full: true },
         { name: "CI reads another stage's status", as: "ci-itg", cli: ["status", "--stage", "tst"], http: ["GET", "/v1/status?stage=tst"], expect: "forbidden", reason: "rights", full: true },
 

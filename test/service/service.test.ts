@@ -388,7 +388,7 @@ describe("the runner service over HTTP", function () {
         for (const a of accepted) assert.equal(a.status, 202, JSON.stringify(a.body));
         const finals = await Promise.all(accepted.map((a) => settle(op, a.body.requestId as string, 900_000)));
         const states = finals.map((f) => f.state);
-        assert.ok(states.every((s) => s === "done" || s === "superseded"), JSON.stringify(states));
+        assert.ok(states.every((s) => s === "done" || s === "superseded"), `${JSON.stringify(states)}\nfailed: ${JSON.stringify(finals.filter((f) => f.state === "failed").map((f) => f.error))}`);
         const superseded = finals.filter((f) => f.state === "superseded");
         for (const s of superseded) assert.match(String((s.result as { supersededBy: string }).supersededBy), /^r-/);
         // itg: each app runs the version of its last executed request.
