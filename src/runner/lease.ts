@@ -3,9 +3,9 @@
  * lock of that stack, held for as long as its owner renews the lease. A process that can no longer
  * show it holds a request must stop working on it before someone else may take the stack: when
  * the log says the request is no longer this process's (its lease ran out and it was taken back),
- * or when renewing has failed until a quarter of the lease is left, the request's signal aborts
- * and its update is cancelled (Pulumi stops cleanly and releases the stack) while the lease still
- * keeps others out.
+ * or when renewing has failed (or not answered) until a quarter of the lease is left, the
+ * request's signal aborts and its update is cancelled (Pulumi stops cleanly and releases the
+ * stack) while the lease still keeps others out.
  */
 import { RunnerError } from "./errors";
 
@@ -19,8 +19,10 @@ export interface LeaseStore {
 
 /** One request held under a lease. */
 export interface Held {
-    /** Aborts (with a {@link RunnerError}) when the lease is lost or may run out before the next renewal. */
+    /** Aborts (with a {@link RunnerError}) when the lease is lost or has a quarter or less left without a renewal. */
     readonly signal: AbortSignal;
+    /** Whether this is still the process's run of the request (false once the process claimed it again for another run). */
+    current(): boolean;
     /** Stops watching the request (it finished). */
     release(): void;
 }
@@ -51,8 +53,12 @@ export class Leases {
         const controller = new AbortController();
         this.held.set(id, { controller, until: this.now().getTime() + this.leaseMs });
         this.timer ??= setInterval(() => void this.renew(), this.leaseMs / 4);
+        // Deadlines are looked at more often than renewals: one renewal that fails is survived, and a
+        // request held between two renewals still stops with about a quarter of its lease left.
+        this.watchdog ??= setInterval(() => this.expire(), this.leaseMs / 16);
         return {
             signal: controller.signal,
+            current: () => this.held.get(id)?.controller === controller,
             release: () => {
                 if (this.held.get(id)?.controller !== controller) return;
                 this.held.delete(id);
@@ -64,8 +70,12 @@ export class Leases {
     /** Stops renewing (nothing held, or the process stops). */
     stop(): void {
         if (this.timer) clearInterval(this.timer);
+        if (this.watchdog) clearInterval(this.watchdog);
         this.timer = undefined;
+        this.watchdog = undefined;
     }
+
+    private watchdog: NodeJS.Timeout | undefined;
 
     /**
      * Renews every held lease once; aborts the requests the log no longer gives this owner, and
@@ -74,9 +84,7 @@ export class Leases {
      * the lease).
      */
     async renew(): Promise<void> {
-        if (this.held.size === 0) return;
-        this.expire();
-        if (this.renewing) return;
+        if (this.held.size === 0 || this.renewing) return;
         const at = this.now().getTime();
         const asked = [...this.held.keys()];
         let timer: NodeJS.Timeout | undefined;
@@ -109,7 +117,7 @@ export class Leases {
     private lastFailure: string | undefined;
 
     /** Aborts held requests whose lease has a quarter or less left: stopping must end before it runs out. */
-    private expire(): void {
+    expire(): void {
         const why = this.lastFailure === undefined ? "" : ` (${this.lastFailure})`;
         for (const [id, h] of this.held) {
             if (this.now().getTime() >= h.until - this.leaseMs / 4) {

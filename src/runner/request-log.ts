@@ -71,7 +71,11 @@ function otherLog(setting: string, bound: string, identity: string, dataDir: str
  * `$GITOPS_STAGES_DATABASE` names it for the CLI, `--database` for `stages serve` (`setting`
  * names it in errors). The first process that opens a log in a data folder binds the folder to it
  * (`<data>/service/request-log.json`, written once the database has opened); a process of that
- * folder that names another log is refused (`invalid`) before anything is opened or created.
+ * folder that names another log is refused (`invalid`) before it opens it. (Two processes binding
+ * an unbound folder at the same moment both open their log first; the one that loses is refused
+ * then, and a SQLite file it named stays, empty.) Logs are compared by host, port and database,
+ * or by the SQLite file's absolute path: a folder seen under two paths (a container and its host)
+ * must be given the same path in both.
  */
 export async function openStore(database: string | undefined, dataDir: string, opts: { setting?: string } = {}): Promise<RequestStore> {
     const setting = opts.setting ?? "$GITOPS_STAGES_DATABASE";
@@ -89,14 +93,14 @@ export async function openStore(database: string | undefined, dataDir: string, o
     return store;
 }
 
-/** Binds the folder to a log unless it is bound already (another process may bind it at the same moment: one wins, the other compares). */
-function bind(dataDir: string, identity: string, setting: string): void {
+/** Binds the folder to a log unless it is bound already (another process may bind it at the same moment: one wins, the other compares and is refused if its log differs). */
+export function bind(dataDir: string, identity: string, setting: string): void {
     fs.mkdirSync(path.dirname(bindingFile(dataDir)), { recursive: true });
     // Written whole under another name, then linked into place: a reader never sees half a file,
     // and the link fails if another process bound the folder first.
     const tmp = `${bindingFile(dataDir)}.${process.pid}.${Date.now()}.tmp`;
-    fs.writeFileSync(tmp, `${JSON.stringify({ log: identity, boundAt: new Date().toISOString() }, null, 2)}\n`);
     try {
+        fs.writeFileSync(tmp, `${JSON.stringify({ log: identity, boundAt: new Date().toISOString() }, null, 2)}\n`);
         fs.linkSync(tmp, bindingFile(dataDir));
     } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;

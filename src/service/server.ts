@@ -490,6 +490,11 @@ export class Service implements HttpHost {
         }
     }
 
+    /** A run whose request this replica claimed again meanwhile (its lease had been lost): that run records the outcome. */
+    private staleRun(rec: RequestRecord, state: string): void {
+        this.deps.log({ level: "warn", msg: "a run ended after this replica claimed its request again; the newer run records the outcome", requestId: rec.id, verb: rec.verb, stack: rec.stack, state });
+    }
+
     private async execute(rec: RequestRecord): Promise<void> {
         const started = Date.now();
         const { request, actor } = rec.body as Work;
@@ -512,10 +517,13 @@ export class Service implements HttpHost {
             else throw new RunnerError("internal", `unknown verb ${rec.verb}`);
             flush();
             const state = (result as { state?: string }).state === "superseded" ? "superseded" : "done";
+            // The owner in the log is this replica for every run of it: only the current run records.
+            if (!held.current()) return this.staleRun(rec, state);
             await this.recordOutcome(rec.id, () => this.ownFinish(rec.id, state, { result }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state, ms: Date.now() - started });
         } catch (e) {
             flush();
+            if (!held.current()) return this.staleRun(rec, "failed");
             if (this.isStopping) {
                 // Cancelled by the shutdown: the engine rolled back cleanly; run it again after the restart.
                 await this.deps.store.requeue(rec.id, this.deps.replicaId);

@@ -85,6 +85,24 @@ describe("leases of running requests", function () {
         }
     });
 
+    it("deadlines are watched between renewals: a request whose lease was not renewed stops with a quarter left", function () {
+        let clock = 0;
+        const leases = new Leases({ renew: async () => [] }, "serve:a:1", { now: () => new Date(clock) });
+        const held = leases.hold("r-lease-0005");
+        try {
+            clock = 44_000;
+            leases.expire();
+            assert.equal(held.signal.aborted, false, "stopped with 16 s of its lease left");
+            clock = 45_500;
+            leases.expire();
+            assert.equal(held.signal.aborted, true, "kept running with less than a quarter of its lease left and no renewal");
+            assert.equal((held.signal.reason as RunnerError).kind, "unavailable");
+        } finally {
+            held.release();
+            leases.stop();
+        }
+    });
+
     it("a renewal that never answers counts as failed: the request stops with a quarter of its lease left", async function () {
         let clock = 0;
         let calls = 0;
@@ -113,7 +131,9 @@ describe("leases of running requests", function () {
         try {
             assert.equal(first.signal.aborted, true);
             assert.equal((first.signal.reason as RunnerError).reason, "lease-lost");
+            assert.equal(first.current(), false, "the old run still takes itself for the request's run");
             assert.equal(second.signal.aborted, false);
+            assert.equal(second.current(), true);
             first.release();
             assert.equal(second.signal.aborted, false, "the old run's release ended the new one's lease");
         } finally {

@@ -7,7 +7,7 @@ import * as path from "node:path";
 
 import { selfContainedEnv } from "../../src/runner/adapters/environment";
 import { RunnerError } from "../../src/runner/errors";
-import { bindingFile, logIdentity, openStore } from "../../src/runner/request-log";
+import { bind, bindingFile, logIdentity, openStore } from "../../src/runner/request-log";
 import { repoRoot } from "../support/engine";
 
 describe("the request log's binding to a data folder", function () {
@@ -49,16 +49,16 @@ describe("the request log's binding to a data folder", function () {
         });
     });
 
-    it("two processes binding a folder at once: one log wins, the other is refused", async function () {
-        const a = `sqlite:${path.join(dir, "a.db")}`;
-        const b = `sqlite:${path.join(dir, "b.db")}`;
-        const results = await Promise.allSettled([openStore(a, dir), openStore(b, dir)]);
-        const opened = results.filter((r): r is PromiseFulfilledResult<Awaited<ReturnType<typeof openStore>>> => r.status === "fulfilled");
-        assert.equal(opened.length, 1, JSON.stringify(results.map((r) => r.status)));
-        await opened[0].value.close();
-        const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
-        assert.match((refused.reason as Error).message, /this data folder's requests are logged in sqlite:/);
-        assert.ok([a, b].includes(JSON.parse(fs.readFileSync(bindingFile(dir), "utf8")).log));
+    it("two processes binding a folder at once: the first link wins, the other compares and is refused if its log differs", function () {
+        // Both found the folder unbound and opened their log; now each binds.
+        const a = logIdentity(`sqlite:${path.join(dir, "a.db")}`, dir);
+        const b = logIdentity(`sqlite:${path.join(dir, "b.db")}`, dir);
+        bind(dir, a, "$GITOPS_STAGES_DATABASE");
+        assert.throws(() => bind(dir, b, "--database"), (e: RunnerError) => e.kind === "invalid" && /^--database: this data folder's requests are logged in sqlite:\S+a\.db/.test(e.message));
+        // The same log binding again (a second process of it) is no conflict.
+        bind(dir, a, "$GITOPS_STAGES_DATABASE");
+        assert.equal(JSON.parse(fs.readFileSync(bindingFile(dir), "utf8")).log, a);
+        assert.deepEqual(fs.readdirSync(path.join(dir, "service")).filter((f) => f.endsWith(".tmp")), [], "a temporary binding file was left");
     });
 
     it("the CLI and a second service on another database are refused with exit 2", async function () {

@@ -224,8 +224,7 @@ export class AutomationEngine implements EnginePort {
             try {
                 return { value: await fn(), recovered };
             } catch (e) {
-                const locked = e instanceof ConcurrentUpdateError || /currently locked by \d+ lock/i.test(String(e));
-                if (!locked) throw e;
+                if (!isLocked(e)) throw e;
                 // Only a process that holds the stack's request in the log recovers it (a read does not).
                 if (opts.recover === false) {
                     const stale = staleBackendLocks(this.env.backendUrl, stack.name);
@@ -283,10 +282,13 @@ export class AutomationEngine implements EnginePort {
             this.writeConfig(name, config);
             // A stack left inconsistent by a killed update is recovered before anything else.
             const recovered = await this.recoverIfStale(stack);
+            // The Automation API only listens for an abort that comes while the engine runs: a lease
+            // lost while planning must stop the update before it starts.
+            opts.signal?.throwIfAborted();
             if (opts.dryRun) return { config, preview: await stack.preview({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, diff: true }), ...(recovered ? { recovered } : {}) };
             return { config, up: await stack.up({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal, ...(opts.refresh ? { refresh: true } : {}) }), ...(recovered ? { recovered } : {}) };
         };
-        const { value: done, recovered: recoveredLater } = stack ? await this.withRecovery(stack, opts.signal, attempt) : { value: await attempt(), recovered: undefined };
+        const { value: done, recovered: recoveredLater } = stack ? await this.withRecovery(stack, opts.signal, attempt) : await this.firstUpdate(attempt, () => stack, opts.signal);
         if (done.config === undefined) return undefined;
         const recovered = done.recovered ?? recoveredLater;
         if (done.preview) {
@@ -300,6 +302,21 @@ export class AutomationEngine implements EnginePort {
             durationMs: Date.now() - started,
             ...(recovered ? { recovered } : {}),
         };
+    }
+
+    /**
+     * The attempt on a stack that did not exist: it is created only once the plan has something to
+     * do (a refusal creates nothing). Should another process hold it once it exists (a run that
+     * lost its lease), the attempt waits and is planned again as on any stack.
+     */
+    private async firstUpdate<T>(attempt: () => Promise<T>, created: () => Stack | undefined, signal: AbortSignal | undefined): Promise<{ value: T; recovered?: string }> {
+        try {
+            return { value: await attempt() };
+        } catch (e) {
+            const stack = created();
+            if (!stack || !isLocked(e)) throw e;
+            return this.withRecovery(stack, signal, attempt);
+        }
     }
 
     async drift(name: string, signal?: AbortSignal): Promise<{ changes: Record<string, number>; details: string[] }> {
@@ -348,7 +365,10 @@ export class AutomationEngine implements EnginePort {
         const started = Date.now();
         const stack = await this.updating(name, false, opts.metadata);
         if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
-        const { value, recovered } = await this.withRecovery(stack, opts.signal, () => stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal }));
+        const { value, recovered } = await this.withRecovery(stack, opts.signal, () => {
+            opts.signal?.throwIfAborted();
+            return stack.destroy({ message: opts.message, onOutput: opts.onOutput, signal: opts.signal });
+        });
         await (await this.ws()).removeStack(name);
         this.selected.delete(name);
         this.selectedForUpdate.delete(name);
@@ -356,6 +376,11 @@ export class AutomationEngine implements EnginePort {
         this.updateWorkspaces.delete(name);
         return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
     }
+}
+
+/** Whether an engine failure is another update holding the stack's lock. */
+function isLocked(e: unknown): boolean {
+    return e instanceof ConcurrentUpdateError || /currently locked by \d+ lock/i.test(String(e));
 }
 
 function decode(v: string): unknown {
