@@ -20,14 +20,17 @@ import { AssembledRunner, createRunner } from "../src/runner/index";
 import { VERBS, hashToken } from "../src/runner/rights";
 import { makeBundleDir } from "../test/support/fixtures";
 import { argocdLoop } from "./argocd";
+import { engineFloor } from "./floor";
 import { median, time } from "./stats";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 
-const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+/** Milliseconds as seconds with two decimals. */
+export const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-interface World {
+/** A pipeline of its own for a benchmark: a temporary folder, a bootstrapped platform, its ops repo. */
+export interface World {
     dir: string;
     dataDir: string;
     ops: string;
@@ -41,7 +44,8 @@ interface World {
     pulumi(args: string[], cwd?: string): void;
 }
 
-async function world(stages: unknown[]): Promise<World> {
+/** Bootstraps a platform with `stages` in a temporary folder. */
+export async function world(stages: unknown[]): Promise<World> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-bench-"));
     const dataDir = path.join(dir, "data");
     fs.mkdirSync(dataDir, { recursive: true });
@@ -71,7 +75,7 @@ async function world(stages: unknown[]): Promise<World> {
 }
 
 /** Publishes many releases as one commit (the scale set-up; publishing itself is benchmarked elsewhere). */
-async function publishMany(w: World, apps: string[], version: string): Promise<void> {
+export async function publishMany(w: World, apps: string[], version: string): Promise<void> {
     const writes: Record<string, string> = {};
     for (const app of apps) {
         const dir = makeBundleDir(w.dir, app, { stages: ["itg", "s10", "s100", "s500", "tst", "perf", "prod"] });
@@ -267,6 +271,7 @@ async function throughput(): Promise<void> {
 export async function pipelineBenchmarks(only: readonly string[], runs: number): Promise<void> {
     const want = (name: string) => only.length === 0 || only.includes(name);
     if (want("promotion")) await promotionVsBareAndFloor(runs);
+    if (want("floor")) await engineFloor(runs);
     if (want("scale")) await scale(Math.max(3, Math.floor(runs / 2)));
     if (want("throughput")) await throughput();
     // Needs the tests set of the toolchain (cluster binaries, Argo CD): only when asked by name.

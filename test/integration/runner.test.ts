@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { AutomationEngine } from "../../src/runner/adapters/automation";
+import { checkpointExists, checkpointOutputMap, latestUpdateRecord } from "../../src/runner/adapters/file-backend";
 import { cliActor, createRunner } from "../../src/runner/index";
 import { Commands, cliOwner } from "../../src/runner/commands";
 import { RunnerError } from "../../src/runner/errors";
@@ -210,6 +211,26 @@ describe("the runner on the real engine", function () {
         assert.match(shown.stdout, /\nM\tenvironments\/prod\/releases\.json\n/);
         const listed = await cli(["history", "prod"]).done;
         assert.match(listed.stdout, new RegExp(`\\b${entry.opsCommit!.slice(0, 12)}\\b`));
+    });
+
+    it("what the runner reads from the file backend's files is what the Pulumi CLI says (outputs, secrets, the newest update, existence)", async function () {
+        const assembled = await createRunner({ projectRoot: repoRoot, dataDir, env, log: () => undefined });
+        const e = assembled.environment;
+        const pulumi = (...args: string[]) => execFileSync(e.toolchain.pulumi, [...args, "--non-interactive"], { cwd: e.workDir, env: { ...env, ...e.envVars }, encoding: "utf8" });
+        for (const stack of ["itg", "platform"]) {
+            const map = checkpointOutputMap(e.backendUrl, stack)!;
+            // The CLI masks secrets as "[secret]", as the file read does (it never decrypts).
+            assert.deepEqual(Object.fromEntries(Object.entries(map).map(([k, o]) => [k, o.value])), JSON.parse(pulumi("stack", "output", "--json", "--stack", stack)), stack);
+            const revealed = JSON.parse(pulumi("stack", "output", "--json", "--show-secrets", "--stack", stack)) as Record<string, unknown>;
+            for (const [k, o] of Object.entries(map)) assert.equal(o.secret, o.value === "[secret]" && revealed[k] !== "[secret]", `${stack}.${k}: secret flag`);
+            assert.ok(Object.values(map).some((o) => o.secret) === (stack === "platform"), `${stack}: secrets where the CLI shows them`);
+            const [last] = JSON.parse(pulumi("stack", "history", "--json", "--page-size", "1", "--stack", stack)) as { kind: string; result: string; message: string; resourceChanges?: Record<string, number> }[];
+            const record = latestUpdateRecord(e.backendUrl, stack)!;
+            assert.deepEqual({ kind: record.kind, result: record.result, message: record.message, resourceChanges: record.resourceChanges }, { kind: last.kind, result: last.result, message: last.message, resourceChanges: last.resourceChanges }, stack);
+            assert.equal(checkpointExists(e.backendUrl, stack), true);
+        }
+        assert.equal(checkpointExists(e.backendUrl, "mr-404"), false);
+        assert.equal(checkpointExists("https://api.pulumi.com", "itg"), undefined, "another backend is left to the CLI");
     });
 
     it("merge-request environments: deploy, reap only the expired ones, destroy", async function () {

@@ -4,10 +4,14 @@
  */
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 
 import { METADATA_VARS, metadataEnv, vcsOf } from "../../src/runner/adapters/metadata";
 import { rotated } from "../../src/runner/adapters/controller";
+import { checkpointOutputMap, latestUpdateRecord } from "../../src/runner/adapters/file-backend";
 import { parseSecretsFile } from "../../src/secrets/store";
 import { RunnerError } from "../../src/runner/errors";
 
@@ -82,5 +86,47 @@ describe("update metadata", function () {
         assert.deepEqual(vcsOf("ssh://git@git.example:2222/acme/app"), { kind: "git.example", owner: "acme", name: "app" });
         assert.deepEqual(vcsOf("/srv/git/app.git"), { kind: "local", name: "app" });
         assert.deepEqual(vcsOf("file:///srv/git/app.git/"), { kind: "local", name: "app" });
+    });
+});
+
+describe("the file backend's files the runner reads", function () {
+    let dir: string;
+    beforeEach(function () {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-files-"));
+    });
+    afterEach(function () {
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("the newest update record whatever its compression; a zstd one is left to the CLI", function () {
+        const history = path.join(dir, ".pulumi", "history", "gitops-stages", "itg");
+        fs.mkdirSync(history, { recursive: true });
+        const record = (result: string) => JSON.stringify({ kind: "update", startTime: 1, endTime: 2, message: result, result, resourceChanges: { update: 1 } });
+        fs.writeFileSync(path.join(history, "itg-100.history.json"), record("failed"));
+        // Compression switched on later: the newer record is gzip, next to the older plain one.
+        fs.writeFileSync(path.join(history, "itg-200.history.json.gz"), zlib.gzipSync(record("succeeded")));
+        fs.writeFileSync(path.join(history, "itg-150.checkpoint.json"), "{}");
+        fs.writeFileSync(path.join(history, "other-900.history.json"), record("failed"));
+        assert.equal(latestUpdateRecord(`file://${dir}`, "itg")?.result, "succeeded");
+        fs.writeFileSync(path.join(history, "itg-300.history.json.zst"), "(zstd)");
+        assert.equal(latestUpdateRecord(`file://${dir}`, "itg"), undefined, "an older record was taken for the newest");
+        assert.equal(latestUpdateRecord("s3://bucket", "itg"), undefined);
+    });
+
+    it("only secrets are secret: assets and resource references in outputs are not", function () {
+        const stacks = path.join(dir, ".pulumi", "stacks", "gitops-stages");
+        fs.mkdirSync(stacks, { recursive: true });
+        const sig = "4dabf18193072939515e22adb298388d";
+        const outputs = {
+            token: { [sig]: "1b47061264138c4ac30d75fd1eb44270", ciphertext: "v1:abc" },
+            file: { [sig]: "c44067f5952c0a294b673a41bacd8c17", path: "a.txt" },
+            nested: { plain: 1, hidden: { [sig]: "1b47061264138c4ac30d75fd1eb44270", ciphertext: "v1:def" } },
+        };
+        fs.writeFileSync(path.join(stacks, "itg.json"), JSON.stringify({ checkpoint: { latest: { resources: [{ type: "pulumi:pulumi:Stack", outputs }] } } }));
+        const map = checkpointOutputMap(`file://${dir}`, "itg")!;
+        assert.deepEqual(map.token, { value: "[secret]", secret: true });
+        assert.equal(map.file.secret, false);
+        assert.deepEqual(map.file.value, outputs.file);
+        assert.deepEqual(map.nested, { value: { plain: 1, hidden: "[secret]" }, secret: false });
     });
 });

@@ -15,6 +15,7 @@ import {
     OutputMap,
     type PreviewResult,
     type UpResult,
+    type UpdateSummary,
     Stack,
     StackNotFoundError,
 } from "@pulumi/pulumi/automation";
@@ -25,7 +26,7 @@ import type { EnginePort, HistoryEntry, UpdateMetadata, UpdateOptions, UpdateRes
 import { describeBackend } from "./backend";
 import { sleep } from "./processes";
 import { guardEngineDisconnects } from "./engine-process";
-import { checkpointOutputs, staleBackendLocks } from "./file-backend";
+import { checkpointExists, checkpointOutputMap, checkpointOutputs, latestUpdateRecord, staleBackendLocks } from "./file-backend";
 import { METADATA_VARS, metadataEnv } from "./metadata";
 
 import type { RunnerEnvironment } from "./environment";
@@ -99,10 +100,53 @@ export class AutomationEngine implements EnginePort {
     private updateWs(name: string): Promise<LocalWorkspace> {
         let ws = this.updateWorkspaces.get(name);
         if (!ws) {
-            ws = this.createWorkspace(this.env.envVars);
+            ws = this.createWorkspace(this.env.envVars).then((w) => this.readsFromFiles(w));
             this.updateWorkspaces.set(name, ws);
         }
         return ws;
+    }
+
+    /**
+     * On a `file://` backend, answers from the backend's files what the Automation API would start
+     * the CLI for around an update: `stack.up()` runs `pulumi stack output` twice (masked, then
+     * with secrets) and `pulumi stack history` once after every update, and selecting a stack runs
+     * `pulumi stack select` (once per stack and process); a few hundred milliseconds each. The
+     * outputs come back with secrets masked (an update's answer never carries secret values;
+     * `platformSecret` reads through a workspace of its own), and a stack not found on disk (or
+     * kept in a form Node does not read, zstd) is left to the CLI. Other backends keep the CLI.
+     */
+    private readsFromFiles(ws: LocalWorkspace): LocalWorkspace {
+        const url = this.env.backendUrl;
+        if (!url.startsWith("file://")) return ws;
+        const outputs = ws.stackOutputs.bind(ws);
+        const select = ws.selectStack.bind(ws);
+        ws.stackOutputs = async (name) => checkpointOutputMap(url, name) ?? outputs(name);
+        // Every command names its stack (--stack), so selecting only has to say the stack exists.
+        ws.selectStack = async (name) => (checkpointExists(url, name) ? undefined : select(name));
+        return ws;
+    }
+
+    /** A stack of an update workspace answers `info()` (what `up` returns as its summary) from the backend's newest update record. */
+    private infoFromFiles(stack: Stack): void {
+        const url = this.env.backendUrl;
+        if (!url.startsWith("file://")) return;
+        const info = stack.info.bind(stack);
+        stack.info = async (showSecrets?: boolean) => {
+            const r = latestUpdateRecord(url, stack.name);
+            if (!r) return info(showSecrets);
+            const summary: UpdateSummary = {
+                kind: r.kind as UpdateSummary["kind"],
+                startTime: new Date(r.startTime * 1000),
+                endTime: new Date((r.endTime ?? r.startTime) * 1000),
+                message: r.message,
+                environment: r.environment ?? {},
+                config: {},
+                result: r.result as UpdateSummary["result"],
+                version: 0,
+                ...(r.resourceChanges ? { resourceChanges: r.resourceChanges } : {}),
+            };
+            return summary;
+        };
     }
 
     /** The stack `name` for an update, its workspace's environment set to `metadata`'s (and nothing of an earlier update's). */
@@ -143,6 +187,7 @@ export class AutomationEngine implements EnginePort {
         });
         this.selecting = run.catch(() => undefined);
         const stack = await run;
+        if (stack && purpose === "update") this.infoFromFiles(stack);
         if (stack) cache.set(name, stack);
         return stack;
     }
