@@ -16,7 +16,7 @@ import * as os from "node:os";
 
 import { CLI_OWNER, endedError } from "../service/sqlite-store";
 import type { RequestStore } from "../service/store";
-import { alive, sleep } from "./adapters/processes";
+import { alive, anyOf, sleep } from "./adapters/processes";
 import { LEASE_MS, Leases } from "./lease";
 import { RunnerError, publicError } from "./errors";
 import { type Verb, requireRight } from "./rights";
@@ -396,14 +396,16 @@ export class Commands {
         const leases = new Leases(log.store, log.owner, { now, ...(log.leaseMs ? { leaseMs: log.leaseMs } : {}), onLost: (_, e) => log.notice?.(e.message) });
         const held = leases.hold(id);
         let result: unknown;
+        const signal = anyOf([opts.signal, held.signal]);
         try {
-            result = await this.run(admitted, actor, { ...opts, log, requestId: id, signal: opts.signal ? AbortSignal.any([opts.signal, held.signal]) : held.signal });
+            result = await this.run(admitted, actor, { ...opts, log, requestId: id, signal: signal.signal });
         } catch (raw) {
             const e = held.signal.aborted ? held.signal.reason : raw;
             // Recorded as it failed; if even that fails, the record's dead owner tells the next process.
             await log.store.finish(id, "failed", now(), { error: publicError(e, id) }, log.owner).catch(() => undefined);
             throw e;
         } finally {
+            signal.dispose();
             held.release();
             leases.stop();
         }

@@ -34,6 +34,7 @@ import { type AuditEntry, StageView, type StatusRow, type SyncAnswer } from "./o
 import { RunnerError } from "./errors";
 import type { EnginePort, RunnerStore, UpdateMetadata } from "./ports";
 import { StackQueues } from "./queue";
+import { anyOf } from "./adapters/processes";
 
 export { type AuditEntry, HISTORY_COMMITS, type StatusRow, type SyncAnswer } from "./observe";
 
@@ -197,9 +198,15 @@ export class Runner {
         const outcome = await this.queues.submit({
             stack,
             id,
-            run: (own) => {
-                if (signal?.aborted) return Promise.reject(signal.reason);
-                return run(signal ? AbortSignal.any([own, signal]) : own);
+            run: async (own) => {
+                if (signal?.aborted) throw signal.reason;
+                if (!signal) return run(own);
+                const both = anyOf([own, signal]);
+                try {
+                    return await run(both.signal);
+                } finally {
+                    both.dispose();
+                }
             },
         });
         if (outcome.state === "done") return outcome.result;

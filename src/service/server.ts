@@ -15,6 +15,7 @@ import type { FastifyInstance } from "fastify";
 
 import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, type ProcessLog, RECORDED_AT_ONCE } from "../runner/commands";
 import { LEASE_MS, Leases } from "../runner/lease";
+import { anyOf } from "../runner/adapters/processes";
 import { newRequestId } from "../runner/ids";
 import { type Actor, logPrincipal } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
@@ -508,7 +509,8 @@ export class Service implements HttpHost {
         const ticker = setInterval(flush, 500);
         const held = this.leases.hold(rec.id);
         // Cancelled when its lease is lost or the service stops (a reaper waiting for a stack too).
-        const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t), signal: AbortSignal.any([held.signal, this.stopSignal.signal]), log: this.processLog };
+        const cancel = anyOf([held.signal, this.stopSignal.signal]);
+        const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t), signal: cancel.signal, log: this.processLog };
         this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         try {
             let result: unknown;
@@ -541,6 +543,7 @@ export class Service implements HttpHost {
             await this.recordOutcome(rec.id, () => this.ownFinish(rec.id, "failed", { error: publicError(e, rec.id) }));
             this.deps.log({ level: "info", msg: "request finished", requestId: rec.id, verb: rec.verb, stack: rec.stack, state: "failed", ms: Date.now() - started });
         } finally {
+            cancel.dispose();
             held.release();
             clearInterval(ticker);
         }
