@@ -7,6 +7,7 @@
  * tokens never reach logs or answers.
  */
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import type * as http from "node:http";
 import * as path from "node:path";
@@ -105,6 +106,8 @@ export class Service implements HttpHost {
         this.commands = new Commands(deps.assembled);
         this.limits = { ...DEFAULT_LIMITS, ...deps.limits };
         this.now = deps.now ?? (() => new Date());
+        // One listener per running request (up to --concurrency, 64): not a leak, so no warning past ten.
+        setMaxListeners(0, this.stopSignal.signal);
         this.leases = new Leases(deps.store, deps.replicaId, { now: this.now, onLost: (id, e) => deps.log({ level: "warn", msg: "a running request's lease was lost; its update is cancelled", requestId: id, error: e.message }) });
         this.processLog = {
             store: deps.store,
@@ -509,9 +512,9 @@ export class Service implements HttpHost {
         const ticker = setInterval(flush, 500);
         const held = this.leases.hold(rec.id);
         // Cancelled when its lease is lost or the service stops (a reaper waiting for a stack too).
+        this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         const cancel = anyOf([held.signal, this.stopSignal.signal]);
         const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t), signal: cancel.signal, log: this.processLog };
-        this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         try {
             let result: unknown;
             if (rec.verb === REPORT_VERB) result = await this.report(request as unknown as Observation);
