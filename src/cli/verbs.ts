@@ -206,7 +206,7 @@ async function dispatch(parsed: ParsedVerb, assembled: AssembledRunner, onOutput
     // Exactly what the service does with a request, but run here and now: the same parsing,
     // requester, rights and policy (src/runner/commands.ts). Changes are recorded in the request
     // log and run under its lock of the stack, which a service on the same database honours too.
-    const log = { store: assembled.log, owner: cliOwner(), lockWaitMs: settings.lockWaitSeconds * 1000, notice: (line: string) => process.stderr.write(`stages: ${line}\n`) };
+    const log = { store: assembled.log, owner: cliOwner(), lockWaitMs: settings.lockWaitSeconds * 1000, leaseMs: settings.leaseSeconds * 1000, notice: (line: string) => process.stderr.write(`stages: ${line}\n`) };
     return new Commands(assembled).execute(command, who, { ...(onOutput ? { onOutput } : {}), log, signal });
 }
 

@@ -206,6 +206,37 @@ async function gitOk(args: readonly string[], what: string, opts: { cwd: string;
     return r.stdout.toString("utf8");
 }
 
+/**
+ * Environment variable holding where this process reaches repositories named otherwise in state
+ * and outputs: a JSON object of remote -> URL. The platform names the local host's ops repo by its
+ * folder (and stage states keep that name: a changed remote would replace the stage's writer); a
+ * runner on another machine reaches the same repository over the network (`$GITOPS_STAGES_OPS_URL`,
+ * see docs/scale.md). Read from the environment because the ops repo writer runs in the Pulumi
+ * provider's own process, which inherits it. Like git's `url.<base>.insteadOf`, but exact and
+ * applied before the local-folder shortcut, so a mapped remote is never read from a path.
+ */
+export const REMOTES_VAR = "GITOPS_STAGES_GIT_REMOTES";
+
+let remotesCache: { raw: string; map: Record<string, string> } | undefined;
+
+/** The URL this process reaches `remote` at: its entry in {@link REMOTES_VAR}, else itself. */
+export function reachable(remote: string, env: NodeJS.ProcessEnv = process.env): string {
+    const raw = env[REMOTES_VAR];
+    if (!raw) return remote;
+    if (remotesCache?.raw !== raw) {
+        let map: Record<string, string> = {};
+        try {
+            const parsed = JSON.parse(raw) as unknown;
+            if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) map = Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"));
+        } catch {
+            // Set by the runner only (never by hand): an unreadable value maps nothing.
+        }
+        remotesCache = { raw, map };
+    }
+    const key = remote.startsWith("file://") ? remote.slice("file://".length) : remote;
+    return remotesCache.map[key] ?? remotesCache.map[remote] ?? remote;
+}
+
 /** The folder of a bare repository on this machine that `remote` names, or undefined for a URL. */
 export function localRepository(remote: string): string | undefined {
     const p = remote.startsWith("file://") ? remote.slice("file://".length) : remote;
@@ -345,7 +376,8 @@ class Scratch {
  * as a single commit and pushes without force. If the branch moved meanwhile, fetches the new head
  * and computes again, so nobody's commit is lost. An empty change makes no commit.
  */
-export async function commitFiles(req: CommitRequest): Promise<CommitResult> {
+export async function commitFiles(request: CommitRequest): Promise<CommitResult> {
+    const req = { ...request, remote: reachable(request.remote) };
     const max = req.maxAttempts ?? Number.POSITIVE_INFINITY;
     const started = Date.now();
     const deadline = started + (req.retryForMs ?? 60_000);
@@ -431,7 +463,8 @@ async function reportValidate(checks: NonNullable<PushAs["checks"]>, commit: str
  * machine in place (git's readers are safe next to a pusher, and nothing is copied, whatever the
  * repository's size), anything else fetched shallowly into a scratch that is removed afterwards.
  */
-async function inRepository<T>(remote: string, branch: string, depth: number, fn: (dir: string, commit: string | undefined) => Promise<T>): Promise<T> {
+async function inRepository<T>(named: string, branch: string, depth: number, fn: (dir: string, commit: string | undefined) => Promise<T>): Promise<T> {
+    const remote = reachable(named);
     const local = localRepository(remote);
     if (local) {
         const r = await git(["rev-parse", "--verify", "-q", `refs/heads/${branch}`], { cwd: local });
@@ -541,7 +574,7 @@ export async function isAncestor(remote: string, branch: string, commit: string,
     if (await check(depth)) return true;
     // A remote fetched shallowly may hold the commit further back: look again in the whole history
     // (a repository on this machine was searched whole already).
-    return localRepository(remote) ? false : check(2_147_483_647);
+    return localRepository(reachable(remote)) ? false : check(2_147_483_647);
 }
 
 /** Lists the files of a branch under a folder prefix (or all files). */

@@ -18,6 +18,7 @@ import { type Actor, checkRequester } from "./core";
 import { RunnerError } from "./errors";
 import { DEFAULT_USER_VERBS, Grant, TokenEntry, parseGrants, platformTokenEntries, tokenPrincipal } from "./rights";
 import { newRequestId } from "./ids";
+import { LEASE_MS } from "./lease";
 import { Runner } from "./runner";
 import { openStore } from "./request-log";
 import { Secrets } from "./secrets";
@@ -36,6 +37,13 @@ export interface RunnerSettings {
     /** How long a request waits for a stack locked by another update. */
     readonly lockWaitSeconds: number;
     /**
+     * How long a running request's claim on its stack lasts unless renewed (renewed every quarter):
+     * a replica that dies or is cut off from the database gives its requests up after this long.
+     * Every process of a deployment must use the same value (it is also the age after which a
+     * Pulumi lock of another host is taken for a dead replica's; see backend-locks.ts).
+     */
+    readonly leaseSeconds: number;
+    /**
      * Argo CD's API for the runner's reads: its URL (default: the platform's `argocdUrl` output)
      * and a file holding the token of the runner's read-only account. Without a token the runner
      * reads the Applications through the platform's cluster instead.
@@ -48,7 +56,7 @@ export function readSettings(dataDir: string): RunnerSettings {
     const file = path.join(dataDir, "runner.json");
     const raw: unknown = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
     const c = new Checker();
-    const o = c.object("runner.json", raw, ["users", "tokens", "mrCluster", "lockWaitSeconds", "argocd"]);
+    const o = c.object("runner.json", raw, ["users", "tokens", "mrCluster", "lockWaitSeconds", "leaseSeconds", "argocd"]);
     const users: RunnerSettings["users"] = {};
     for (const [name, u] of Object.entries(c.object("users", o.users, Object.keys((o.users as object) ?? {})))) {
         const uo = c.object(`users.${name}`, u, ["teams", "overrideOrder", "rights"]);
@@ -80,6 +88,7 @@ export function readSettings(dataDir: string): RunnerSettings {
             skipAwait: c.boolean("mrCluster.skipAwait", m.skipAwait, false),
         },
         lockWaitSeconds: c.integer("lockWaitSeconds", o.lockWaitSeconds, 600, 1, 86_400),
+        leaseSeconds: c.integer("leaseSeconds", o.leaseSeconds, LEASE_MS / 1000, 4, 3600),
         argocd: (() => {
             const a = c.object("argocd", o.argocd, ["url", "tokenFile"]);
             return {
@@ -151,7 +160,7 @@ export async function createRunner(opts: {
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
     const store = opts.store ?? (await openStore((opts.env ?? process.env).GITOPS_STAGES_DATABASE, environment.dataDir));
-    const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log });
+    const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log, foreignLockMs: settings.leaseSeconds * 1000, hardStopMs: (settings.leaseSeconds * 1000) / 8 });
     const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env, (key) => engine.platformSecret(key));
     const runner = new Runner({
         engine,

@@ -14,6 +14,11 @@ import { rotated } from "../../src/runner/adapters/controller";
 import { checkpointOutputMap, latestUpdateRecord } from "../../src/runner/adapters/file-backend";
 import { parseSecretsFile } from "../../src/secrets/store";
 import { RunnerError } from "../../src/runner/errors";
+import { REMOTES_VAR, reachable } from "../../src/git/engine";
+import { parseOpsUrl } from "../../src/runner/adapters/environment";
+import { isStale, postgresBackend } from "../../src/runner/adapters/backend-locks";
+import { descendants, stopsHard } from "../../src/runner/adapters/engine-process";
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
 
 describe("the controller's rotate answer", function () {
     it("gains the type the controller leaves out, and parses as the resealed secret", function () {
@@ -128,5 +133,82 @@ describe("the file backend's files the runner reads", function () {
         assert.equal(map.file.secret, false);
         assert.deepEqual(map.file.value, outputs.file);
         assert.deepEqual(map.nested, { value: { plain: 1, hidden: "[secret]" }, secret: false });
+    });
+});
+
+describe("where a runner reaches the ops repo ($GITOPS_STAGES_OPS_URL)", function () {
+    it("maps the platform's name of a repository to the URL given, exactly, and nothing else", function () {
+        const env = { [REMOTES_VAR]: JSON.stringify({ "/srv/git/app-ops.git": "http://runner:pw@git.example:8080/app-ops.git" }) };
+        assert.equal(reachable("/srv/git/app-ops.git", env), "http://runner:pw@git.example:8080/app-ops.git");
+        assert.equal(reachable("file:///srv/git/app-ops.git", env), "http://runner:pw@git.example:8080/app-ops.git");
+        assert.equal(reachable("/srv/git/app-dev.git", env), "/srv/git/app-dev.git");
+        assert.equal(reachable("/srv/git/app-ops.git", {}), "/srv/git/app-ops.git");
+        assert.equal(reachable("/srv/git/app-ops.git", { [REMOTES_VAR]: "not json" }), "/srv/git/app-ops.git");
+    });
+
+    it("takes an http(s) or ssh URL with a host, and names the variable for anything else", function () {
+        assert.equal(parseOpsUrl(undefined), undefined);
+        assert.equal(parseOpsUrl("https://git.example/app-ops.git"), "https://git.example/app-ops.git");
+        for (const bad of ["/srv/git/app-ops.git", "file:///srv/git/app-ops.git", "ftp://x/y"]) {
+            assert.throws(() => parseOpsUrl(bad), (e: unknown) => e instanceof RunnerError && e.kind === "invalid" && /^GITOPS_STAGES_OPS_URL: must be/.test(e.message), bad);
+        }
+    });
+});
+
+describe("Pulumi's locks in a shared state backend", function () {
+    it("a lock of this machine is stale when its process is gone; of another machine, once older than a lease", function () {
+        const now = Date.parse("2026-12-06T12:00:00Z");
+        assert.equal(isStale({ pid: process.pid, hostname: os.hostname() }, now, 60_000), false);
+        const dead = spawnSync("true").pid!;
+        assert.equal(isStale({ pid: dead, hostname: os.hostname() }, now, 60_000), true);
+        assert.equal(isStale({ pid: process.pid, hostname: "replica-b", timestamp: "2026-12-06T11:59:30Z" }, now, 60_000), false);
+        assert.equal(isStale({ pid: process.pid, hostname: "replica-b", timestamp: "2026-12-06T11:58:30Z" }, now, 60_000), true);
+        // Without a readable time, never taken for stale.
+        assert.equal(isStale({ pid: 1, hostname: "replica-b" }, now, 60_000), false);
+    });
+
+    it("reads the postgres:// backend's table from its URL, and refuses a table name that is not an identifier", function () {
+        assert.deepEqual(postgresBackend("postgres://u:p@db:5432/pulumi?sslmode=disable"), { connectionString: "postgres://u:p@db:5432/pulumi?sslmode=disable", table: "pulumi_state", prefix: "pulumi/" });
+        assert.deepEqual(postgresBackend("postgres://db/pulumi?table=state_v2"), { connectionString: "postgres://db/pulumi", table: "state_v2", prefix: "pulumi/" });
+        assert.equal(postgresBackend("postgres://db")?.prefix, "");
+        assert.equal(postgresBackend("file:///tmp/state"), undefined);
+        assert.throws(() => postgresBackend("postgres://db/pulumi?table=x;drop"), /table parameter must be a plain SQL identifier/);
+    });
+});
+
+describe("a cancelled engine run that does not stop", function () {
+    it("is killed, with every process it started, a grace after its SIGINT", async function () {
+        // A stand-in for the CLI that ignores SIGINT and starts a child, as the CLI starts plugins.
+        const command = { command: "/bin/sh", run: () => Promise.reject(new Error("the replaced run was called")) } as unknown as PulumiCommand;
+        stopsHard(command, 200);
+        const controller = new AbortController();
+        let printed = "";
+        const run = (command as unknown as { run: (a: string[], c: string, e: Record<string, string>, o?: (t: string) => void, er?: (t: string) => void, s?: AbortSignal) => Promise<unknown> }).run;
+        const done = run(["-c", "trap '' INT; sleep 300 & echo $!; wait"], os.tmpdir(), {}, (t) => (printed += t), undefined, controller.signal);
+        while (!/\d+\n/.test(printed)) await new Promise((r) => setTimeout(r, 20));
+        const child = Number(printed.trim());
+        assert.ok(descendants(process.pid).includes(child), "the child is found among the runner's descendants");
+        controller.abort();
+        await assert.rejects(done);
+        // Gone, or dead and waiting to be reaped (a container's first process may never reap it).
+        const state = () => {
+            try {
+                const stat = fs.readFileSync(`/proc/${child}/stat`, "utf8");
+                return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+            } catch {
+                return "gone";
+            }
+        };
+        for (let i = 0; i < 50 && !["gone", "Z", "X"].includes(state()); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(["gone", "Z", "X"].includes(state()), `the CLI's child was killed too (state ${state()})`);
+    });
+
+    it("without a signal, runs as the Automation API does", async function () {
+        let called = false;
+        const command = { command: "/bin/sh", run: async () => ((called = true), "original") } as unknown as PulumiCommand;
+        stopsHard(command, 200);
+        const out = await (command as unknown as { run: (a: string[], c: string, e: Record<string, string>) => Promise<unknown> }).run(["-c", "true"], os.tmpdir(), {});
+        assert.equal(out, "original");
+        assert.ok(called);
     });
 });

@@ -1,11 +1,13 @@
 /**
  * The EnginePort on the Pulumi Automation API. Stacks run the project's program inline, in this
- * process, from one workspace (a copy of the project in the data folder). Updates of one stack
- * are serialised across processes by a lock file in the data folder; a lock held by a live
- * process is waited on with backoff; a lock left by a process that died (kill -9) is removed and
- * the stack recovered (pending operations cleared by a refresh) before the update, and said so.
+ * process, from one workspace (a copy of the project in the data folder). Who updates a stack is
+ * decided by the request log (its running request of the stack); Pulumi's own lock in the state
+ * backend is waited on with backoff while a live update holds it, and a lock left by an update
+ * that no longer runs (backend-locks.ts) is removed and the stack recovered (pending operations
+ * cleared by a refresh) before the update, and said so.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
 
@@ -25,9 +27,12 @@ import { RunnerError } from "../errors";
 import type { EnginePort, HistoryEntry, UpdateMetadata, UpdateOptions, UpdateResult } from "../ports";
 import { describeBackend } from "./backend";
 import { sleep } from "./processes";
-import { guardEngineDisconnects } from "./engine-process";
-import { checkpointExists, checkpointOutputMap, checkpointOutputs, latestUpdateRecord, staleBackendLocks } from "./file-backend";
+import { guardEngineDisconnects, stopsHard } from "./engine-process";
+import { checkpointExists, checkpointOutputMap, checkpointOutputs, latestUpdateRecord } from "./file-backend";
+import { BackendLock, backendLocks, staleBackendLocks } from "./backend-locks";
+import { LEASE_MS } from "../lease";
 import { METADATA_VARS, metadataEnv } from "./metadata";
+import { REMOTES_VAR } from "../../git/engine";
 
 import type { RunnerEnvironment } from "./environment";
 
@@ -38,6 +43,10 @@ export interface AutomationOptions {
     /** How long to wait for a stack locked by another update before giving up. */
     readonly lockWaitMs: number;
     readonly log: (line: string) => void;
+    /** After how long a lock of another host counts as left by a replica that is gone (default: one lease; see backend-locks.ts). */
+    readonly foreignLockMs?: number;
+    /** How long a cancelled engine run may take to stop before it is killed (default: an eighth of a lease; see `stopsHard`). */
+    readonly hardStopMs?: number;
 }
 
 /** The Automation API adapter. */
@@ -56,6 +65,9 @@ export class AutomationEngine implements EnginePort {
         private readonly opts: AutomationOptions,
     ) {
         guardEngineDisconnects(opts.log);
+        // A cancelled run is killed an eighth of a lease after its SIGINT: by then a runner that
+        // lost its lease has a quarter lease left at most (lease.ts), so it stops before another may claim.
+        stopsHard(env.command, opts.hardStopMs ?? LEASE_MS / 8);
     }
 
     private ws(): Promise<LocalWorkspace> {
@@ -71,7 +83,8 @@ export class AutomationEngine implements EnginePort {
      * and skip its rendering.
      */
     private refreshWs(): Promise<LocalWorkspace> {
-        this.refreshWorkspace ??= this.createWorkspace({ ...this.env.envVars, PULUMI_K8S_SKIP_UPDATE_UNREACHABLE: "true" });
+        // Made once the ops repo's mapping is known: its environment is a copy.
+        this.refreshWorkspace ??= this.remotesKnown().then(() => this.createWorkspace({ ...this.env.envVars, PULUMI_K8S_SKIP_UPDATE_UNREACHABLE: "true" }));
         return this.refreshWorkspace;
     }
 
@@ -153,6 +166,7 @@ export class AutomationEngine implements EnginePort {
     private async updating(name: string, create: boolean, metadata: UpdateMetadata | undefined): Promise<Stack | undefined> {
         const stack = await this.stack(name, create, "update");
         if (!stack) return undefined;
+        await this.remotesKnown();
         const ws = stack.workspace as LocalWorkspace;
         const base = Object.fromEntries(Object.entries(this.env.envVars).filter(([k]) => !(METADATA_VARS as readonly string[]).includes(k)));
         ws.envVars = { ...base, ...(metadata ? metadataEnv(metadata, await this.devRepoUrl()) : {}) };
@@ -221,7 +235,35 @@ export class AutomationEngine implements EnginePort {
     async platformOutputs(): Promise<Record<string, unknown>> {
         const outputs = await this.outputsOf("platform");
         if (!outputs) throw this.noPlatform();
+        this.installRemotes(outputs);
         return outputs;
+    }
+
+    /**
+     * With `$GITOPS_STAGES_OPS_URL`, maps the platform's name of the ops repo (a folder of the
+     * local git host, which stage states keep) to that URL, for this process (the stage program's
+     * reads, the runner's) and for the engine's (the ops repo writer runs in the provider's
+     * process): see `reachable` in git/engine.ts. Once per process: the platform's name for it
+     * never changes.
+     */
+    private installRemotes(outputs: Record<string, unknown>): void {
+        if (!this.env.opsUrl || this.remotesInstalled) return;
+        const ops = (outputs.repositories as { ops?: unknown } | undefined)?.ops;
+        if (typeof ops !== "string" || !ops) return;
+        const value = JSON.stringify({ [ops]: this.env.opsUrl });
+        process.env[REMOTES_VAR] = value;
+        (this.env.envVars as Record<string, string>)[REMOTES_VAR] = value;
+        this.remotesInstalled = true;
+    }
+
+    private remotesInstalled = false;
+
+    /** Before a program runs (update, refresh): the ops repo's mapping is known, when there is one. */
+    private async remotesKnown(): Promise<void> {
+        // No platform yet (its own first update): nothing to map.
+        if (this.env.opsUrl && !this.remotesInstalled) await this.platformOutputs().catch((e: unknown) => {
+            if (!(e instanceof RunnerError && e.kind === "not-found")) throw e;
+        });
     }
 
     private noPlatform(): RunnerError {
@@ -272,34 +314,52 @@ export class AutomationEngine implements EnginePort {
                 if (!isLocked(e)) throw e;
                 // Only a process that holds the stack's request in the log recovers it (a read does not).
                 if (opts.recover === false) {
-                    const stale = staleBackendLocks(this.env.backendUrl, stack.name);
-                    if (stale.length) throw new RunnerError("conflict", `stack ${stack.name} holds the lock of process ${stale.map((l) => l.owner.pid).join(", ")}, which is no longer running; the stack's next update recovers it`, "stale-lock");
+                    const stale = await this.staleLocks(stack.name);
+                    if (stale.length) throw new RunnerError("conflict", `stack ${stack.name} holds the lock of ${owners(stale)}, which is no longer running; the stack's next update recovers it`, "stale-lock");
                 }
                 const message = opts.recover === false ? undefined : await this.recoverIfStale(stack);
                 if (message) {
                     recovered = message;
                     continue;
                 }
-                if (Date.now() > deadline) {
-                    throw new RunnerError("timeout", `stack ${stack.name} stayed locked by another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`);
+                // Where the locks can be read, they are watched until they go (or turn stale) before
+                // the next attempt: an attempt plans and starts the engine, seconds of work each time.
+                for (;;) {
+                    if (Date.now() > deadline) {
+                        throw new RunnerError("timeout", `stack ${stack.name} stayed locked by another update for ${Math.round(this.opts.lockWaitMs / 1000)}s; try again later`);
+                    }
+                    await sleep(delay, signal);
+                    delay = Math.min(delay * 2, 5000);
+                    if (!(await this.lockedStill(stack.name))) break;
                 }
-                await sleep(delay, signal);
-                delay = Math.min(delay * 2, 5000);
             }
         }
     }
 
+    /** Whether the stack still holds a lock that is not stale; unknown (backends not read here) counts as free. */
+    private async lockedStill(name: string): Promise<boolean> {
+        if (!/^(file|postgres(ql)?):\/\//.test(this.env.backendUrl)) return false;
+        const locks = await backendLocks(this.env.backendUrl, name).catch(() => []);
+        const stale = await this.staleLocks(name).catch(() => []);
+        return locks.length > stale.length;
+    }
+
     /** Removes locks of dead processes and clears pending operations; returns what it did, if anything. */
     private async recoverIfStale(stack: Stack): Promise<string | undefined> {
-        const stale = staleBackendLocks(this.env.backendUrl, stack.name);
+        const stale = await this.staleLocks(stack.name);
         if (stale.length === 0) return undefined;
         await stack.cancel();
         await this.refreshForRecovery(stack);
         const message =
-            `recovered stack ${stack.name}: removed the lock of process ${stale.map((s) => s.owner.pid).join(", ")} ` +
+            `recovered stack ${stack.name}: removed the lock of ${owners(stale)} ` +
             "(no longer running) and cleared pending operations with a refresh";
         this.opts.log(message);
         return message;
+    }
+
+    /** The stack's locks left by updates that no longer run (backend-locks.ts: another host's after one lease). */
+    private staleLocks(name: string): Promise<BackendLock[]> {
+        return staleBackendLocks(this.env.backendUrl, name, this.opts.foreignLockMs ?? LEASE_MS);
     }
 
     private async refreshForRecovery(stack: Stack): Promise<void> {
@@ -421,6 +481,12 @@ export class AutomationEngine implements EnginePort {
         this.updateWorkspaces.delete(name);
         return { result: value.summary.result === "succeeded" ? "succeeded" : "failed", changes: numbers(value.summary.resourceChanges ?? {}), outputs: {}, durationMs: Date.now() - started, ...(recovered ? { recovered } : {}) };
     }
+}
+
+/** Who held stale locks, for messages: "process 123" on this machine, "process 123 on host b" elsewhere. */
+function owners(locks: readonly BackendLock[]): string {
+    const here = os.hostname();
+    return locks.map((l) => `process ${l.owner.pid}${l.owner.hostname === here ? "" : ` on host ${l.owner.hostname}`}`).join(", ");
 }
 
 /** Whether an engine failure is another update holding the stack's lock. */

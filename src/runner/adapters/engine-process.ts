@@ -1,7 +1,13 @@
 /**
- * The inline program's calls to an engine that went away: recognised, and kept from ending the
- * process (see {@link guardEngineDisconnects}).
+ * The engine's processes as the runner runs them: the inline program's calls to an engine that
+ * went away, recognised and kept from ending the process (see {@link guardEngineDisconnects}); a
+ * cancelled engine run that does not end, killed (see {@link stopsHard}).
  */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
 
 /** Whether an error is an inline program's call to an engine that went away (gRPC UNAVAILABLE or CANCELLED). */
 export function isEngineDisconnect(e: unknown): boolean {
@@ -31,3 +37,117 @@ export function guardEngineDisconnects(log: (line: string) => void): void {
     });
 }
 
+
+/** The Automation API's (internal) way of running the CLI, which {@link stopsHard} replaces. */
+type RunCommand = (args: string[], cwd: string, env: Record<string, string>, onOutput?: (text: string) => void, onError?: (text: string) => void, signal?: AbortSignal) => Promise<unknown>;
+
+const HARD = Symbol.for("gitops-stages.stopsHard");
+
+/**
+ * Makes a cancelled engine run end for sure. The Automation API answers an abort by sending the
+ * CLI SIGINT and waiting: Pulumi then finishes the resource operations in flight and writes its
+ * state. A runner that lost its claim on the stack (its lease ran out: cut off from the database,
+ * or too slow to renew) must not touch the stack afterwards, not even when its link comes back
+ * minutes later with a write still pending; so after `graceMs` without an exit, the CLI and every
+ * process it started (its plugins) are killed. What such a kill leaves (Pulumi's lock, a
+ * pending operation) the stack's next update recovers, as after any crash (backend-locks.ts).
+ *
+ * The replaced method (`run`) is internal to the Automation API, the one place it starts the CLI;
+ * its behaviour is kept (arguments, environment, errors): `@pulumi/pulumi` is pinned, and the
+ * engine tests run every command through it. Only runs given a signal take this path.
+ */
+export function stopsHard(command: PulumiCommand, graceMs: number): void {
+    const target = command as unknown as { run?: RunCommand; [HARD]?: boolean } | undefined;
+    if (!target?.run || target[HARD]) return;
+    target[HARD] = true;
+    const original = target.run.bind(command) as RunCommand;
+    target.run = (args, cwd, env, onOutput, onError, signal) => (signal ? runKillable(command.command, args, cwd, env, onOutput, onError, signal, graceMs) : original(args, cwd, env, onOutput, onError));
+}
+
+function runKillable(command: string, args: string[], cwd: string, additionalEnv: Record<string, string>, onOutput: ((t: string) => void) | undefined, onError: ((t: string) => void) | undefined, signal: AbortSignal, graceMs: number): Promise<unknown> {
+    // As the Automation API runs it: non-interactive, the CLI's own folder first on PATH (its bundled plugins).
+    const argv = args.includes("--non-interactive") ? args : [...args, "--non-interactive"];
+    const env: NodeJS.ProcessEnv = { ...process.env, ...additionalEnv, PULUMI_AUTOMATION_API: "true" };
+    if (path.isAbsolute(command)) env.PATH = `${path.dirname(command)}${path.delimiter}${additionalEnv.PATH ?? process.env.PATH ?? ""}`;
+    // Its result and error classes, as the replaced method makes them (the error factory is not in the typings).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const automation = require("@pulumi/pulumi/automation") as { CommandResult: new (stdout: string, stderr: string, code: number, err?: Error) => unknown; createCommandError: (r: unknown) => Error };
+    return new Promise((resolve, reject) => {
+        // In the runner's own process group: a kill of the runner's group (a lost machine, kill -9
+        // of a CLI and its children) takes the engine along, as the Automation API's run did.
+        const child = spawn(command, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (b: Buffer) => {
+            stdout += b.toString();
+            onOutput?.(b.toString());
+        });
+        child.stderr.on("data", (b: Buffer) => {
+            stderr += b.toString();
+            onError?.(b.toString());
+        });
+        let killer: NodeJS.Timeout | undefined;
+        const abort = () => {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.kill("SIGINT");
+            killer = setTimeout(() => {
+                for (const pid of [...descendants(child.pid!), child.pid!]) {
+                    try {
+                        process.kill(pid, "SIGKILL");
+                    } catch {
+                        // already gone
+                    }
+                }
+            }, graceMs);
+        };
+        if (signal.aborted) abort();
+        else signal.addEventListener("abort", abort, { once: true });
+        child.once("error", (e) => {
+            signal.removeEventListener("abort", abort);
+            clearTimeout(killer);
+            reject(automation.createCommandError(new automation.CommandResult("", e.message, -2, e)));
+        });
+        child.once("close", (code) => {
+            signal.removeEventListener("abort", abort);
+            clearTimeout(killer);
+            // Trimmed as the replaced method's process library trims them.
+            const result = new automation.CommandResult(stdout.replace(/\r?\n$/, ""), stderr.replace(/\r?\n$/, ""), code ?? -1);
+            if (code === 0) resolve(result);
+            else reject(automation.createCommandError(result));
+        });
+    });
+}
+
+/**
+ * The processes descending from `pid`, from Linux's /proc (none elsewhere): the plugins the CLI
+ * started. Read by hand: Node has no process-tree API, and the CLI's plugins share the runner's
+ * process group (so a group kill would take the runner too).
+ */
+export function descendants(pid: number): number[] {
+    let entries: string[];
+    try {
+        entries = fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e));
+    } catch {
+        return [];
+    }
+    const children = new Map<number, number[]>();
+    for (const e of entries) {
+        try {
+            const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+            // pid (comm) state ppid ...: the command name may hold spaces and parentheses.
+            const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+            children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+        } catch {
+            // ended meanwhile
+        }
+    }
+    const out: number[] = [];
+    const walk = (p: number) => {
+        for (const c of children.get(p) ?? []) {
+            out.push(c);
+            walk(c);
+        }
+    };
+    walk(pid);
+    return out;
+}

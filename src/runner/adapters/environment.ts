@@ -27,6 +27,12 @@ export interface RunnerEnvironment {
     readonly envVars: Record<string, string>;
     readonly command: PulumiCommand;
     readonly toolchain: Toolchain;
+    /**
+     * Where this runner reaches the ops repo when it is not the platform's own name for it
+     * (`$GITOPS_STAGES_OPS_URL`: a replica on another machine than the local git host reaches it
+     * over git's smart HTTP); may carry credentials, which never appear in logs or errors.
+     */
+    readonly opsUrl?: string;
 }
 
 /** Options of {@link runnerEnvironment}. */
@@ -73,6 +79,7 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     // What the user must give is said before anything is built or written.
     const backend = resolveBackend(env, dataDir, opts.projectRoot);
     const backendUrl = backend.url;
+    const opsUrl = parseOpsUrl(env.GITOPS_STAGES_OPS_URL);
     // An empty passphrase is one Pulumi accepts.
     const passphraseGiven = env.PULUMI_CONFIG_PASSPHRASE !== undefined || Boolean(env.PULUMI_CONFIG_PASSPHRASE_FILE);
     // Before this release the runner generated <data>/passphrase for any file:// backend; stacks made then still need it.
@@ -106,5 +113,20 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     if (backend.accessToken && !env.PULUMI_ACCESS_TOKEN) extra.PULUMI_ACCESS_TOKEN = backend.accessToken;
     const envVars = engineEnv(toolchain, env, { ...extra, PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: backendUrl });
     const command = await PulumiCommand.get({ root: toolchain.root });
-    return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, backend, envVars, command, toolchain };
+    return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, backend, envVars, command, toolchain, ...(opsUrl ? { opsUrl } : {}) };
+}
+
+/** `$GITOPS_STAGES_OPS_URL` checked: an http(s) or ssh URL of a repository (never a path: that is the platform's own name). */
+export function parseOpsUrl(raw: string | undefined): string | undefined {
+    if (raw === undefined || raw === "") return undefined;
+    let u: URL;
+    try {
+        u = new URL(raw);
+    } catch {
+        throw new RunnerError("invalid", "GITOPS_STAGES_OPS_URL: must be a URL (http://, https:// or ssh://) of the ops repository");
+    }
+    if (!["http:", "https:", "ssh:"].includes(u.protocol) || !u.hostname) {
+        throw new RunnerError("invalid", `GITOPS_STAGES_OPS_URL: must be an http://, https:// or ssh:// URL with a host, got one with scheme ${JSON.stringify(u.protocol.replace(/:$/, ""))}`);
+    }
+    return raw;
 }

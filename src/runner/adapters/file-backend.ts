@@ -1,43 +1,14 @@
 /**
- * What the runner reads of a `file://` state backend directly: its lock files (to recover a lock
- * left by a process that died, which Pulumi itself never breaks), a stack's checkpoint (whether
- * the stack exists, its outputs) and its newest update record, each without starting the CLI.
+ * What the runner reads of a `file://` state backend directly: a stack's checkpoint (whether the
+ * stack exists, its outputs) and its newest update record, each without starting the CLI (its
+ * locks: backend-locks.ts).
  * Pulumi has no API for these on this backend; each CLI start costs a few hundred milliseconds.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 
-import { alive } from "./processes";
-
 const NS = "gitops-stages";
-
-/** Who holds a lock of the file backend, as its lock file says. */
-export interface LockOwner {
-    pid: number;
-    hostname: string;
-    timestamp?: string;
-}
-
-/** Locks of a stack in a `file://` backend that belong to dead processes of this machine. */
-export function staleBackendLocks(backendUrl: string, stack: string): { file: string; owner: LockOwner }[] {
-    if (!backendUrl.startsWith("file://")) return [];
-    const dir = path.join(backendUrl.slice("file://".length), ".pulumi", "locks", "organization", NS, stack);
-    if (!fs.existsSync(dir)) return [];
-    return fs
-        .readdirSync(dir)
-        .filter((f) => f.endsWith(".json"))
-        .flatMap((f) => {
-            try {
-                const owner = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as LockOwner;
-                return owner.hostname === os.hostname() && !alive(owner.pid) ? [{ file: path.join(dir, f), owner }] : [];
-            } catch {
-                return [];
-            }
-        });
-}
-
 
 /** The key every special value of a checkpoint carries (secrets, assets, archives, resource references)... */
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
