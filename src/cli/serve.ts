@@ -8,6 +8,8 @@ import { parseArgs } from "node:util";
 import { dataDirFrom } from "../runner/adapters/environment";
 import { createRunner, openStore } from "../runner/index";
 import { serviceLog } from "../service/log";
+import { checkBackendReachable } from "../runner/adapters/backend-locks";
+import { RunnerError } from "../runner/errors";
 import { Service, pruneBundles } from "../service/server";
 
 /** Runs `stages serve`; resolves with the exit code once stopped. */
@@ -52,6 +54,15 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
     // request is each stack's one lock, so the folder's processes must share it.
     const store = await openStore(database, dataDirFrom(projectRoot), { setting: values.database !== undefined ? "--database" : "$GITOPS_STAGES_DATABASE" });
     const assembled = await createRunner({ projectRoot, store, log: (line) => log({ level: "info", msg: line }) });
+    // A replica that cannot reach its state backend says so at once, naming the setting, rather
+    // than answering every request with the engine's failure.
+    const { url: backendUrl, source } = assembled.environment.backend;
+    try {
+        await checkBackendReachable(backendUrl, source === "PULUMI_BACKEND_URL" ? "$PULUMI_BACKEND_URL" : source);
+    } catch (e) {
+        await store.close();
+        throw new RunnerError("unavailable", e instanceof Error ? e.message : String(e));
+    }
     pruneBundles(assembled.environment.dataDir);
     const service = new Service({
         assembled,

@@ -82,7 +82,14 @@ export async function openStore(database: string | undefined, dataDir: string, o
     const identity = logIdentity(database, dataDir);
     const bound = boundLog(dataDir);
     if (bound !== undefined && bound !== identity) throw otherLog(setting, bound, identity, dataDir);
-    const store = isPostgres(database) ? await PostgresStore.open(database!) : new SqliteStore(identity.slice("sqlite:".length));
+    let store: RequestStore;
+    try {
+        store = isPostgres(database) ? await PostgresStore.open(database!) : new SqliteStore(identity.slice("sqlite:".length));
+    } catch (e) {
+        if (!isPostgres(database)) throw e;
+        // The driver's message names the address and the cause, never the password.
+        throw new RunnerError("unavailable", `${setting}: the request log's database ${identity} cannot be reached: ${e instanceof Error ? e.message : String(e)}`);
+    }
     try {
         if (bound === undefined) bind(dataDir, identity, setting);
         await importRecordsFile(dataDir, store);

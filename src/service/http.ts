@@ -111,6 +111,7 @@ const Readiness = Type.Object({
     status: OneOf(["ready", "not ready"]),
     backend: Type.Object({ kind: Type.String(), source: OneOf(["PULUMI_BACKEND_URL", "Pulumi.yaml", "pulumi login", "embedded default"]), url: Type.Optional(Type.String()) }),
     platformStack: Type.String(),
+    problem: Type.Optional(Type.String({ description: "why the replica is not ready, when a part it needs cannot be reached" })),
 });
 
 const ERRORS: Readonly<Record<number, string>> = {
@@ -305,7 +306,7 @@ export async function httpApp(host: HttpHost): Promise<FastifyInstance> {
         {
             config: open,
             schema: {
-                summary: "Readiness (503 while starting or shutting down), with the state backend and platform stack in use",
+                summary: "Readiness (503 while starting, shutting down, or while the request log's database or the state backend cannot be reached), with the state backend and platform stack in use",
                 description: "backend.kind (the URL's scheme) and backend.source for everyone; backend.url, without credentials, only with a valid bearer token",
                 security: [],
                 response: { 200: { ...Readiness, description: "ready" }, 503: { ...Readiness, description: "not ready" } },

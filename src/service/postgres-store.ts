@@ -19,7 +19,10 @@ export class PostgresStore implements RequestStore {
 
     /** Connects and creates the tables (concurrent replicas may race to do so; an advisory lock orders them). */
     static async open(url: string): Promise<PostgresStore> {
-        const pool = new Pool({ connectionString: url, max: 8 });
+        // A link to the database that goes dead (a partition, a lost host) answers nothing, not
+        // even an error: connecting and every query give up instead of hanging, so the replica
+        // notices, stops claiming and reports not ready (server.ts `checkHealth`).
+        const pool = new Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 10_000, query_timeout: 20_000, keepAlive: true });
         // An idle connection the server closes (restart, failover) must not crash the service:
         // the pool replaces it on the next query, which reports any lasting failure.
         pool.on("error", () => undefined);
@@ -36,16 +39,21 @@ export class PostgresStore implements RequestStore {
 
     private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
         const c = await this.pool.connect();
+        let broken = false;
         try {
             await c.query("BEGIN");
             const out = await fn(c);
             await c.query("COMMIT");
             return out;
         } catch (e) {
-            await c.query("ROLLBACK").catch(() => undefined);
+            broken = await c.query("ROLLBACK").then(
+                () => false,
+                () => true,
+            );
             throw e;
         } finally {
-            c.release();
+            // A connection that cannot even roll back is dropped, not handed to the next caller.
+            c.release(broken || undefined);
         }
     }
 

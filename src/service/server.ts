@@ -15,14 +15,15 @@ import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
 
 import { type Admitted, COMMAND_VERBS, type Command, type CommandVerb, Commands, type ProcessLog, RECORDED_AT_ONCE } from "../runner/commands";
-import { LEASE_MS, Leases } from "../runner/lease";
+import { Leases } from "../runner/lease";
 import { anyOf } from "../runner/adapters/processes";
 import { newRequestId } from "../runner/ids";
 import { type Actor, logPrincipal } from "../runner/core";
 import { backendKind, platformStackName, redactBackendUrl } from "../runner/adapters/backend";
 import { RunnerError, classify, publicError } from "../runner/errors";
 import { AssembledRunner, tokenActor } from "../runner/index";
-import { writeBundle } from "./bundle-upload";
+import { checkBundleFiles, writeBundle } from "./bundle-upload";
+import { checkBackendReachable } from "../runner/adapters/backend-locks";
 import { type Answer, HttpError, type HttpHost, httpApp } from "./http";
 import { OBSERVER, type Observation, REPORT_VERB, observations, promotionsAt, reportObservation } from "./deployments";
 import { redact } from "../git/engine";
@@ -97,6 +98,8 @@ export class Service implements HttpHost {
 
     /** The one command layer, shared with the CLI. */
     private readonly commands: Commands;
+    /** How long a claim lasts unless renewed (runner.json leaseSeconds). */
+    private readonly leaseMs: number;
     /** The leases of the requests this replica runs (see lease.ts). */
     private readonly leases: Leases;
     /** The request log as this replica takes further stacks in it (the reaper's merge requests). */
@@ -108,11 +111,13 @@ export class Service implements HttpHost {
         this.now = deps.now ?? (() => new Date());
         // One listener per running request (up to --concurrency, 64): not a leak, so no warning past ten.
         setMaxListeners(0, this.stopSignal.signal);
-        this.leases = new Leases(deps.store, deps.replicaId, { now: this.now, onLost: (id, e) => deps.log({ level: "warn", msg: "a running request's lease was lost; its update is cancelled", requestId: id, error: e.message }) });
+        this.leaseMs = deps.assembled.settings.leaseSeconds * 1000;
+        this.leases = new Leases(deps.store, deps.replicaId, { now: this.now, leaseMs: this.leaseMs, onLost: (id, e) => deps.log({ level: "warn", msg: "a running request's lease was lost; its update is cancelled", requestId: id, error: e.message }) });
         this.processLog = {
             store: deps.store,
             owner: deps.replicaId,
             lockWaitMs: deps.assembled.settings.lockWaitSeconds * 1000,
+            leaseMs: this.leaseMs,
             now: this.now,
             notice: (line) => deps.log({ level: "warn", msg: line }),
         };
@@ -136,13 +141,49 @@ export class Service implements HttpHost {
                     void this.deps.store.recover(null, this.now()).catch((e: unknown) => {
                         this.deps.log({ level: "warn", msg: "recovering requests whose lease ran out failed; trying again at the next round", error: e instanceof Error ? e.message : String(e) });
                     }),
-                LEASE_MS / 4,
+                this.leaseMs / 4,
             ),
         );
+        // What the replica needs is looked at as often as leases are renewed: a replica cut off from
+        // either stops claiming work and says so on /readyz, and takes work again once both answer.
+        this.timers.push(setInterval(() => void this.checkHealth(), this.leaseMs / 4));
         if (this.limits.watchIntervalMs > 0) this.timers.push(setInterval(() => void this.watch(), this.limits.watchIntervalMs));
         this.ready = true;
         void this.pump();
     }
+
+    /**
+     * Looks whether the request log's database and the state backend answer (each within an
+     * eighth of a lease); records the first that does not in `unreachable`, which stops claims and
+     * turns /readyz to 503, and clears it once both answer. The outcome is logged only when it changes.
+     */
+    private async checkHealth(): Promise<void> {
+        if (this.checkingHealth || this.isStopping) return;
+        this.checkingHealth = true;
+        const within = <T>(p: Promise<T>) => withTimeout(p, this.leaseMs / 8, "no answer");
+        let problem: { what: string; error: string } | undefined;
+        try {
+            await within(this.deps.store.recent(1)).catch((e: unknown) => {
+                problem = { what: "the request log's database", error: e instanceof Error ? e.message : String(e) };
+            });
+            if (!problem) {
+                const { url, source } = this.deps.assembled.environment.backend;
+                await within(checkBackendReachable(url, source)).catch((e: unknown) => {
+                    problem = { what: "the state backend", error: e instanceof Error ? e.message : String(e) };
+                });
+            }
+            if (problem && this.unreachable !== problem.what) this.deps.log({ level: "warn", msg: `${problem.what} cannot be reached: not claiming work until it answers`, error: problem.error });
+            if (!problem && this.unreachable) this.deps.log({ level: "info", msg: `${this.unreachable} answers again: claiming work` });
+            this.unreachable = problem?.what;
+        } finally {
+            this.checkingHealth = false;
+        }
+        if (!this.unreachable) void this.pump();
+    }
+
+    private checkingHealth = false;
+    /** What this replica cannot reach now (see `checkHealth`), if anything. */
+    private unreachable: string | undefined;
 
     /**
      * Looks at what Argo CD deployed and records each stage's newly deployed (or failed) commit as
@@ -293,7 +334,8 @@ export class Service implements HttpHost {
     readiness(authenticated: boolean): Answer {
         const backend = this.deps.assembled.environment.backend;
         const where = { backend: { kind: backendKind(backend.url), source: backend.source, ...(authenticated ? { url: redactBackendUrl(backend.url) } : {}) }, platformStack: platformStackName(backend) };
-        return this.ready && !this.isStopping ? { status: 200, body: { status: "ready", ...where } } : { status: 503, body: { status: "not ready", ...where } };
+        if (this.ready && !this.isStopping && !this.unreachable) return { status: 200, body: { status: "ready", ...where } };
+        return { status: 503, body: { status: "not ready", ...where, ...(this.unreachable && !this.isStopping ? { problem: `${this.unreachable} cannot be reached` } : {}) } };
     }
 
     private async platformOutputs(): Promise<Record<string, unknown>> {
@@ -352,11 +394,9 @@ export class Service implements HttpHost {
         // may use the same key), so a key cannot name a record.
         const id = newRequestId();
         let request = admitted.request;
-        if (admitted.files !== undefined) {
-            const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
-            writeBundle(dir, admitted.files);
-            request = { ...request, bundle: dir };
-        }
+        // An uploaded bundle travels in the request log, not a folder of this replica: the replica
+        // that claims the request may run on another machine (see `execute`).
+        if (admitted.files !== undefined) request = { ...request, bundle: UPLOADED, [BUNDLE_FILES]: admitted.files };
         const work: Work = { request, actor };
         const { record, created } = await this.deps.store.create({ id, verb: admitted.verb, stack: admitted.stack, body: work, principal: logPrincipal(actor), coalesceKey: admitted.coalesceKey, idempotencyKey: admitted.idempotencyKey }, this.now());
         if (created) void this.pump();
@@ -370,7 +410,7 @@ export class Service implements HttpHost {
         // A change answered at once never waits in the queue: recorded as running here (its stack
         // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
         const at = this.now();
-        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, new Date(at.getTime() + LEASE_MS));
+        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, new Date(at.getTime() + this.leaseMs));
         // Held (its lease renewed) until its outcome is recorded.
         const held = this.leases.hold(id);
         try {
@@ -433,12 +473,12 @@ export class Service implements HttpHost {
 
     /** Claims queued requests while workers are free. */
     private async pump(): Promise<void> {
-        if (this.pumping || this.isStopping) return;
+        if (this.pumping || this.isStopping || this.unreachable) return;
         this.pumping = true;
         try {
             const coalescing = await this.coalescing();
             while (!this.isStopping && this.running.size < this.limits.concurrency) {
-                const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + LEASE_MS), coalescing);
+                const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + this.leaseMs), coalescing);
                 if (!rec) break;
                 const job = this.execute(rec)
                     .catch((e: unknown) => {
@@ -499,9 +539,22 @@ export class Service implements HttpHost {
         this.deps.log({ level: "warn", msg: "a run ended after this replica claimed its request again; the newer run records the outcome", requestId: rec.id, verb: rec.verb, stack: rec.stack, state });
     }
 
+    /**
+     * The request as the command layer runs it: an uploaded bundle kept in the log is written to a
+     * fresh folder of this replica's data folder (checked again: the log is not trusted to hold
+     * only what the route checked). Requests logged by earlier versions name a folder already.
+     */
+    private withBundleFolder(id: string, request: Record<string, unknown>): Record<string, unknown> {
+        if (request[BUNDLE_FILES] === undefined) return request;
+        const { [BUNDLE_FILES]: files, ...rest } = request;
+        const dir = path.join(this.deps.assembled.environment.dataDir, "service", "bundles", `${id.replace(/[^A-Za-z0-9._-]/g, "_")}-${randomBytes(4).toString("hex")}`);
+        writeBundle(dir, checkBundleFiles(files));
+        return { ...rest, bundle: dir };
+    }
+
     private async execute(rec: RequestRecord): Promise<void> {
         const started = Date.now();
-        const { request, actor } = rec.body as Work;
+        const { request: logged, actor } = rec.body as Work;
         let buffered = "";
         const flush = () => {
             if (!buffered) return;
@@ -516,6 +569,7 @@ export class Service implements HttpHost {
         const cancel = anyOf([held.signal, this.stopSignal.signal]);
         const opts = { requestId: rec.id, onOutput: (t: string) => (buffered += t), signal: cancel.signal, log: this.processLog };
         try {
+            const request = this.withBundleFolder(rec.id, logged);
             let result: unknown;
             if (rec.verb === REPORT_VERB) result = await this.report(request as unknown as Observation);
             else if ((COMMAND_VERBS as readonly string[]).includes(rec.verb)) result = await this.commands.run({ verb: rec.verb as CommandVerb, request }, actor, opts);
@@ -569,6 +623,17 @@ export function view(rec: RequestRecord) {
         ...(rec.error !== undefined ? { error: rec.error } : {}),
     };
 }
+
+/** `p`, or a rejection with `message` after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${message} within ${Math.round(ms)} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** The `bundle` of a logged request whose files are in the log (under {@link BUNDLE_FILES}) until a worker writes them. */
+const UPLOADED = "(uploaded)";
+/** Where a logged request keeps its uploaded bundle's files. */
+const BUNDLE_FILES = "bundleFiles";
 
 /** Removes uploaded bundles of finished requests older than a day (they were published or refused). */
 export function pruneBundles(dataDir: string, now = Date.now()): void {

@@ -52,6 +52,48 @@ describe("the runner service over HTTP", function () {
         for (const route of ["/v1/promote", "/v1/requests/{id}/events", "/v1/secrets/set", "/v1/mr/deploy"]) assert.ok((doc.body.paths as Record<string, unknown>)[route], route);
     });
 
+    it("a replica that cannot reach its request log stops claiming and reports not ready, then recovers without a restart", async function () {
+        const assembled = await p.runner();
+        const store = new SqliteStore(path.join(p.dataDir, "service", "requests.db"));
+        let down = false;
+        let claims = 0;
+        // The same store, with its database made unreachable on demand.
+        const flaky = new Proxy(store, {
+            get(target, prop, receiver) {
+                const v = Reflect.get(target, prop, receiver) as unknown;
+                if (typeof v !== "function") return v;
+                return (...args: unknown[]) => {
+                    if (prop === "claim") claims++;
+                    if (down && prop !== "close") return Promise.reject(new Error("connect ECONNREFUSED 10.0.0.1:5432"));
+                    return (v as (...a: unknown[]) => unknown).apply(target, args);
+                };
+            },
+        });
+        const replica = new Service({ assembled: { ...assembled, settings: { ...assembled.settings, leaseSeconds: 4 } }, store: flaky, replicaId: "flaky", log: () => undefined, limits: { ratePerMinute: 100_000, burst: 1_000 } });
+        const url = (await replica.start(0)).url;
+        try {
+            const ready = async () => {
+                const r = await api(url)("GET", "/readyz");
+                return { status: r.status, problem: r.body.problem };
+            };
+            assert.equal((await ready()).status, 200);
+            down = true;
+            const deadline = Date.now() + 30_000;
+            while ((await ready()).status === 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+            assert.deepEqual(await ready(), { status: 503, problem: "the request log's database cannot be reached" });
+            // No claims while it cannot reach it: the pump does not ask.
+            const before = claims;
+            await new Promise((r) => setTimeout(r, 1500));
+            assert.equal(claims, before, "claims attempted while the database was unreachable");
+            down = false;
+            while ((await ready()).status !== 200 && Date.now() < deadline + 30_000) await new Promise((r) => setTimeout(r, 100));
+            assert.equal((await ready()).status, 200);
+            assert.ok(claims > before, "claiming again once the database answers");
+        } finally {
+            await replica.stop();
+        }
+    });
+
     it("401 without a token or with an unknown one, with no hint of what exists", async function () {
         const none = await api(base)("GET", "/v1/status");
         assert.equal(none.status, 401);
@@ -114,6 +156,15 @@ describe("the runner service over HTTP", function () {
         assert.match(stream, /event: end\ndata: /);
         const final = await settle(ci, id);
         assert.equal(final.state, "done");
+        // The uploaded bundle travels in the request log (any replica, on any machine, may run it).
+        const logged = new SqliteStore(path.join(p.dataDir, "service", "requests.db"));
+        try {
+            const request = ((await logged.get(id))?.body as { request: Record<string, unknown> }).request;
+            assert.equal(request.bundle, "(uploaded)");
+            assert.match(String((request.bundleFiles as Record<string, string>)["chart/Chart.yaml"]), /name: web/);
+        } finally {
+            await logged.close();
+        }
         const result = final.result as { requestId: string; state: string; opsCommit: string; publishCommit: string; stage: string; app: string; version: string };
         assert.deepEqual([result.requestId, result.state, result.stage, result.app, result.version], [id, "done", "itg", "web", "1.0.0"]);
         assert.equal(result.opsCommit, p.git("rev-parse", "main"));
