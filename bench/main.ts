@@ -57,8 +57,9 @@ async function cold(): Promise<void> {
 async function main(): Promise<void> {
     const args = process.argv.slice(2);
     console.log(`machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${new Date().toISOString()}`);
-    // --only toolchain,promotion,floor,scale,throughput,argocd (default: all but argocd, which needs the
-    // cluster tier's tools of the tests set); --runs N (default 5).
+    // --only toolchain,promotion,floor,scale,throughput,argocd,replicas (default: all but argocd, which
+    // needs the cluster tier's tools of the tests set, and replicas, which needs root for network
+    // namespaces and PostgreSQL); --runs N (default 5).
     const only = (args.find((a) => a.startsWith("--only="))?.slice(7) ?? "").split(",").filter(Boolean);
     const runs = Number(args.find((a) => a.startsWith("--runs="))?.slice(7) ?? 5);
     if (only.length === 0 || only.includes("toolchain")) await warm(7);

@@ -21,6 +21,7 @@ import { VERBS, hashToken } from "../src/runner/rights";
 import { makeBundleDir } from "../test/support/fixtures";
 import { argocdLoop } from "./argocd";
 import { engineFloor } from "./floor";
+import { replicasBenchmark } from "./replicas";
 import { median, time } from "./stats";
 
 const projectRoot = path.resolve(__dirname, "..", "..");
@@ -276,4 +277,6 @@ export async function pipelineBenchmarks(only: readonly string[], runs: number):
     if (want("throughput")) await throughput();
     // Needs the tests set of the toolchain (cluster binaries, Argo CD): only when asked by name.
     if (only.includes("argocd")) await argocdLoop(runs);
+    // Opt-in: it makes network namespaces and runs PostgreSQL (root, and the tests' packages).
+    if (only.includes("replicas")) await replicasBenchmark(Math.max(24, runs * 12));
 }

@@ -75,6 +75,13 @@ function systemPackages(job) {
         ["make", () => onPath("make")],
         ["g++", () => onPath("g++")],
     ];
+    // The scale-out suite and benchmark make test hosts (network namespaces) and run PostgreSQL on them.
+    const replicaHosts = job === "test" || job === "reliability" || (job === "bench" && rest.some((a) => a.startsWith("--only=") && a.includes("replicas")));
+    if (replicaHosts) {
+        wanted.push(["iproute2", () => onPath("ip")]);
+        wanted.push(["util-linux", () => onPath("unshare")]);
+    }
+    if (replicaHosts && !(job === "test" || job === "reliability")) wanted.push(["postgresql", () => fs.existsSync("/usr/lib/postgresql") && fs.readdirSync("/usr/lib/postgresql").some((v) => fs.existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))]);
     if (job === "test" || job === "reliability") {
         wanted.push(["postgresql", () => fs.existsSync("/usr/lib/postgresql") && fs.readdirSync("/usr/lib/postgresql").some((v) => fs.existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))]);
         wanted.push(["chromium", () => fs.existsSync("/usr/bin/chromium")]);
@@ -156,7 +163,7 @@ switch (job) {
     case "reliability":
         // The reliability suites at full size (npm test runs them at CI size).
         step("reliability suites (mocha, full size)", bin("mocha"), ["--reporter", path.join(root, "test/support/reporter.js"), "dist/test/reliability/*.test.js", "dist/test/cluster/argocd.test.js"], {
-            env: { ...process.env, FUZZ_RUNS: process.env.FUZZ_RUNS || "10000", CRASH_TRIALS: process.env.CRASH_TRIALS || "100", ARGOCD_SCENARIOS: "full", PARITY: "full" },
+            env: { ...process.env, FUZZ_RUNS: process.env.FUZZ_RUNS || "10000", CRASH_TRIALS: process.env.CRASH_TRIALS || "100", ARGOCD_SCENARIOS: "full", PARITY: "full", SCALE: "full" },
         });
         break;
     case "demo":

@@ -5,6 +5,8 @@ import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 
+import { gitHttpHandler } from "./git-http";
+
 /** Writes a small but real Helm chart and per-stage values files; returns the bundle folder. */
 export function makeBundleDir(root: string, app: string, opts: { stages?: string[]; replicas?: number; extra?: Record<string, string> } = {}): string {
     const dir = path.join(root, `${app}-bundle-${Math.random().toString(36).slice(2, 8)}`);
@@ -125,60 +127,11 @@ export interface GitHttpServer {
  */
 export async function startGitHttp(basePath: string, credentials: () => { username: string; password: string } | undefined): Promise<GitHttpServer> {
     const requests: { path: string; authorized: boolean }[] = [];
-    const server = http.createServer((req, res) => {
-        const url = new URL(req.url ?? "/", "http://localhost");
+    const users = () => {
         const want = credentials();
-        const given = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-        const authorized = want !== undefined && given !== undefined && Buffer.from(given, "base64").toString() === `${want.username}:${want.password}`;
-        requests.push({ path: url.pathname, authorized });
-        if (!authorized) {
-            res.writeHead(401, { "www-authenticate": 'Basic realm="ops"' });
-            return res.end("authentication required\n");
-        }
-        if (url.pathname.endsWith("/git-receive-pack") || url.searchParams.get("service") === "git-receive-pack") {
-            res.writeHead(403);
-            return res.end("read-only\n");
-        }
-        const cgi = spawn("git", ["http-backend"], {
-            env: {
-                ...process.env,
-                GIT_PROJECT_ROOT: basePath,
-                GIT_HTTP_EXPORT_ALL: "1",
-                PATH_INFO: decodeURIComponent(url.pathname),
-                QUERY_STRING: url.search.slice(1),
-                REQUEST_METHOD: req.method ?? "GET",
-                CONTENT_TYPE: req.headers["content-type"] ?? "",
-                REMOTE_USER: want.username,
-                REMOTE_ADDR: "127.0.0.1",
-                ...(req.headers["content-encoding"] ? { HTTP_CONTENT_ENCODING: req.headers["content-encoding"] } : {}),
-                ...(req.headers["git-protocol"] ? { GIT_PROTOCOL: String(req.headers["git-protocol"]) } : {}),
-            },
-            stdio: ["pipe", "pipe", "ignore"],
-        });
-        req.pipe(cgi.stdin);
-        // A CGI answer: header lines, a blank line, then the body.
-        let head = Buffer.alloc(0);
-        let started = false;
-        cgi.stdout.on("data", (chunk: Buffer) => {
-            if (started) return void res.write(chunk);
-            head = Buffer.concat([head, chunk]);
-            const end = head.indexOf("\r\n\r\n");
-            if (end < 0) return;
-            started = true;
-            let status = 200;
-            const headers: Record<string, string> = {};
-            for (const line of head.subarray(0, end).toString().split("\r\n")) {
-                const i = line.indexOf(":");
-                const name = line.slice(0, i).trim();
-                const value = line.slice(i + 1).trim();
-                if (name.toLowerCase() === "status") status = Number(value.split(" ")[0]);
-                else headers[name] = value;
-            }
-            res.writeHead(status, headers);
-            res.write(head.subarray(end + 4));
-        });
-        cgi.on("close", () => res.end());
-    });
+        return want ? { [want.username]: want.password } : {};
+    };
+    const server = http.createServer(gitHttpHandler(basePath, { users, readOnly: true, onRequest: (r) => requests.push(r) }));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as net.AddressInfo).port;
     return {

@@ -25,8 +25,20 @@ function binDir(): string {
     return path.join(root, versions[0], "bin");
 }
 
+/** Where a server listens (default: loopback of this process's namespace). */
+export interface PostgresPlace {
+    /** The address it listens on. */
+    readonly host: string;
+    /** The network namespace it runs in (a test host, see hosts.ts). */
+    readonly netns?: string;
+    /** The network (CIDR) its clients come from, allowed in pg_hba.conf. */
+    readonly allow?: string;
+    /** More databases to create besides `gitops`. */
+    readonly databases?: readonly string[];
+}
+
 /** Starts a server and creates database `gitops`. */
-export async function startPostgres(): Promise<Postgres> {
+export async function startPostgres(place: PostgresPlace = { host: "127.0.0.1" }): Promise<Postgres> {
     const bin = binDir();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gitops-stages-pg-"));
     const asRoot = process.getuid?.() === 0;
@@ -35,18 +47,21 @@ export async function startPostgres(): Promise<Postgres> {
     const data = path.join(dir, "data");
     const [initCmd, initArgs] = wrap(path.join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
     execFileSync(initCmd, initArgs, { stdio: ["ignore", "ignore", "pipe"] });
-    const port = await freePort();
-    const [cmd, args] = wrap(path.join(bin, "postgres"), ["-D", data, "-h", "127.0.0.1", "-p", String(port), "-k", dir, "-c", "fsync=off", "-c", "max_connections=100"]);
+    if (place.allow) fs.appendFileSync(path.join(data, "pg_hba.conf"), `host all all ${place.allow} trust\n`);
+    const port = place.netns ? 5432 : await freePort();
+    const [pgCmd, pgArgs] = wrap(path.join(bin, "postgres"), ["-D", data, "-h", place.host, "-p", String(port), "-k", dir, "-c", "fsync=off", "-c", "max_connections=200"]);
+    const [cmd, args]: [string, string[]] = place.netns ? ["ip", ["netns", "exec", place.netns, pgCmd, ...pgArgs]] : [pgCmd, pgArgs];
     const proc: ChildProcess = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     proc.stderr!.on("data", (b: Buffer) => (log += b.toString()));
-    const admin = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    const admin = `postgres://postgres@${place.host}:${port}/postgres`;
     const deadline = Date.now() + 60_000;
     for (;;) {
         const c = new Client({ connectionString: admin });
         try {
             await c.connect();
             await c.query("CREATE DATABASE gitops");
+            for (const db of place.databases ?? []) await c.query(`CREATE DATABASE ${db}`);
             await c.end();
             break;
         } catch (e) {
@@ -59,7 +74,7 @@ export async function startPostgres(): Promise<Postgres> {
         }
     }
     return {
-        url: `postgres://postgres@127.0.0.1:${port}/gitops`,
+        url: `postgres://postgres@${place.host}:${port}/gitops`,
         stop: async () => {
             if (proc.exitCode === null) {
                 const exited = new Promise((r) => proc.once("exit", r));
