@@ -59,7 +59,8 @@ export async function replicasBenchmark(count: number): Promise<void> {
             // Only the replicas of this run work: the others are stopped.
             for (const name of ["r2", "r3"]) {
                 if (replicas.includes(name)) {
-                    if (set.replicas[name].proc?.exitCode !== null) await set.start(name);
+                    const proc = set.replicas[name].proc;
+                    if (!proc || proc.exitCode !== null || proc.signalCode !== null) await set.start(name);
                 } else await set.stop(name);
             }
             const r = await load(set, replicas, count, next);

@@ -5,10 +5,11 @@
 import * as os from "node:os";
 import { parseArgs } from "node:util";
 
-import { dataDirFrom } from "../runner/adapters/environment";
-import { createRunner, openStore } from "../runner/index";
+import { dataDirFrom, parseOpsUrl } from "../runner/adapters/environment";
+import { resolveBackend } from "../runner/adapters/backend";
+import { createRunner, openStore, readSettings } from "../runner/index";
 import { serviceLog } from "../service/log";
-import { checkBackendReachable } from "../runner/adapters/backend-locks";
+import { checkBackendReachable, postgresBackend } from "../runner/adapters/backend-locks";
 import { RunnerError } from "../runner/errors";
 import { Service, pruneBundles } from "../service/server";
 
@@ -52,7 +53,12 @@ export async function serveVerb(argv: string[], projectRoot: string): Promise<nu
     const database = values.database ?? process.env.GITOPS_STAGES_DATABASE;
     // Refused when the data folder is bound to another log (request-log.ts): the log's running
     // request is each stack's one lock, so the folder's processes must share it.
-    const store = await openStore(database, dataDirFrom(projectRoot), { setting: values.database !== undefined ? "--database" : "$GITOPS_STAGES_DATABASE" });
+    // What can be checked without the database is checked first: a bad setting opens (and binds) nothing.
+    const dataDir = dataDirFrom(projectRoot);
+    readSettings(dataDir);
+    parseOpsUrl(process.env.GITOPS_STAGES_OPS_URL);
+    postgresBackend(resolveBackend(process.env, dataDir, projectRoot).url);
+    const store = await openStore(database, dataDir, { setting: values.database !== undefined ? "--database" : "$GITOPS_STAGES_DATABASE" });
     const assembled = await createRunner({ projectRoot, store, log: (line) => log({ level: "info", msg: line }) });
     // A replica that cannot reach its state backend says so at once, naming the setting, rather
     // than answering every request with the engine's failure.

@@ -160,7 +160,7 @@ export async function createRunner(opts: {
     const environment = await runnerEnvironment({ projectRoot: opts.projectRoot, dataDir: opts.dataDir, env: opts.env, log: () => undefined });
     const settings = readSettings(environment.dataDir);
     const store = opts.store ?? (await openStore((opts.env ?? process.env).GITOPS_STAGES_DATABASE, environment.dataDir));
-    const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log, foreignLockMs: settings.leaseSeconds * 1000, hardStopMs: (settings.leaseSeconds * 1000) / 8 });
+    const engine = new AutomationEngine(environment, { lockWaitMs: settings.lockWaitSeconds * 1000, log, foreignLockMs: settings.leaseSeconds * 1000, hardStopMs: (settings.leaseSeconds * 1000) / 16 });
     const ops = GitOpsRepo.fromPlatform(() => engine.platformOutputs(), opts.env ?? process.env, (key) => engine.platformSecret(key));
     const runner = new Runner({
         engine,

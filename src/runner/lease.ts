@@ -12,9 +12,21 @@ import { RunnerError } from "./errors";
 /** How long a claim on a running request lasts unless renewed (renewed every quarter of it). */
 export const LEASE_MS = 60_000;
 
-/** What renews leases: the request log's `renew` (the ids of the requests it renewed). */
+/** What renews leases: the request log's `renew` (of the requests named, the ids it renewed). */
 export interface LeaseStore {
-    renew(owner: string, leaseUntil: Date): Promise<readonly string[]>;
+    renew(owner: string, leaseUntil: Date, ids: readonly string[]): Promise<readonly string[]>;
+}
+
+/**
+ * Why a held request was cancelled when its lease was lost: the log gave it to another run, or it
+ * could not be renewed in time. Its update must stop before another process may take the stack,
+ * so the engine is killed if it does not stop by itself (`stopsHard`, engine-process.ts).
+ */
+export class LeaseLostError extends RunnerError {}
+
+/** Whether an abort's reason is a lost lease (see {@link LeaseLostError}). */
+export function isLeaseLoss(reason: unknown): boolean {
+    return reason instanceof LeaseLostError;
 }
 
 /** One request held under a lease. */
@@ -46,12 +58,16 @@ export class Leases {
 
     private readonly onLost: ((id: string, error: RunnerError) => void) | undefined;
 
-    /** Watches a request whose lease was just set (claimed or begun now) until {@link Held.release}. */
-    hold(id: string): Held {
+    /**
+     * Watches a request whose lease was just set (claimed or begun now) until {@link Held.release}.
+     * `until` is the lease's end as the log recorded it (computed before the claim's query ran, so
+     * a slow claim does not move the watchdog's deadline past the log's); default: now plus a lease.
+     */
+    hold(id: string, until?: Date): Held {
         // Held already: an earlier run of it lost it and this process claimed it again; that run stops.
-        this.lose(id, new RunnerError("conflict", `request ${id} was taken back from this run and claimed again; this run was cancelled`, "lease-lost"));
+        this.lose(id, new LeaseLostError("conflict", `request ${id} was taken back from this run and claimed again; this run was cancelled`, "lease-lost"));
         const controller = new AbortController();
-        this.held.set(id, { controller, until: this.now().getTime() + this.leaseMs });
+        this.held.set(id, { controller, until: Math.min(until?.getTime() ?? Number.POSITIVE_INFINITY, this.now().getTime() + this.leaseMs) });
         this.timer ??= setInterval(() => void this.renew(), this.leaseMs / 4);
         // Deadlines are looked at more often than renewals: one renewal that fails is survived, and a
         // request held between two renewals still stops with about a quarter of its lease left.
@@ -94,7 +110,9 @@ export class Leases {
             const slow = new Promise<never>((_, reject) => {
                 timer = setTimeout(() => reject(new Error(`no answer in ${this.leaseMs / 8} ms`)), this.leaseMs / 8);
             });
-            renewed = new Set(await Promise.race([this.store.renew(this.owner, new Date(at + this.leaseMs)), slow]));
+            // Only the requests this process holds: a row the log gave this owner without the process
+            // knowing (a claim whose answer was lost) is left to lapse and go back to the queue.
+            renewed = new Set(await Promise.race([this.store.renew(this.owner, new Date(at + this.leaseMs), asked), slow]));
         } catch (e) {
             this.lastFailure = e instanceof Error ? e.message : String(e);
             this.expire();
@@ -108,7 +126,7 @@ export class Leases {
             const h = this.held.get(id);
             if (!h) continue;
             if (renewed.has(id)) h.until = at + this.leaseMs;
-            else this.lose(id, new RunnerError("conflict", `request ${id} is no longer this process's in the request log (its lease ran out and it was taken back); the update was cancelled`, "lease-lost"));
+            else this.lose(id, new LeaseLostError("conflict", `request ${id} is no longer this process's in the request log (its lease ran out and it was taken back); the update was cancelled`, "lease-lost"));
         }
     }
 
@@ -121,12 +139,12 @@ export class Leases {
         const why = this.lastFailure === undefined ? "" : ` (${this.lastFailure})`;
         for (const [id, h] of this.held) {
             if (this.now().getTime() >= h.until - this.leaseMs / 4) {
-                this.lose(id, new RunnerError("unavailable", `request ${id}: its lease could not be renewed in the request log${why}; the update was cancelled with a quarter of the lease left, so that it stops before another process may take the stack`));
+                this.lose(id, new LeaseLostError("unavailable", `request ${id}: its lease could not be renewed in the request log${why}; the update was cancelled with a quarter of the lease left, so that it stops before another process may take the stack`));
             }
         }
     }
 
-    private lose(id: string, error: RunnerError): void {
+    private lose(id: string, error: LeaseLostError): void {
         const h = this.held.get(id);
         if (!h || h.controller.signal.aborted) return;
         this.onLost?.(id, error);

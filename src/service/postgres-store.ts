@@ -22,7 +22,7 @@ export class PostgresStore implements RequestStore {
         // A link to the database that goes dead (a partition, a lost host) answers nothing, not
         // even an error: connecting and every query give up instead of hanging, so the replica
         // notices, stops claiming and reports not ready (server.ts `checkHealth`).
-        const pool = new Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 10_000, query_timeout: 20_000, keepAlive: true });
+        const pool = new Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 10_000, query_timeout: 20_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
         // An idle connection the server closes (restart, failover) must not crash the service:
         // the pool replaces it on the next query, which reports any lasting failure.
         pool.on("error", () => undefined);
@@ -161,8 +161,12 @@ export class PostgresStore implements RequestStore {
         }
     }
 
-    async renew(owner: string, leaseUntil: Date): Promise<string[]> {
-        return (await this.pool.query<{ id: string }>("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2 RETURNING id", [leaseUntil.toISOString(), owner])).rows.map((r) => r.id);
+    async ping(): Promise<void> {
+        await this.pool.query("SELECT 1");
+    }
+
+    async renew(owner: string, leaseUntil: Date, ids: readonly string[]): Promise<string[]> {
+        return (await this.pool.query<{ id: string }>("UPDATE requests SET lease_until = $1 WHERE state = 'running' AND owner = $2 AND id = ANY($3) RETURNING id", [leaseUntil.toISOString(), owner, [...ids]])).rows.map((r) => r.id);
     }
 
     async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {

@@ -163,7 +163,7 @@ export class Service implements HttpHost {
         const within = <T>(p: Promise<T>) => withTimeout(p, this.leaseMs / 8, "no answer");
         let problem: { what: string; error: string } | undefined;
         try {
-            await within(this.deps.store.recent(1)).catch((e: unknown) => {
+            await within(this.deps.store.ping()).catch((e: unknown) => {
                 problem = { what: "the request log's database", error: e instanceof Error ? e.message : String(e) };
             });
             if (!problem) {
@@ -477,7 +477,7 @@ export class Service implements HttpHost {
         this.pumping = true;
         try {
             const coalescing = await this.coalescing();
-            while (!this.isStopping && this.running.size < this.limits.concurrency) {
+            while (!this.isStopping && !this.unreachable && this.running.size < this.limits.concurrency) {
                 const rec = await this.deps.store.claim(this.deps.replicaId, this.now(), new Date(this.now().getTime() + this.leaseMs), coalescing);
                 if (!rec) break;
                 const job = this.execute(rec)
@@ -563,7 +563,7 @@ export class Service implements HttpHost {
             void this.deps.store.appendEvent(rec.id, "output", { text }, this.now()).catch(() => undefined);
         };
         const ticker = setInterval(flush, 500);
-        const held = this.leases.hold(rec.id);
+        const held = this.leases.hold(rec.id, rec.leaseUntil ? new Date(rec.leaseUntil) : undefined);
         // Cancelled when its lease is lost or the service stops (a reaper waiting for a stack too).
         this.deps.log({ level: "info", msg: "request started", requestId: rec.id, verb: rec.verb, stack: rec.stack, attempt: rec.attempts });
         const cancel = anyOf([held.signal, this.stopSignal.signal]);

@@ -194,8 +194,12 @@ export class SqliteStore implements RequestStore {
         }).immediate();
     }
 
-    async renew(owner: string, leaseUntil: Date): Promise<string[]> {
-        return (this.db.prepare("UPDATE requests SET lease_until = ? WHERE state = 'running' AND owner = ? RETURNING id").all(leaseUntil.toISOString(), owner) as { id: string }[]).map((r) => r.id);
+    async ping(): Promise<void> {
+        this.db.prepare("SELECT 1").get();
+    }
+
+    async renew(owner: string, leaseUntil: Date, ids: readonly string[]): Promise<string[]> {
+        return (this.db.prepare("UPDATE requests SET lease_until = ? WHERE state = 'running' AND owner = ? AND id IN (SELECT value FROM json_each(?)) RETURNING id").all(leaseUntil.toISOString(), owner, JSON.stringify(ids)) as { id: string }[]).map((r) => r.id);
     }
 
     async finish(id: string, state: "done" | "failed" | "superseded", now: Date, outcome: { result?: unknown; error?: unknown }, owner?: string): Promise<boolean> {

@@ -66,8 +66,8 @@ export interface RequestStore extends RunnerStore {
      * one are first marked superseded by it.
      */
     claim(owner: string, now: Date, leaseUntil: Date, coalescing: ReadonlySet<string>): Promise<RequestRecord | undefined>;
-    /** Extends the lease of running requests of `owner`; returns their ids (a request missing from them is no longer `owner`'s). */
-    renew(owner: string, leaseUntil: Date): Promise<string[]>;
+    /** Extends the lease of the requests `ids` that still run under `owner`; returns their ids (a request missing from them is no longer `owner`'s). */
+    renew(owner: string, leaseUntil: Date, ids: readonly string[]): Promise<string[]>;
     /**
      * Records a request's outcome. With `owner`, only while the request still runs under that owner
      * (false otherwise): a process whose claim was taken from it (its lease ran out, it was taken
@@ -85,6 +85,8 @@ export interface RequestStore extends RunnerStore {
     recover(owner: string | null, now: Date): Promise<string[]>;
     appendEvent(id: string, type: RequestEvent["type"], data: unknown, now: Date): Promise<void>;
     events(id: string, afterSeq: number): Promise<RequestEvent[]>;
+    /** Answers when the database does (the replica's health check): one trivial query. */
+    ping(): Promise<void>;
     /** The most recent requests, newest first. */
     recent(limit: number): Promise<RequestRecord[]>;
     close(): Promise<void>;

@@ -62,6 +62,19 @@ describe("stages serve: what it needs, unreachable at start", function () {
         }
     });
 
+    it("a setting out of its range (leaseSeconds) is invalid input before anything opens: exit 2, the folder bound to no log", function () {
+        const data = dir();
+        try {
+            fs.writeFileSync(path.join(data, "runner.json"), JSON.stringify({ leaseSeconds: 2 }));
+            const r = serve(data, {});
+            assert.equal(r.status, 2, r.stderr);
+            assert.match(r.stderr, /leaseSeconds/);
+            assert.ok(!fs.existsSync(path.join(data, "service")), "the service's folder was written");
+        } finally {
+            fs.rmSync(data, { recursive: true, force: true });
+        }
+    });
+
     it("an ops repo URL that is not a URL: exit 2 naming $GITOPS_STAGES_OPS_URL", function () {
         const data = dir();
         try {

@@ -18,7 +18,8 @@ import { REMOTES_VAR, reachable } from "../../src/git/engine";
 import { parseOpsUrl } from "../../src/runner/adapters/environment";
 import { isStale, postgresBackend } from "../../src/runner/adapters/backend-locks";
 import { descendants, stopsHard } from "../../src/runner/adapters/engine-process";
-import type { PulumiCommand } from "@pulumi/pulumi/automation";
+import { ConcurrentUpdateError, type PulumiCommand } from "@pulumi/pulumi/automation";
+import { LeaseLostError } from "../../src/runner/lease";
 
 describe("the controller's rotate answer", function () {
     it("gains the type the controller leaves out, and parses as the resealed secret", function () {
@@ -168,16 +169,27 @@ describe("Pulumi's locks in a shared state backend", function () {
     });
 
     it("reads the postgres:// backend's table from its URL, and refuses a table name that is not an identifier", function () {
-        assert.deepEqual(postgresBackend("postgres://u:p@db:5432/pulumi?sslmode=disable"), { connectionString: "postgres://u:p@db:5432/pulumi?sslmode=disable", table: "pulumi_state", prefix: "pulumi/" });
+        assert.deepEqual(postgresBackend("postgres://u:p@db:5432/pulumi?sslmode=require"), { connectionString: "postgres://u:p@db:5432/pulumi?sslmode=require&uselibpqcompat=true", table: "pulumi_state", prefix: "pulumi/" });
         assert.deepEqual(postgresBackend("postgres://db/pulumi?table=state_v2"), { connectionString: "postgres://db/pulumi", table: "state_v2", prefix: "pulumi/" });
         assert.equal(postgresBackend("postgres://db")?.prefix, "");
         assert.equal(postgresBackend("file:///tmp/state"), undefined);
-        assert.throws(() => postgresBackend("postgres://db/pulumi?table=x;drop"), /table parameter must be a plain SQL identifier/);
+        assert.throws(() => postgresBackend("postgres://db/pulumi?table=x;drop"), (e: unknown) => e instanceof RunnerError && e.kind === "invalid" && /^PULUMI_BACKEND_URL: the table parameter must be a plain SQL identifier/.test(e.message));
     });
 });
 
 describe("a cancelled engine run that does not stop", function () {
-    it("is killed, with every process it started, a grace after its SIGINT", async function () {
+    type Run = (a: string[], c: string, e: Record<string, string>, o?: (t: string) => void, er?: (t: string) => void, s?: AbortSignal) => Promise<unknown>;
+    const processState = (pid: number) => {
+        try {
+            const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+            return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+        } catch {
+            return "gone";
+        }
+    };
+    const dead = (pid: number) => ["gone", "Z", "X"].includes(processState(pid));
+
+    it("cancelled for a lost lease, is killed with every process it started a grace after its SIGINT", async function () {
         // A stand-in for the CLI that ignores SIGINT and starts a child, as the CLI starts plugins.
         const command = { command: "/bin/sh", run: () => Promise.reject(new Error("the replaced run was called")) } as unknown as PulumiCommand;
         stopsHard(command, 200);
@@ -188,19 +200,42 @@ describe("a cancelled engine run that does not stop", function () {
         while (!/\d+\n/.test(printed)) await new Promise((r) => setTimeout(r, 20));
         const child = Number(printed.trim());
         assert.ok(descendants(process.pid).includes(child), "the child is found among the runner's descendants");
-        controller.abort();
+        controller.abort(new LeaseLostError("unavailable", "its lease could not be renewed"));
         await assert.rejects(done);
         // Gone, or dead and waiting to be reaped (a container's first process may never reap it).
-        const state = () => {
-            try {
-                const stat = fs.readFileSync(`/proc/${child}/stat`, "utf8");
-                return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-            } catch {
-                return "gone";
-            }
-        };
-        for (let i = 0; i < 50 && !["gone", "Z", "X"].includes(state()); i++) await new Promise((r) => setTimeout(r, 20));
-        assert.ok(["gone", "Z", "X"].includes(state()), `the CLI's child was killed too (state ${state()})`);
+        for (let i = 0; i < 50 && !dead(child); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(dead(child), `the CLI's child was killed too (state ${processState(child)})`);
+    });
+
+    it("cancelled for another reason (Ctrl-C, a shutdown), is left to stop by itself", async function () {
+        const command = { command: "/bin/sh", run: () => Promise.reject(new Error("the replaced run was called")) } as unknown as PulumiCommand;
+        stopsHard(command, 100);
+        const controller = new AbortController();
+        let printed = "";
+        const done = (command as unknown as { run: Run }).run(["-c", "trap 'echo interrupted' INT; while :; do sleep 0.05; done"], os.tmpdir(), {}, (t) => (printed += t), undefined, controller.signal);
+        done.catch(() => undefined);
+        const shell = () => descendants(process.pid).find((p) => { try { return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("trap 'echo interrupted'"); } catch { return false; } });
+        while (!shell()) await new Promise((r) => setTimeout(r, 20));
+        const pid = shell()!;
+        controller.abort(new Error("SIGINT received"));
+        while (!printed.includes("interrupted")) await new Promise((r) => setTimeout(r, 20));
+        // Past the grace, it still runs: the graceful stop is the engine's own.
+        await new Promise((r) => setTimeout(r, 400));
+        assert.ok(!dead(pid), "a cancellation that is not a lost lease killed the engine");
+        process.kill(pid, "SIGKILL");
+        await assert.rejects(done);
+    });
+
+    it("keeps the Automation API's errors: a locked stack is a ConcurrentUpdateError", async function () {
+        const command = { command: "/bin/sh", run: () => Promise.reject(new Error("the replaced run was called")) } as unknown as PulumiCommand;
+        stopsHard(command, 100);
+        const run = (command as unknown as { run: Run }).run;
+        await assert.rejects(
+            run(["-c", "echo 'error: the stack is currently locked by 1 lock(s).' >&2; exit 255"], os.tmpdir(), {}, undefined, undefined, new AbortController().signal),
+            (e: unknown) => e instanceof ConcurrentUpdateError,
+        );
+        const out = await run(["-c", "printf 'caf\\303\\251\\n'"], os.tmpdir(), {}, undefined, undefined, new AbortController().signal);
+        assert.equal((out as { stdout: string }).stdout, "café");
     });
 
     it("without a signal, runs as the Automation API does", async function () {

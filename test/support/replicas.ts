@@ -64,6 +64,8 @@ export interface ReplicaSet {
     readonly leaseSeconds: number;
     /** The shared state backend's URL. */
     readonly stateUrl: string;
+    /** Credentials the replicas hold, which none may log. */
+    readonly secrets: readonly string[];
     /** A client of a replica's API with the operator token (every right, may override the stage order). */
     api(replica: string): ReturnType<typeof api>;
     /** Starts (or starts again) a replica and waits until it is ready. */
@@ -194,6 +196,7 @@ export async function startReplicaSet(opts: ReplicaSetOptions): Promise<ReplicaS
             opsDir,
             leaseSeconds: opts.leaseSeconds,
             stateUrl,
+            secrets: [gitPassword, passphrase, operatorToken, pushToken],
             api: (name) => api(replicas[name].url, operatorToken),
             async start(name) {
                 const r = replicas[name];

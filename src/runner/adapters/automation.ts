@@ -29,7 +29,7 @@ import { describeBackend } from "./backend";
 import { sleep } from "./processes";
 import { guardEngineDisconnects, stopsHard } from "./engine-process";
 import { checkpointExists, checkpointOutputMap, checkpointOutputs, latestUpdateRecord } from "./file-backend";
-import { BackendLock, backendLocks, staleBackendLocks } from "./backend-locks";
+import { BackendLock, backendLocks, removeLocks, staleBackendLocks } from "./backend-locks";
 import { LEASE_MS } from "../lease";
 import { METADATA_VARS, metadataEnv } from "./metadata";
 import { REMOTES_VAR } from "../../git/engine";
@@ -45,7 +45,7 @@ export interface AutomationOptions {
     readonly log: (line: string) => void;
     /** After how long a lock of another host counts as left by a replica that is gone (default: one lease; see backend-locks.ts). */
     readonly foreignLockMs?: number;
-    /** How long a cancelled engine run may take to stop before it is killed (default: an eighth of a lease; see `stopsHard`). */
+    /** How long an engine run cancelled for a lost lease may take to stop before it is killed (default: a sixteenth of a lease; see `stopsHard`). */
     readonly hardStopMs?: number;
 }
 
@@ -65,9 +65,11 @@ export class AutomationEngine implements EnginePort {
         private readonly opts: AutomationOptions,
     ) {
         guardEngineDisconnects(opts.log);
-        // A cancelled run is killed an eighth of a lease after its SIGINT: by then a runner that
-        // lost its lease has a quarter lease left at most (lease.ts), so it stops before another may claim.
-        stopsHard(env.command, opts.hardStopMs ?? LEASE_MS / 8);
+        // A run cancelled for a lost lease is killed a sixteenth of a lease after its SIGINT. The
+        // watchdog cancels it with between a quarter and three sixteenths of the lease left (it
+        // looks every sixteenth, lease.ts), so the engine is gone an eighth of a lease before the
+        // lease lapses and another process may take the stack.
+        stopsHard(env.command, opts.hardStopMs ?? LEASE_MS / 16);
     }
 
     private ws(): Promise<LocalWorkspace> {
@@ -84,7 +86,14 @@ export class AutomationEngine implements EnginePort {
      */
     private refreshWs(): Promise<LocalWorkspace> {
         // Made once the ops repo's mapping is known: its environment is a copy.
-        this.refreshWorkspace ??= this.remotesKnown().then(() => this.createWorkspace({ ...this.env.envVars, PULUMI_K8S_SKIP_UPDATE_UNREACHABLE: "true" }));
+        if (!this.refreshWorkspace) {
+            const made = this.remotesKnown().then(() => this.createWorkspace({ ...this.env.envVars, PULUMI_K8S_SKIP_UPDATE_UNREACHABLE: "true" }));
+            // A platform read that failed (a backend down for a moment) is tried again next time.
+            made.catch(() => {
+                if (this.refreshWorkspace === made) this.refreshWorkspace = undefined;
+            });
+            this.refreshWorkspace = made;
+        }
         return this.refreshWorkspace;
     }
 
@@ -248,12 +257,13 @@ export class AutomationEngine implements EnginePort {
      */
     private installRemotes(outputs: Record<string, unknown>): void {
         if (!this.env.opsUrl || this.remotesInstalled) return;
+        // Read once either way: a platform without an ops repository output has nothing to map.
+        this.remotesInstalled = true;
         const ops = (outputs.repositories as { ops?: unknown } | undefined)?.ops;
         if (typeof ops !== "string" || !ops) return;
         const value = JSON.stringify({ [ops]: this.env.opsUrl });
         process.env[REMOTES_VAR] = value;
         (this.env.envVars as Record<string, string>)[REMOTES_VAR] = value;
-        this.remotesInstalled = true;
     }
 
     private remotesInstalled = false;
@@ -314,7 +324,9 @@ export class AutomationEngine implements EnginePort {
                 if (!isLocked(e)) throw e;
                 // Only a process that holds the stack's request in the log recovers it (a read does not).
                 if (opts.recover === false) {
-                    const stale = await this.staleLocks(stack.name);
+                    // Without the stack's request, another host's lock may be a live update (the age
+                    // rule holds only for whoever holds the stack in the log): only this host's are judged.
+                    const stale = await this.staleLocks(stack.name, Number.POSITIVE_INFINITY);
                     if (stale.length) throw new RunnerError("conflict", `stack ${stack.name} holds the lock of ${owners(stale)}, which is no longer running; the stack's next update recovers it`, "stale-lock");
                 }
                 const message = opts.recover === false ? undefined : await this.recoverIfStale(stack);
@@ -348,7 +360,7 @@ export class AutomationEngine implements EnginePort {
     private async recoverIfStale(stack: Stack): Promise<string | undefined> {
         const stale = await this.staleLocks(stack.name);
         if (stale.length === 0) return undefined;
-        await stack.cancel();
+        await removeLocks(this.env.backendUrl, stale);
         await this.refreshForRecovery(stack);
         const message =
             `recovered stack ${stack.name}: removed the lock of ${owners(stale)} ` +
@@ -358,8 +370,8 @@ export class AutomationEngine implements EnginePort {
     }
 
     /** The stack's locks left by updates that no longer run (backend-locks.ts: another host's after one lease). */
-    private staleLocks(name: string): Promise<BackendLock[]> {
-        return staleBackendLocks(this.env.backendUrl, name, this.opts.foreignLockMs ?? LEASE_MS);
+    private staleLocks(name: string, foreignAfterMs = this.opts.foreignLockMs ?? LEASE_MS): Promise<BackendLock[]> {
+        return staleBackendLocks(this.env.backendUrl, name, foreignAfterMs);
     }
 
     private async refreshForRecovery(stack: Stack): Promise<void> {

@@ -12,6 +12,7 @@ import * as path from "node:path";
 
 import { Client } from "pg";
 
+import { RunnerError } from "../errors";
 import { alive } from "./processes";
 
 const NS = "gitops-stages";
@@ -42,7 +43,10 @@ export function postgresBackend(backendUrl: string): { connectionString: string;
     const table = u.searchParams.get("table") ?? "pulumi_state";
     u.searchParams.delete("table");
     // A table name goes into SQL text: only a plain identifier is accepted (Pulumi's own rule is no looser).
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) throw new Error("the state backend URL's table parameter must be a plain SQL identifier");
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) throw new RunnerError("invalid", "PULUMI_BACKEND_URL: the table parameter must be a plain SQL identifier (letters, digits, '_')");
+    // sslmode as Pulumi's driver reads it (libpq's meaning: `require` encrypts without verifying),
+    // not node-postgres's stricter reading: the runner must reach the backend whenever Pulumi does.
+    if (u.searchParams.has("sslmode") && !u.searchParams.has("uselibpqcompat")) u.searchParams.set("uselibpqcompat", "true");
     const folder = decodeURIComponent(u.pathname).replace(/^\/+/, "");
     return { connectionString: u.toString(), table, prefix: folder === "" || folder.endsWith("/") ? folder : `${folder}/` };
 }
@@ -137,6 +141,27 @@ export async function checkBackendReachable(backendUrl: string, from: string): P
     } catch (e) {
         const u = new URL(backendUrl);
         throw new Error(`${from}: the state backend postgres://${u.hostname}:${u.port || "5432"}${u.pathname} cannot be reached: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+        await client.end().catch(() => undefined);
+    }
+}
+
+/**
+ * Removes these locks, and only these (`pulumi cancel` would remove every lock of the stack,
+ * including one taken since they were judged stale).
+ */
+export async function removeLocks(backendUrl: string, locks: readonly BackendLock[]): Promise<void> {
+    if (locks.length === 0) return;
+    if (backendUrl.startsWith("file://")) {
+        for (const l of locks) fs.rmSync(l.key, { force: true });
+        return;
+    }
+    const pg = postgresBackend(backendUrl);
+    if (!pg) throw new Error("removing locks of this backend is not supported");
+    const client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, query_timeout: 20_000 });
+    await client.connect();
+    try {
+        await client.query(`DELETE FROM ${pg.table} WHERE key = ANY($1)`, [locks.map((l) => l.key)]);
     } finally {
         await client.end().catch(() => undefined);
     }

@@ -9,6 +9,8 @@ import * as path from "node:path";
 
 import type { PulumiCommand } from "@pulumi/pulumi/automation";
 
+import { isLeaseLoss } from "../lease";
+
 /** Whether an error is an inline program's call to an engine that went away (gRPC UNAVAILABLE or CANCELLED). */
 export function isEngineDisconnect(e: unknown): boolean {
     const code = (e as { code?: unknown } | null)?.code;
@@ -44,17 +46,20 @@ type RunCommand = (args: string[], cwd: string, env: Record<string, string>, onO
 const HARD = Symbol.for("gitops-stages.stopsHard");
 
 /**
- * Makes a cancelled engine run end for sure. The Automation API answers an abort by sending the
- * CLI SIGINT and waiting: Pulumi then finishes the resource operations in flight and writes its
- * state. A runner that lost its claim on the stack (its lease ran out: cut off from the database,
- * or too slow to renew) must not touch the stack afterwards, not even when its link comes back
- * minutes later with a write still pending; so after `graceMs` without an exit, the CLI and every
- * process it started (its plugins) are killed. What such a kill leaves (Pulumi's lock, a
- * pending operation) the stack's next update recovers, as after any crash (backend-locks.ts).
+ * Makes an engine run cancelled for a lost lease end for sure. The Automation API answers an
+ * abort by sending the CLI SIGINT and waiting: Pulumi then finishes the resource operations in
+ * flight and writes its state. A runner that lost its claim on the stack (its lease ran out: cut
+ * off from the database, or too slow to renew) must not touch the stack afterwards, not even when
+ * its link comes back minutes later with a write still pending; so when the abort's reason is a
+ * lost lease (`isLeaseLoss`) and the CLI has not exited `graceMs` after the SIGINT, the CLI and
+ * every process it started (its plugins, their git) are stopped and killed. What such a kill
+ * leaves (Pulumi's lock, a pending operation) the stack's next update recovers, as after any crash
+ * (backend-locks.ts). Other cancellations (Ctrl-C, a service's shutdown) keep the graceful stop.
  *
  * The replaced method (`run`) is internal to the Automation API, the one place it starts the CLI;
- * its behaviour is kept (arguments, environment, errors): `@pulumi/pulumi` is pinned, and the
- * engine tests run every command through it. Only runs given a signal take this path.
+ * its behaviour is kept (arguments, environment, PATH, the error classes made from the CLI's
+ * stderr): `@pulumi/pulumi` is pinned, and every engine test runs commands through it. Only runs
+ * given a signal take this path. The grace is the first engine's of the process (one CLI).
  */
 export function stopsHard(command: PulumiCommand, graceMs: number): void {
     const target = command as unknown as { run?: RunCommand; [HARD]?: boolean } | undefined;
@@ -78,27 +83,22 @@ function runKillable(command: string, args: string[], cwd: string, additionalEnv
         const child = spawn(command, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
-        child.stdout.on("data", (b: Buffer) => {
-            stdout += b.toString();
-            onOutput?.(b.toString());
+        // Decoded as streams, so a character split between two chunks stays whole.
+        child.stdout.setEncoding("utf8");
+        child.stderr.setEncoding("utf8");
+        child.stdout.on("data", (t: string) => {
+            stdout += t;
+            onOutput?.(t);
         });
-        child.stderr.on("data", (b: Buffer) => {
-            stderr += b.toString();
-            onError?.(b.toString());
+        child.stderr.on("data", (t: string) => {
+            stderr += t;
+            onError?.(t);
         });
         let killer: NodeJS.Timeout | undefined;
         const abort = () => {
             if (child.exitCode !== null || child.signalCode !== null) return;
             child.kill("SIGINT");
-            killer = setTimeout(() => {
-                for (const pid of [...descendants(child.pid!), child.pid!]) {
-                    try {
-                        process.kill(pid, "SIGKILL");
-                    } catch {
-                        // already gone
-                    }
-                }
-            }, graceMs);
+            if (isLeaseLoss(signal.reason)) killer = setTimeout(() => killTree(child.pid!), graceMs);
         };
         if (signal.aborted) abort();
         else signal.addEventListener("abort", abort, { once: true });
@@ -150,4 +150,32 @@ export function descendants(pid: number): number[] {
     };
     walk(pid);
     return out;
+}
+
+/**
+ * Kills a process and everything below it. Each process found is stopped (SIGSTOP) first, and the
+ * tree looked at again until no new one appears, so a child started meanwhile (a plugin's `git
+ * push`) cannot slip out between the look and the kill; then all are killed.
+ */
+export function killTree(root: number): void {
+    const frozen = new Set<number>();
+    for (let round = 0; round < 20; round++) {
+        const found = [root, ...descendants(root)].filter((p) => !frozen.has(p));
+        if (found.length === 0) break;
+        for (const pid of found) {
+            try {
+                process.kill(pid, "SIGSTOP");
+            } catch {
+                // already gone
+            }
+            frozen.add(pid);
+        }
+    }
+    for (const pid of frozen) {
+        try {
+            process.kill(pid, "SIGKILL");
+        } catch {
+            // already gone
+        }
+    }
 }

@@ -12,6 +12,7 @@ import { PulumiCommand } from "@pulumi/pulumi/automation";
 import { prepareProjectCopy } from "../../project";
 import { RunnerError } from "../errors";
 import { BackendChoice, describeBackend, isCloudUrl, resolveBackend } from "./backend";
+import { postgresBackend } from "./backend-locks";
 import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../toolchain/resolve";
 
 /** Everything an engine adapter needs. */
@@ -80,6 +81,7 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     const backend = resolveBackend(env, dataDir, opts.projectRoot);
     const backendUrl = backend.url;
     const opsUrl = parseOpsUrl(env.GITOPS_STAGES_OPS_URL);
+    postgresBackend(backendUrl);
     // An empty passphrase is one Pulumi accepts.
     const passphraseGiven = env.PULUMI_CONFIG_PASSPHRASE !== undefined || Boolean(env.PULUMI_CONFIG_PASSPHRASE_FILE);
     // Before this release the runner generated <data>/passphrase for any file:// backend; stacks made then still need it.
@@ -128,5 +130,7 @@ export function parseOpsUrl(raw: string | undefined): string | undefined {
     if (!["http:", "https:", "ssh:"].includes(u.protocol) || !u.hostname) {
         throw new RunnerError("invalid", `GITOPS_STAGES_OPS_URL: must be an http://, https:// or ssh:// URL with a host, got one with scheme ${JSON.stringify(u.protocol.replace(/:$/, ""))}`);
     }
+    // git takes an HTTP password out of the URL (the runner hands it over as a header); ssh has keys.
+    if (u.protocol === "ssh:" && u.password) throw new RunnerError("invalid", "GITOPS_STAGES_OPS_URL: an ssh:// URL takes no password (give the key through ssh's own configuration)");
     return raw;
 }
