@@ -5,6 +5,7 @@
  * PostgreSQL request log and state backend, the ops repo over git's smart HTTP). The two
  * one-replica runs bracket the three-replica run, so drift of a shared machine shows.
  */
+import * as fs from "node:fs";
 import * as os from "node:os";
 
 import { ReplicaSet, SOURCE_COMMIT, startReplicaSet, until } from "../test/support/replicas";
@@ -42,6 +43,16 @@ async function load(set: ReplicaSet, replicas: readonly string[], count: number,
     return { seconds, updateMs };
 }
 
+/** A process's resident memory in MB, from /proc (`?` when unknown). */
+function rssMb(pid: number | undefined): string {
+    try {
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+        return Number.isFinite(kb) ? (kb / 1024).toFixed(0) : "?";
+    } catch {
+        return "?";
+    }
+}
+
 /** The benchmark. */
 export async function replicasBenchmark(count: number): Promise<void> {
     const set = await startReplicaSet({ replicas: ["r1", "r2", "r3"], stages: STAGES, leaseSeconds: 60, concurrency: 4 });
@@ -65,7 +76,7 @@ export async function replicasBenchmark(count: number): Promise<void> {
             }
             const r = await load(set, replicas, count, next);
             runs.push({ replicas: replicas.length, ...r });
-            console.log(`${replicas.length} replica(s): ${count} requests in ${r.seconds.toFixed(1)} s, ${((count / r.seconds) * 60).toFixed(1)} per minute; engine time per update median ${(median(r.updateMs) / 1000).toFixed(2)} s`);
+            console.log(`${replicas.length} replica(s): ${count} requests in ${r.seconds.toFixed(1)} s, ${((count / r.seconds) * 60).toFixed(1)} per minute; engine time per update median ${(median(r.updateMs) / 1000).toFixed(2)} s; resident memory ${replicas.map((n) => `${n} ${rssMb(set.replicas[n].proc?.pid)} MB`).join(", ")}`);
         }
         const one = (runs[0].seconds + runs[2].seconds) / 2;
         console.log(`3 replicas against 1 (mean of the bracketing runs): throughput ratio ${(one / runs[1].seconds).toFixed(2)}x; engine time per update ${(median(runs[1].updateMs) / 1000).toFixed(2)} s with 3 against ${(median([...runs[0].updateMs, ...runs[2].updateMs]) / 1000).toFixed(2)} s with 1 (${os.cpus().length} cores shared by every replica)`);

@@ -369,7 +369,7 @@ export class Commands {
                 at,
                 new Date(at.getTime() + (log.leaseMs ?? LEASE_MS)),
             );
-            if (got?.created) return this.runLogged(got.record.id, admitted, actor, log, opts);
+            if (got?.created) return this.runLogged(got.record.id, admitted, actor, log, opts, got.record.leaseUntil ? new Date(got.record.leaseUntil) : undefined);
             if (got && (got.record.state === "done" || got.record.state === "superseded")) return got.record.result;
             // Busy: the stack's running request, or the earlier request of the same key, still going.
             const blocking = got?.record ?? (await log.store.runningOn(stack));
@@ -390,11 +390,11 @@ export class Commands {
         }
     }
 
-    private async runLogged(id: string, admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions): Promise<unknown> {
+    private async runLogged(id: string, admitted: Admitted, actor: Actor, log: ProcessLog, opts: RunOptions, leaseUntil?: Date): Promise<unknown> {
         const now = log.now ?? (() => new Date());
         // The log's running request is the stack's one lock: lose its lease and the update stops.
         const leases = new Leases(log.store, log.owner, { now, ...(log.leaseMs ? { leaseMs: log.leaseMs } : {}), onLost: (_, e) => log.notice?.(e.message) });
-        const held = leases.hold(id);
+        const held = leases.hold(id, leaseUntil);
         let result: unknown;
         const signal = anyOf([opts.signal, held.signal]);
         try {

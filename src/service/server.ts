@@ -410,9 +410,10 @@ export class Service implements HttpHost {
         // A change answered at once never waits in the queue: recorded as running here (its stack
         // label is its own, so nothing else waits for it, and no worker ever claims it), then finished.
         const at = this.now();
-        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, new Date(at.getTime() + this.leaseMs));
+        const until = new Date(at.getTime() + this.leaseMs);
+        await this.deps.store.begin({ id, verb: admitted.verb, stack: `${admitted.stack}#${id}`, body: { request: admitted.recorded, actor: { name: actor.name } }, principal: logPrincipal(actor) }, this.deps.replicaId, at, until);
         // Held (its lease renewed) until its outcome is recorded.
-        const held = this.leases.hold(id);
+        const held = this.leases.hold(id, until);
         try {
             let result: unknown;
             try {

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { Commands, cliOwner } from "../../src/runner/commands";
 import type { Actor } from "../../src/runner/core";
 import { RunnerError } from "../../src/runner/errors";
-import { Leases } from "../../src/runner/lease";
+import { Leases, isLeaseLoss } from "../../src/runner/lease";
 import { DEFAULT_USER_VERBS } from "../../src/runner/rights";
 import type { Runner } from "../../src/runner/runner";
 import type { Secrets } from "../../src/runner/secrets";
@@ -97,6 +97,26 @@ describe("leases of running requests", function () {
             leases.expire();
             assert.equal(held.signal.aborted, true, "kept running with less than a quarter of its lease left and no renewal");
             assert.equal((held.signal.reason as RunnerError).kind, "unavailable");
+        } finally {
+            held.release();
+            leases.stop();
+        }
+    });
+
+    it("the deadline is the log's: a claim that took long to answer stops a quarter before the lease the log recorded, and the abort is a lost lease", function () {
+        let clock = 10_000;
+        const leases = new Leases({ renew: async () => [] }, "serve:a:1", { now: () => new Date(clock) });
+        // The log's lease was computed at 0, before a claim that answered at 10 s.
+        const held = leases.hold("r-lease-0007", new Date(60_000));
+        try {
+            clock = 44_000;
+            leases.expire();
+            assert.equal(held.signal.aborted, false);
+            clock = 45_500;
+            leases.expire();
+            assert.equal(held.signal.aborted, true, "watched from now plus a lease instead of the log's deadline");
+            assert.ok(isLeaseLoss(held.signal.reason));
+            assert.equal(isLeaseLoss(new RunnerError("conflict", "SIGINT received")), false);
         } finally {
             held.release();
             leases.stop();
