@@ -12,8 +12,10 @@ import { backendLocks } from "../../src/runner/adapters/backend-locks";
 import { ReplicaSet, SOURCE_COMMIT, startReplicaSet, until } from "../support/replicas";
 
 const FULL = process.env.SCALE === "full";
-const LOAD = FULL ? 200 : 18;
-const TRIALS = FULL ? 20 : 2;
+// The CI size keeps npm test within its time: the release into each stage, one failover, the
+// partition; the full size adds holds and releases, nineteen more failovers and the rolling restart.
+const LOAD = FULL ? 200 : 12;
+const TRIALS = FULL ? 20 : 1;
 const REPLICAS = ["r1", "r2", "r3"];
 const STAGES = Array.from({ length: 12 }, (_, i) => `s${String(i + 1).padStart(2, "0")}`);
 const FINAL = new Set(["done", "failed", "superseded"]);
@@ -223,7 +225,7 @@ describe(`scale-out: ${REPLICAS.length} replicas on hosts of their own, ${STAGES
         return String(r.body.requestId);
     }
 
-    it("rolling restart of every replica under a steady load: no request fails or is lost", async () => {
+    (FULL ? it : it.skip)("rolling restart of every replica under a steady load (full size: npm run reliability): no request fails or is lost", async () => {
         const ids: string[] = [];
         let loading = true;
         let i = 0;
