@@ -16,7 +16,7 @@ import { repoRoot } from "../support/engine";
 import { makeBundleDir } from "../support/fixtures";
 import { Pipeline, api, bootstrapPipeline, settle } from "../support/service";
 
-const TRIALS = Number(process.env.CRASH_TRIALS ?? 6);
+const TRIALS = Number(process.env.CRASH_TRIALS ?? 4);
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const STAGES_BIN = path.join(repoRoot, "bin", "stages");
 
