@@ -88,7 +88,7 @@ export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promi
             // The engine's cancellation may signal our process group again; one cancellation is enough.
             if (cancelling) return;
             cancelling = sig;
-            process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (the stack's lock is released)...\n`);
+            process.stderr.write(`\nstages: ${sig} received: cancelling the update in flight (Pulumi stops cleanly and releases the stack's lock)...\n`);
             abort.abort(new RunnerError("conflict", `cancelled by ${sig}`));
             runner.cancel(`interrupted by ${sig}`);
             // The request then ends through its own path (its outcome recorded in the request log,
@@ -110,7 +110,7 @@ export async function runnerVerb(parsed: ParsedVerb, projectRoot: string): Promi
         if (cancelling) {
             // The update failed because we cancelled it: that is the answer, not an internal error.
             await idle?.();
-            process.stderr.write(`stages ${verb}: cancelled by ${cancelling}; the stack's lock was released\n`);
+            process.stderr.write(`stages ${verb}: cancelled by ${cancelling}\n`);
             if (json) out(JSON.stringify({ error: { kind: "conflict", message: `cancelled by ${cancelling}`, requestId } }, null, 2) + "\n");
             return cancelling === "SIGINT" ? EXIT.cancelledByInterrupt : EXIT.cancelledByTerm;
         }

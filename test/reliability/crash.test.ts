@@ -1,6 +1,6 @@
 /**
  * Crash and conflict suites. kill -9 of the runner (the CLI, and the service process) at random
- * points of a promotion, CRASH_TRIALS times (CI default 6; `npm run reliability` runs 100). After
+ * points of a promotion, CRASH_TRIALS times (CI default 4; `npm run reliability` runs 100). After
  * each kill the next promotion succeeds without hand edits, Pulumi's state holds no pending
  * operation and no dangling reference, the ops repo never holds half a promotion, its ledger equals
  * the stack's outputs, and no commit is duplicated. Then third-party pushes during promotions.

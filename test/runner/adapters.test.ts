@@ -207,9 +207,9 @@ describe("a cancelled engine run that does not stop", function () {
         assert.ok(dead(child), `the CLI's child was killed too (state ${processState(child)})`);
     });
 
-    it("cancelled for another reason (Ctrl-C, a shutdown), is left to stop by itself", async function () {
+    it("cancelled for another reason (Ctrl-C, a shutdown), has four graces to stop by itself, then is killed too", async function () {
         const command = { command: "/bin/sh", run: () => Promise.reject(new Error("the replaced run was called")) } as unknown as PulumiCommand;
-        stopsHard(command, 100);
+        stopsHard(command, 250);
         const controller = new AbortController();
         let printed = "";
         const done = (command as unknown as { run: Run }).run(["-c", "trap 'echo interrupted' INT; while :; do sleep 0.05; done"], os.tmpdir(), {}, (t) => (printed += t), undefined, controller.signal);
@@ -219,11 +219,13 @@ describe("a cancelled engine run that does not stop", function () {
         const pid = shell()!;
         controller.abort(new Error("SIGINT received"));
         while (!printed.includes("interrupted")) await new Promise((r) => setTimeout(r, 20));
-        // Past the grace, it still runs: the graceful stop is the engine's own.
-        await new Promise((r) => setTimeout(r, 400));
-        assert.ok(!dead(pid), "a cancellation that is not a lost lease killed the engine");
-        process.kill(pid, "SIGKILL");
+        // Past one grace it still runs (a lost lease would have been killed by now)...
+        await new Promise((r) => setTimeout(r, 500));
+        assert.ok(!dead(pid), "a cancellation that is not a lost lease was killed after one grace");
+        // ...and after four it is killed, so that a lease lost meanwhile finds it gone.
         await assert.rejects(done);
+        for (let i = 0; i < 50 && !dead(pid); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(dead(pid));
     });
 
     it("keeps the Automation API's errors: a locked stack is a ConcurrentUpdateError", async function () {

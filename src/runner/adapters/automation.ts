@@ -257,21 +257,25 @@ export class AutomationEngine implements EnginePort {
      */
     private installRemotes(outputs: Record<string, unknown>): void {
         if (!this.env.opsUrl || this.remotesInstalled) return;
-        // Read once either way: a platform without an ops repository output has nothing to map.
-        this.remotesInstalled = true;
         const ops = (outputs.repositories as { ops?: unknown } | undefined)?.ops;
-        if (typeof ops !== "string" || !ops) return;
+        // A platform without the output yet (being set up): looked at again, at most every 30 s.
+        if (typeof ops !== "string" || !ops) {
+            this.remotesLookedAt = Date.now();
+            return;
+        }
+        this.remotesInstalled = true;
         const value = JSON.stringify({ [ops]: this.env.opsUrl });
         process.env[REMOTES_VAR] = value;
         (this.env.envVars as Record<string, string>)[REMOTES_VAR] = value;
     }
 
     private remotesInstalled = false;
+    private remotesLookedAt = 0;
 
     /** Before a program runs (update, refresh): the ops repo's mapping is known, when there is one. */
     private async remotesKnown(): Promise<void> {
         // No platform yet (its own first update): nothing to map.
-        if (this.env.opsUrl && !this.remotesInstalled) await this.platformOutputs().catch((e: unknown) => {
+        if (this.env.opsUrl && !this.remotesInstalled && Date.now() - this.remotesLookedAt > 30_000) await this.platformOutputs().catch((e: unknown) => {
             if (!(e instanceof RunnerError && e.kind === "not-found")) throw e;
         });
     }
@@ -329,7 +333,7 @@ export class AutomationEngine implements EnginePort {
                     const stale = await this.staleLocks(stack.name, Number.POSITIVE_INFINITY);
                     if (stale.length) throw new RunnerError("conflict", `stack ${stack.name} holds the lock of ${owners(stale)}, which is no longer running; the stack's next update recovers it`, "stale-lock");
                 }
-                const message = opts.recover === false ? undefined : await this.recoverIfStale(stack);
+                const message = opts.recover === false ? undefined : await this.recoverIfStale(stack, signal);
                 if (message) {
                     recovered = message;
                     continue;
@@ -342,26 +346,26 @@ export class AutomationEngine implements EnginePort {
                     }
                     await sleep(delay, signal);
                     delay = Math.min(delay * 2, 5000);
-                    if (!(await this.lockedStill(stack.name))) break;
+                    if (!(await this.lockedStill(stack.name, opts.recover === false ? Number.POSITIVE_INFINITY : undefined))) break;
                 }
             }
         }
     }
 
     /** Whether the stack still holds a lock that is not stale; unknown (backends not read here) counts as free. */
-    private async lockedStill(name: string): Promise<boolean> {
+    private async lockedStill(name: string, foreignAfterMs?: number): Promise<boolean> {
         if (!/^(file|postgres(ql)?):\/\//.test(this.env.backendUrl)) return false;
         const locks = await backendLocks(this.env.backendUrl, name).catch(() => []);
-        const stale = await this.staleLocks(name).catch(() => []);
+        const stale = await this.staleLocks(name, foreignAfterMs).catch(() => []);
         return locks.length > stale.length;
     }
 
     /** Removes locks of dead processes and clears pending operations; returns what it did, if anything. */
-    private async recoverIfStale(stack: Stack): Promise<string | undefined> {
+    private async recoverIfStale(stack: Stack, signal?: AbortSignal): Promise<string | undefined> {
         const stale = await this.staleLocks(stack.name);
         if (stale.length === 0) return undefined;
         await removeLocks(this.env.backendUrl, stale);
-        await this.refreshForRecovery(stack);
+        await this.refreshForRecovery(stack, signal);
         const message =
             `recovered stack ${stack.name}: removed the lock of ${owners(stale)} ` +
             "(no longer running) and cleared pending operations with a refresh";
@@ -374,9 +378,10 @@ export class AutomationEngine implements EnginePort {
         return staleBackendLocks(this.env.backendUrl, name, foreignAfterMs);
     }
 
-    private async refreshForRecovery(stack: Stack): Promise<void> {
+    private async refreshForRecovery(stack: Stack, signal?: AbortSignal): Promise<void> {
         const refreshing = await this.stack(stack.name, false, "refresh");
-        await (refreshing ?? stack).refresh({ clearPendingCreates: true });
+        // Cancelled (and killed, see stopsHard) with the update it prepares: a runner that lost the stack writes nothing more.
+        await (refreshing ?? stack).refresh({ clearPendingCreates: true, ...(signal ? { signal } : {}) });
     }
 
     async update(
@@ -398,7 +403,7 @@ export class AutomationEngine implements EnginePort {
             stack ??= (await this.updating(name, true, opts.metadata))!;
             this.writeConfig(name, config);
             // A stack left inconsistent by a killed update is recovered before anything else.
-            const recovered = await this.recoverIfStale(stack);
+            const recovered = await this.recoverIfStale(stack, opts.signal);
             // The Automation API only listens for an abort that comes while the engine runs: a lease
             // lost while planning must stop the update before it starts.
             opts.signal?.throwIfAborted();

@@ -46,7 +46,8 @@ export function postgresBackend(backendUrl: string): { connectionString: string;
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) throw new RunnerError("invalid", "PULUMI_BACKEND_URL: the table parameter must be a plain SQL identifier (letters, digits, '_')");
     // sslmode as Pulumi's driver reads it (libpq's meaning: `require` encrypts without verifying),
     // not node-postgres's stricter reading: the runner must reach the backend whenever Pulumi does.
-    if (u.searchParams.has("sslmode") && !u.searchParams.has("uselibpqcompat")) u.searchParams.set("uselibpqcompat", "true");
+    // (verify-ca and verify-full mean the same to both and are left to node-postgres.)
+    if (["disable", "allow", "prefer", "require"].includes(u.searchParams.get("sslmode") ?? "") && !u.searchParams.has("uselibpqcompat")) u.searchParams.set("uselibpqcompat", "true");
     const folder = decodeURIComponent(u.pathname).replace(/^\/+/, "");
     return { connectionString: u.toString(), table, prefix: folder === "" || folder.endsWith("/") ? folder : `${folder}/` };
 }
@@ -108,9 +109,11 @@ function parseOwner(read: () => unknown): LockOwner | undefined {
  * - of another machine (a replica on another host): it is older than `foreignAfterMs`. The
  *   runner updates a stack only while it holds the stack's running request in the request log,
  *   which another replica's lapsed lease gave up; that replica's own watchdog cancelled its update
- *   a quarter lease before the lapse. A lock of another machine is thus left by a replica that
- *   died or was cut off; the age guards against a short `pulumi up` run by hand elsewhere.
- *   Its timestamp is that machine's clock: skew between hosts must stay well under the threshold.
+ *   with a quarter to three sixteenths of the lease left and killed its engine a sixteenth later
+ *   (engine-process.ts). A lock of another machine is thus left by a replica that died or was cut
+ *   off; the age guards against a short `pulumi up` run by hand elsewhere. Leases and this age
+ *   are judged with each host's clock: skew between hosts must stay well under an eighth of a lease.
+ *   Callers that hold no request of the stack (a read) pass an infinite age: only this host's count.
  */
 export function isStale(owner: LockOwner, now: number, foreignAfterMs: number, host = os.hostname()): boolean {
     if (owner.hostname === host) return !alive(owner.pid);
@@ -134,15 +137,16 @@ export async function checkBackendReachable(backendUrl: string, from: string): P
         if (backendUrl.startsWith("file://") && !fs.existsSync(backendUrl.slice("file://".length))) throw new Error(`${from}: the state backend's folder ${backendUrl.slice("file://".length)} does not exist`);
         return;
     }
-    const client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
+    let client: Client | undefined;
     try {
+        client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
         await client.connect();
         await client.query("SELECT 1");
     } catch (e) {
         const u = new URL(backendUrl);
         throw new Error(`${from}: the state backend postgres://${u.hostname}:${u.port || "5432"}${u.pathname} cannot be reached: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
-        await client.end().catch(() => undefined);
+        await client?.end().catch(() => undefined);
     }
 }
 

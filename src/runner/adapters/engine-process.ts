@@ -54,7 +54,10 @@ const HARD = Symbol.for("gitops-stages.stopsHard");
  * lost lease (`isLeaseLoss`) and the CLI has not exited `graceMs` after the SIGINT, the CLI and
  * every process it started (its plugins, their git) are stopped and killed. What such a kill
  * leaves (Pulumi's lock, a pending operation) the stack's next update recovers, as after any crash
- * (backend-locks.ts). Other cancellations (Ctrl-C, a service's shutdown) keep the graceful stop.
+ * (backend-locks.ts). Other cancellations (Ctrl-C, a service's shutdown) get four graces (a
+ * quarter of a lease) for Pulumi's graceful stop, which releases its lock, before the same kill:
+ * a lease renewed until the SIGINT lapses three quarters of a lease later at the earliest, so even
+ * if it is lost meanwhile (the first reason is the one an abort keeps), the engine is gone first.
  *
  * The replaced method (`run`) is internal to the Automation API, the one place it starts the CLI;
  * its behaviour is kept (arguments, environment, PATH, the error classes made from the CLI's
@@ -98,7 +101,10 @@ function runKillable(command: string, args: string[], cwd: string, additionalEnv
         const abort = () => {
             if (child.exitCode !== null || child.signalCode !== null) return;
             child.kill("SIGINT");
-            if (isLeaseLoss(signal.reason)) killer = setTimeout(() => killTree(child.pid!), graceMs);
+            // A lost lease: killed after the grace. Any other cancellation (Ctrl-C, a shutdown) has
+            // four graces to stop by itself: its lease, renewed meanwhile, could still be lost
+            // later, and by then the engine must be gone (see the comment above).
+            killer = setTimeout(() => killTree(child.pid!), isLeaseLoss(signal.reason) ? graceMs : 4 * graceMs);
         };
         if (signal.aborted) abort();
         else signal.addEventListener("abort", abort, { once: true });
