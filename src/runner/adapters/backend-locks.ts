@@ -67,17 +67,25 @@ export async function backendLocks(backendUrl: string, stack: string): Promise<B
     }
     const pg = postgresBackend(backendUrl);
     if (!pg) return [];
-    const client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000 });
-    await client.connect();
-    try {
+    return withClient(pg, undefined, async (client) => {
         const prefix = `${pg.prefix}.pulumi/locks/organization/${NS}/${stack}/`;
         const { rows } = await client.query<{ key: string; data: unknown }>(`SELECT key, data FROM ${pg.table} WHERE key LIKE $1`, [`${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
         return rows.flatMap((r) => {
             const owner = parseOwner(() => rowText(r.data));
             return owner ? [{ key: r.key, owner }] : [];
         });
+    });
+}
+
+/** One connection to the `postgres://` backend for `fn`, connecting within 10 s, always closed. */
+async function withClient<T>(pg: { connectionString: string }, queryTimeoutMs: number | undefined, fn: (client: Client) => Promise<T>): Promise<T> {
+    let client: Client | undefined;
+    try {
+        client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}) });
+        await client.connect();
+        return await fn(client);
     } finally {
-        await client.end().catch(() => undefined);
+        await client?.end().catch(() => undefined);
     }
 }
 
@@ -137,16 +145,11 @@ export async function checkBackendReachable(backendUrl: string, from: string): P
         if (backendUrl.startsWith("file://") && !fs.existsSync(backendUrl.slice("file://".length))) throw new Error(`${from}: the state backend's folder ${backendUrl.slice("file://".length)} does not exist`);
         return;
     }
-    let client: Client | undefined;
     try {
-        client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
-        await client.connect();
-        await client.query("SELECT 1");
+        await withClient(pg, 10_000, (client) => client.query("SELECT 1"));
     } catch (e) {
         const u = new URL(backendUrl);
         throw new Error(`${from}: the state backend postgres://${u.hostname}:${u.port || "5432"}${u.pathname} cannot be reached: ${e instanceof Error ? e.message : String(e)}`);
-    } finally {
-        await client?.end().catch(() => undefined);
     }
 }
 
@@ -162,11 +165,5 @@ export async function removeLocks(backendUrl: string, locks: readonly BackendLoc
     }
     const pg = postgresBackend(backendUrl);
     if (!pg) throw new Error("removing locks of this backend is not supported");
-    const client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, query_timeout: 20_000 });
-    await client.connect();
-    try {
-        await client.query(`DELETE FROM ${pg.table} WHERE key = ANY($1)`, [locks.map((l) => l.key)]);
-    } finally {
-        await client.end().catch(() => undefined);
-    }
+    await withClient(pg, 20_000, (client) => client.query(`DELETE FROM ${pg.table} WHERE key = ANY($1)`, [locks.map((l) => l.key)]));
 }
