@@ -8,7 +8,8 @@
  *   - the service's way, in process: the same two commands through the command layer.
  * Each pair is two updates; the ratios are taken pair by pair and their median reported. Then the
  * profile of one CLI update: the process before the runner starts, the runner before the engine,
- * the engine's update, and the dynamic provider's start inside it.
+ * the engine's update, and the dynamic provider's start inside it (with and without the
+ * deferral of the closure serializer that the engine's environment sets, src/lazy-closure.ts).
  */
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -93,28 +94,34 @@ export async function engineFloor(runs: number): Promise<void> {
         const engine = median(pairs.flatMap((p) => p.engineMs));
         // Sequential: measures side by side would only measure the machine's two cores.
         const providerStarts: number[] = [];
+        const eagerProviderStarts: number[] = [];
         const cliStarts: number[] = [];
-        for (let i = 0; i < 3; i++) {
-            providerStarts.push(
-                await time(
-                    () =>
-                        new Promise<void>((resolve, reject) => {
-                            // The dynamic provider's host, from its start to the port it serves on.
-                            const entry = require.resolve("@pulumi/pulumi/cmd/dynamic-provider");
-                            const c = spawn(process.execPath, [entry, "127.0.0.1:1"], { stdio: ["ignore", "pipe", "ignore"] });
-                            const limit = setTimeout(() => (c.kill(), reject(new Error("the dynamic provider's host did not serve within 30 s"))), 30_000);
-                            c.on("exit", (code) => (clearTimeout(limit), reject(new Error(`the dynamic provider's host ended (exit ${code}) before serving`))));
-                            c.stdout.once("data", () => (clearTimeout(limit), c.removeAllListeners("exit"), c.kill(), resolve()));
-                        }),
-                ),
+        // The dynamic provider's host, from its start to the port it serves on: with the engine's
+        // environment (which defers the closure serializer, src/lazy-closure.ts), and without.
+        const hostStart = (env: NodeJS.ProcessEnv) =>
+            time(
+                () =>
+                    new Promise<void>((resolve, reject) => {
+                        const entry = require.resolve("@pulumi/pulumi/cmd/dynamic-provider");
+                        const c = spawn(process.execPath, [entry, "127.0.0.1:1"], { env, stdio: ["ignore", "pipe", "ignore"] });
+                        const limit = setTimeout(() => (c.kill(), reject(new Error("the dynamic provider's host did not serve within 30 s"))), 30_000);
+                        c.on("exit", (code) => (clearTimeout(limit), reject(new Error(`the dynamic provider's host ended (exit ${code}) before serving`))));
+                        c.stdout.once("data", () => (clearTimeout(limit), c.removeAllListeners("exit"), c.kill(), resolve()));
+                    }),
             );
+        const engineEnv = { ...w.env, ...w.assembled.environment.envVars };
+        const eagerEnv = { ...engineEnv };
+        delete eagerEnv.NODE_OPTIONS;
+        for (let i = 0; i < 3; i++) {
+            providerStarts.push(await hostStart(engineEnv));
+            eagerProviderStarts.push(await hostStart(eagerEnv));
             cliStarts.push(await time(() => spawnSync(process.execPath, [STAGES_BIN, "--help"], { env: w.env })));
         }
         const dp = median(providerStarts);
         const start = median(cliStarts);
         const cliPer = median(pairs.map((p) => p.cli)) / 2;
         console.log(
-            `profile of one CLI update: the process up to its first answer (\`stages --help\`, which loads what every verb loads) ${fmt(start)}; the engine's update (the runner's durationMs) ${fmt(engine)}, of which the dynamic provider's host start ${fmt(dp)}; the rest (runner environment, request log, policy, ops repo reads, Argo CD nudge) ${fmt(Math.max(0, cliPer - engine - start))}`,
+            `profile of one CLI update: the process up to its first answer (\`stages --help\`, which loads what every verb loads) ${fmt(start)}; the engine's update (the runner's durationMs) ${fmt(engine)}, of which the dynamic provider's host start ${fmt(dp)} (${fmt(median(eagerProviderStarts))} without the deferral of src/lazy-closure.ts); the rest (runner environment, request log, policy, ops repo reads, Argo CD nudge) ${fmt(Math.max(0, cliPer - engine - start))}`,
         );
         // The engine's part, in process: each Pulumi CLI run the Automation API makes for one
         // update (the only hook it offers is its command's run method, wrapped here for the bench).

@@ -2,6 +2,8 @@
  * The `stages` command line: its grammar is commander's (program.ts); each verb calls the core, prints a readable
  * result (or JSON with --json) and exits with the code the error map (src/runner/error-map.ts) gives.
  */
+// First: defers modules of @pulumi/pulumi that the CLI never uses (see lazy-closure.ts).
+import "../lazy-closure";
 import * as path from "node:path";
 
 import { cliPulumiHome } from "../runner/adapters/backend";

@@ -437,7 +437,8 @@ export function registerPlugins(pulumiHome: string, toolchain: Toolchain): void 
  * first on PATH, no update checks, no plugin downloads, and `settings` (Pulumi home, backend,
  * passphrase) over `base`. An ambient KUBECONFIG is dropped: render mode refuses one, and it must
  * never turn a render into an apply (clusters come from stack config); PULUMI_SKIP_CONFIRMATIONS is
- * turned off.
+ * turned off. Node.js processes the engine starts (the dynamic-provider host) load
+ * src/lazy-closure.ts first, through NODE_OPTIONS, as this process does.
  */
 export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, settings: Readonly<Record<string, string>>): Record<string, string> {
     const env: NodeJS.ProcessEnv = {
@@ -453,5 +454,16 @@ export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, setting
     // cannot be used together"). Common in CI shells; set to false rather than dropped, because
     // the Automation API starts the CLI with this process's own environment under these settings.
     env.PULUMI_SKIP_CONFIRMATIONS = "false";
+    const hook = lazyClosureHook();
+    if (hook) env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${JSON.stringify(hook)}`].filter(Boolean).join(" ");
     return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/**
+ * The compiled src/lazy-closure.js, for NODE_OPTIONS; undefined when running from sources without
+ * a build (the deferral is an optimisation, never needed for correctness).
+ */
+function lazyClosureHook(): string | undefined {
+    const file = path.resolve(__dirname, "..", "lazy-closure.js");
+    return __filename.endsWith(".js") && fs.existsSync(file) ? file : undefined;
 }
