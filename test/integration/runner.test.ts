@@ -192,6 +192,20 @@ describe("the runner on the real engine", function () {
         }
     });
 
+    it("history and rollback see past the ten entries `pulumi stack history` shows by default", async function () {
+        // tst ran web 1.0.0 then 1.1.0; eleven holds and releases keep 1.1.0 there.
+        for (let i = 0; i < 11; i++) assert.equal((await runner.hold({ app: "web", stage: "tst", requester: "alice" }, i % 2 === 0)).state, "done");
+        const h = await runner.history("tst");
+        assert.ok(h.length > 12, `${h.length} entries`);
+        const oldest = h[h.length - 1].change;
+        assert.equal(`${oldest?.kind} ${oldest?.app} ${oldest?.version}`, "promote web 1.0.0", "the oldest entry is tst's first update");
+        const rb = await runner.rollback({ app: "web", stage: "tst", requester: "alice", reason: "back past the holds" });
+        assert.equal(rb.version, "1.0.0", "the previous release, twelve updates back");
+        // Back to what the later tests expect in tst: web 1.1.0, not held.
+        assert.equal((await runner.hold({ app: "web", stage: "tst", requester: "alice" }, false)).state, "done");
+        assert.equal((await promote("web", "1.1.0", "tst")).state, "done");
+    });
+
     it("one ops repo commit of a stage: message, files and patch of that stage only; other stages' commits are not found", async function () {
         const h = await runner.history("prod");
         const entry = h.find((e) => e.change?.kind === "promote" && e.change.version === "1.1.0")!;

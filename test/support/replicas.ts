@@ -78,7 +78,7 @@ export interface ReplicaSet {
     rows(): Promise<{ id: string; verb: string; stack: string; state: string; owner: string | null; attempts: number; error: string | null }[]>;
     /** For each Request-Id trailer in the ops repo's history, how many commits carry it. */
     commitsByRequest(): Map<string, number>;
-    /** A stack's update history, as the Pulumi CLI reads it from the shared backend. */
+    /** A stack's whole update history, as the Pulumi CLI reads it from the shared backend (it shows 10 entries without a page size). */
     history(stack: string): { version: number; kind: string; result: string; startTime: string; endTime?: string; environment?: Record<string, string> }[];
     /** Which replicas logged "request started" for a request. */
     startedOn(id: string): string[];
@@ -258,7 +258,7 @@ export async function startReplicaSet(opts: ReplicaSetOptions): Promise<ReplicaS
             },
             history(stack) {
                 const e = boot.environment;
-                return JSON.parse(execFileSync(toolchain.pulumi, ["stack", "history", "--json", "--stack", stack], { cwd: e.workDir, env: { ...bootEnv, ...e.envVars }, encoding: "utf8" }));
+                return JSON.parse(execFileSync(toolchain.pulumi, ["stack", "history", "--json", "--stack", stack, "--page-size", "100000"], { cwd: e.workDir, env: { ...bootEnv, ...e.envVars }, encoding: "utf8" }));
             },
             startedOn(id) {
                 return Object.values(replicas).filter((r) => r.lines.some((l) => l.msg === "request started" && l.requestId === id)).map((r) => r.name);

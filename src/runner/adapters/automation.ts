@@ -38,6 +38,9 @@ import type { RunnerEnvironment } from "./environment";
 
 const NS = "gitops-stages";
 
+/** Entries per `pulumi stack history` call when reading a stack's whole history. */
+const HISTORY_PAGE = 500;
+
 /** Options of {@link AutomationEngine}. */
 export interface AutomationOptions {
     /** How long to wait for a stack locked by another update before giving up. */
@@ -466,7 +469,15 @@ export class AutomationEngine implements EnginePort {
     async history(name: string): Promise<HistoryEntry[]> {
         const stack = await this.stack(name, false);
         if (!stack) throw new RunnerError("not-found", `stack ${name} does not exist`);
-        const entries = await stack.history();
+        // `pulumi stack history` shows 10 entries unless given a page size: page through all of
+        // them (the audit trail is every update; a rollback looks past holds and refreshes). Secret
+        // config stays encrypted: the entries keep only plain config.
+        const entries: UpdateSummary[] = [];
+        for (let page = 1; ; page++) {
+            const got = await stack.history(HISTORY_PAGE, page, false);
+            entries.push(...got);
+            if (got.length < HISTORY_PAGE) break;
+        }
         return entries.map((h) => ({
             version: h.version,
             kind: h.kind,
