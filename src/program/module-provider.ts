@@ -38,10 +38,30 @@ export function compiledModule(module: string): string {
     return file;
 }
 
-/** The `__provider` text the dynamic-provider host evaluates: its `handler()` returns the provider. */
+/**
+ * The `__provider` text the dynamic-provider host evaluates: its `handler()` returns the provider.
+ * The host runs in the program's folder (`main` of Pulumi.yaml, src/program, of the installation
+ * that runs the engine: a runner's workspace links it), so the module is looked for in the `dist`
+ * folder above it first: a state written by a replica installed in another folder still finds
+ * this installation's code. The absolute path of the installation that wrote the text is the
+ * fallback.
+ */
 export function providerText(provider: ProviderModule): string {
     const file = compiledModule(provider.module);
-    return `exports.handler = function () { return require(${JSON.stringify(file)})[${JSON.stringify(provider.factory)}](); };\n`;
+    const relative = path.join("dist", `${provider.module}.js`);
+    return [
+        "exports.handler = function () {",
+        '    const fs = require("fs"), path = require("path");',
+        `    let file = ${JSON.stringify(file)};`,
+        "    for (let dir = process.cwd(); ; dir = path.dirname(dir)) {",
+        `        const here = path.join(dir, ${JSON.stringify(relative)});`,
+        "        if (fs.existsSync(here)) { file = here; break; }",
+        "        if (path.dirname(dir) === dir) break;",
+        "    }",
+        `    return require(file)[${JSON.stringify(provider.factory)}]();`,
+        "};",
+        "",
+    ].join("\n");
 }
 
 /** A dynamic resource (type `pulumi-nodejs:dynamic/<module>:<type>`) served by a {@link ProviderModule}. */

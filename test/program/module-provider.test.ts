@@ -8,6 +8,7 @@ import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import Module from "node:module";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 
 import { compiledModule, providerText } from "../../src/program/module-provider";
@@ -38,6 +39,27 @@ describe("dynamic resources served by a module of ours", function () {
             assert.ok(text.includes(JSON.stringify(file)), text);
             const provider = hostProvider(text);
             assert.deepEqual(Object.keys(provider).sort(), [...methods].sort(), `${module}.${factory}`);
+        }
+    });
+
+    it("looks for the module above the host's working folder first, then where it was written from", function () {
+        const text = providerText({ module: "src/git/providers", factory: "gitFiles" });
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "module-provider-"));
+        const cwd = process.cwd();
+        try {
+            // Another installation's folder, as a replica installed elsewhere runs the host in.
+            fs.mkdirSync(path.join(dir, "dist", "src", "git"), { recursive: true });
+            fs.writeFileSync(path.join(dir, "dist", "src", "git", "providers.js"), "exports.gitFiles = () => ({ from: __filename });\n");
+            // The host runs in the program's folder, below the installation's root.
+            fs.mkdirSync(path.join(dir, "src", "program"), { recursive: true });
+            process.chdir(path.join(dir, "src", "program"));
+            assert.deepEqual(hostProvider(text), { from: fs.realpathSync(path.join(dir, "dist", "src", "git", "providers.js")) });
+            // A folder without it: the writer's installation.
+            process.chdir(os.tmpdir());
+            assert.ok(typeof hostProvider(text).create === "function");
+        } finally {
+            process.chdir(cwd);
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     });
 
