@@ -18,8 +18,9 @@ import * as path from "node:path";
 /**
  * Deferred requests, with what the stand-in answers for `__esModule` (read at import time by
  * TypeScript's `__importStar` and `__importDefault` helpers, so it must not load the module):
- * true makes `__importStar` hand back the stand-in itself, whose properties are the module's;
- * undefined makes `__importDefault` wrap it as `{ default: standIn }`, calling the module.
+ * true makes `__importStar` hand back the stand-in itself (arborist), whose properties are the
+ * module's; undefined makes `__importDefault` wrap it as `{ default: standIn }`, calling the module
+ * (normalize-package-data). The TypeScript shim is required plainly, without a helper.
  */
 const DEFERRED: ReadonlyMap<string, true | undefined> = new Map([
     ["../../typescript-shim", undefined],
@@ -42,15 +43,22 @@ export function lazyClosureInstalled(): boolean {
 
 if (!lazyClosureInstalled()) {
     const load = loader._load;
+    // One stand-in per request; once its module is loaded, later requires (the serializer also
+    // requires the TypeScript shim inside functions) get the module itself.
+    const standIns = new Map<string, { proxy: object; real?: object }>();
     loader._load = function (request, parent, isMain) {
         if (!DEFERRED.has(request) || !parent?.filename?.includes(CLOSURE_DIR)) return load.call(this, request, parent, isMain);
-        let real: object | undefined;
-        const module = (): object => (real ??= load.call(this, request, parent, isMain) as object);
+        // Per folder: two copies of @pulumi/pulumi each get their own modules.
+        const key = `${path.dirname(parent.filename)}\0${request}`;
+        const known = standIns.get(key);
+        if (known) return known.real ?? known.proxy;
+        const entry: { proxy: object; real?: object } = { proxy: {} };
+        const module = (): object => (entry.real ??= load.call(this, request, parent, isMain) as object);
         const esModule = DEFERRED.get(request);
         // A function target, so that a module that is a function (normalize-package-data) can be
         // called through the stand-in; an arrow function, because a `prototype` the module lacks
         // would break the proxy's invariants.
-        return new Proxy(() => undefined, {
+        entry.proxy = new Proxy(() => undefined, {
             get: (_t, key) => (key === "__esModule" ? esModule : Reflect.get(module(), key)),
             has: (_t, key) => Reflect.has(module(), key),
             apply: (_t, self, args) => Reflect.apply(module() as (...a: unknown[]) => unknown, self, args),
@@ -61,6 +69,8 @@ if (!lazyClosureInstalled()) {
                 return d && { ...d, configurable: true };
             },
         });
+        standIns.set(key, entry);
+        return entry.proxy;
     };
     loader.__gitopsStagesLazyClosure = true;
 }

@@ -52,7 +52,7 @@ export function gitFiles(): pulumi.dynamic.ResourceProvider {
             return { id: `${inputs.branch}:${(inputs.scope ?? []).join(",") || "/"}`, outs };
         },
         async diff(_id: string, olds: State, news: State) {
-                const replaces = ["remote", "branch", "mode"].filter((k) => JSON.stringify(olds[k as keyof State]) !== JSON.stringify(news[k as keyof State]));
+            const replaces = ["remote", "branch", "mode"].filter((k) => JSON.stringify(olds[k as keyof State]) !== JSON.stringify(news[k as keyof State]));
             const intended = e.filesDigest(news.files);
             const changed =
                 replaces.length > 0 ||
@@ -70,12 +70,12 @@ export function gitFiles(): pulumi.dynamic.ResourceProvider {
             return { outs: await write(news) };
         },
         async read(id: string, props: State) {
-                const seen = await e.observedDigest(props.remote, props.branch, props.mode, props.files, props.scope ?? [], props.keep ?? []);
+            const seen = await e.observedDigest(props.remote, props.branch, props.mode, props.files, props.scope ?? [], props.keep ?? []);
             return { id, props: { ...props, observed: seen.digest, drifted: seen.differing } };
         },
         async delete(_id: string, props: State) {
             if (props.mode !== "own") return;
-                await e.commitFiles({
+            await e.commitFiles({
                 remote: props.remote,
                 branch: props.branch,
                 message: `Remove files managed by gitops-stages (${(props.scope ?? []).join(", ")})`,

@@ -455,7 +455,9 @@ export function engineEnv(toolchain: Toolchain, base: NodeJS.ProcessEnv, setting
     // the Automation API starts the CLI with this process's own environment under these settings.
     env.PULUMI_SKIP_CONFIRMATIONS = "false";
     const hook = lazyClosureHook();
-    if (hook) env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${JSON.stringify(hook)}`].filter(Boolean).join(" ");
+    const option = hook && `--require ${JSON.stringify(hook)}`;
+    // Once: an engine environment built from another one's keeps its option as it is.
+    if (option && !(base.NODE_OPTIONS ?? "").includes(option)) env.NODE_OPTIONS = [base.NODE_OPTIONS, option].filter(Boolean).join(" ");
     return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }
 

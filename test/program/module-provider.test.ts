@@ -82,16 +82,26 @@ describe("dynamic resources served by a module of ours", function () {
         assert.equal(out.text, true);
     });
 
-    it("starts the engine's Node.js processes with the deferral, after the caller's own NODE_OPTIONS", function () {
-        const toolchain = { binDir: "/nonexistent/bin" } as Parameters<typeof engineEnv>[0];
-        const env = engineEnv(toolchain, { PATH: "/usr/bin", NODE_OPTIONS: "--max-old-space-size=512" }, {});
-        const hook = path.join(built, "src/lazy-closure.js");
-        assert.equal(env.NODE_OPTIONS, `--max-old-space-size=512 --require ${JSON.stringify(hook)}`);
-        // The host's Node.js parses it: a process started with it has the deferral installed.
-        const installed = execFileSync(process.execPath, ["-e", `process.stdout.write(String(require(${JSON.stringify(hook)}).lazyClosureInstalled()))`], {
-            env: { ...process.env, NODE_OPTIONS: `--require ${JSON.stringify(hook)}` },
-            encoding: "utf8",
-        });
-        assert.equal(installed, "true");
+    it("starts the engine's Node.js processes with the deferral, once, after the caller's own NODE_OPTIONS", function () {
+        // A hook in a folder whose name has a space and a quote, as an installation's may.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lazy closure's "));
+        try {
+            const hook = path.join(dir, "lazy-closure.js");
+            fs.copyFileSync(path.join(built, "src/lazy-closure.js"), hook);
+            const toolchain = { binDir: "/nonexistent/bin" } as Parameters<typeof engineEnv>[0];
+            const env = engineEnv(toolchain, { PATH: "/usr/bin", NODE_OPTIONS: "--max-old-space-size=512" }, {});
+            const ours = `--require ${JSON.stringify(path.join(built, "src/lazy-closure.js"))}`;
+            assert.equal(env.NODE_OPTIONS, `--max-old-space-size=512 ${ours}`);
+            assert.equal(engineEnv(toolchain, env, {}).NODE_OPTIONS, env.NODE_OPTIONS, "an environment made from one already holding it");
+            // Node parses the option: a process started with it has the deferral installed before its
+            // own code runs (which does not load the hook itself).
+            const installed = execFileSync(process.execPath, ["-e", 'process.stdout.write(String(require("module").__gitopsStagesLazyClosure))'], {
+                env: { ...process.env, NODE_OPTIONS: `--require ${JSON.stringify(hook)}` },
+                encoding: "utf8",
+            });
+            assert.equal(installed, "true");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });

@@ -472,11 +472,18 @@ export class AutomationEngine implements EnginePort {
         // `pulumi stack history` shows 10 entries unless given a page size: page through all of
         // them (the audit trail is every update; a rollback looks past holds and refreshes). Secret
         // config stays encrypted: the entries keep only plain config.
+        // An update that lands between two pages shifts the list by one: an entry seen on both
+        // pages is kept once; a page with nothing new ends the reading.
         const entries: UpdateSummary[] = [];
+        const seen = new Set<string>();
         for (let page = 1; ; page++) {
             const got = await stack.history(HISTORY_PAGE, page, false);
-            entries.push(...got);
-            if (got.length < HISTORY_PAGE) break;
+            const fresh = got.filter((h) => {
+                const key = JSON.stringify(h);
+                return !seen.has(key) && seen.add(key);
+            });
+            entries.push(...fresh);
+            if (got.length < HISTORY_PAGE || fresh.length === 0) break;
         }
         return entries.map((h) => ({
             version: h.version,
