@@ -43,6 +43,11 @@ export interface Toolchain {
     readonly pulumi: string;
     /** The set that was resolved. */
     readonly set: ToolchainSet;
+    /**
+     * The version the CLI reports (`pulumi version`, without the "v"): the pin for a CLI from the
+     * cache (built with it stamped in), what an installed CLI answered when it was checked.
+     */
+    readonly cliVersion: string;
 }
 
 /** Options for {@link ensureToolchain}. */
@@ -120,9 +125,10 @@ export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain
     const set = options.set ?? "engine";
     const wanted = components(pins, { withGithub: options.withGithub ?? false, set });
 
-    const existing = options.ignorePath ? undefined : await findInstalledCli(env, pins.pulumi);
+    const installed = options.ignorePath ? undefined : await findInstalledCli(env, pins.pulumi);
+    const existing = installed?.path;
     const installedPlugins = existing ? await installedPluginVersions(existing, env) : new Map<string, string>();
-    const go = await findGo(env);
+    const go = await findGo(env, cacheDir);
 
     const resolved: Resolved[] = [];
     for (const component of wanted) {
@@ -139,17 +145,18 @@ export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain
 
     const root = linkRoot(cacheDir, resolved);
     const binDir = path.join(root, "bin");
-    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi"), set };
+    const cliFromInstall = resolved.some((r) => r.component.role === "cli" && r.origin === "PATH");
+    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi"), set, cliVersion: cliFromInstall && installed ? installed.version : pins.pulumi };
 }
 
-async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Promise<string | undefined> {
+async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Promise<{ path: string; version: string } | undefined> {
     const candidate = env.PULUMI_CLI ? path.resolve(env.PULUMI_CLI) : which("pulumi", env.PATH);
     if (!candidate) return undefined;
     // Our own cache's CLI may be on PATH (e.g. inside `npm test`); it is handled as the cache.
     if (candidate.startsWith(defaultCacheDir(env) + path.sep)) return undefined;
     try {
         const r = await run(candidate, ["version"], { env: { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
-        if (r.code === 0 && versionAtLeast(r.stdout, wantVersion)) return candidate;
+        if (r.code === 0 && versionAtLeast(r.stdout, wantVersion)) return { path: candidate, version: r.stdout.trim().replace(/^v/, "") };
         if (env.PULUMI_CLI) {
             throw new ToolchainError(
                 `PULUMI_CLI=${candidate} reports version ${r.stdout.trim() || "(none)"}; gitops-stages needs ${wantVersion} or later`,
@@ -196,11 +203,36 @@ interface GoInfo {
     readonly version: string;
 }
 
-async function findGo(env: NodeJS.ProcessEnv): Promise<GoInfo | undefined> {
+/**
+ * The Go toolchain on PATH and its version. The version is part of every built component's cache
+ * key, so every command needs it; `go env GOVERSION` costs a process start (tens of milliseconds,
+ * on every `stages` call), so its answer is kept in the cache folder for the `go` executable of
+ * that path, size and modification time (an upgrade of Go replaces the file).
+ */
+async function findGo(env: NodeJS.ProcessEnv, cacheDir: string): Promise<GoInfo | undefined> {
     const bin = which("go", env.PATH);
     if (!bin) return undefined;
+    const st = fs.statSync(bin);
+    const key = JSON.stringify({ bin, size: st.size, mtimeMs: st.mtimeMs, goroot: env.GOROOT ?? "", gotoolchain: env.GOTOOLCHAIN ?? "" });
+    const memo = path.join(cacheDir, "go-version.json");
+    try {
+        const known = JSON.parse(fs.readFileSync(memo, "utf8")) as { key?: string; version?: string };
+        if (known.key === key && typeof known.version === "string" && known.version) return { bin, version: known.version };
+    } catch {
+        // absent or unreadable: ask go
+    }
     const r = await run(bin, ["env", "GOVERSION"], { env });
-    return r.code === 0 ? { bin, version: r.stdout.trim() } : undefined;
+    if (r.code !== 0) return undefined;
+    const version = r.stdout.trim();
+    try {
+        fs.mkdirSync(cacheDir, { recursive: true });
+        const partial = `${memo}.partial-${process.pid}`;
+        fs.writeFileSync(partial, JSON.stringify({ key, version }));
+        fs.renameSync(partial, memo);
+    } catch {
+        // a read-only cache only costs the next command the same question
+    }
+    return { bin, version };
 }
 
 interface BuildContext {

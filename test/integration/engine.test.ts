@@ -9,11 +9,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import * as pulumi from "@pulumi/pulumi";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 
 import { walk } from "../support/files";
+import { pulumiCommand } from "../../src/runner/adapters/environment";
 import { Engine, createEngine, disposeEngine, repoRoot } from "../support/engine";
 
 /** A dynamic-provider resource: writes a file and reports its digest (runs through the shim). */
@@ -75,6 +76,16 @@ describe("real Pulumi engine (integration)", function () {
 
     after(function () {
         if (engine) disposeEngine(engine);
+    });
+
+    it("the runner's handle on the toolchain's CLI is what the Automation API's PulumiCommand.get makes, without running the CLI", async function () {
+        const made = pulumiCommand(engine.toolchain);
+        const got = await PulumiCommand.get({ root: engine.toolchain.root });
+        assert.ok(made instanceof PulumiCommand);
+        assert.deepEqual(Object.keys(made).sort(), Object.keys(got).sort(), "the fields the constructor sets");
+        assert.equal(made.command, got.command);
+        assert.equal(made.version?.compare(got.version!), 0, `${made.version} is what the CLI reports (${got.version})`);
+        assert.throws(() => pulumiCommand({ ...engine.toolchain, cliVersion: "not-a-version" }), /reports version "not-a-version", which is not a version/);
     });
 
     it("preview plans to create every resource and writes nothing", async function () {

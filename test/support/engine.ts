@@ -9,8 +9,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { PulumiCommand } from "@pulumi/pulumi/automation";
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
 
+import { pulumiCommand } from "../../src/runner/adapters/environment";
 import { Toolchain, engineEnv, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
 
 /** Root of this repository (dist/test/support -> repo). */
@@ -58,7 +59,7 @@ export async function createEngine(prefix = "gitops-stages-engine-"): Promise<En
     const base = { ...process.env };
     delete base.PULUMI_ACCESS_TOKEN;
     const env = engineEnv(toolchain, base, { PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: `file://${stateDir}`, PULUMI_CONFIG_PASSPHRASE: passphrase });
-    const command = await PulumiCommand.get({ root: toolchain.root });
+    const command = pulumiCommand(toolchain);
     return {
         dir,
         toolchain,

@@ -5,7 +5,10 @@ import * as path from "node:path";
 
 import { applyPatch } from "../../src/toolchain/resolve";
 
+import { spawnSync } from "node:child_process";
+
 import {
+    DYNAMIC_PROVIDER_SHIM,
     KUBERNETES_PROVIDER_PSEUDO_VERSION,
     components,
     nonLocalReplaces,
@@ -174,5 +177,32 @@ describe("version comparison", function () {
     it("parse `pulumi version` output", function () {
         assert.deepEqual(parseVersion("v3.248.0\n"), [3, 248, 0]);
         assert.equal(parseVersion("unknown"), undefined);
+    });
+
+    it("the dynamic-provider shim runs the program's own host, found up from its folder, else through Node's resolution, else says what is missing", function () {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shim-"));
+        try {
+            const shim = path.join(dir, "pulumi-resource-pulumi-nodejs");
+            fs.writeFileSync(shim, DYNAMIC_PROVIDER_SHIM, { mode: 0o755 });
+            const host = (root: string, says: string) => {
+                const entry = path.join(root, "node_modules", "@pulumi", "pulumi", "cmd", "dynamic-provider");
+                fs.mkdirSync(entry, { recursive: true });
+                fs.writeFileSync(path.join(entry, "index.js"), `process.stdout.write(${JSON.stringify(says)} + " " + process.argv.slice(2).join(" "));\n`);
+            };
+            const run = (cwd: string, env: NodeJS.ProcessEnv = {}) => spawnSync(shim, ["127.0.0.1:1"], { cwd, env: { PATH: process.env.PATH, ...env }, encoding: "utf8" });
+            // The program's folder is below the project that holds node_modules (src/program).
+            host(path.join(dir, "project"), "project's host");
+            fs.mkdirSync(path.join(dir, "project", "src", "program"), { recursive: true });
+            assert.equal(run(path.join(dir, "project", "src", "program")).stdout, "project's host 127.0.0.1:1");
+            // Nothing up from the folder: Node's own resolution (NODE_PATH here).
+            host(path.join(dir, "elsewhere"), "NODE_PATH's host");
+            fs.mkdirSync(path.join(dir, "bare"));
+            assert.equal(run(path.join(dir, "bare"), { NODE_PATH: path.join(dir, "elsewhere", "node_modules") }).stdout, "NODE_PATH's host 127.0.0.1:1");
+            const missing = run(path.join(dir, "bare"));
+            assert.equal(missing.status, 1);
+            assert.match(missing.stderr, /cannot find @pulumi\/pulumi\/cmd\/dynamic-provider: run npm install in the Pulumi project/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { PulumiCommand } from "@pulumi/pulumi/automation";
+import * as semver from "semver";
 
 import { prepareProjectCopy } from "../../project";
 import { RunnerError } from "../errors";
@@ -114,7 +115,7 @@ export async function runnerEnvironment(opts: EnvironmentOptions): Promise<Runne
     // The runner keeps its own Pulumi home, so a Pulumi Cloud login's token travels in the environment.
     if (backend.accessToken && !env.PULUMI_ACCESS_TOKEN) extra.PULUMI_ACCESS_TOKEN = backend.accessToken;
     const envVars = engineEnv(toolchain, env, { ...extra, PULUMI_HOME: pulumiHome, PULUMI_BACKEND_URL: backendUrl });
-    const command = await PulumiCommand.get({ root: toolchain.root });
+    const command = pulumiCommand(toolchain);
     return { projectRoot: opts.projectRoot, dataDir, workDir, pulumiHome, backendUrl, backend, envVars, command, toolchain, ...(opsUrl ? { opsUrl } : {}) };
 }
 
@@ -133,4 +134,17 @@ export function parseOpsUrl(raw: string | undefined): string | undefined {
     // git takes an HTTP password out of the URL (the runner hands it over as a header); ssh has keys.
     if (u.protocol === "ssh:" && u.password) throw new RunnerError("invalid", "GITOPS_STAGES_OPS_URL: an ssh:// URL takes no password (give the key through ssh's own configuration)");
     return raw;
+}
+
+/**
+ * The Automation API's handle on the toolchain's CLI, made without running it. `PulumiCommand.get`
+ * starts `pulumi version` (about a third of a second, on every `stages` call) to learn what the
+ * toolchain already knows: it built the CLI at the pinned version or checked an installed one's.
+ * Its constructor is private, so the handle is made from its prototype with the two fields the
+ * constructor sets; test/integration/engine.test.ts checks it against what `get` returns.
+ */
+export function pulumiCommand(toolchain: Toolchain): PulumiCommand {
+    const version = semver.parse(toolchain.cliVersion);
+    if (!version) throw new Error(`the toolchain's Pulumi CLI reports version ${JSON.stringify(toolchain.cliVersion)}, which is not a version`);
+    return Object.assign(Object.create(PulumiCommand.prototype) as PulumiCommand, { command: path.resolve(toolchain.root, "bin", "pulumi"), version });
 }
