@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import { defaultCacheDir } from "./cache-dir";
 import { run, which } from "./exec";
 import {
     Component,
@@ -13,12 +14,16 @@ import {
     components,
     nonLocalReplaces,
     pseudoVersion,
+    parseVersion,
     versionAtLeast,
     wrapperGoMod,
     type SourcePatch,
     type ToolchainSet,
 } from "./recipes";
 
+
+/** Re-exported: the cache folder is also the toolchain's. */
+export { defaultCacheDir };
 /** Where a resolved component came from. */
 export type Origin = "PATH" | "PULUMI_HOME" | "cache" | "built";
 
@@ -79,12 +84,6 @@ export class ToolchainError extends Error {
     }
 }
 
-/** The per-user cache folder: $GITOPS_STAGES_CACHE, else $XDG_CACHE_HOME/gitops-stages, else ~/.cache/gitops-stages. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-    if (env.GITOPS_STAGES_CACHE) return path.resolve(env.GITOPS_STAGES_CACHE);
-    const base = env.XDG_CACHE_HOME ? path.resolve(env.XDG_CACHE_HOME) : path.join(os.homedir(), ".cache");
-    return path.join(base, "gitops-stages");
-}
 
 /** Reads the versions the installed npm SDKs request. */
 export function readPins(projectRoot: string): Pins {
@@ -145,8 +144,8 @@ export async function ensureToolchain(options: EnsureOptions): Promise<Toolchain
 
     const root = linkRoot(cacheDir, resolved);
     const binDir = path.join(root, "bin");
-    const cliFromInstall = resolved.some((r) => r.component.role === "cli" && r.origin === "PATH");
-    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi"), set, cliVersion: cliFromInstall && installed ? installed.version : pins.pulumi };
+    // The CLI comes from PATH exactly when an installed one was accepted.
+    return { root, binDir, components: resolved, pulumi: path.join(binDir, "pulumi"), set, cliVersion: installed?.version ?? pins.pulumi };
 }
 
 async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Promise<{ path: string; version: string } | undefined> {
@@ -156,7 +155,8 @@ async function findInstalledCli(env: NodeJS.ProcessEnv, wantVersion: string): Pr
     if (candidate.startsWith(defaultCacheDir(env) + path.sep)) return undefined;
     try {
         const r = await run(candidate, ["version"], { env: { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
-        if (r.code === 0 && versionAtLeast(r.stdout, wantVersion)) return { path: candidate, version: r.stdout.trim().replace(/^v/, "") };
+        const parsed = parseVersion(r.stdout);
+        if (r.code === 0 && parsed && versionAtLeast(r.stdout, wantVersion)) return { path: candidate, version: parsed.join(".") };
         if (env.PULUMI_CLI) {
             throw new ToolchainError(
                 `PULUMI_CLI=${candidate} reports version ${r.stdout.trim() || "(none)"}; gitops-stages needs ${wantVersion} or later`,
@@ -198,7 +198,8 @@ function fromInstalledCli(c: Component, cli: string, plugins: Map<string, string
     return installed ? { component: c, path: installed, origin: "PULUMI_HOME", seconds: 0 } : undefined;
 }
 
-interface GoInfo {
+/** The Go toolchain on PATH: its executable and the version it reports (`go1.26.8`). */
+export interface GoInfo {
     readonly bin: string;
     readonly version: string;
 }
@@ -206,14 +207,36 @@ interface GoInfo {
 /**
  * The Go toolchain on PATH and its version. The version is part of every built component's cache
  * key, so every command needs it; `go env GOVERSION` costs a process start (tens of milliseconds,
- * on every `stages` call), so its answer is kept in the cache folder for the `go` executable of
- * that path, size and modification time (an upgrade of Go replaces the file).
+ * on every `stages` call), so its answer is kept in the cache folder, keyed by what decides it:
+ * the `go` executable (its real path, size and modification time), GOROOT, GOTOOLCHAIN and the
+ * GOENV file's modification time (`go env -w`). It is asked in the cache folder, so that no go.mod
+ * of the current folder picks another toolchain. A `go` that is a script (a version manager's
+ * shim, the same file whatever Go it runs) is asked every time.
  */
-async function findGo(env: NodeJS.ProcessEnv, cacheDir: string): Promise<GoInfo | undefined> {
+export async function findGo(env: NodeJS.ProcessEnv, cacheDir: string): Promise<GoInfo | undefined> {
     const bin = which("go", env.PATH);
     if (!bin) return undefined;
-    const st = fs.statSync(bin);
-    const key = JSON.stringify({ bin, size: st.size, mtimeMs: st.mtimeMs, goroot: env.GOROOT ?? "", gotoolchain: env.GOTOOLCHAIN ?? "" });
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const ask = async (): Promise<string | undefined> => {
+        const r = await run(bin, ["env", "GOVERSION"], { env, cwd: cacheDir });
+        return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+    };
+    const real = fs.realpathSync(bin);
+    const head = Buffer.alloc(2);
+    const fd = fs.openSync(real, "r");
+    try {
+        fs.readSync(fd, head, 0, 2, 0);
+    } finally {
+        fs.closeSync(fd);
+    }
+    if (head.toString() === "#!") {
+        const version = await ask();
+        return version ? { bin, version } : undefined;
+    }
+    const st = fs.statSync(real);
+    const goenv = env.GOENV ?? path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "go", "env");
+    const goenvTime = fs.existsSync(goenv) ? fs.statSync(goenv).mtimeMs : 0;
+    const key = JSON.stringify({ real, size: st.size, mtimeMs: st.mtimeMs, goroot: env.GOROOT ?? "", gotoolchain: env.GOTOOLCHAIN ?? "", goenv, goenvTime });
     const memo = path.join(cacheDir, "go-version.json");
     try {
         const known = JSON.parse(fs.readFileSync(memo, "utf8")) as { key?: string; version?: string };
@@ -221,16 +244,15 @@ async function findGo(env: NodeJS.ProcessEnv, cacheDir: string): Promise<GoInfo 
     } catch {
         // absent or unreadable: ask go
     }
-    const r = await run(bin, ["env", "GOVERSION"], { env });
-    if (r.code !== 0) return undefined;
-    const version = r.stdout.trim();
+    const version = await ask();
+    if (!version) return undefined;
+    const partial = `${memo}.partial-${process.pid}`;
     try {
-        fs.mkdirSync(cacheDir, { recursive: true });
-        const partial = `${memo}.partial-${process.pid}`;
         fs.writeFileSync(partial, JSON.stringify({ key, version }));
         fs.renameSync(partial, memo);
     } catch {
         // a read-only cache only costs the next command the same question
+        fs.rmSync(partial, { force: true });
     }
     return { bin, version };
 }

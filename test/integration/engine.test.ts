@@ -86,6 +86,9 @@ describe("real Pulumi engine (integration)", function () {
         assert.equal(made.command, got.command);
         assert.equal(made.version?.compare(got.version!), 0, `${made.version} is what the CLI reports (${got.version})`);
         assert.throws(() => pulumiCommand({ ...engine.toolchain, cliVersion: "not-a-version" }), /reports version "not-a-version", which is not a version/);
+        // What get refuses, so must this: a CLI of another major version than the SDK's.
+        assert.throws(() => pulumiCommand({ ...engine.toolchain, cliVersion: "4.0.1" }, {}), /is version 4\.0\.1, a major version other than @pulumi\/pulumi 3\.248\.0's/);
+        assert.equal(pulumiCommand({ ...engine.toolchain, cliVersion: "4.0.1" }, { PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true" }).version?.major, 4);
     });
 
     it("preview plans to create every resource and writes nothing", async function () {

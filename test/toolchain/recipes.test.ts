@@ -180,7 +180,7 @@ describe("version comparison", function () {
     });
 
     it("the dynamic-provider shim runs the program's own host, found up from its folder, else through Node's resolution, else says what is missing", function () {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shim-"));
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shim with space-"));
         try {
             const shim = path.join(dir, "pulumi-resource-pulumi-nodejs");
             fs.writeFileSync(shim, DYNAMIC_PROVIDER_SHIM, { mode: 0o755 });
@@ -190,10 +190,14 @@ describe("version comparison", function () {
                 fs.writeFileSync(path.join(entry, "index.js"), `process.stdout.write(${JSON.stringify(says)} + " " + process.argv.slice(2).join(" "));\n`);
             };
             const run = (cwd: string, env: NodeJS.ProcessEnv = {}) => spawnSync(shim, ["127.0.0.1:1"], { cwd, env: { PATH: process.env.PATH, ...env }, encoding: "utf8" });
-            // The program's folder is below the project that holds node_modules (src/program).
+            // The program's folder is below the project that holds node_modules (src/program); found
+            // by the shell: a `node` that refuses `-e` (Node's resolution) changes nothing.
             host(path.join(dir, "project"), "project's host");
             fs.mkdirSync(path.join(dir, "project", "src", "program"), { recursive: true });
-            assert.equal(run(path.join(dir, "project", "src", "program")).stdout, "project's host 127.0.0.1:1");
+            const noResolve = path.join(dir, "no-resolve");
+            fs.mkdirSync(noResolve);
+            fs.writeFileSync(path.join(noResolve, "node"), `#!/bin/sh\n[ "$1" = -e ] && exit 9\nexec ${JSON.stringify(process.execPath)} "$@"\n`, { mode: 0o755 });
+            assert.equal(run(path.join(dir, "project", "src", "program"), { PATH: `${noResolve}${path.delimiter}${process.env.PATH}` }).stdout, "project's host 127.0.0.1:1");
             // Nothing up from the folder: Node's own resolution (NODE_PATH here).
             host(path.join(dir, "elsewhere"), "NODE_PATH's host");
             fs.mkdirSync(path.join(dir, "bare"));

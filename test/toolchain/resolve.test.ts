@@ -3,13 +3,14 @@
  * where the case is about a CLI we cannot have (one too old).
  */
 import * as assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 
-import { ToolchainError, engineEnv, ensureToolchain, registerPlugins } from "../../src/toolchain/resolve";
+import { which } from "../../src/toolchain/exec";
+import { ToolchainError, engineEnv, ensureToolchain, findGo, registerPlugins } from "../../src/toolchain/resolve";
 import { repoRoot, testToolchain } from "../support/engine";
 
 const execFileAsync = promisify(execFile);
@@ -89,6 +90,42 @@ describe("toolchain resolver", function () {
             assert.equal(origin.random, "PULUMI_HOME");
             // A bare CLI without its language host beside it: ours comes from the cache.
             assert.equal(origin["language-nodejs"], "cache");
+        });
+    });
+
+    it("knows an installed CLI's version from its answer, not the pin", async function () {
+        await inTempDir("gitops-stages-cli-version-", async (dir) => {
+            const fake = path.join(dir, "pulumi");
+            fs.writeFileSync(fake, '#!/bin/sh\ncase "$1" in version) echo "pulumi v3.251.7";; plugin) echo "[]";; esac\n', { mode: 0o755 });
+            const tc = await ensureToolchain({ projectRoot: repoRoot, env: { ...process.env, PULUMI_CLI: fake }, log: () => undefined });
+            assert.equal(tc.components.find((c) => c.component.role === "cli")?.origin, "PATH");
+            assert.equal(tc.cliVersion, "3.251.7");
+        });
+    });
+
+    it("keeps Go's version per go executable and setting, asked in the cache folder; a go that is a script is asked every time", async function () {
+        const go = which("go", process.env.PATH);
+        assert.ok(go, "this test needs Go on PATH (the toolchain's builds do too)");
+        await inTempDir("gitops-stages-go-version-", async (dir) => {
+            const cache = path.join(dir, "cache");
+            const real = execFileSync(go!, ["env", "GOVERSION"], { encoding: "utf8" }).trim();
+            assert.equal((await findGo(process.env, cache))?.version, real);
+            const memo = path.join(cache, "go-version.json");
+            const kept = JSON.parse(fs.readFileSync(memo, "utf8")) as { key: string; version: string };
+            assert.equal(kept.version, real);
+            // The next call reads the memo without asking: a planted answer comes back.
+            fs.writeFileSync(memo, JSON.stringify({ ...kept, version: "go0.0-planted" }));
+            assert.equal((await findGo(process.env, cache))?.version, "go0.0-planted");
+            // Another setting is another key: asked again.
+            assert.equal((await findGo({ ...process.env, GOTOOLCHAIN: "local" }, cache))?.version, real);
+            // A version manager's shim: the same file whatever it runs.
+            const bin = path.join(dir, "bin");
+            fs.mkdirSync(bin);
+            fs.writeFileSync(path.join(bin, "go"), "#!/bin/sh\necho go9.9.1\n", { mode: 0o755 });
+            const env = { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH}` };
+            assert.equal((await findGo(env, cache))?.version, "go9.9.1");
+            fs.writeFileSync(path.join(bin, "go"), "#!/bin/sh\necho go9.9.2\n", { mode: 0o755 });
+            assert.equal((await findGo(env, cache))?.version, "go9.9.2");
         });
     });
 

@@ -143,8 +143,17 @@ export function parseOpsUrl(raw: string | undefined): string | undefined {
  * Its constructor is private, so the handle is made from its prototype with the two fields the
  * constructor sets; test/integration/engine.test.ts checks it against what `get` returns.
  */
-export function pulumiCommand(toolchain: Toolchain): PulumiCommand {
+export function pulumiCommand(toolchain: Toolchain, env: NodeJS.ProcessEnv = process.env): PulumiCommand {
     const version = semver.parse(toolchain.cliVersion);
     if (!version) throw new Error(`the toolchain's Pulumi CLI reports version ${JSON.stringify(toolchain.cliVersion)}, which is not a version`);
+    // What `get` checks besides the minimum, which the toolchain's pin already exceeds: the CLI's
+    // major version is the SDK's (an installed CLI is accepted from the pin up).
+    const sdk = semver.parse((JSON.parse(fs.readFileSync(require.resolve("@pulumi/pulumi/package.json"), "utf8")) as { version: string }).version);
+    if (sdk && version.major !== sdk.major && !env.PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK) {
+        throw new Error(
+            `the Pulumi CLI ${toolchain.pulumi} is version ${version}, a major version other than @pulumi/pulumi ${sdk}'s: ` +
+                "install a CLI of the same major version (or set PULUMI_CLI to one), or set PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK to use it anyway",
+        );
+    }
     return Object.assign(Object.create(PulumiCommand.prototype) as PulumiCommand, { command: path.resolve(toolchain.root, "bin", "pulumi"), version });
 }
