@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 import type { PlatformConfig } from "../config/platform";
-import { PushAs, pushTokenDigest } from "../git/engine";
+import { pushTokenDigest } from "../git/engine";
 import { GitFiles, LocalBareRepository } from "../git/resources";
 import { ArgoCd, SealedSecrets } from "./argocd";
 import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
@@ -20,10 +20,12 @@ import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, 
 import { devSkeleton, opsCheckWriterArgs, opsSkeleton } from "./ops/skeleton";
 import { ciClientScript, opsValidateScript } from "./ops/workflows";
 import { userError } from "./errors";
+import { PLATFORM_AUTHOR, opsPushAs } from "./ops/push-as";
+
+/** Re-exported: the platform program's author and push standing live with the ops repo's code. */
+export { PLATFORM_AUTHOR, opsPushAs };
 import { SshKeyPair } from "./ssh-key";
 
-/** Author of commits the platform stack makes. */
-export const PLATFORM_AUTHOR = { name: "gitops-stages", email: "gitops-stages@noreply.invalid" };
 
 /** A capability that the chosen git host does not have, reported instead of silently dropped. */
 export interface NotApplicable {
@@ -31,20 +33,6 @@ export interface NotApplicable {
     readonly reason: string;
 }
 
-/**
- * How the runner pushes to the protected ops main, from the platform stack's outputs
- * (`opsPushToken` on the local host, `opsChecks` on GitHub, whose status calls use `githubToken`).
- * Undefined for a platform stack that predates the protection: its ops repo has no hook either.
- */
-export function opsPushAs(outputs: { opsPushToken?: unknown; opsChecks?: unknown }, githubToken: string | undefined): PushAs | undefined {
-    if (typeof outputs.opsPushToken === "string" && outputs.opsPushToken) return { token: outputs.opsPushToken };
-    const checks = outputs.opsChecks as { api?: unknown; repository?: unknown } | null | undefined;
-    if (checks && typeof checks.api === "string" && typeof checks.repository === "string") {
-        if (!githubToken) throw userError("GITHUB_TOKEN is required to report the validate check on the GitHub ops repo");
-        return { checks: { api: checks.api, repository: checks.repository, token: githubToken } };
-    }
-    return undefined;
-}
 
 /** What the local git host cannot hold, with the reason. */
 export function localHostNotApplicable(): NotApplicable[] {

@@ -4,7 +4,7 @@
  * running requests per stack makes a second claim of a busy stack fail in the database itself,
  * whatever the replicas do.
  */
-import { Pool, PoolClient } from "pg";
+import type { Pool, PoolClient } from "pg";
 
 import type { Approval } from "../runner/core";
 import { approvalOf, endedError, requeueable, schema, toRecord } from "./sqlite-store";
@@ -22,6 +22,8 @@ export class PostgresStore implements RequestStore {
         // A link to the database that goes dead (a partition, a lost host) answers nothing, not
         // even an error: connecting and every query give up instead of hanging, so the replica
         // notices, stops claiming and reports not ready (server.ts `checkHealth`).
+        // Loaded here: a CLI or service on SQLite never needs the driver.
+        const { Pool } = await import("pg");
         const pool = new Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 10_000, query_timeout: 20_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
         // An idle connection the server closes (restart, failover) must not crash the service:
         // the pool replaces it on the next query, which reports any lasting failure.

@@ -11,6 +11,10 @@ import type { PlatformConfig } from "../../config/platform";
 import { GitFiles } from "../../git/resources";
 import { opsCheckWriterArgs } from "../ops/skeleton";
 import { branchProtection } from "./protection";
+import { githubToken, tokenRemote } from "./token";
+
+/** Re-exported for the platform program and older imports. */
+export { githubToken, tokenRemote };
 
 /** Inputs of {@link GithubPipeline}. */
 export interface GithubPipelineArgs {
@@ -34,18 +38,6 @@ export interface GithubPipelineArgs {
     readonly author: { name: string; email: string };
 }
 
-/** The GitHub token: the GitHub provider's own `github:token` config (secret), else GITHUB_TOKEN. */
-export function githubToken(env: NodeJS.ProcessEnv): pulumi.Output<string> | undefined {
-    return new pulumi.Config("github").getSecret("token") ?? (env.GITHUB_TOKEN ? pulumi.secret(env.GITHUB_TOKEN) : undefined);
-}
-
-/** `https://x-access-token:<token>@host/owner/repo.git`, the form GitHub accepts for token pushes. */
-export function tokenRemote(httpCloneUrl: string, token: string): string {
-    const u = new URL(httpCloneUrl);
-    u.username = "x-access-token";
-    u.password = token;
-    return u.toString();
-}
 
 /**
  * The REST API root for a `gitHost.baseUrl` as the GitHub provider reads it: github.com's API, or

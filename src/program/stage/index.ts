@@ -12,9 +12,9 @@ import { PushAs, listFiles, readFiles } from "../../git/engine";
 import { missingSecrets, parseSecretsFile } from "../../secrets/store";
 import { GitFiles } from "../../git/resources";
 import type { BundleJson } from "../../release/bundle";
-import { githubToken, tokenRemote } from "../github";
+import { githubToken, tokenRemote } from "../github/token";
 import { opsPaths } from "../ops/paths";
-import { PLATFORM_AUTHOR, opsPushAs } from "../platform";
+import { PLATFORM_AUTHOR, opsPushAs } from "../ops/push-as";
 import { userError } from "../errors";
 import { FoundRelease, commitMessage, stageFiles } from "./files";
 

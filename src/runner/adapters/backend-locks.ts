@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { Client } from "pg";
+import type { Client } from "pg";
 
 import { RunnerError } from "../errors";
 import { alive } from "./processes";
@@ -81,6 +81,8 @@ export async function backendLocks(backendUrl: string, stack: string): Promise<B
 async function withClient<T>(pg: { connectionString: string }, queryTimeoutMs: number | undefined, fn: (client: Client) => Promise<T>): Promise<T> {
     let client: Client | undefined;
     try {
+        // Loaded here: only a `postgres://` backend needs the driver.
+        const { Client } = await import("pg");
         client = new Client({ connectionString: pg.connectionString, connectionTimeoutMillis: 10_000, ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}) });
         await client.connect();
         return await fn(client);

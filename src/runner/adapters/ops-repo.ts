@@ -8,9 +8,9 @@ import { CommitDetails, CommitInfo, PushAs, commitDetails, commitFiles, isAncest
 import { findReleases } from "../../program/stage";
 import { parseLedger, stageFiles } from "../../program/stage/files";
 import type { StageReleases } from "../core";
-import { tokenRemote } from "../../program/github";
+import { tokenRemote } from "../../program/github/token";
 import { opsPaths } from "../../program/ops/paths";
-import { PLATFORM_AUTHOR, opsPushAs } from "../../program/platform";
+import { PLATFORM_AUTHOR, opsPushAs } from "../../program/ops/push-as";
 import { publishFromDir } from "../../release/publish";
 import { RunnerError } from "../errors";
 import type { OpsRepoPort } from "../runner";
