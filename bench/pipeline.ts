@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { PushAs, commitFiles, pushEnv } from "../src/git/engine";
-import { PLATFORM_AUTHOR } from "../src/program/platform";
+import { PLATFORM_AUTHOR } from "../src/program/ops/push-as";
 import { buildBundle, bundleRepoFiles, readBundleDir } from "../src/release/bundle";
 import { AutomationEngine } from "../src/runner/adapters/automation";
 import type { Actor } from "../src/runner/core";

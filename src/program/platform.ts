@@ -22,17 +22,16 @@ import { ciClientScript, opsValidateScript } from "./ops/workflows";
 import { userError } from "./errors";
 import { PLATFORM_AUTHOR, opsPushAs } from "./ops/push-as";
 
-/** Re-exported: the platform program's author and push standing live with the ops repo's code. */
-export { PLATFORM_AUTHOR, opsPushAs };
 import { SshKeyPair } from "./ssh-key";
 
+/** Re-exported: the platform program's author and push standing live with the ops repo's code. */
+export { PLATFORM_AUTHOR, opsPushAs };
 
 /** A capability that the chosen git host does not have, reported instead of silently dropped. */
 export interface NotApplicable {
     readonly item: string;
     readonly reason: string;
 }
-
 
 /** What the local git host cannot hold, with the reason. */
 export function localHostNotApplicable(): NotApplicable[] {

@@ -9,8 +9,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { parsePlatformConfig } from "../config/platform";
 import { parseMrConfig, parseStageConfig } from "../config/stage";
 import { DNS_LABEL, ValidationError } from "../config/validate";
-import { mrProgram } from "./mr";
-import { platform } from "./platform";
 import { stageProgram } from "./stage";
 import { userError } from "./errors";
 import { projectDir, rawProjectConfig } from "./read-config";
@@ -31,9 +29,15 @@ async function run(): Promise<Record<string, unknown>> {
     const stack = pulumi.getStack();
     if (stack === "platform" || stack.startsWith("platform-")) {
         const cfg = parsePlatformConfig(rawProjectConfig(), { projectDir: projectDir(), stack });
+        // Loaded for their stacks only: they bring the Kubernetes and GitHub SDKs, which a stage's
+        // update (the runner's most frequent) does not use.
+        const { platform } = await import("./platform");
         return platform(cfg);
     }
-    if (/^mr-\d+$/.test(stack)) return mrProgram(parseMrConfig(rawProjectConfig(), stack, projectDir()));
+    if (/^mr-\d+$/.test(stack)) {
+        const { mrProgram } = await import("./mr");
+        return mrProgram(parseMrConfig(rawProjectConfig(), stack, projectDir()));
+    }
     if (DNS_LABEL.test(stack)) return stageProgram(stack, parseStageConfig(rawProjectConfig()));
     throw userError(`stack "${stack}" has no role: name it "platform", a stage name (a DNS label) or "mr-<number>"`);
 }

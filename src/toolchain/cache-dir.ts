@@ -1,7 +1,7 @@
 /**
  * Where gitops-stages keeps what it builds or learns once per machine and user (the toolchain,
- * the Go version it was built with, V8's compiled code of the CLI). Built-ins only: `bin/stages`
- * loads it before anything else.
+ * the Go version it was built with, V8's compiled code of the CLI on Node 22.8 and later).
+ * Built-ins only: `bin/stages` loads it before anything else when it uses the compile cache.
  */
 import * as os from "node:os";
 import * as path from "node:path";

@@ -223,11 +223,16 @@ export async function findGo(env: NodeJS.ProcessEnv, cacheDir: string): Promise<
     };
     const real = fs.realpathSync(bin);
     const head = Buffer.alloc(2);
-    const fd = fs.openSync(real, "r");
     try {
-        fs.readSync(fd, head, 0, 2, 0);
-    } finally {
-        fs.closeSync(fd);
+        const fd = fs.openSync(real, "r");
+        try {
+            fs.readSync(fd, head, 0, 2, 0);
+        } finally {
+            fs.closeSync(fd);
+        }
+    } catch {
+        // unreadable (execute-only): treated as a script, asked every time
+        head.write("#!");
     }
     if (head.toString() === "#!") {
         const version = await ask();

@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { Client } from "pg";
 
 import { commitFiles } from "../../src/git/engine";
-import { PLATFORM_AUTHOR } from "../../src/program/platform";
+import { PLATFORM_AUTHOR } from "../../src/program/ops/push-as";
 import { buildBundle, bundleRepoFiles, readBundleDir } from "../../src/release/bundle";
 import { AutomationEngine } from "../../src/runner/adapters/automation";
 import { selfContainedEnv } from "../../src/runner/adapters/environment";

@@ -147,6 +147,8 @@ export async function checkBackendReachable(backendUrl: string, from: string): P
         if (backendUrl.startsWith("file://") && !fs.existsSync(backendUrl.slice("file://".length))) throw new Error(`${from}: the state backend's folder ${backendUrl.slice("file://".length)} does not exist`);
         return;
     }
+    // The driver first, outside the reachability check: a broken installation is not a network fault.
+    await import("pg");
     try {
         await withClient(pg, 10_000, (client) => client.query("SELECT 1"));
     } catch (e) {
