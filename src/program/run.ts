@@ -30,12 +30,16 @@ async function run(): Promise<Record<string, unknown>> {
     if (stack === "platform" || stack.startsWith("platform-")) {
         const cfg = parsePlatformConfig(rawProjectConfig(), { projectDir: projectDir(), stack });
         // Loaded for their stacks only: they bring the Kubernetes and GitHub SDKs, which a stage's
-        // update (the runner's most frequent) does not use.
-        const { platform } = await import("./platform");
+        // update (the runner's most frequent) does not use. `require`, not `import()`: run by
+        // `pulumi up` through ts-node, this file keeps a dynamic import native, which resolves no
+        // extensionless TypeScript path.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { platform } = require("./platform") as typeof import("./platform");
         return platform(cfg);
     }
     if (/^mr-\d+$/.test(stack)) {
-        const { mrProgram } = await import("./mr");
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { mrProgram } = require("./mr") as typeof import("./mr");
         return mrProgram(parseMrConfig(rawProjectConfig(), stack, projectDir()));
     }
     if (DNS_LABEL.test(stack)) return stageProgram(stack, parseStageConfig(rawProjectConfig()));
