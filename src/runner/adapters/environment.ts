@@ -138,7 +138,7 @@ export function parseOpsUrl(raw: string | undefined): string | undefined {
 
 /**
  * The Automation API's handle on the toolchain's CLI, made without running it. `PulumiCommand.get`
- * starts `pulumi version` (about a third of a second, on every `stages` call) to learn what the
+ * starts `pulumi version` (a CLI start, 0.1 to 0.3 s, on every `stages` call) to learn what the
  * toolchain already knows: it built the CLI at the pinned version or checked an installed one's.
  * Its constructor is private, so the handle is made from its prototype with the two fields the
  * constructor sets; test/integration/engine.test.ts checks it against what `get` returns.
