@@ -15,17 +15,15 @@ import { pushTokenDigest } from "../git/engine";
 import { GitFiles, LocalBareRepository } from "../git/resources";
 import { ArgoCd, SealedSecrets } from "./argocd";
 import { SEALED_SECRETS_CONTROLLER } from "./argocd/specs";
-import { GithubPipeline, githubToken } from "./github";
+import { GithubPipeline } from "./github";
+import { githubToken } from "./github/token";
 import { ChartRef, chartAvailability, chartUnavailableMessage, clusterProvider, describeChart, isRenderMode } from "./kubernetes";
 import { devSkeleton, opsCheckWriterArgs, opsSkeleton } from "./ops/skeleton";
 import { ciClientScript, opsValidateScript } from "./ops/workflows";
 import { userError } from "./errors";
-import { PLATFORM_AUTHOR, opsPushAs } from "./ops/push-as";
+import { PLATFORM_AUTHOR } from "./ops/push-as";
 
 import { SshKeyPair } from "./ssh-key";
-
-/** Re-exported: the platform program's author and push standing live with the ops repo's code. */
-export { PLATFORM_AUTHOR, opsPushAs };
 
 /** A capability that the chosen git host does not have, reported instead of silently dropped. */
 export interface NotApplicable {

@@ -11,10 +11,7 @@ import type { PlatformConfig } from "../../config/platform";
 import { GitFiles } from "../../git/resources";
 import { opsCheckWriterArgs } from "../ops/skeleton";
 import { branchProtection } from "./protection";
-import { githubToken, tokenRemote } from "./token";
-
-/** Re-exported for the platform program and older imports. */
-export { githubToken, tokenRemote };
+import { tokenRemote } from "./token";
 
 /** Inputs of {@link GithubPipeline}. */
 export interface GithubPipelineArgs {
